@@ -1,0 +1,22 @@
+"""One place that picks where tensors live: CUDA, then Apple's MPS, then CPU."""
+
+from __future__ import annotations
+
+import os
+
+import torch
+
+
+def get_device(prefer: str | None = None) -> torch.device:
+    """Return `cuda` if a GPU is visible, else `mps` on Apple silicon, else `cpu`.
+
+    `prefer` (or the env var CURRICULUM_DEVICE) forces one, e.g. "cpu" to compare numbers.
+    """
+    prefer = prefer or os.environ.get("CURRICULUM_DEVICE")
+    if prefer:
+        return torch.device(prefer)
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
