@@ -56,3 +56,120 @@ class Loaded:
 def describe(loaded: Loaded) -> None:
     tag = "real" if loaded.real else "offline stand-in"
     print(f"[{tag}] {loaded.description}")
+
+
+# ---------------------------------------------------------------------------------------------
+# Text corpus
+# ---------------------------------------------------------------------------------------------
+
+TINY_SHAKESPEARE_URL = "https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt"
+
+
+def offline_corpus() -> str:
+    """~465k characters of English prose that ships with CPython: the `help()` topics."""
+    from pydoc_data.topics import topics
+
+    return "\n\n".join(topics[k] for k in sorted(topics))
+
+
+def load_text_corpus() -> Loaded:
+    """Tiny Shakespeare (~1.1M characters) online; CPython's bundled documentation offline."""
+    if use_real_resources():
+        path = CACHE_DIR / "tinyshakespeare.txt"
+        if not path.exists():
+            import urllib.request
+
+            path.parent.mkdir(parents=True, exist_ok=True)
+            urllib.request.urlretrieve(TINY_SHAKESPEARE_URL, path)
+        text = path.read_text()
+        return Loaded(text, True, f"Tiny Shakespeare, {len(text):,} characters")
+    text = offline_corpus()
+    return Loaded(text, False, f"CPython's help() topics, {len(text):,} characters")
+
+
+# ---------------------------------------------------------------------------------------------
+# Tokenizer
+# ---------------------------------------------------------------------------------------------
+
+OFFLINE_VOCAB_SIZE = 4096
+EOS = "<|endoftext|>"
+
+
+def offline_tokenizer_dir(vocab_size: int = OFFLINE_VOCAB_SIZE) -> Path:
+    """Train (once, ~1 s) a GPT-2-style byte-level BPE on the offline corpus and save it."""
+    path = CACHE_DIR / f"bpe-{vocab_size}"
+    if (path / "tokenizer.json").exists():
+        return path
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import GPT2TokenizerFast
+
+    text = offline_corpus()
+    bpe = Tokenizer(models.BPE())
+    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    bpe.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=[EOS],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    bpe.train_from_iterator((text[i : i + 10_000] for i in range(0, len(text), 10_000)), trainer)
+    tok = GPT2TokenizerFast(tokenizer_object=bpe, bos_token=EOS, eos_token=EOS, unk_token=EOS)
+    tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")
+    tok.save_pretrained(tmp)
+    try:
+        tmp.rename(path)  # atomic: a crash mid-save never leaves a half-written tokenizer behind
+    except OSError:
+        if not (path / "tokenizer.json").exists():
+            raise
+        import shutil
+
+        shutil.rmtree(tmp, ignore_errors=True)  # another process finished first
+    return path
+
+
+def load_tokenizer() -> Loaded:
+    """GPT-2's tokenizer online; a locally trained byte-level BPE (same algorithm, smaller vocab) offline."""
+    from transformers import AutoTokenizer
+
+    if use_real_resources():
+        return Loaded(AutoTokenizer.from_pretrained("gpt2"), True, "GPT-2 tokenizer (50,257 tokens)")
+    tok = AutoTokenizer.from_pretrained(offline_tokenizer_dir())
+    return Loaded(tok, False, f"byte-level BPE trained locally on the offline corpus ({len(tok):,} tokens)")
+
+
+# ---------------------------------------------------------------------------------------------
+# GPT-2
+# ---------------------------------------------------------------------------------------------
+
+
+def offline_gpt2_config(
+    vocab_size: int, n_layer: int = 2, n_embd: int = 128, n_head: int = 4, n_positions: int = 256, eos_token_id: int | None = 0
+):
+    """A small GPT2Config; `eos_token_id` defaults to the offline tokenizer's <|endoftext|> (id 0)."""
+    from transformers import GPT2Config
+
+    return GPT2Config(
+        vocab_size=vocab_size, n_positions=n_positions, n_embd=n_embd, n_layer=n_layer, n_head=n_head,
+        bos_token_id=eos_token_id, eos_token_id=eos_token_id,
+    )
+
+
+def load_gpt2(seed: int = 0) -> Loaded:
+    """GPT-2 small as a TransformerLens `TransformerBridge` online; offline a randomly initialised
+    GPT-2-shaped model (2 layers, d_model 128) on the offline tokenizer, wrapped the same way.
+
+    Either way the bridge's `original_model` is the Hugging Face GPT2LMHeadModel, in eval mode."""
+    import torch
+    from transformer_lens.model_bridge import TransformerBridge
+    from transformers import GPT2LMHeadModel
+
+    if use_real_resources():
+        bridge = TransformerBridge.boot_transformers("gpt2")
+        return Loaded(bridge, True, "GPT-2 small, pretrained (124M parameters)")
+    tok = load_tokenizer().value
+    torch.manual_seed(seed)
+    hf_model = GPT2LMHeadModel(offline_gpt2_config(len(tok), eos_token_id=tok.eos_token_id)).eval()  # eval: no dropout
+    bridge = TransformerBridge.boot_transformers("gpt2", hf_model=hf_model, tokenizer=tok)
+    n = sum(p.numel() for p in hf_model.parameters())
+    return Loaded(bridge, False, f"randomly initialised GPT-2-shaped model, 2 layers, d_model 128 ({n / 1e6:.1f}M parameters)")

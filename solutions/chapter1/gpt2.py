@@ -1,0 +1,480 @@
+"""Section 1.1: GPT-2 from scratch, and sampling from it.
+
+Read top to bottom: it is the order the notebook teaches. Parameter names and shapes follow
+TransformerLens (`W_Q: [n_heads, d_model, d_head]`, `blocks.{l}.attn.hook_pattern`, ...), so the
+weights of a TransformerBridge in compatibility mode load straight in, and what a learner sees
+here carries over to the interpretability sections.
+
+Fenced regions (`# EXERCISE:` ... `# END EXERCISE`) are what the exercise notebook leaves blank.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Literal
+
+import einops
+import torch
+import torch.nn.functional as F
+from jaxtyping import Float, Int
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+from transformer_lens import HookedRootModule
+from transformer_lens.hook_points import HookPoint
+
+
+@dataclass
+class Config:
+    """GPT-2 small by default. `attn_impl="sdpa"` uses the fused kernel (flash attention on GPU)."""
+
+    d_model: int = 768
+    n_layers: int = 12
+    n_heads: int = 12
+    d_head: int = 64
+    d_mlp: int = 3072
+    d_vocab: int = 50257
+    n_ctx: int = 1024
+    layer_norm_eps: float = 1e-5
+    init_range: float = 0.02
+    attn_impl: Literal["manual", "sdpa"] = "manual"
+    tie_embeddings: bool = False  # GPT-2 ties W_U = W_E^T; TransformerLens (and section 1.1) keeps a separate copy
+
+    def __post_init__(self):
+        if self.n_heads * self.d_head != self.d_model:
+            raise ValueError(
+                f"n_heads * d_head must equal d_model, got {self.n_heads} * {self.d_head} != {self.d_model}"
+            )
+        if self.attn_impl not in ("manual", "sdpa"):
+            raise ValueError(f"attn_impl must be 'manual' or 'sdpa', got {self.attn_impl!r}")
+
+
+# ---------------------------------------------------------------------------------------------
+# Building blocks
+# ---------------------------------------------------------------------------------------------
+
+
+class LayerNorm(nn.Module):
+    def __init__(self, cfg: Config):
+        super().__init__()
+        self.cfg = cfg
+        self.w = nn.Parameter(torch.ones(cfg.d_model))
+        self.b = nn.Parameter(torch.zeros(cfg.d_model))
+
+    def forward(self, residual: Float[Tensor, "batch pos d_model"]) -> Float[Tensor, "batch pos d_model"]:
+        # EXERCISE: centre over d_model, divide by sqrt(biased variance + eps), then scale by w and shift by b
+        residual = residual - residual.mean(dim=-1, keepdim=True)
+        # GPT-2 uses the biased (population) variance, as torch.nn.LayerNorm does
+        scale = (residual.pow(2).mean(dim=-1, keepdim=True) + self.cfg.layer_norm_eps).sqrt()
+        return residual / scale * self.w + self.b
+        # END EXERCISE
+
+
+class Embed(nn.Module):
+    def __init__(self, cfg: Config):
+        super().__init__()
+        self.W_E = nn.Parameter(torch.empty(cfg.d_vocab, cfg.d_model))
+        nn.init.normal_(self.W_E, std=cfg.init_range)
+
+    def forward(self, tokens: Int[Tensor, "batch pos"]) -> Float[Tensor, "batch pos d_model"]:
+        # EXERCISE: look up each token's row of W_E
+        return self.W_E[tokens]
+        # END EXERCISE
+
+
+class PosEmbed(nn.Module):
+    def __init__(self, cfg: Config):
+        super().__init__()
+        self.W_pos = nn.Parameter(torch.empty(cfg.n_ctx, cfg.d_model))
+        nn.init.normal_(self.W_pos, std=cfg.init_range)
+
+    def forward(self, tokens: Int[Tensor, "batch pos"], offset: int = 0) -> Float[Tensor, "batch pos d_model"]:
+        """`offset` is the position of the first token: non-zero when earlier tokens sit in a KV cache."""
+        # EXERCISE: rows offset .. offset+pos of W_pos, repeated over the batch
+        batch, seq_len = tokens.shape
+        return einops.repeat(self.W_pos[offset : offset + seq_len], "pos d_model -> batch pos d_model", batch=batch)
+        # END EXERCISE
+
+
+def apply_causal_mask(
+    attn_scores: Float[Tensor, "batch n_heads query_pos key_pos"],
+) -> Float[Tensor, "batch n_heads query_pos key_pos"]:
+    """Set scores where the key comes after the query to -inf.
+
+    The queries are the *last* query_pos positions of the key_pos positions (with a KV cache,
+    earlier keys come from the cache), so query i sits at absolute position key_pos - query_pos + i.
+    """
+    # EXERCISE: mask (to -inf) every key j > query i's absolute position; mind the offset when query_pos < key_pos
+    n_q, n_k = attn_scores.shape[-2:]
+    q_pos = torch.arange(n_k - n_q, n_k, device=attn_scores.device)[:, None]
+    k_pos = torch.arange(n_k, device=attn_scores.device)[None, :]
+    return attn_scores.masked_fill(k_pos > q_pos, float("-inf"))
+    # END EXERCISE
+
+
+class Attention(nn.Module):
+    def __init__(self, cfg: Config):
+        super().__init__()
+        self.cfg = cfg
+        self.W_Q = nn.Parameter(torch.empty(cfg.n_heads, cfg.d_model, cfg.d_head))
+        self.W_K = nn.Parameter(torch.empty(cfg.n_heads, cfg.d_model, cfg.d_head))
+        self.W_V = nn.Parameter(torch.empty(cfg.n_heads, cfg.d_model, cfg.d_head))
+        self.W_O = nn.Parameter(torch.empty(cfg.n_heads, cfg.d_head, cfg.d_model))
+        self.b_Q = nn.Parameter(torch.zeros(cfg.n_heads, cfg.d_head))
+        self.b_K = nn.Parameter(torch.zeros(cfg.n_heads, cfg.d_head))
+        self.b_V = nn.Parameter(torch.zeros(cfg.n_heads, cfg.d_head))
+        self.b_O = nn.Parameter(torch.zeros(cfg.d_model))
+        for w in (self.W_Q, self.W_K, self.W_V, self.W_O):
+            nn.init.normal_(w, std=cfg.init_range)
+        self.hook_pattern = HookPoint()  # [batch, n_heads, query_pos, key_pos]
+
+    def forward(
+        self,
+        normalized_resid_pre: Float[Tensor, "batch pos d_model"],
+        kv_cache: LayerKVCache | None = None,
+    ) -> Float[Tensor, "batch pos d_model"]:
+        # EXERCISE: compute q, k, v of shape [batch, n_heads, pos, d_head] (einops.einsum with W_Q/W_K/W_V, plus biases)
+        x = normalized_resid_pre
+        q = einops.einsum(x, self.W_Q, "b p d, h d e -> b h p e") + self.b_Q[:, None]
+        k = einops.einsum(x, self.W_K, "b p d, h d e -> b h p e") + self.b_K[:, None]
+        v = einops.einsum(x, self.W_V, "b p d, h d e -> b h p e") + self.b_V[:, None]
+        # END EXERCISE
+        if kv_cache is not None:
+            # with a cache, k and v become the keys/values of every position so far
+            k, v = kv_cache.update(k, v)
+        # EXERCISE: scaled scores, causal mask, softmax over keys (through self.hook_pattern), weighted sum of v, W_O and b_O
+        if self.cfg.attn_impl == "sdpa":
+            # the fused kernel (flash attention on GPU). Its is_causal mask is aligned top-left, which is
+            # only right when there are as many queries as keys; with a cache, pass the offset mask.
+            n_q, n_k = q.shape[-2], k.shape[-2]
+            if n_q == n_k:
+                z = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+            else:
+                allowed = torch.ones(n_q, n_k, dtype=torch.bool, device=q.device).tril(diagonal=n_k - n_q)
+                z = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed)
+        else:
+            attn_scores = einops.einsum(q, k, "b h q e, b h k e -> b h q k") / math.sqrt(self.cfg.d_head)
+            pattern = self.hook_pattern(apply_causal_mask(attn_scores).softmax(dim=-1))
+            z = einops.einsum(pattern, v, "b h q k, b h k e -> b h q e")
+        return einops.einsum(z, self.W_O, "b h q e, h e d -> b q d") + self.b_O
+        # END EXERCISE
+
+
+class MLP(nn.Module):
+    def __init__(self, cfg: Config):
+        super().__init__()
+        self.W_in = nn.Parameter(torch.empty(cfg.d_model, cfg.d_mlp))
+        self.W_out = nn.Parameter(torch.empty(cfg.d_mlp, cfg.d_model))
+        self.b_in = nn.Parameter(torch.zeros(cfg.d_mlp))
+        self.b_out = nn.Parameter(torch.zeros(cfg.d_model))
+        nn.init.normal_(self.W_in, std=cfg.init_range)
+        nn.init.normal_(self.W_out, std=cfg.init_range)
+
+    def forward(self, normalized_resid_mid: Float[Tensor, "batch pos d_model"]) -> Float[Tensor, "batch pos d_model"]:
+        # EXERCISE: linear in, GELU (GPT-2 uses the tanh approximation: approximate="tanh"), linear out
+        pre = einops.einsum(normalized_resid_mid, self.W_in, "b p d, d m -> b p m") + self.b_in
+        post = F.gelu(pre, approximate="tanh")
+        return einops.einsum(post, self.W_out, "b p m, m d -> b p d") + self.b_out
+        # END EXERCISE
+
+
+class TransformerBlock(nn.Module):
+    def __init__(self, cfg: Config):
+        super().__init__()
+        self.ln1 = LayerNorm(cfg)
+        self.attn = Attention(cfg)
+        self.ln2 = LayerNorm(cfg)
+        self.mlp = MLP(cfg)
+        self.hook_resid_pre = HookPoint()
+        self.hook_resid_mid = HookPoint()
+        self.hook_resid_post = HookPoint()
+
+    def forward(
+        self, resid_pre: Float[Tensor, "batch pos d_model"], kv_cache: LayerKVCache | None = None
+    ) -> Float[Tensor, "batch pos d_model"]:
+        # EXERCISE: pre-norm residual block: resid_mid = resid_pre + attn(ln1(.)), resid_post = resid_mid + mlp(ln2(.)); pass kv_cache to attn and route through the hooks
+        resid_pre = self.hook_resid_pre(resid_pre)
+        resid_mid = self.hook_resid_mid(resid_pre + self.attn(self.ln1(resid_pre), kv_cache))
+        return self.hook_resid_post(resid_mid + self.mlp(self.ln2(resid_mid)))
+        # END EXERCISE
+
+
+class Unembed(nn.Module):
+    def __init__(self, cfg: Config):
+        super().__init__()
+        self.W_U = nn.Parameter(torch.empty(cfg.d_model, cfg.d_vocab))
+        nn.init.normal_(self.W_U, std=cfg.init_range)
+        self.b_U = nn.Parameter(torch.zeros(cfg.d_vocab), requires_grad=False)
+
+    def forward(self, normalized_resid_final: Float[Tensor, "batch pos d_model"]) -> Float[Tensor, "batch pos d_vocab"]:
+        # EXERCISE: project the residual stream onto the vocabulary with W_U, plus b_U
+        return einops.einsum(normalized_resid_final, self.W_U, "b p d, d v -> b p v") + self.b_U
+        # END EXERCISE
+
+
+class GPT2(HookedRootModule):
+    """A HookedRootModule, so `model.run_with_cache(tokens)` works as on a TransformerLens model."""
+
+    def __init__(self, cfg: Config):
+        super().__init__()
+        self.cfg = cfg
+        self.embed = Embed(cfg)
+        self.pos_embed = PosEmbed(cfg)
+        self.blocks = nn.ModuleList([TransformerBlock(cfg) for _ in range(cfg.n_layers)])
+        self.ln_final = LayerNorm(cfg)
+        # tied: logits read W_E^T (nanoGPT/HF GPT-2); untied: a separate W_U (TransformerLens)
+        self.unembed = None if cfg.tie_embeddings else Unembed(cfg)
+        self.setup()
+
+    def forward(
+        self, tokens: Int[Tensor, "batch pos"], kv_cache: KVCache | None = None
+    ) -> Float[Tensor, "batch pos d_vocab"]:
+        if tokens.ndim != 2:
+            raise ValueError(f"tokens should be [batch, pos], got shape {tuple(tokens.shape)}: add a batch axis with tokens[None]")
+        offset = kv_cache.length if kv_cache is not None else 0
+        if offset + tokens.shape[1] > self.cfg.n_ctx:
+            raise ValueError(f"{offset + tokens.shape[1]} positions exceed the context length n_ctx={self.cfg.n_ctx}")
+        # EXERCISE: embed + pos_embed (with offset), the blocks (each with its kv_cache[layer] if a cache is given), ln_final, unembed
+        residual = self.embed(tokens) + self.pos_embed(tokens, offset)
+        for layer, block in enumerate(self.blocks):
+            residual = block(residual, kv_cache[layer] if kv_cache is not None else None)
+        residual = self.ln_final(residual)
+        if self.unembed is None:
+            return einops.einsum(residual, self.embed.W_E, "b p d, v d -> b p v")
+        return self.unembed(residual)
+        # END EXERCISE
+
+
+def load_gpt2_weights(model: GPT2, tl_params: dict[str, Tensor]) -> GPT2:
+    """Copy TransformerLens-named weights (`bridge.tl_parameters()` in compatibility mode with
+    `no_processing=True`, or a HookedTransformer-style state dict) into our model."""
+    # EXERCISE: our parameter names equal TransformerLens's, so load_state_dict can do it; skip keys we don't have (e.g. unembed.* when tied), but fail on a missing key of ours
+    ours = model.state_dict()
+    missing = [k for k in ours if k not in tl_params]
+    if missing:
+        raise KeyError(f"weights for {missing[:3]}... are missing from the TransformerLens parameters")
+    model.load_state_dict({k: tl_params[k] for k in ours})
+    return model
+    # END EXERCISE
+
+
+# ---------------------------------------------------------------------------------------------
+# Training
+# ---------------------------------------------------------------------------------------------
+
+
+def lm_cross_entropy(logits: Float[Tensor, "batch pos d_vocab"], tokens: Int[Tensor, "batch pos"]) -> Float[Tensor, ""]:
+    """Mean next-token loss: position i predicts token i+1, so the last position has no target."""
+    # EXERCISE: log_softmax over the vocabulary; take the log-prob of the *next* token at each position; mean of the negatives
+    log_probs = logits[:, :-1].log_softmax(dim=-1)
+    target_log_probs = log_probs.gather(-1, tokens[:, 1:, None])[..., 0]
+    return -target_log_probs.mean()
+    # END EXERCISE
+
+
+def random_batches(
+    tokens: Int[Tensor, "n_tokens"], batch_size: int, seq_len: int, generator: torch.Generator
+) -> Int[Tensor, "batch seq"]:
+    """A batch of random windows of a long token stream (the nanoGPT way to read a corpus)."""
+    if tokens.numel() <= seq_len:
+        raise ValueError(f"the corpus has {tokens.numel()} tokens, fewer than seq_len={seq_len}+1")
+    starts = torch.randint(0, tokens.numel() - seq_len, (batch_size,), generator=generator)
+    return torch.stack([tokens[s : s + seq_len] for s in starts.tolist()])
+
+
+def train_lm(
+    model: GPT2,
+    train_tokens: Int[Tensor, "n_tokens"],
+    val_tokens: Int[Tensor, "n_tokens"],
+    steps: int,
+    batch_size: int,
+    seq_len: int,
+    lr: float = 1e-3,
+    eval_every: int = 50,
+    seed: int = 0,
+) -> dict[str, list[float]]:
+    """A minimal AdamW training loop (section 1.2 builds the production version)."""
+    device = next(model.parameters()).device
+    gen = torch.Generator().manual_seed(seed)
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
+    history: dict[str, list[float]] = {"train_loss": [], "val_loss": [], "val_step": []}
+    for step in (bar := tqdm(range(steps), desc="training")):
+        model.train()
+        batch = random_batches(train_tokens, batch_size, seq_len, gen).to(device)
+        loss = lm_cross_entropy(model(batch), batch)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        history["train_loss"].append(loss.item())
+        if step % eval_every == 0 or step == steps - 1:
+            model.eval()
+            with torch.no_grad():
+                val = random_batches(val_tokens, batch_size, seq_len, gen).to(device)
+                history["val_loss"].append(lm_cross_entropy(model(val), val).item())
+                history["val_step"].append(step)
+        bar.set_postfix(loss=f"{loss.item():.3f}", val=f"{history['val_loss'][-1]:.3f}")
+    return history
+
+
+# ---------------------------------------------------------------------------------------------
+# Sampling
+# ---------------------------------------------------------------------------------------------
+
+
+def apply_temperature(logits: Float[Tensor, "batch d_vocab"], temperature: float) -> Float[Tensor, "batch d_vocab"]:
+    if temperature <= 0:
+        raise ValueError(f"temperature must be > 0 (use greedy decoding for temperature 0), got {temperature}")
+    # EXERCISE: divide the logits by the temperature
+    return logits / temperature
+    # END EXERCISE
+
+
+def apply_frequency_penalty(
+    input_ids: Int[Tensor, "batch seq"], logits: Float[Tensor, "batch d_vocab"], freq_penalty: float
+) -> Float[Tensor, "batch d_vocab"]:
+    """OpenAI-style: subtract freq_penalty times the number of times each token already appeared."""
+    # EXERCISE: count each token's occurrences per batch row (torch.bincount or scatter_add_ with minlength=d_vocab) and subtract freq_penalty * count
+    counts = torch.zeros_like(logits).scatter_add_(-1, input_ids, torch.ones_like(input_ids, dtype=logits.dtype))
+    return logits - freq_penalty * counts
+    # END EXERCISE
+
+
+def top_k_filter(logits: Float[Tensor, "batch d_vocab"], k: int) -> Float[Tensor, "batch d_vocab"]:
+    """Keep the k largest logits per row; set the rest to -inf."""
+    if k < 1:
+        raise ValueError(f"top-k needs k >= 1, got {k}")
+    # EXERCISE: find the k-th largest logit per row (torch.topk) and mask everything strictly below it to -inf
+    kth = logits.topk(min(k, logits.shape[-1]), dim=-1).values[..., -1:]
+    return logits.masked_fill(logits < kth, float("-inf"))
+    # END EXERCISE
+
+
+def top_p_filter(logits: Float[Tensor, "batch d_vocab"], top_p: float, min_tokens_to_keep: int = 1) -> Float[Tensor, "batch d_vocab"]:
+    """Nucleus filter: keep the smallest set of most likely tokens whose probability sums to >= top_p."""
+    if not 0 < top_p <= 1:
+        raise ValueError(f"top_p must be in (0, 1], got {top_p}")
+    # EXERCISE: sort descending, cumulative probs; remove a token if the mass *before* it already reaches top_p (always keep min_tokens_to_keep); map back to vocabulary order
+    sorted_logits, order = logits.sort(dim=-1, descending=True)
+    cum_probs = sorted_logits.softmax(dim=-1).cumsum(dim=-1)
+    remove = (cum_probs - sorted_logits.softmax(dim=-1)) >= top_p  # mass strictly before this token
+    remove[..., :min_tokens_to_keep] = False
+    return logits.masked_fill(remove.scatter(-1, order, remove), float("-inf"))
+    # END EXERCISE
+
+
+@dataclass
+class SamplingConfig:
+    """temperature=0 means greedy. top_k/top_p of None switch those filters off."""
+
+    temperature: float = 1.0
+    top_k: int | None = None
+    top_p: float | None = None
+    freq_penalty: float = 0.0
+
+
+def sample_next_token(
+    input_ids: Int[Tensor, "batch seq"],
+    logits: Float[Tensor, "batch d_vocab"],
+    cfg: SamplingConfig,
+    generator: torch.Generator | None = None,
+) -> Int[Tensor, "batch"]:
+    """Greedy when temperature is 0; otherwise penalty, temperature, top-k, top-p, then sample."""
+    if cfg.temperature == 0:
+        return logits.argmax(dim=-1)
+    logits = apply_frequency_penalty(input_ids, logits, cfg.freq_penalty) if cfg.freq_penalty else logits
+    logits = apply_temperature(logits, cfg.temperature)
+    if cfg.top_k is not None:
+        logits = top_k_filter(logits, cfg.top_k)
+    if cfg.top_p is not None:
+        logits = top_p_filter(logits, cfg.top_p)
+    return torch.multinomial(logits.softmax(dim=-1), 1, generator=generator)[:, 0]
+
+
+@torch.no_grad()
+def generate(
+    model: GPT2,
+    input_ids: Int[Tensor, "batch seq"],
+    max_new_tokens: int,
+    cfg: SamplingConfig = SamplingConfig(temperature=0.0),
+    use_cache: bool = False,
+    seed: int | None = None,
+    progress: bool = False,
+) -> Int[Tensor, "batch seq_plus_new"]:
+    """Autoregressive sampling. With `use_cache` each step feeds only the newest token."""
+    model.eval()
+    generator = None
+    if seed is not None:
+        generator = torch.Generator(device=input_ids.device).manual_seed(seed)
+    tokens = input_ids
+    cache = KVCache.empty(model.cfg.n_layers) if use_cache else None
+    for _ in tqdm(range(max_new_tokens), desc="generating", disable=not progress):
+        # with a cache, the model only needs the tokens it has not seen yet
+        new = tokens if cache is None or cache.length == 0 else tokens[:, -1:]
+        logits = model(new, kv_cache=cache)[:, -1]
+        next_token = sample_next_token(tokens, logits, cfg, generator)
+        tokens = torch.cat([tokens, next_token[:, None]], dim=1)
+    return tokens
+
+
+@torch.no_grad()
+def beam_search(
+    model: GPT2, input_ids: Int[Tensor, "1 seq"], num_beams: int, max_new_tokens: int
+) -> tuple[Int[Tensor, "num_beams seq_plus_new"], Float[Tensor, "num_beams"]]:
+    """Keep the num_beams continuations of highest total log-probability; return them best first."""
+    if input_ids.shape[0] != 1:
+        raise ValueError(f"beam search takes one prompt, shape [1, seq]; got batch {input_ids.shape[0]}")
+    model.eval()
+    beams, scores = input_ids, torch.zeros(1, device=input_ids.device)
+    for _ in range(max_new_tokens):
+        # EXERCISE: extend every beam by every token (scores + next-token log-probs), keep the top num_beams over the flattened (beam, token) grid
+        log_probs = model(beams)[:, -1].log_softmax(dim=-1)  # [beams, d_vocab]
+        candidates = (scores[:, None] + log_probs).flatten()
+        scores, flat_idx = candidates.topk(num_beams)
+        beam_idx, token = flat_idx // log_probs.shape[-1], flat_idx % log_probs.shape[-1]
+        beams = torch.cat([beams[beam_idx], token[:, None]], dim=1)
+        # END EXERCISE
+    return beams, scores
+
+
+# ---------------------------------------------------------------------------------------------
+# KV cache
+# ---------------------------------------------------------------------------------------------
+
+
+class LayerKVCache:
+    """The keys and values one attention layer has computed so far."""
+
+    def __init__(self):
+        self.k: Float[Tensor, "batch n_heads pos d_head"] | None = None
+        self.v: Float[Tensor, "batch n_heads pos d_head"] | None = None
+
+    @property
+    def length(self) -> int:
+        return 0 if self.k is None else self.k.shape[-2]
+
+    def update(
+        self, k: Float[Tensor, "batch n_heads new d_head"], v: Float[Tensor, "batch n_heads new d_head"]
+    ) -> tuple[Float[Tensor, "batch n_heads pos d_head"], Float[Tensor, "batch n_heads pos d_head"]]:
+        # EXERCISE: append the new keys/values along the position axis (the first call just stores them); return all keys and values so far
+        self.k = k if self.k is None else torch.cat([self.k, k], dim=-2)
+        self.v = v if self.v is None else torch.cat([self.v, v], dim=-2)
+        return self.k, self.v
+        # END EXERCISE
+
+
+class KVCache:
+    """One LayerKVCache per layer; `length` is how many positions the model has already seen."""
+
+    def __init__(self, layers: list[LayerKVCache]):
+        self.layers = layers
+
+    @classmethod
+    def empty(cls, n_layers: int) -> KVCache:
+        return cls([LayerKVCache() for _ in range(n_layers)])
+
+    def __getitem__(self, layer: int) -> LayerKVCache:
+        return self.layers[layer]
+
+    @property
+    def length(self) -> int:
+        return self.layers[0].length
