@@ -245,6 +245,14 @@ class GPT2(HookedRootModule):
         # END EXERCISE
 
 
+def config_from_bridge(bridge_cfg) -> Config:
+    """Our Config for the shape of a TransformerBridge's model (`bridge.cfg`)."""
+    return Config(
+        d_model=bridge_cfg.d_model, n_layers=bridge_cfg.n_layers, n_heads=bridge_cfg.n_heads,
+        d_head=bridge_cfg.d_head, d_mlp=bridge_cfg.d_mlp, d_vocab=bridge_cfg.d_vocab, n_ctx=bridge_cfg.n_ctx,
+    )
+
+
 def load_gpt2_weights(model: GPT2, tl_params: dict[str, Tensor]) -> GPT2:
     """Copy TransformerLens-named weights (`bridge.tl_parameters()` in compatibility mode with
     `no_processing=True`, or a HookedTransformer-style state dict) into our model."""
