@@ -118,10 +118,16 @@ def object_source(module: str, name: str) -> str:
     text = module_file(module).read_text()
     tree = ast.parse(text)
     lines = text.splitlines()
-    for node in tree.body:
+    for i, node in enumerate(tree.body):
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) and node.name == name:
             start = min([node.lineno] + [d.lineno for d in node.decorator_list])
-            return "\n".join(lines[start - 1 : node.end_lineno])
+            # the AST ends at the last statement; a closing `# END EXERCISE` comment comes after it,
+            # so extend to the next top-level statement and trim what is not indented (blank lines, banners)
+            nxt = tree.body[i + 1] if i + 1 < len(tree.body) else None
+            end = (min([nxt.lineno] + [d.lineno for d in getattr(nxt, "decorator_list", [])]) - 1) if nxt else len(lines)
+            while end > node.end_lineno and not lines[end - 1].startswith((" ", "\t")):
+                end -= 1
+            return "\n".join(lines[start - 1 : end])
     raise SourceError(f"{module} has no top-level function or class named {name!r}")
 
 
@@ -153,7 +159,12 @@ def solve(code: str) -> str:
 
 def exercise_code(cell: Cell, solution: bool) -> str:
     transform = solve if solution else stub
-    parts = [transform(object_source(cell.module, n)) for n in cell.names]
+    parts = []
+    for n in cell.names:
+        try:
+            parts.append(transform(object_source(cell.module, n)))
+        except SourceError as e:
+            raise SourceError(f"{cell.module}:{n}: {e}") from None
     own = "\n".join(cell.lines)
     return "\n\n\n".join(parts) + ("\n\n" + own if own else "")
 
