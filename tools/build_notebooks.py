@@ -203,9 +203,10 @@ def build_notebook(cells: list[Cell], solution: bool, name: str) -> dict:
 
 
 def output_paths(source: Path) -> tuple[Path, Path]:
-    rel = source.relative_to(SECTIONS).with_suffix("")
-    exercise = CHAPTERS / rel.with_suffix(".ipynb")
-    return exercise, exercise.with_name(rel.name + "_solutions.ipynb")
+    rel = source.relative_to(SECTIONS)
+    stem = rel.name.removesuffix(".py")  # not Path.stem games: "1.1_x" has a dot of its own
+    folder = CHAPTERS / rel.parent
+    return folder / f"{stem}.ipynb", folder / f"{stem}_solutions.ipynb"
 
 
 def render(source: Path) -> dict[Path, str]:
