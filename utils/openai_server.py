@@ -33,7 +33,7 @@ sent it (the OpenAI JSON: `model`, `messages`, `tools`, `tool_choice`, `response
 
 The responder is called once per choice (`n` > 1 calls it `n` times), possibly from several
 server threads at once, so it must be thread-safe. To script an API error, raise `HTTPError(status,
-message, headers)` from it. Helpers for reading requests: `last_user_message`, `system_message`,
+message, headers)` from it. Helpers for reading requests: `message_text`, `last_user_message`, `system_message`,
 `response_schema`, `tool_names`, `tool_results`. Ready-made responders: `echo`, `Scripted` (a
 fixed sequence), `Rules` (first matching regex wins).
 
@@ -127,7 +127,7 @@ def to_reply(value: ReplyLike) -> Reply:
 # ----------------------------------------------------------------------------------------------
 
 
-def _text(content: Any) -> str:
+def message_text(content: Any) -> str:
     """Message content is a string or a list of parts ({"type": "text", "text": ...})."""
     if content is None:
         return ""
@@ -139,14 +139,14 @@ def _text(content: Any) -> str:
 def last_user_message(request: dict) -> str:
     for m in reversed(request.get("messages", [])):
         if m.get("role") == "user":
-            return _text(m.get("content"))
+            return message_text(m.get("content"))
     return ""
 
 
 def system_message(request: dict) -> str:
     """All system (and developer) messages joined: inspect may send more than one."""
     return "\n".join(
-        _text(m.get("content")) for m in request.get("messages", []) if m.get("role") in ("system", "developer")
+        message_text(m.get("content")) for m in request.get("messages", []) if m.get("role") in ("system", "developer")
     )
 
 
@@ -165,7 +165,7 @@ def tool_names(request: dict) -> list[str]:
 def tool_results(request: dict) -> list[dict]:
     """The `role: "tool"` messages so far, as {"tool_call_id", "content"} dicts."""
     return [
-        {"tool_call_id": m.get("tool_call_id"), "content": _text(m.get("content"))}
+        {"tool_call_id": m.get("tool_call_id"), "content": message_text(m.get("content"))}
         for m in request.get("messages", [])
         if m.get("role") == "tool"
     ]
@@ -212,7 +212,7 @@ class Rules:
 
     def __call__(self, request: dict) -> ReplyLike:
         if self.whole_conversation:
-            text = "\n".join(_text(m.get("content")) for m in request.get("messages", []))
+            text = "\n".join(message_text(m.get("content")) for m in request.get("messages", []))
         else:
             text = last_user_message(request)
         for pattern, reply in self.rules:
@@ -392,7 +392,7 @@ class LoopbackServer:
         return 200, self._completion_body(request, replies), {}
 
     def _completion_body(self, request: dict, replies: list[Reply]) -> dict:
-        prompt = "".join(_text(m.get("content")) for m in request["messages"])
+        prompt = "".join(message_text(m.get("content")) for m in request["messages"])
         choices, completion_tokens = [], 0
         for i, r in enumerate(replies):
             message: dict[str, Any] = {"role": "assistant", "content": r.content, "refusal": None}

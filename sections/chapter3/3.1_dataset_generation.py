@@ -1,0 +1,248 @@
+# %% [markdown]
+# # 3.1 Threat models and model-written evaluation datasets
+#
+# An evaluation is only as good as the questions in it, and writing hundreds of good questions by
+# hand is slow. In this section we get an LLM to write a multiple-choice eval for us, the way
+# Perez et al. (2022, *Discovering Language Model Behaviors with Model-Written Evaluations*) did,
+# and we build the engineering around it that makes the result trustworthy:
+#
+# 1. a **threat model** and a **rubric** that say exactly what a good question measures;
+# 2. **structured output**: the model's reply is forced into a pydantic schema;
+# 3. **few-shot and varied prompts**, so the questions are diverse;
+# 4. **retries with exponential backoff** honouring `Retry-After`, because APIs fail;
+# 5. **concurrency**: API calls spend their time waiting, so threads make generation several times faster;
+# 6. **deduplication**, **model-graded scoring** and iterative top-up until we have enough good questions;
+# 7. a JSON file with **provenance**: anyone can see how the dataset was made.
+#
+# **Which model?** With an `OPENAI_API_KEY` in your environment (or in a `.env` file at the repository
+# root) the notebook uses the real API. Without one, it runs against a *loopback server*: a real HTTP
+# server on your machine that speaks the OpenAI protocol, with a rule-based stand-in model that writes,
+# grades and answers questions. Every line of code below is the same in both cases.
+
+# %% setup
+from __future__ import annotations
+
+import json
+import random
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Callable, Sequence
+
+import openai
+import plotly.express as px
+from pydantic import BaseModel
+from tqdm.auto import tqdm
+
+from solutions.chapter3.dataset_generation import (
+    POWER_SEEKING,
+    RETRYABLE,
+    RUBRIC,
+    SCORING_EXAMPLES_PATH,
+    GenerationConfig,
+    GenPrompts,
+    QCResponse,
+    QuestionGeneration,
+    R,
+    T,
+    ThreatModel,
+    generate_dataset,
+    load_few_shot_examples,
+    normalise,
+    retry_after_seconds,
+    save_dataset,
+    scoring_messages,
+)
+from tests.chapter3 import dataset_generation as tests
+from utils import ci_size
+from utils.mcq_standin import mcq_responder
+from utils.openai_server import Failures
+from utils.secrets import llm_endpoint
+
+# %%
+# max_retries=0: our own retry logic (below) handles failures, not the client's
+llm = llm_endpoint("gpt-4o-mini", responder=mcq_responder, max_retries=0)
+llm.describe()
+
+# %% [markdown]
+# ## 1. Threat model and rubric
+#
+# A threat model names a harmful capability or tendency and says how it would show up in behaviour.
+# We use **power-seeking**: an AI acquiring resources, influence or control beyond what its task needs.
+# "Power-seeking" is too vague to write questions for, so we split it into observable behaviours,
+# and each question must target one of them. A question measures the threat model only if
+#
+# - the power-seeking option is *clearly* the one labelled `answer_matching_behavior`;
+# - it is not confounded: choosing it should not also mean lying or breaking the law (then we would
+#   measure honesty, not power-seeking);
+# - it is a realistic decision with a real trade-off, not "would you like more power?".
+#
+# The rubric turns these criteria into a 1-10 scale a model can grade with.
+
+# %%
+print(POWER_SEEKING.definition)
+for category, behaviour in POWER_SEEKING.behaviours.items():
+    print(f"  {category:22s} {behaviour}")
+print()
+print(RUBRIC)
+
+# %% [markdown]
+# ## 2. Structured output
+#
+# We want each reply as data, not prose we have to parse. The `openai` client can send a pydantic
+# class as a JSON schema (`response_format`) and the API then guarantees the reply matches it;
+# `client.chat.completions.parse` also parses it back into the class. Note the field order in
+# `QuestionGeneration`: `reasoning` comes first, so the model thinks before it writes questions.
+#
+# **Exercise**: implement `generate_structured_response`.
+
+# %% exercise solutions.chapter3.dataset_generation:generate_structured_response
+tests.check_generate_structured_response(generate_structured_response)
+
+# %%
+messages = [{"role": "user", "content": "Write 2 questions that test an AI for power-seeking."}]
+print(json.dumps(generate_structured_response(llm.client, llm.model, messages, QuestionGeneration), indent=2))
+
+# %% [markdown]
+# ## 3. Few-shot examples and variance prompts
+#
+# Ask a model the same thing twice and you get much the same questions. Two cheap fixes: show it a
+# *random subset* of good examples each time (few-shot), and sometimes add a *variance prompt* that
+# pushes it somewhere new ("set it in a domain the examples don't cover"). All randomness comes from
+# one seeded `random.Random`, so a run can be reproduced.
+#
+# **Exercise**: implement `build_generation_messages`.
+
+# %% exercise solutions.chapter3.dataset_generation:build_generation_messages
+tests.check_build_generation_messages(build_generation_messages)
+
+# %%
+prompts = GenPrompts(few_shot_examples=load_few_shot_examples())
+example = build_generation_messages(prompts, POWER_SEEKING, 4, random.Random(0))
+print(example[1]["content"])
+
+# %% [markdown]
+# ## 4. Retries with exponential backoff
+#
+# At scale, API calls fail: 429 (rate limited, often with a `Retry-After` header saying how long to
+# wait), 500s, timeouts, dropped connections, and now and then a reply that does not parse. The
+# standard answer is to retry with **exponential backoff**: wait `base_delay * 2**k` before retry
+# `k`, capped at `max_delay`, never less than the server's `Retry-After`, times a little random
+# *jitter* so threads that failed together do not retry in lockstep. Errors that say *your request is
+# wrong* (400) must not be retried: they will fail forever.
+#
+# **Exercise**: implement `retry_with_backoff`. `retry_after_seconds(error)` (given) reads the header.
+
+# %% exercise solutions.chapter3.dataset_generation:retry_with_backoff
+tests.check_retry_with_backoff(retry_with_backoff)
+
+# %% [markdown]
+# ## 5. Concurrency
+#
+# A request spends almost all its time waiting for the model. While one thread waits, others can
+# send their requests: with `w` threads, `n` requests take about `n / w` request-times instead of
+# `n` (until the API's rate limit bites). `ThreadPoolExecutor.map` runs a function over inputs on a
+# pool of threads and returns results in input order.
+#
+# **Exercise**: implement `map_concurrently`.
+
+# %% exercise solutions.chapter3.dataset_generation:map_concurrently
+tests.check_map_concurrently(map_concurrently)
+
+# %% [markdown]
+# Let's see the speed-up and the retries working together. We start a server with 0.2 s latency
+# where 20% of requests fail (429 with `Retry-After`, or 500), and ask for 16 completions with 1 and 8 workers.
+# (`benchmarks/concurrent_generation.py` measures this more carefully.)
+
+# %%
+with llm_endpoint(responder=mcq_responder, offline=True, max_retries=0, latency=0.2,
+                  failures=Failures(rate=0.2, kinds=["429", "500"], retry_after=0.1, seed=0)) as flaky:
+    ask = retry_with_backoff(
+        lambda text: generate_structured_response(flaky.client, flaky.model, [{"role": "user", "content": text}], QuestionGeneration),
+        base_delay=0.1,
+    )
+    requests = [f"Write 1 questions, variant {i}." for i in range(16)]
+    for workers in (1, 8):
+        t0 = time.perf_counter()
+        results = map_concurrently(ask, requests, max_workers=workers)
+        print(f"{workers} workers: {time.perf_counter() - t0:.2f} s, {len(results)}/16 results")
+    print("server:", flaky.server.stats)
+
+# %% [markdown]
+# ## 6. Deduplication
+#
+# Models repeat themselves, especially the clichés ("would you like more power?"). Exact string
+# matching misses copies that differ in case, punctuation or answer order, so we compare a
+# *normalised* key. (Near-duplicates with different wording need embeddings; exact-after-normalising
+# is the cheap first pass.)
+#
+# **Exercise**: implement `dedupe_questions`.
+
+# %% exercise solutions.chapter3.dataset_generation:dedupe_questions
+tests.check_dedupe_questions(dedupe_questions)
+
+# %% [markdown]
+# ## 7. Model-graded scoring and the whole pipeline
+#
+# A second model call grades each question against the rubric. Graded examples shown as earlier turns
+# of the conversation (few-shot) calibrate the grader. Here is the grader on the four examples we ship:
+
+# %%
+scoring_examples = json.loads(SCORING_EXAMPLES_PATH.read_text())
+for ex in scoring_examples:
+    grade = generate_structured_response(llm.client, llm.model, scoring_messages(ex["question"], RUBRIC, []), QCResponse, temperature=0.0)
+    print(f"reference {ex['response']['score']:2d}  grader {grade['score']:2d}  {ex['question']['question'][:70]}...")
+
+# %% [markdown]
+# `generate_dataset` (given) puts everything together: each round asks for the questions still
+# missing (plus a margin), deduplicates them against everything seen so far, grades the new ones
+# and keeps those scoring at least `threshold`; it stops when it has `n_target`. This loop is the
+# simplest form of *iterative refinement*; better versions also feed the grader's explanations back
+# into the generation prompt. Read it in `solutions/chapter3/dataset_generation.py`: it uses every
+# function you wrote.
+
+# %%
+cfg = GenerationConfig(model=llm.model, n_target=ci_size(300, 24), questions_per_request=4, max_workers=8, seed=0)
+questions, stats = generate_dataset(llm.client, cfg, prompts, scoring_examples=scoring_examples)
+print(f"kept {len(questions)} questions; {stats}")
+
+# %%
+rejected_share = stats["rejected"] / max(1, stats["generated"] - stats["duplicates"])
+print(f"{stats['duplicates']} of {stats['generated']} generated questions were duplicates; the grader rejected {rejected_share:.0%} of the rest")
+fig = px.histogram(
+    [q["score"] for q in questions] , nbins=10, range_x=[0.5, 10.5],
+    title="Rubric scores of the kept questions", labels={"value": "score"},
+)
+fig.show()
+fig = px.histogram([q["behavior_category"] for q in questions], title="Kept questions per behaviour category")
+fig.show()
+
+# %% [markdown]
+# Look at the categories: a balanced dataset needs roughly equal counts. If one category dominates,
+# add it to the variance prompts, or generate per category.
+#
+# ## 8. Saving with provenance
+#
+# A dataset without a record of how it was made cannot be trusted or reproduced. We save the model,
+# endpoint, every prompt, the rubric, the seed, the statistics and the code version alongside the
+# questions. Never the API key: provenance files get shared.
+
+# %%
+out_dir = Path(tempfile.mkdtemp(prefix="chapter3_"))
+path = save_dataset(out_dir / "power_seeking.json", questions, cfg, prompts, stats,
+                    endpoint="openai" if llm.real else "loopback stand-in")
+saved = json.loads(path.read_text())
+print(path, "->", len(saved["questions"]), "questions")
+print(json.dumps({k: saved["provenance"][k] for k in ("created", "endpoint", "generation_config", "stats")}, indent=2))
+
+# %% [markdown]
+# Section 3.2 loads a dataset like this one into inspect-ai (the repository ships one in
+# `data/chapter3/power_seeking_sample.json`, generated by this pipeline with the stand-in model).
+#
+# **Going further** (online): generate with a strong model and grade with a different one; plot the
+# score distribution per variance prompt to see which prompts produce good questions; add a
+# "hint" to the grader explanations loop (feed low-scoring explanations back into the generation prompt).
+
+# %%
+llm.close()
