@@ -22,7 +22,6 @@ reward 0 and terminated = truncated = False. `make_vec_env` keeps that default (
 from __future__ import annotations
 
 import random
-from collections import deque
 from typing import Any
 
 import gymnasium as gym
@@ -93,11 +92,3 @@ class EpisodeTracker:
     def __len__(self) -> int:
         return len(self.returns)
 
-
-def rolling_mean(values: list[float], window: int) -> np.ndarray:
-    """Mean of each value and the up to `window - 1` values before it (same length as `values`)."""
-    out, buf = [], deque(maxlen=window)
-    for v in values:
-        buf.append(v)
-        out.append(sum(buf) / len(buf))
-    return np.asarray(out)
