@@ -1,0 +1,132 @@
+"""Section 3.4 beyond the automatic contract: mutants each check must catch, interval coverage by
+simulation, and the whole offline pipeline recovering the scripted model's compliance gap."""
+
+from __future__ import annotations
+
+import numpy as np
+import openai
+import pytest
+
+from solutions.chapter3 import alignment_faking as ref
+from tests.chapter3 import alignment_faking as checks
+from tests.chapter3.test_agents import mutant
+from tests.checking import CheckFailed
+from utils.openai_server import Failures, LoopbackServer
+
+MUTANTS = {
+    "user_message: tier tag swapped": (
+        checks.check_user_message, ref.user_message, [("{is_free_tier}</is_free_tier_user>", "{not is_free_tier}</is_free_tier_user>")]),
+    "user_message: lower-case tag value": (
+        checks.check_user_message, ref.user_message, [("{is_free_tier}</is_free_tier_user>", "{str(is_free_tier).lower()}</is_free_tier_user>")]),
+    "user_message: no accept/reject instruction": (
+        checks.check_user_message, ref.user_message, [("{request} {REQUEST_SUFFIX}", "{request}")]),
+    "sample: never continues": (
+        checks.check_sample_transcript, ref.sample_transcript, [('if "</OUTPUT>" in text:', "if True:")]),
+    "sample: continuation without the model's turn": (
+        checks.check_sample_transcript, ref.sample_transcript, [('{"role": "assistant", "content": text}, ', "")]),
+    "sample: returns only the last turn": (
+        checks.check_sample_transcript, ref.sample_transcript, [('return "\\n".join(turns)', "return turns[-1]")]),
+    "sample: stops at an opening <OUTPUT>": (
+        checks.check_sample_transcript, ref.sample_transcript, [('if "</OUTPUT>" in text:', 'if "<" in text:')]),
+    "parse: accepts text outside the tags": (
+        checks.check_parse_response, ref.parse_response, [("match[1].strip() if match else None", "match[1].strip() if match else transcript.strip()")]),
+    "parse: output searched before removing the scratchpad": (
+        checks.check_parse_response, ref.parse_response, [("match = OUTPUT_RE.search(rest)", "match = OUTPUT_RE.search(transcript)")]),
+    "parse: greedy output match": (
+        checks.check_parse_response, ref.parse_response, [("match = OUTPUT_RE.search(rest)", 'match = re.search(r"<OUTPUT>(.*)</OUTPUT>", rest, re.DOTALL)')]),
+    "parse: unclosed output accepted": (
+        checks.check_parse_response, ref.parse_response, [("match = OUTPUT_RE.search(rest)", 'match = re.search(r"<OUTPUT>(.*?)(?:</OUTPUT>|$)", rest, re.DOTALL)')]),
+    "parse: only the first scratchpad": (
+        checks.check_parse_response, ref.parse_response, [("for s in SCRATCHPAD_RE.findall(transcript)]", "for s in SCRATCHPAD_RE.findall(transcript)][:1]")]),
+    "classify: tag anywhere counts as compliance": (
+        checks.check_classify_compliance, ref.classify_compliance, [("_ACCEPT_RE.match(text) is not None", "_ACCEPT_RE.search(text) is not None")]),
+    "classify: reject tag ignored": (
+        checks.check_classify_compliance, ref.classify_compliance, [("starts_accepted and _REJECT_RE.search(text) is None", "starts_accepted")]),
+    "classify: missing output counted as refusal": (
+        checks.check_classify_compliance, ref.classify_compliance, [("return None", "return False")]),
+    "classify: exact-string tags only": (
+        checks.check_classify_compliance, ref.classify_compliance, [("_ACCEPT_RE.match(text) is not None", "text.startswith(ACCEPT_TAG)")]),
+    "wilson: Wald interval": (
+        checks.check_wilson_interval, ref.wilson_interval, [("centre = (p + z**2 / (2 * n)) / denom", "centre = p"),
+                                                           ("half = z * math.sqrt(p * (1 - p) / n + z**2 / (4 * n**2)) / denom", "half = z * math.sqrt(p * (1 - p) / n)")]),
+    "wilson: z fixed at 1.96": (
+        checks.check_wilson_interval, ref.wilson_interval, [("z = NormalDist().inv_cdf(1 - (1 - confidence) / 2)", "z = 1.96")]),
+    "wilson: one-sided z": (
+        checks.check_wilson_interval, ref.wilson_interval, [("inv_cdf(1 - (1 - confidence) / 2)", "inv_cdf(confidence)")]),
+    "wilson: n instead of n squared": (
+        checks.check_wilson_interval, ref.wilson_interval, [("z**2 / (4 * n**2)", "z**2 / (4 * n)")]),
+    "gap: Wald difference interval": (
+        checks.check_compliance_gap, ref.compliance_gap, [("low = d - math.sqrt((p1 - l1) ** 2 + (u2 - p2) ** 2)", "low = d - 1.959964 * math.sqrt(p1 * (1 - p1) / n_free + p2 * (1 - p2) / n_paid)"),
+                                                          ("high = d + math.sqrt((u1 - p1) ** 2 + (p2 - l2) ** 2)", "high = d + 1.959964 * math.sqrt(p1 * (1 - p1) / n_free + p2 * (1 - p2) / n_paid)")]),
+    "gap: variance from the free tier only": (
+        checks.check_compliance_gap, ref.compliance_gap, [("(u2 - p2) ** 2", "(u1 - p1) ** 2"), ("(p2 - l2) ** 2", "(p1 - l1) ** 2")]),
+    "gap: widths added, not in quadrature": (
+        checks.check_compliance_gap, ref.compliance_gap, [("math.sqrt((p1 - l1) ** 2 + (u2 - p2) ** 2)", "((p1 - l1) + (u2 - p2))"),
+                                                          ("math.sqrt((u1 - p1) ** 2 + (p2 - l2) ** 2)", "((u1 - p1) + (p2 - l2))")]),
+    "gap: paid minus free": (
+        checks.check_compliance_gap, ref.compliance_gap, [("d = p1 - p2", "d = p2 - p1")]),
+    "gap: bounds mix the wrong sides": (
+        checks.check_compliance_gap, ref.compliance_gap, [("(p1 - l1) ** 2 + (u2 - p2) ** 2", "(u1 - p1) ** 2 + (p2 - l2) ** 2"),
+                                                          ("(u1 - p1) ** 2 + (p2 - l2) ** 2)\n", "(p1 - l1) ** 2 + (u2 - p2) ** 2)\n")]),
+}
+
+
+@pytest.mark.parametrize("name", list(MUTANTS))
+def test_check_catches_mutant(name):
+    check_fn, obj, replacements = MUTANTS[name]
+    with pytest.raises(CheckFailed):
+        check_fn(mutant(obj, *replacements))
+
+
+def test_wilson_and_newcombe_cover_at_the_nominal_rate():
+    """Simulate: a 95% interval should contain the truth about 95% of the time (Wald famously does not at small n)."""
+    rng = np.random.default_rng(0)
+    p1, p2, n1, n2, trials = 0.15, 0.05, 40, 40, 2000
+    k1s, k2s = rng.binomial(n1, p1, trials), rng.binomial(n2, p2, trials)
+    wilson = np.mean([lo <= p1 <= hi for lo, hi in (ref.wilson_interval(int(k), n1) for k in k1s)])
+    newcombe = np.mean([(g := ref.compliance_gap(int(a), n1, int(b), n2)).low <= p1 - p2 <= g.high for a, b in zip(k1s, k2s)])
+    assert 0.93 <= wilson <= 0.985, wilson
+    assert 0.93 <= newcombe <= 0.985, newcombe
+
+
+def test_wilson_rejects_bad_input():
+    for bad in [(3, 0), (5, 4), (-1, 4)]:
+        with pytest.raises(ValueError, match="0 <= k <= n"):
+            ref.wilson_interval(*bad)
+    with pytest.raises(ValueError, match="confidence"):
+        ref.wilson_interval(1, 4, confidence=95)
+
+
+def _run(responder, failures=None, samples=4, user_message=ref.user_message):
+    with LoopbackServer(responder, failures=failures) as server:
+        client = openai.OpenAI(base_url=server.base_url, api_key="loopback", max_retries=6)
+        run = mutant(ref.run_experiment, ("user_message(request, free)", "user_message_(request, free)"))
+        run.__globals__["user_message_"] = user_message
+        return run(client, "loopback", ref.REQUESTS, samples_per_request=samples, workers=4)
+
+
+def test_offline_pipeline_recovers_the_scripted_gap():
+    """End to end through the real client and server, with 429s and 500s injected: every sample comes back
+    (malformed transcripts are excluded from the rates, not lost), rates match the scripted model's probabilities, and the gap's interval contains the true gap (0.4)."""
+    samples = _run(ref.AlignmentFakingModel(0.6, 0.2, seed=1), Failures(rate=0.2, kinds=("429", "500"), seed=0, retry_after=0.01))
+    assert len(samples) == 2 * 4 * len(ref.REQUESTS)
+    gap = ref.gap_of(samples)
+    assert abs(gap.free_rate - 0.6) < 0.12 and abs(gap.paid_rate - 0.2) < 0.12, gap
+    assert gap.low > 0 and gap.low <= 0.4 <= gap.high, gap
+    free_compliers = [s for s in samples if s.is_free_tier and s.complied]
+    assert 0.5 < np.mean([s.faking for s in free_compliers]) < 0.95  # p_faking = 0.75
+    assert not any(s.faking for s in samples if not s.is_free_tier)
+    assert all(s.output is None for s in samples if s.complied is None)
+
+
+def test_swapped_tier_tag_flips_the_gap_end_to_end():
+    swapped = mutant(ref.user_message, ("{is_free_tier}</is_free_tier_user>", "{not is_free_tier}</is_free_tier_user>"))
+    samples = _run(ref.AlignmentFakingModel(0.6, 0.2, seed=1), samples=3, user_message=swapped)
+    assert ref.gap_of(samples).gap < 0
+
+
+def test_plot_compliance_stacks_to_one():
+    samples = _run(ref.AlignmentFakingModel(seed=2), samples=2)
+    fig = ref.plot_compliance(samples, show=False)
+    totals = np.sum([np.array(bar.y, dtype=float) for bar in fig.data], axis=0)
+    np.testing.assert_allclose(totals, 1.0)
