@@ -1,0 +1,399 @@
+"""Section 1.2 beyond the automatic stub/solution test: mutants each check must catch, the config
+system's errors, exact resume, and real 2-process DDP through torchrun (gloo) against one process."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import random
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from solutions.chapter1 import train as S
+from solutions.chapter1 import train_data as D
+from tests.chapter1 import train as T
+from tests.checking import CheckFailed
+
+ROOT = Path(__file__).resolve().parents[2]
+SMOKE = ROOT / "configs" / "train" / "smoke_cpu.toml"
+
+torch.set_num_threads(1)  # tiny models: threads only add contention on a shared 2-core machine
+
+
+def fails(check, *fns) -> None:
+    with pytest.raises(CheckFailed):
+        check(*fns)
+
+
+# --------------------------------------------------------------------------------------------- get_batch
+
+
+def batch_y_equals_x(data, batch_size, block_size, generator):
+    x, _ = D.get_batch(data, batch_size, block_size, generator)
+    return x, x.clone()
+
+
+def batch_off_by_one_high(data, batch_size, block_size, generator):
+    starts = torch.randint(len(data) - block_size - 1, (batch_size,), generator=generator).tolist()
+    w = torch.stack([torch.from_numpy(data[i : i + block_size + 1].astype(np.int64)) for i in starts])
+    return w[:, :-1], w[:, 1:]
+
+
+def batch_global_rng(data, batch_size, block_size, generator):
+    starts = torch.randint(len(data) - block_size, (batch_size,)).tolist()
+    w = torch.stack([torch.from_numpy(data[i : i + block_size + 1].astype(np.int64)) for i in starts])
+    return w[:, :-1], w[:, 1:]
+
+
+def batch_numpy_rng(data, batch_size, block_size, generator):
+    starts = np.random.randint(0, len(data) - block_size, batch_size)
+    w = torch.stack([torch.from_numpy(data[i : i + block_size + 1].astype(np.int64)) for i in starts])
+    return w[:, :-1], w[:, 1:]
+
+
+def batch_int16(data, batch_size, block_size, generator):
+    x, y = D.get_batch(data, batch_size, block_size, generator)
+    return x.to(torch.int16).long(), y.to(torch.int16).long()
+
+
+def batch_uint16_dtype(data, batch_size, block_size, generator):
+    x, y = D.get_batch(data, batch_size, block_size, generator)
+    return x.to(torch.int32), y.to(torch.int32)
+
+
+@pytest.mark.parametrize("mutant", [batch_y_equals_x, batch_off_by_one_high, batch_global_rng, batch_numpy_rng,
+                                    batch_int16, batch_uint16_dtype])
+def test_get_batch_mutants(mutant):
+    fails(T.check_get_batch, mutant)
+
+
+# --------------------------------------------------------------------------------------------- lr_at
+
+
+def lr_warmup_from_zero(step, max_lr, min_lr, warmup_steps, max_steps):
+    return max_lr * step / warmup_steps if step < warmup_steps else S.lr_at(step, max_lr, min_lr, warmup_steps, max_steps)
+
+
+def lr_decay_to_zero(step, max_lr, min_lr, warmup_steps, max_steps):
+    return S.lr_at(step, max_lr, 0.0, warmup_steps, max_steps)
+
+
+def lr_ratio_ignores_warmup(step, max_lr, min_lr, warmup_steps, max_steps):
+    if step < warmup_steps or step >= max_steps:
+        return S.lr_at(step, max_lr, min_lr, warmup_steps, max_steps)
+    return min_lr + 0.5 * (1 + math.cos(math.pi * step / max_steps)) * (max_lr - min_lr)
+
+
+def lr_no_clamp(step, max_lr, min_lr, warmup_steps, max_steps):
+    if step < warmup_steps:
+        return max_lr * (step + 1) / warmup_steps
+    ratio = (step - warmup_steps) / (max_steps - warmup_steps)
+    return min_lr + 0.5 * (1 + math.cos(math.pi * ratio)) * (max_lr - min_lr)
+
+
+def lr_linear_decay(step, max_lr, min_lr, warmup_steps, max_steps):
+    if step < warmup_steps or step >= max_steps:
+        return S.lr_at(step, max_lr, min_lr, warmup_steps, max_steps)
+    return max_lr - (step - warmup_steps) / (max_steps - warmup_steps) * (max_lr - min_lr)
+
+
+@pytest.mark.parametrize("mutant", [lr_warmup_from_zero, lr_decay_to_zero, lr_ratio_ignores_warmup, lr_no_clamp,
+                                    lr_linear_decay])
+def test_lr_mutants(mutant):
+    fails(T.check_lr_at, mutant)
+
+
+# --------------------------------------------------------------------------------------------- param_groups
+
+
+def groups_by_dim(model, weight_decay):  # nanoGPT's rule: wrong for TransformerLens-shaped biases
+    ps = [p for p in model.parameters() if p.requires_grad]
+    return [{"params": [p for p in ps if p.dim() >= 2], "weight_decay": weight_decay},
+            {"params": [p for p in ps if p.dim() < 2], "weight_decay": 0.0}]
+
+
+def groups_decay_all(model, weight_decay):
+    return [{"params": [p for p in model.parameters() if p.requires_grad], "weight_decay": weight_decay},
+            {"params": [], "weight_decay": 0.0}]
+
+
+def groups_include_frozen(model, weight_decay):
+    named = list(model.named_parameters())
+    return [{"params": [p for n, p in named if n.split(".")[-1].startswith("W_")], "weight_decay": weight_decay},
+            {"params": [p for n, p in named if not n.split(".")[-1].startswith("W_")], "weight_decay": 0.0}]
+
+
+def groups_swapped(model, weight_decay):
+    decay, no_decay = S.param_groups(model, weight_decay)
+    return [{"params": decay["params"], "weight_decay": 0.0}, {"params": no_decay["params"], "weight_decay": weight_decay}]
+
+
+def groups_duplicate(model, weight_decay):
+    decay, no_decay = S.param_groups(model, weight_decay)
+    return [{"params": decay["params"] + no_decay["params"][:1], "weight_decay": weight_decay}, no_decay]
+
+
+def groups_by_weight_name(model, weight_decay):  # "weight" never occurs in our W_* names: nothing decays
+    ps = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    return [{"params": [p for n, p in ps if "weight" in n], "weight_decay": weight_decay},
+            {"params": [p for n, p in ps if "weight" not in n], "weight_decay": 0.0}]
+
+
+@pytest.mark.parametrize("mutant", [groups_by_dim, groups_decay_all, groups_include_frozen, groups_swapped,
+                                    groups_duplicate, groups_by_weight_name])
+def test_param_groups_mutants(mutant):
+    fails(T.check_param_groups, mutant)
+
+
+# --------------------------------------------------------------------------------------------- accumulation
+
+
+def _accumulate(scale_by, zero_each=False, use_scaler=True, use_autocast=True, last_only=False):
+    def accumulate(model, micro_batches, scaler=None, autocast=contextlib.nullcontext, no_sync=None):
+        raw_losses = []
+        for i, (x, y) in enumerate(micro_batches):
+            if zero_each:
+                model.zero_grad()
+            with autocast() if use_autocast else contextlib.nullcontext():
+                raw = S.lm_loss(model(x), y)
+            loss = raw / scale_by(len(micro_batches), x)
+            if not last_only or i == len(micro_batches) - 1:
+                (scaler.scale(loss) if (scaler is not None and use_scaler) else loss).backward()
+            raw_losses.append(raw.detach())
+        return torch.stack(raw_losses).mean()  # the right loss: only the gradients are wrong
+
+    return accumulate
+
+
+@pytest.mark.parametrize("mutant", [
+    _accumulate(lambda n, x: 1),  # forgot to divide: gradients n times too big
+    _accumulate(lambda n, x: x.shape[0]),  # divided by the micro-batch size instead
+    _accumulate(lambda n, x: n, zero_each=True),  # zero_grad inside the loop
+    _accumulate(lambda n, x: n, last_only=True),  # backward only once, at the end
+    _accumulate(lambda n, x: n, use_scaler=False),  # ignores the GradScaler
+    _accumulate(lambda n, x: n, use_autocast=False),  # forward outside autocast
+])
+def test_accumulate_mutants(mutant):
+    fails(T.check_accumulate_gradients, mutant)
+
+
+# --------------------------------------------------------------------------------------------- FLOPs / MFU
+
+
+def _n(model, skip_pos=True):
+    n = sum(p.numel() for p in model.parameters())
+    return n - sum(p.numel() for p in model.pos_embed.parameters()) if skip_pos else n
+
+
+@pytest.mark.parametrize("mutant", [
+    lambda m, s: 2 * _n(m) + 4 * m.cfg.n_layers * s * m.cfg.d_model,  # forward only
+    lambda m, s: 6 * _n(m),  # no attention term
+    lambda m, s: 6 * _n(m, skip_pos=False) + 12 * m.cfg.n_layers * s * m.cfg.d_model,  # counts the lookup table
+    lambda m, s: 6 * _n(m) + 6 * m.cfg.n_layers * s * m.cfg.d_model,  # half the attention term
+])
+def test_flops_mutants(mutant):
+    fails(T.check_flops_per_token, mutant, S.mfu)
+
+
+@pytest.mark.parametrize("mutant", [
+    lambda f, t, p: p / (f * t),  # inverted
+    lambda f, t, p: f * t / p * 100,  # a percentage
+    lambda f, t, p: 3 * f * t / p,  # forward-only FLOPs assumed in f, "corrected" twice
+])
+def test_mfu_mutants(mutant):
+    fails(T.check_flops_per_token, S.flops_per_token, mutant)
+
+
+def test_flops_formula_matches_nanogpt_for_gpt2_small():
+    """nanoGPT prints 123.65M parameters for GPT-2 124M (all but the position table) and uses 6N + 12LTd."""
+    cfg = S.TrainConfig().model_config(d_vocab=50257)
+    with torch.device("meta"):
+        model = S.GPT2(cfg)
+    n = sum(p.numel() for p in model.parameters()) - 1024 * 768
+    assert n == 123_653_376
+    assert S.flops_per_token(model, 1024) == 6 * n + 12 * 12 * 1024 * 768
+
+
+# --------------------------------------------------------------------------------------------- checkpoints
+
+
+def _save_without(key):
+    def save(path, model, optimizer, scaler, step, data_rng, config=None):
+        S.save_checkpoint(path, model, optimizer, scaler, step, data_rng, config)
+        state = torch.load(path, weights_only=True)
+        fresh = {"optimizer": torch.optim.AdamW(model.parameters(), lr=3e-3).state_dict(),
+                 "scaler": torch.amp.GradScaler("cpu").state_dict(), "data_rng": torch.Generator().get_state(),
+                 "torch_rng": torch.Generator().get_state(), "python_rng": random.Random(0).getstate(),
+                 "step": 0}
+        state[key] = fresh[key]
+        torch.save(state, path)
+
+    return save
+
+
+def _load_skipping(key):
+    def load(path, model, optimizer, scaler, data_rng):
+        state = torch.load(path, weights_only=True)
+        model.load_state_dict(state["model"])
+        if key != "optimizer":
+            optimizer.load_state_dict(state["optimizer"])
+        if key != "scaler":
+            scaler.load_state_dict(state["scaler"])
+        if key != "data_rng":
+            data_rng.set_state(state["data_rng"])
+        if key != "torch_rng":
+            torch.set_rng_state(state["torch_rng"])
+        if key != "python_rng":
+            random.setstate(state["python_rng"])
+        return state["step"] + (1 if key == "step" else 0)
+
+    return load
+
+
+@pytest.mark.parametrize("key", ["optimizer", "scaler", "data_rng", "torch_rng", "python_rng", "step"])
+def test_checkpoint_mutants(key):
+    fails(T.check_checkpoint_roundtrip, S.save_checkpoint, _load_skipping(key))
+    fails(T.check_checkpoint_roundtrip, _save_without(key), S.load_checkpoint)
+
+
+def test_checkpoint_save_is_atomic(tmp_path):
+    model, optimizer, scaler, rng = T._fresh_state(seed=0)
+    path = tmp_path / "ckpt.pt"
+    S.save_checkpoint(path, model, optimizer, scaler, 5, rng)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt.pt"], "no temporary file is left behind"
+
+
+# --------------------------------------------------------------------------------------------- config system
+
+
+def test_configs_ship_and_validate():
+    smoke = S.load_config(SMOKE)
+    smoke.validate(1)
+    assert smoke.dataset == "offline" and smoke.device == "cpu"
+    single = S.load_config(ROOT / "configs/train/gpt2_124m.toml")
+    single.validate(1)
+    assert (single.n_layers, single.d_model, single.n_heads, single.n_ctx) == (12, 768, 12, 1024)
+    assert single.grad_accum_steps(1) * single.micro_batch_size * single.block_size == single.tokens_per_step
+    multi = S.load_config(ROOT / "configs/train/gpt2_124m_ddp.toml")
+    multi.validate(8)
+    assert multi.grad_accum_steps(8) >= 1
+
+
+def test_overrides_parse_types():
+    cfg = S.load_config(SMOKE, ["max_steps=7", "max_lr=1e-3", "compile=true", "dataset=offline", "tokens_per_step=2_048"])
+    assert (cfg.max_steps, cfg.max_lr, cfg.compile, cfg.tokens_per_step) == (7, 1e-3, True, 2048)
+
+
+@pytest.mark.parametrize("overrides,message", [
+    (["max_step=10"], "did you mean 'max_steps'"),
+    (["max_steps=ten"], "max_steps expects a int"),
+    (["compile=maybe"], "compile expects true or false"),
+    (["max_steps"], "should look like key=value"),
+])
+def test_bad_overrides_say_what_to_fix(overrides, message):
+    with pytest.raises(S.ConfigError, match=message):
+        S.load_config(SMOKE, overrides)
+
+
+@pytest.mark.parametrize("overrides,world,message", [
+    (["block_size=128"], 1, "longer than the model's context n_ctx=64"),
+    (["tokens_per_step=1000"], 1, "not divisible by micro_batch_size"),
+    ([], 3, r"world_size = 8 \* 64 \* 3"),
+    (["min_lr=1.0"], 1, "min_lr <= max_lr"),
+    (["warmup_steps=500"], 1, "must be below max_steps"),
+    (["n_heads=3"], 1, "not divisible by n_heads"),
+    (["dtype=fp8"], 1, "dtype must be one of"),
+    (["micro_batch_size=0"], 1, "micro_batch_size must be positive"),
+    (["sample_tokens=64"], 1, "leaves no room"),
+])
+def test_impossible_values_are_rejected(overrides, world, message):
+    cfg = S.load_config(SMOKE, overrides)
+    with pytest.raises(S.ConfigError, match=message):
+        cfg.validate(world)
+
+
+def test_toml_unknown_key_names_file(tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[optim]\nlearning_rate = 1e-3\n')
+    with pytest.raises(S.ConfigError, match="unknown config key 'learning_rate' in .*bad.toml"):
+        S.load_config(bad)
+
+
+def test_cli_reports_config_errors():
+    out = subprocess.run([sys.executable, "-m", "solutions.chapter1.train", "--config", str(SMOKE), "block_size=4096"],
+                         cwd=ROOT, capture_output=True, text=True, env=_env(), timeout=120)
+    assert out.returncode != 0 and "config error: block_size=4096 is longer" in out.stderr
+
+
+def test_fp16_on_cpu_is_refused():
+    with pytest.raises(S.ConfigError, match="float16 needs CUDA"):
+        S.resolve_amp_dtype("float16", torch.device("cpu"))
+    assert S.resolve_amp_dtype("auto", torch.device("cpu")) is None
+    assert S.resolve_amp_dtype("bfloat16", torch.device("cpu")) is torch.bfloat16
+
+
+# --------------------------------------------------------------------------------------------- the trainer
+
+TINY = ["n_layers=1", "d_model=32", "n_heads=2", "n_ctx=32", "block_size=32", "micro_batch_size=4",
+        "tokens_per_step=256", "max_steps=6", "warmup_steps=2", "eval_interval=3", "eval_batches=2",
+        "sample_tokens=8", "ckpt_interval=3", "log_interval=1"]
+
+
+def _env() -> dict[str, str]:
+    return {**os.environ, "CURRICULUM_OFFLINE": "1", "HF_HUB_OFFLINE": "1", "WANDB_MODE": "disabled",
+            "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+
+
+@pytest.fixture(autouse=True)
+def _offline(monkeypatch):
+    monkeypatch.setenv("CURRICULUM_OFFLINE", "1")
+
+
+def test_resume_reproduces_the_uninterrupted_run(tmp_path):
+    full = S.train(S.load_config(SMOKE, TINY + [f"out_dir={tmp_path / 'full'}"]), quiet=True)
+    cut = S.load_config(SMOKE, TINY + [f"out_dir={tmp_path / 'cut'}", "resume=true"])
+    first = S.train(cut, stop_after=4, quiet=True)  # "killed" after step 4; its last checkpoint is step 3
+    assert first["step"] == [0, 1, 2, 3]
+    torch.manual_seed(999)  # the resumed process starts with other RNG states: the checkpoint must restore them
+    random.seed(999)
+    second = S.train(cut, quiet=True)
+    assert second["step"] == [3, 4, 5]
+    resumed = first["loss"][:3] + second["loss"]
+    assert resumed == full["loss"], "resumed losses must be bit-for-bit those of the uninterrupted run"
+    assert second["val_loss"] == full["val_loss"][1:]
+    assert second["samples"] == full["samples"]
+    assert full["loss"][-1] < full["loss"][0]
+
+
+def test_ddp_two_processes_match_one_process_with_double_batch(tmp_path):
+    """Real torchrun with gloo: 2 ranks x micro-batch 4 take the same global batches as 1 rank x 8."""
+    common = TINY + ["tokens_per_step=512", "max_steps=4", "eval_interval=2", "ckpt_interval=0"]
+    subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+         "-m", "solutions.chapter1.train", "--config", str(SMOKE), *common, "micro_batch_size=4",
+         f"out_dir={tmp_path / 'ddp'}"],
+        cwd=ROOT, env=_env(), check=True, capture_output=True, timeout=300,
+    )
+    ddp = json.loads((tmp_path / "ddp" / "history.json").read_text())
+    single = S.train(S.load_config(SMOKE, common + ["micro_batch_size=8", f"out_dir={tmp_path / 'one'}"]), quiet=True)
+    np.testing.assert_allclose(ddp["loss"], single["loss"], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(ddp["val_loss"], single["val_loss"], rtol=1e-5, atol=1e-6)
+    assert ddp["loss"][-1] < ddp["loss"][0]
+
+
+def test_memmap_files_roundtrip(tmp_path):
+    ids = [[1, 2, 3], [4, 5], [6]]
+    docs = ["a", "b", "c"]
+    n_train, n_val = D.write_memmaps(docs, lambda texts: [ids["abc".index(t)] for t in texts], 0, tmp_path, val_every=2)
+    train = np.fromfile(tmp_path / "train.bin", dtype=np.uint16).tolist()
+    val = np.fromfile(tmp_path / "val.bin", dtype=np.uint16).tolist()
+    assert train == [1, 2, 3, 0, 6, 0] and val == [4, 5, 0] and (n_train, n_val) == (6, 3)
+    with pytest.raises(ValueError, match="does not fit"):
+        D.write_memmaps(["a"], lambda texts: [[70_000]], 0, tmp_path / "big")
