@@ -1,7 +1,7 @@
 """Build the learner's exercise notebook and the solution notebook from one section source.
 
-    python -m tools.build_notebooks            # rebuild every notebook
-    python -m tools.build_notebooks --check    # exit 1 if a committed notebook is out of date
+    python -m tools.build_notebooks            # rebuild every notebook and README's section table
+    python -m tools.build_notebooks --check    # exit 1 if a notebook or the README table is out of date
     python -m tools.build_notebooks sections/chapter1/1.1_gpt2_from_scratch.py   # one section
 
 A section source `sections/chapterN/N.M_name.py` is a jupytext-style percent script. Cells start
@@ -222,6 +222,43 @@ def all_sources() -> list[Path]:
     return sorted(SECTIONS.glob("chapter*/*.py"))
 
 
+README = ROOT / "README.md"
+TABLE_START, TABLE_END = "<!-- sections:start -->", "<!-- sections:end -->"
+COLAB = "https://colab.research.google.com/github/" + REPO_URL.removeprefix("https://github.com/") + "/blob/main/"
+
+
+def section_title(source: Path) -> str:
+    """The first markdown heading of a section source, e.g. '1.1 GPT-2 from scratch'."""
+    for cell in parse_section(source):
+        for line in cell.lines:
+            if cell.kind == "markdown" and line.startswith("# #"):
+                return line.lstrip("# ").strip()
+    raise SourceError(f"{source}: the first markdown cell should start with a '# Title' heading")
+
+
+def readme_table(sources: list[Path]) -> str:
+    rows = ["| section | exercises | solutions | Colab |", "|---|---|---|---|"]
+    for src in sources:
+        exercise, solution = (p.relative_to(ROOT).as_posix() for p in output_paths(src))
+        rows.append(
+            f"| {section_title(src)} | [{Path(exercise).name}]({exercise}) | [solutions]({solution}) "
+            f"| [![Open in Colab](https://colab.research.google.com/assets/colab-badge.svg)]({COLAB}{exercise}) |"
+        )
+    return "\n".join(rows)
+
+
+def render_readme(sources: list[Path]) -> str | None:
+    """README.md with its section table regenerated, or None if it has no table markers."""
+    if not README.exists():
+        return None
+    text = README.read_text()
+    if TABLE_START not in text or TABLE_END not in text:
+        return None
+    head, rest = text.split(TABLE_START, 1)
+    _, tail = rest.split(TABLE_END, 1)
+    return f"{head}{TABLE_START}\n{readme_table(sources)}\n{TABLE_END}{tail}"
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("sources", nargs="*", type=Path, help="section sources (default: all)")
@@ -230,16 +267,21 @@ def main(argv: list[str] | None = None) -> int:
     sys.path.insert(0, str(ROOT))
     sources = [p.resolve() for p in args.sources] or all_sources()
     stale = []
+    outputs: dict[Path, str] = {}
     for src in sources:
-        for path, text in render(src).items():
-            if path.exists() and path.read_text() == text:
-                continue
-            if args.check:
-                stale.append(path)
-            else:
-                path.parent.mkdir(parents=True, exist_ok=True)
-                path.write_text(text)
-                print(f"wrote {path.relative_to(ROOT)}")
+        outputs.update(render(src))
+    # the README's section table lists every section, so it is rebuilt only in a whole-project build
+    if not args.sources and (readme := render_readme(all_sources())) is not None:
+        outputs[README] = readme
+    for path, text in outputs.items():
+        if path.exists() and path.read_text() == text:
+            continue
+        if args.check:
+            stale.append(path)
+        else:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text)
+            print(f"wrote {path.relative_to(ROOT)}")
     if stale:
         print("Out of date (run `python -m tools.build_notebooks`):")
         for p in stale:
