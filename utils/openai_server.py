@@ -47,7 +47,9 @@ seeded fraction of requests fail:
 - "500": HTTP 500;
 - "timeout": the reply is delayed by `timeout_delay` seconds, longer than a client timeout should be;
 - "malformed_tool_json": a reply with tool calls gets its arguments truncated to invalid JSON
-  (only requests whose reply has tool calls can get this one).
+  (only requests whose reply has tool calls can get this one);
+- "malformed_json": a structured-output reply (`response_format` json_schema) gets its JSON
+  content truncated, as a model that ran out of tokens would (only structured requests get it).
 
 `server.stats` counts requests, failures by kind and the most requests ever in flight at once.
 """
@@ -57,6 +59,7 @@ from __future__ import annotations
 import json
 import random
 import re
+import sys
 import threading
 import time
 import uuid
@@ -225,7 +228,7 @@ class Rules:
 # Injected failures and statistics
 # ----------------------------------------------------------------------------------------------
 
-FAILURE_KINDS = ("429", "500", "timeout", "malformed_tool_json")
+FAILURE_KINDS = ("429", "500", "timeout", "malformed_tool_json", "malformed_json")
 
 
 @dataclass
@@ -247,12 +250,13 @@ class Failures:
         self._rng = random.Random(self.seed)
         self._lock = threading.Lock()
 
-    def draw(self, has_tool_calls: bool) -> str | None:
+    def draw(self, has_tool_calls: bool, structured: bool = False) -> str | None:
         """The failure for the next request, or None. Deterministic in request order for a given seed."""
+        applicable = {"malformed_tool_json": has_tool_calls, "malformed_json": structured}
         with self._lock:
             if self._rng.random() >= self.rate:
                 return None
-            kinds = [k for k in self.kinds if k != "malformed_tool_json" or has_tool_calls]
+            kinds = [k for k in self.kinds if applicable.get(k, True)]
             return self._rng.choice(kinds) if kinds else None
 
 
@@ -323,7 +327,7 @@ class LoopbackServer:
         if self._httpd is not None:
             return self
         handler = type("Handler", (_Handler,), {"server_obj": self})
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self._httpd = _QuietServer(("127.0.0.1", 0), handler)
         self._httpd.daemon_threads = True
         self._httpd.block_on_close = False  # a held-back "timeout" reply must not block stop()
         self._thread = threading.Thread(target=self._httpd.serve_forever, name="loopback-openai", daemon=True)
@@ -374,7 +378,8 @@ class LoopbackServer:
         except HTTPError as e:
             return _error(e.status, e.message, headers=e.headers, type=e.type)
 
-        failure = self.failures.draw(any(r.tool_calls for r in replies)) if self.failures else None
+        has_tools, structured = any(r.tool_calls for r in replies), response_schema(request) is not None
+        failure = self.failures.draw(has_tools, structured) if self.failures else None
         if failure:
             with self._lock:
                 self.stats.failures[failure] = self.stats.failures.get(failure, 0) + 1
@@ -389,6 +394,9 @@ class LoopbackServer:
         if failure == "malformed_tool_json":
             for r in replies:
                 r.tool_calls = [ToolCall(tc.name, _truncate_json(tc.arguments), tc.id) for tc in r.tool_calls]
+        if failure == "malformed_json":
+            for r in replies:
+                r.content = _truncate_json(r.content or "")
         return 200, self._completion_body(request, replies), {}
 
     def _completion_body(self, request: dict, replies: list[Reply]) -> dict:
@@ -449,6 +457,13 @@ def _error(status: int, message: str, type: str = "invalid_request_error", code:
     if status >= 500 and type == "invalid_request_error":
         type = "server_error"
     return status, {"error": {"message": message, "type": type, "param": param, "code": code}}, headers or {}
+
+
+class _QuietServer(ThreadingHTTPServer):
+    def handle_error(self, request, client_address):
+        """A client that hung up (its timeout fired) is expected here; anything else is printed."""
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
 
 
 class _Handler(BaseHTTPRequestHandler):

@@ -7,6 +7,7 @@ import threading
 import time
 
 import openai
+import pydantic
 import pytest
 from pydantic import BaseModel
 
@@ -138,6 +139,14 @@ def test_malformed_tool_json_is_invalid_json():
             json.loads(r.choices[0].message.tool_calls[0].function.arguments)
         # a reply without tool calls cannot be made malformed, so it goes through
         assert client_for(server).chat.completions.create(model="m", messages=USER).choices[0].message.content == "echo hello"
+
+
+def test_malformed_json_breaks_structured_output_only():
+    with LoopbackServer(policy, failures=Failures(rate=1.0, kinds=["malformed_json"])) as server:
+        with pytest.raises(pydantic.ValidationError):
+            client_for(server).chat.completions.parse(model="m", messages=USER, response_format=Verdict)
+        assert client_for(server).chat.completions.create(model="m", messages=USER).choices[0].message.content == "echo hello"
+        assert server.stats.failures == {"malformed_json": 1}
 
 
 def test_failures_are_seeded_and_validated():
