@@ -40,6 +40,8 @@ from solutions.chapter1.gpt2 import GPT2, Config, SamplingConfig, generate
 from solutions.chapter1.train_data import DataInfo, get_batch, load_split, prepare_data, tokenizer_fns
 from utils import offline
 
+CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs" / "train"  # smoke_cpu, gpt2_124m, gpt2_124m_ddp
+
 # ---------------------------------------------------------------------------------------------
 # Config: one flat dataclass, filled from a TOML file and then `key=value` overrides
 # ---------------------------------------------------------------------------------------------
@@ -176,7 +178,8 @@ def _parse_value(name: str, raw: Any, typ: type) -> Any:
 
 
 def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -> TrainConfig:
-    """A TrainConfig from a TOML file (tables only group keys) and `key=value` overrides."""
+    """A TrainConfig from a TOML file (a path, or the name of one in configs/train; its tables only
+    group keys) and then `key=value` overrides."""
     types = get_type_hints(TrainConfig)
     values: dict[str, Any] = {}
 
@@ -189,8 +192,11 @@ def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -
 
     if path is not None:
         path = Path(path)
+        if not path.exists() and (CONFIG_DIR / path).with_suffix(".toml").exists():
+            path = (CONFIG_DIR / path).with_suffix(".toml")  # a bare name like "smoke_cpu"
         if not path.exists():
-            raise ConfigError(f"config file {path} does not exist")
+            shipped = ", ".join(p.stem for p in sorted(CONFIG_DIR.glob("*.toml")))
+            raise ConfigError(f"config file {path} does not exist (shipped configs: {shipped})")
         with open(path, "rb") as f:
             table = tomllib.load(f)
         for key, value in table.items():

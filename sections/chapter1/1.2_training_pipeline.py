@@ -1,0 +1,337 @@
+# %% [markdown]
+# # 1.2 A production training pipeline
+#
+# Section 1.1 trained GPT-2 with a ten-line loop. That loop is fine for a notebook and useless for a
+# real run: it cannot stream a corpus bigger than RAM, it forgets everything when the job is
+# preempted, it wastes half the GPU on fp32, and it cannot use a second GPU. This section builds the
+# trainer you would actually use, in the style of Karpathy's nanoGPT / build-nanogpt:
+#
+# | piece | why it matters |
+# |---|---|
+# | `uint16` memmap data | tokenise once; sample windows from a 20 GB file with 1 GB of RAM |
+# | warmup + cosine LR | the schedule GPT-2/3 were trained with; warmup keeps Adam's early steps sane |
+# | decay / no-decay groups | weight decay is a prior on weight matrices, not on biases and norms |
+# | gradient accumulation | a 0.5M-token batch on a GPU that fits 64 sequences |
+# | MFU | the one number that says how well you use the hardware |
+# | checkpoints + exact resume | a killed job continues as if nothing happened |
+# | bf16 autocast, TF32, `torch.compile`, flash attention | the 3-10x between a toy and a real run |
+# | DDP through `torchrun` | more GPUs, same script |
+#
+# You write the six pieces where the bugs hide; the reference trainer
+# (`solutions/chapter1/train.py`, a command-line tool you can run for real) uses exactly those
+# functions, and you run it at the end, resume it, and read its throughput.
+#
+# **Online or offline.** Online the corpus is a real Hugging Face dataset tokenised with GPT-2's
+# tokenizer; offline (CI, a plane) it is CPython's documentation with a small BPE trained on it.
+
+# %% setup
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import random
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from jaxtyping import Float, Int
+from torch import Tensor, nn
+
+import utils
+from solutions.chapter1.gpt2 import GPT2, Config
+from solutions.chapter1.train import (
+    CONFIG_DIR,
+    ConfigError,
+    TrainConfig,
+    load_config,
+    lm_loss,
+    resolve_amp_dtype,
+    train,
+)
+from solutions.chapter1.train_data import load_split, prepare_data, tokenizer_fns
+from tests.chapter1 import train as tests
+from utils.offline import load_tokenizer
+from utils.plotting import line
+
+torch.manual_seed(0)
+RUN_DIR = Path(tempfile.gettempdir()) / "curriculum-1.2"
+ON_GPU = utils.get_device().type == "cuda"
+
+# %% [markdown]
+# ## 1. Tokenise once, into a memmap
+#
+# Pretraining reads the same text over and over, so we tokenise it **once** and store the ids as one
+# flat array on disk. GPT-2's vocabulary has 50,257 entries, under 2^16, so each id fits in a
+# `uint16`: 2 bytes per token, 20 GB for FineWeb-Edu's 10B-token sample. `np.memmap` maps that file
+# into memory without reading it: indexing `data[i : i + 1025]` pages in just those bytes.
+#
+# Documents are joined with an end-of-text token so the model learns where one text ends, and every
+# 200th document (here: every 20th paragraph) goes to a validation file the model never trains on.
+# `prepare_data` caches the result, keyed by corpus and tokenizer.
+
+# %%
+DATASET = "roneneldan/TinyStories"  # used when online; offline the stand-in corpus replaces it
+info = prepare_data(DATASET, max_tokens=20_000_000, val_every=20)
+train_data, val_data = load_split(info, "train"), load_split(info, "val")
+_, decode, eot, _ = tokenizer_fns(load_tokenizer().value)
+print(f"{info.corpus}\n{info.tokenizer}")
+print(f"train: {len(train_data):,} tokens ({train_data.nbytes / 1e6:.2f} MB as {train_data.dtype}), val: {len(val_data):,}")
+print(repr(decode(train_data[:60].tolist())))
+
+# %% [markdown]
+# ### Exercise: sample a batch from the memmap
+#
+# Pick `batch_size` random start offsets and cut windows of `block_size + 1` tokens: the first
+# `block_size` are the input `x`, the last `block_size` the targets `y` (each position predicts the
+# next token). Three details make this production code rather than a toy:
+#
+# - **every** valid start must be possible: `torch.randint(high)` excludes `high`, so the right bound
+#   is `len(data) - block_size` (the last window's target ends on the final token);
+# - draw the offsets with the `generator` you are given and nothing else: its state then *is* the
+#   data position, which a checkpoint saves so a resumed run sees the same batches;
+# - return `int64`: memmaps hold `uint16`, which embeddings and `cross_entropy` do not accept.
+
+# %% exercise solutions.chapter1.train_data:get_batch
+tests.check_get_batch(get_batch)
+
+# %%
+x, y = get_batch(train_data, 2, 16, torch.Generator().manual_seed(0))
+print("x:", repr(decode(x[0].tolist())))
+print("y:", repr(decode(y[0].tolist())))
+
+# %% [markdown]
+# ## 2. Learning-rate schedule: linear warmup, cosine decay
+#
+# At step 0 Adam's moment estimates are built from one gradient, so its steps are erratic; a full
+# learning rate there can blow up the loss (or kill LayerNorms and attention heads for good).
+# **Warmup** ramps the rate linearly over the first few hundred steps. After that, a **cosine**
+# decay to a floor (`min_lr`, 10% of the peak for GPT-3) anneals the noise of SGD so the loss keeps
+# dropping late in training.
+#
+# ### Exercise: `lr_at(step, ...)`
+# Steps count from 0. Warmup gives `max_lr * (step + 1) / warmup_steps` (so the first step is not
+# wasted at lr=0, and step `warmup_steps - 1` reaches `max_lr`); cosine runs from `max_lr` at
+# `warmup_steps` to `min_lr` at `max_steps`; after that the rate stays at `min_lr`. The check
+# compares with torch's `LinearLR` + `CosineAnnealingLR` chained by `SequentialLR`.
+
+# %% exercise solutions.chapter1.train:lr_at
+tests.check_lr_at(lr_at)
+
+# %%
+gpt2_cfg = load_config(CONFIG_DIR / "gpt2_124m.toml")
+schedule = [lr_at(s, gpt2_cfg.max_lr, gpt2_cfg.min_lr, gpt2_cfg.warmup_steps, gpt2_cfg.max_steps) for s in range(gpt2_cfg.max_steps + 500)]
+line(schedule, title="GPT-2 124M schedule: 715 warmup steps, cosine to 10% over 19,073 steps", ylabel="learning rate")
+
+# %% [markdown]
+# ## 3. Parameter groups: what gets weight decay
+#
+# AdamW's decoupled weight decay shrinks every parameter it is applied to by `lr * wd` per step. That
+# is a sensible prior for the **weight matrices** that mix features: the embeddings and `W_Q, W_K,
+# W_V, W_O, W_in, W_out`. It is a bad idea for **biases** and **LayerNorm** gains/offsets: they are
+# per-feature shifts and scales; pulling a LayerNorm gain toward 0 fights the normalisation.
+#
+# nanoGPT's rule is "decay if `p.dim() >= 2`". Our model uses TransformerLens's layout, where the
+# per-head biases `b_Q, b_K, b_V` have shape `[n_heads, d_head]`: two dimensions, still biases. So
+# here the rule is by name: decay exactly the `W_*` parameters. Every trainable parameter must land
+# in exactly one group (with tied embeddings, `W_E` is also the unembedding: once, not twice), and
+# frozen ones (`requires_grad=False`) in none.
+
+# %% exercise solutions.chapter1.train:param_groups
+tests.check_param_groups(param_groups)
+
+# %%
+with torch.device("meta"):  # shapes only: no memory, no initialisation
+    model_124m = GPT2(gpt2_cfg.model_config(d_vocab=50257))
+decay, no_decay = param_groups(model_124m, 0.1)
+n_decay, n_no = sum(p.numel() for p in decay["params"]), sum(p.numel() for p in no_decay["params"])
+print(f"GPT-2 124M: {len(decay['params'])} tensors / {n_decay:,} parameters decay; "
+      f"{len(no_decay['params'])} tensors / {n_no:,} do not")
+
+# %% [markdown]
+# ## 4. Gradient accumulation
+#
+# GPT-3 small was trained with 0.5M tokens per step: 512 sequences of 1024 tokens. A single GPU fits
+# perhaps 64 of them. Gradients are sums, so we can run 8 **micro-batches** of 64, let `.backward()`
+# add their gradients into `.grad`, and step once. The only subtlety is the scale: the loss is a
+# *mean* over tokens, so the big batch's gradient is the *mean* of the micro-batch gradients. Divide
+# each micro-batch loss by the number of micro-batches before `backward`.
+#
+# The reference function also takes the pieces a real trainer threads through it: an `autocast`
+# context for the forward pass, the fp16 `GradScaler` (backward goes through `scaler.scale(loss)`),
+# and DDP's `no_sync` (covered in section 8). You write the two lines inside the loop.
+
+# %% exercise solutions.chapter1.train:accumulate_gradients
+tests.check_accumulate_gradients(accumulate_gradients)
+
+# %% [markdown]
+# ## 5. FLOPs per token and MFU
+#
+# **Model FLOPs utilisation** is the fraction of the hardware's peak FLOP/s that the model's own
+# arithmetic uses: `flops_per_token * tokens_per_second / peak_flops`. It ignores recomputation and
+# overheads on purpose, so it compares runs, implementations and hardware honestly.
+#
+# The count (Kaplan et al. 2020; PaLM, appendix B): a matmul with a weight of N entries costs 2N FLOPs
+# per token forward (a multiply and an add) and 4N backward (gradients for the input and for the
+# weight): **6N** per token, with N every parameter that takes part in a matmul: everything but the
+# position table, which is a lookup (the tied `W_E` counts once, as the unembedding). Attention adds
+# the `QK^T` scores and the weighted sum of values, `2 * 2 * seq_len * d_model` FLOPs per layer per
+# token forward, times 3 with backward: **12 · n_layers · seq_len · d_model**.
+# The check counts the real FLOPs of a forward + backward with `torch.utils.flop_counter`.
+
+# %% exercise solutions.chapter1.train:flops_per_token,mfu
+tests.check_flops_per_token(flops_per_token, mfu)
+
+# %%
+fpt = flops_per_token(model_124m, 1024)
+print(f"GPT-2 124M at 1024 tokens: {fpt / 1e9:.3f} GFLOPs per token")
+for device_name, peak in [("A100 (bf16, 312 TFLOP/s)", 312e12), ("H100 SXM (bf16, 989 TFLOP/s)", 989e12)]:
+    print(f"  {device_name}: 50% MFU = {0.5 * peak / fpt:,.0f} tokens/s; "
+          f"10B tokens in {10e9 / (0.5 * peak / fpt) / 3600:.1f} h")
+
+# %% [markdown]
+# ## 6. Checkpoints and exact resume
+#
+# Long runs die: preemption, a node failure, a time limit. A checkpoint that holds only the weights
+# resumes a *different* run: Adam's moment estimates restart from zero (a loss spike), the learning
+# rate schedule restarts unless the step is saved, and the data order changes. An **exact** resume
+# restores everything that decides the future: model, optimizer, GradScaler (fp16's loss scale),
+# the step, every RNG (torch, CUDA, Python's `random`) and the data position, which for us is the
+# state of the batch generator. Then the resumed loss curve is bit-for-bit the uninterrupted one.
+#
+# Save atomically: `torch.save` to a temporary file, then `os.replace` it onto the real path, so a
+# job killed mid-save leaves the previous checkpoint intact. Load with `map_location="cpu"` (the
+# optimizer and model move tensors to the parameters' device) and `weights_only=True` (safe to
+# unpickle).
+
+# %% exercise solutions.chapter1.train:save_checkpoint,load_checkpoint
+tests.check_checkpoint_roundtrip(save_checkpoint, load_checkpoint)
+
+# %% [markdown]
+# ## 7. Precision, compilation and the config
+#
+# Three switches that cost nothing in code and buy most of the speed on a GPU:
+#
+# - **bf16 autocast** (`torch.autocast("cuda", dtype=torch.bfloat16)`): matmuls run on bf16 tensor
+#   cores (16x the fp32 rate on an H100) while weights, optimizer state and reductions stay fp32.
+#   bf16 has fp32's exponent range, so no loss scaling is needed. GPUs without bf16 (V100, T4) use
+#   **fp16 + `GradScaler`**: fp16's small range underflows small gradients, so the loss is
+#   multiplied by a large scale before backward and the gradients divided by it before the step
+#   (a step whose gradients overflowed is skipped and the scale halved).
+# - **TF32** (`torch.set_float32_matmul_precision("high")` or `allow_tf32`): whatever stays fp32
+#   runs on tensor cores with a 10-bit mantissa.
+# - **`torch.compile`** fuses the elementwise operations (GELU, LayerNorm, residual adds) into few
+#   kernels, so activations make fewer trips to memory. **Flash attention**
+#   (`F.scaled_dot_product_attention`, our `attn_impl="sdpa"`) never writes the seq x seq attention
+#   matrix to memory at all.
+#
+# The config is one dataclass, read from a TOML file and then `key=value` overrides, exactly as on
+# the command line: `python -m solutions.chapter1.train --config configs/train/gpt2_124m.toml max_steps=100`.
+# Values that cannot work are refused up front, with the fix.
+
+# %%
+print("autocast dtype on this machine:", resolve_amp_dtype("auto", utils.get_device()))
+for overrides in (["max_step=10"], ["block_size=4096"], ["tokens_per_step=1000"]):
+    try:
+        load_config(CONFIG_DIR / "smoke_cpu.toml", overrides).validate()
+    except ConfigError as e:
+        print(f"{overrides[0]!r:>24} -> {e}")
+
+# %% [markdown]
+# ## 8. Run it
+#
+# The smoke config is a 2-layer GPT on the offline corpus that trains in about a minute on a laptop
+# CPU; on a GPU we make it bigger. Watch the progress bar: loss, learning rate, tokens/s and MFU
+# (on a CPU the "peak" is a measured matmul, so CPU MFU says how close the model's maths comes to
+# this machine's BLAS). Validation loss is measured on the same fixed batches every time, so its
+# curve compares like with like.
+
+# %%
+overrides = [f"out_dir={RUN_DIR / 'smoke'}", f"max_steps={utils.ci_size(200, 40)}", f"eval_interval={utils.ci_size(25, 20)}"]
+if ON_GPU and not utils.IS_CI:
+    overrides += ["device=cuda", "dtype=auto", "n_layers=6", "d_model=384", "n_heads=6", "n_ctx=256", "block_size=256",
+                  "micro_batch_size=64", "tokens_per_step=32768", "max_steps=1000", "eval_interval=100"]
+cfg = load_config(CONFIG_DIR / "smoke_cpu.toml", overrides)
+history = train(cfg)
+
+# %%
+line(
+    {"train": history["loss"], "validation": history["val_loss"]},
+    x={"train": history["step"], "validation": history["val_step"]},
+    smooth=10,
+    title="Smoke run: train and validation loss",
+    ylabel="cross-entropy (nats)",
+)
+print(f"uniform guessing: {math.log(info.vocab_size):.2f} nats; val loss {history['val_loss'][0]:.2f} -> {history['val_loss'][-1]:.2f}")
+print("sample:", repr(history["samples"][-1][1]))
+
+# %% [markdown]
+# ### Kill it, resume it
+#
+# We run a short job to the end, then the same job "killed" after step 4 (its last checkpoint is at
+# step 3), then restart it with `resume=true` from a process whose RNGs are in a different state.
+# The resumed losses should equal the uninterrupted ones exactly: not approximately, bit for bit.
+
+# %%
+tiny = ["n_layers=1", "d_model=32", "n_heads=2", "n_ctx=32", "block_size=32", "micro_batch_size=4", "tokens_per_step=256",
+        "max_steps=6", "warmup_steps=2", "eval_interval=3", "ckpt_interval=3", "sample_tokens=8"]
+full = train(load_config(CONFIG_DIR / "smoke_cpu.toml", tiny + [f"out_dir={RUN_DIR / 'full'}"]), quiet=True)
+killed_cfg = load_config(CONFIG_DIR / "smoke_cpu.toml", tiny + [f"out_dir={RUN_DIR / 'killed'}", "resume=false"])
+killed = train(killed_cfg, stop_after=4, quiet=True)
+torch.manual_seed(12345)
+random.seed(12345)
+resumed = train(load_config(CONFIG_DIR / "smoke_cpu.toml", tiny + [f"out_dir={RUN_DIR / 'killed'}", "resume=true"]), quiet=True)
+print("uninterrupted:", [f"{v:.6f}" for v in full["loss"]])
+print("killed+resumed:", [f"{v:.6f}" for v in killed["loss"][:3] + resumed["loss"]])
+print("identical:", killed["loss"][:3] + resumed["loss"] == full["loss"])
+
+# %% [markdown]
+# ## 9. More GPUs: DDP through torchrun
+#
+# `torchrun --nproc_per_node=N` starts N copies of the same script and sets `RANK`, `LOCAL_RANK` and
+# `WORLD_SIZE` in each. `setup_distributed` reads them, joins the process group (NCCL on GPUs, gloo
+# on CPUs) and pins one GPU per process; the model is wrapped in `DistributedDataParallel`, which
+# all-reduces (averages) gradients during `backward`. Two details in our trainer:
+#
+# - **Data.** Every process draws the *same* global batch of `micro_batch_size * world_size` windows
+#   from the same seeded generator and keeps its own slice. So 2 processes with micro-batch 4 see
+#   exactly the batches of 1 process with micro-batch 8, the generator state is still the whole data
+#   position, and the loss curves match (the tests check this with real torchrun and gloo).
+# - **`no_sync`.** With gradient accumulation, only the last micro-batch's backward needs the
+#   all-reduce; `model.no_sync()` skips it on the others, saving (accum - 1) rounds of communication.
+#
+# Launch lines (the config files are in `configs/train/`):
+#
+# ```bash
+# torchrun --standalone --nproc_per_node=8 -m solutions.chapter1.train --config configs/train/gpt2_124m_ddp.toml
+# # two nodes: run on each, with the first node's address
+# torchrun --nnodes=2 --nproc_per_node=8 --rdzv_backend=c10d --rdzv_endpoint=HOST:29500 \
+#     -m solutions.chapter1.train --config configs/train/gpt2_124m_ddp.toml
+# ```
+#
+# To see it on this machine, run the cell below (two CPU processes with gloo, a few steps).
+
+# %%
+if not utils.IS_CI:  # starting two more Python processes takes longer than CI's budget for this notebook
+    import json
+    import subprocess
+    import sys
+
+    repo = CONFIG_DIR.parents[1]
+    subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "solutions.chapter1.train",
+                    "--config", str(CONFIG_DIR / "smoke_cpu.toml"), *tiny, "max_steps=4", f"out_dir={RUN_DIR / 'ddp'}"],
+                   cwd=repo, env={**os.environ, "PYTHONPATH": str(repo), "CURRICULUM_OFFLINE": "1"}, check=True)
+    print("2 processes:", json.loads((RUN_DIR / "ddp" / "history.json").read_text())["loss"])
+
+# %% [markdown]
+# ## What next
+#
+# - `python benchmarks/train_throughput.py` measures tokens/s and MFU for eager vs `torch.compile`,
+#   manual vs SDPA attention and fp32 vs autocast on your hardware. On one H100, GPT-2 124M with
+#   bf16 + compile + flash attention should reach around 50% MFU.
+# - Run `configs/train/gpt2_124m.toml` on a GPU: after ~10B tokens GPT-2 124M reaches a FineWeb-Edu
+#   val loss near 3.1 and beats the original GPT-2 124M on HellaSwag (build-nanogpt's result).
+# - Section 1.3 onwards uses these trained models; the interpretability sections load the same
+#   TransformerLens-style parameter names.
