@@ -229,6 +229,8 @@ def check_gpt2(GPT2) -> str:
         cfg = ref.Config(**{**CFG.__dict__, "tie_embeddings": tied})
         model = module_instance(GPT2, cfg)
         ours = model.state_dict()
+        if tied and any(k.startswith("unembed.") for k in ours):
+            fail("with cfg.tie_embeddings=True the model should have no Unembed: the logits read embed.W_E (transposed)")
         missing = [k for k in ours if k not in tl_params]
         if missing:
             fail(f"(tie_embeddings={tied}) your model has parameters TransformerLens does not: {missing[:3]}. "
@@ -354,9 +356,8 @@ def check_layer_kv_cache(LayerKVCache) -> str:
         cache = ref.KVCache([LayerKVCache() for _ in range(CFG.n_layers)])
         if cache.length != 0:
             fail(f"a new LayerKVCache should have length 0, got {cache.length}")
-        steps = [model(tokens[:, :5], kv_cache=cache)]
-        for i in range(5, 9):
-            steps.append(model(tokens[:, i : i + 1], kv_cache=cache))
+        # a 5-token prompt, then a 2-token chunk (the mask needs keys in position order), then single tokens
+        steps = [model(tokens[:, a:b], kv_cache=cache) for a, b in [(0, 5), (5, 7), (7, 8), (8, 9)]]
     if cache.length != 9:
         fail(f"after 9 tokens the cache should hold 9 positions, got {cache.length}: append along the position axis (dim=-2)")
     assert_close(torch.cat(steps, dim=1), full, "logits computed with the cache vs without", atol=1e-4,
