@@ -297,7 +297,7 @@ def check_react_act(react_act: Callable) -> str:
 @check
 def check_play(play: Callable) -> str:
     ep, _ = _play(play, PathFollower(["Pizza", "Cheese", "Milk"]))
-    if not isinstance(ep, ref.Episode):
+    if not all(hasattr(ep, a) for a in ("success", "path", "model_calls", "failure", "tool_errors")):
         fail(f"play should return an Episode, got {type(ep).__name__}")
     if not ep.success or ep.failure is not None:
         fail(f"a model following Pizza -> Cheese -> Milk should win, got success={ep.success}, failure={ep.failure!r}")
@@ -353,7 +353,7 @@ def check_reflexion(reflexion: Callable) -> str:
     with serve(_lesson_model) as (client, server):
         episodes = reflexion(client, WIKI, "Pizza", "Milk", ref.AgentConfig(max_calls=12), attempts=3)
         requests = list(server.requests)
-    if not isinstance(episodes, list) or not all(isinstance(e, ref.Episode) for e in episodes):
+    if not isinstance(episodes, list) or not all(hasattr(e, "success") and hasattr(e, "path") for e in episodes):
         fail(f"reflexion should return the list of Episodes played, got {episodes!r:.200}")
     if len(episodes) != 2:
         fail(f"expected 2 episodes (a loop, then a win using the lesson), got {len(episodes)}: "

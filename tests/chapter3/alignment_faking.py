@@ -106,8 +106,8 @@ PARSE_CASES = [
 def check_parse_response(parse_response: Callable) -> str:
     for transcript, scratchpad, output, what in PARSE_CASES:
         got = parse_response(transcript)
-        if not isinstance(got, ref.Parsed):
-            fail(f"parse_response should return a Parsed, got {type(got).__name__}")
+        if not (hasattr(got, "scratchpad") and hasattr(got, "output")):
+            fail(f"parse_response should return a Parsed(scratchpad, output), got {type(got).__name__}")
         if got.output != output:
             fail(f"{what}: for {transcript!r} the output should be {output!r}, got {got.output!r}")
         if list(got.scratchpad) != scratchpad:
@@ -175,7 +175,7 @@ def _newcombe(k1: int, n1: int, k2: int, n2: int, conf: float) -> tuple[float, f
 @check
 def check_compliance_gap(compliance_gap: Callable) -> str:
     g = compliance_gap(56, 70, 48, 80)  # Newcombe (1998), Table II example (a): 0.0524 to 0.3339
-    if not isinstance(g, ref.Gap):
+    if not all(hasattr(g, a) for a in ("free_rate", "paid_rate", "gap", "low", "high")):
         fail(f"compliance_gap should return a Gap, got {type(g).__name__}")
     if not (math.isclose(g.gap, 0.2, abs_tol=1e-12) and math.isclose(g.low, 0.0524, abs_tol=5e-5)
             and math.isclose(g.high, 0.3339, abs_tol=5e-5)):
