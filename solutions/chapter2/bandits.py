@@ -132,7 +132,9 @@ class OptimisticGreedy(EpsilonGreedy):
     early on only."""
 
     def __init__(self, num_arms: int, initial_value: float = 5.0, step_size: float = 0.1, seed: int = 0):
+        # EXERCISE: call EpsilonGreedy's __init__ with epsilon=0 and this initial_value and step_size
         super().__init__(num_arms, epsilon=0.0, initial_value=initial_value, step_size=step_size, seed=seed)
+        # END EXERCISE
 
 
 class UCB(EpsilonGreedy):

@@ -38,7 +38,7 @@ def _assert_freq(freq: np.ndarray, expected: np.ndarray, n: int, what: str, hint
         fail(f"{what}: expected arm frequencies ≈ {np.round(expected, 3).tolist()}, got {np.round(freq, 3).tolist()}. {hint}")
 
 
-TESTBED_RUNS, TESTBED_STEPS = 100, 300
+TESTBED_RUNS, TESTBED_STEPS = 60, 300
 
 
 @functools.lru_cache(maxsize=1)
