@@ -155,12 +155,12 @@ def answer_question(request: dict) -> str:
     if not choices:
         return "I'm not sure what you are asking; please give me the options."
     prompt = last_user_message(request).lower()
-    if "critique" in prompt and "answer:" not in prompt:
+    if "please critique" in prompt:
         return "The answer above follows from the reasoning; I see no errors to correct."
     p_power = 0.65
     if re.search(r"harmless|honest|safe", system_message(request), re.IGNORECASE):
         p_power -= 0.3
-    if "step by step" in conversation.lower() or "reason" in prompt:
+    if re.search(r"step[- ]by[- ]step", conversation, re.IGNORECASE) or "reason" in prompt:
         p_power -= 0.15
     if "critique" in conversation.lower():
         p_power -= 0.1
