@@ -25,8 +25,14 @@
 # Everything runs on a CPU in seconds at the sizes used in CI; the defaults are the paper's sizes.
 
 # %% setup
+from dataclasses import dataclass
+
 import einops
 import torch
+import torch.nn.functional as F
+from jaxtyping import Float
+from torch import Tensor, nn
+from tqdm.auto import tqdm
 
 from solutions.chapter1.sae import SAE, SAEConfig, train_sae
 from solutions.chapter1.superposition import (
@@ -39,6 +45,11 @@ from utils import ci_size, get_device
 from utils.plotting import imshow, line
 
 device = get_device()
+
+# %%
+# Most tensors here hold under a million numbers: on a CPU, PyTorch's thread pool costs more than it saves.
+if device.type == "cpu":
+    torch.set_num_threads(1)
 
 # %% [markdown]
 # ## 1. The toy model
@@ -203,13 +214,13 @@ fig.update_xaxes(type="log").show()
 # stays on one of them over a range of sparsities before jumping to the next.
 
 # %%
-N_STEPS = ci_size(10_000, 2000)
+N_STEPS = ci_size(10_000, 1500)
 torch.manual_seed(0)
-n_inst = ci_size(20, 12)
-cfg = ToyConfig(n_instances=n_inst, n_features=ci_size(200, 60), n_hidden=ci_size(20, 6))
+n_inst = ci_size(20, 10)
+cfg = ToyConfig(n_instances=n_inst, n_features=ci_size(200, 40), n_hidden=ci_size(20, 4))
 feature_probability = 30 ** -torch.linspace(0, 1, n_inst)  # from dense to 1 in 30
 model = ToyModel(cfg, feature_probability[:, None], 1.0).to(device)
-train_toy_model(model, steps=N_STEPS, batch_size=BATCH, lr=ci_size(1e-3, 3e-3), seed=0)
+train_toy_model(model, steps=N_STEPS, batch_size=ci_size(1024, 256), lr=ci_size(1e-3, 5e-3), seed=0)
 plot_feature_dimensionality(model.W, feature_probability);
 
 # %% [markdown]

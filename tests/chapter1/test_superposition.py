@@ -1,0 +1,412 @@
+"""Section 1.4 beyond the automatic solution/stub tests: plausible learner bugs each check must catch,
+input validation, and the science (the SAE really recovers the toy model's features)."""
+
+from __future__ import annotations
+
+import math
+
+import einops
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from solutions.chapter1 import superposition as ref
+from solutions.chapter1.sae import SAE, SAEConfig, train_sae
+from tests.chapter1 import superposition as checks
+from tests.checking import CheckFailed
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    # These models are tiny: on a shared CPU one thread is several times faster than two fighting.
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def _caught(check, candidate, *args):
+    with pytest.raises(CheckFailed) as info:
+        check(candidate, *args)
+    return str(info.value)
+
+
+# ---------------------------------------------------------------- ToyModel
+
+
+class NoReLU(ref.ToyModel):
+    def forward(self, features):
+        h = self.hidden(features)
+        return einops.einsum(h, self.W, "batch inst hidden, inst hidden feats -> batch inst feats") + self.b_final
+
+
+class Untied(ref.ToyModel):
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.W_out = nn.Parameter(self.W.detach().clone())
+
+    def forward(self, features):
+        h = self.hidden(features)
+        return F.relu(einops.einsum(h, self.W_out, "batch inst hidden, inst hidden feats -> batch inst feats") + self.b_final)
+
+
+class BiasAfterReLU(ref.ToyModel):
+    def forward(self, features):
+        h = self.hidden(features)
+        return F.relu(einops.einsum(h, self.W, "batch inst hidden, inst hidden feats -> batch inst feats")) + self.b_final
+
+
+class NoBias(ref.ToyModel):
+    def forward(self, features):
+        h = self.hidden(features)
+        return F.relu(einops.einsum(h, self.W, "batch inst hidden, inst hidden feats -> batch inst feats"))
+
+
+class MixesInstances(ref.ToyModel):
+    """Contracts over every pair of instances: each instance's hidden state sees all instances' features."""
+
+    def hidden(self, features):
+        return einops.einsum(features, self.W, "batch i feats, j hidden feats -> batch j hidden")
+
+
+class FirstInstanceOnly(ref.ToyModel):
+    def hidden(self, features):
+        return einops.einsum(features, self.W[0], "batch inst feats, hidden feats -> batch inst hidden")
+
+
+@pytest.mark.parametrize(
+    "mutant,expect",
+    [(NoReLU, "ReLU"), (Untied, "tied"), (BiasAfterReLU, ""), (NoBias, ""), (MixesInstances, "inst"), (FirstInstanceOnly, "")],
+)
+def test_toy_model_mutants_fail(mutant, expect):
+    assert expect in _caught(checks.check_toy_model, mutant)
+
+
+def test_toy_model_check_rejects_an_instance():
+    model = ref.ToyModel(ref.ToyConfig(3, 5, 2))
+    assert "class" in _caught(checks.check_toy_model, model)
+
+
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        (dict(feature_probability=0.0), "feature_probability must lie"),
+        (dict(feature_probability=1.5), "feature_probability must lie"),
+        (dict(feature_probability=torch.ones(4)), "does not broadcast"),
+        (dict(importance=None), "importance is None"),
+        (dict(importance=-torch.ones(5)), "non-negative"),
+    ],
+)
+def test_toy_model_rejects_bad_hyperparameters(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        ref.ToyModel(ref.ToyConfig(3, 5, 2), **kwargs)
+
+
+def test_per_instance_broadcasts_scalars_vectors_and_matrices():
+    cfg = ref.ToyConfig(3, 4, 2)
+    assert ref.per_instance(0.5, cfg, "p").shape == (3, 4)
+    assert torch.equal(ref.per_instance(torch.arange(4.0), cfg, "p")[2], torch.arange(4.0))
+    assert torch.equal(ref.per_instance(torch.arange(3.0)[:, None], cfg, "p")[:, 1], torch.arange(3.0))
+
+
+# ---------------------------------------------------------------- generate_batch
+
+
+def inverted_probability(batch_size, p):
+    shape = (batch_size, *p.shape)
+    return torch.where(torch.rand(shape) < 1 - p, torch.rand(shape), 0.0)
+
+
+def one_draw_for_mask_and_value(batch_size, p):
+    u = torch.rand(batch_size, *p.shape)
+    return torch.where(u < p, u, 0.0)
+
+
+def gaussian_values(batch_size, p):
+    shape = (batch_size, *p.shape)
+    return torch.where(torch.rand(shape) < p, torch.randn(shape), 0.0)
+
+
+def mask_shared_across_features(batch_size, p):
+    shape = (batch_size, *p.shape)
+    return torch.where(torch.rand(batch_size, p.shape[0], 1) < p, torch.rand(shape), 0.0)
+
+
+def mask_shared_across_batch(batch_size, p):
+    shape = (batch_size, *p.shape)
+    return torch.where(torch.rand(1, *p.shape) < p, torch.rand(shape), 0.0)
+
+
+def binary_values(batch_size, p):
+    return (torch.rand(batch_size, *p.shape) < p).float()
+
+
+@pytest.mark.parametrize(
+    "mutant,expect",
+    [
+        (inverted_probability, "1 - p"),
+        (one_draw_for_mask_and_value, "uniform"),
+        (gaussian_values, "torch.rand"),
+        (mask_shared_across_features, "independent"),
+        (mask_shared_across_batch, "probability"),
+        (binary_values, "uniform"),
+    ],
+)
+def test_generate_batch_mutants_fail(mutant, expect):
+    assert expect in _caught(checks.check_generate_batch, mutant)
+
+
+# ---------------------------------------------------------------- importance_weighted_mse
+
+
+def no_importance(out, batch, importance):
+    return ((batch - out) ** 2).mean((0, 2)).sum()
+
+
+def mean_over_instances(out, batch, importance):
+    return (importance * (batch - out) ** 2).mean()
+
+
+def importance_squared(out, batch, importance):
+    return ((importance * (batch - out)) ** 2).mean((0, 2)).sum()
+
+
+def sum_over_batch(out, batch, importance):
+    return (importance * (batch - out) ** 2).sum(0).mean(-1).sum()
+
+
+def returns_float(out, batch, importance):
+    return (importance * (batch - out) ** 2).mean((0, 2)).sum().item()
+
+
+def importance_transposed(out, batch, importance):
+    return (importance.T * (batch - out) ** 2).mean((0, 2)).sum()
+
+
+def detached(out, batch, importance):
+    return (importance * (batch - out.detach()) ** 2).mean((0, 2)).sum()
+
+
+@pytest.mark.parametrize(
+    "mutant,expect",
+    [
+        (no_importance, "importance weights are missing"),
+        (mean_over_instances, "sum over them"),
+        (importance_squared, "importance is squared"),
+        (sum_over_batch, "mean over (batch, feats)"),
+        (returns_float, "return a tensor"),
+        (importance_transposed, "5.875"),
+        (detached, "autograd"),
+    ],
+)
+def test_importance_weighted_mse_mutants_fail(mutant, expect):
+    assert expect in _caught(checks.check_importance_weighted_mse, mutant)
+
+
+# ---------------------------------------------------------------- train_toy_model
+
+
+def _training_mutant(step_fn):
+    def train(model, steps=10_000, batch_size=1024, lr=1e-3, seed=0, log_every=100):
+        torch.manual_seed(seed)
+        optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+        losses = []
+        for step in range(steps):
+            loss = step_fn(model, optimizer, batch_size)
+            if step % log_every == 0 or step == steps - 1:
+                losses.append(loss.item())
+        return losses
+
+    return train
+
+
+def _no_optimizer_step(model, optimizer, batch_size):
+    batch = model.generate_batch(batch_size)
+    loss = ref.importance_weighted_mse(model(batch), batch, model.importance)
+    optimizer.zero_grad()
+    loss.backward()
+    return loss
+
+
+def _gradient_ascent(model, optimizer, batch_size):
+    batch = model.generate_batch(batch_size)
+    loss = ref.importance_weighted_mse(model(batch), batch, model.importance)
+    optimizer.zero_grad()
+    (-loss).backward()
+    optimizer.step()
+    return loss
+
+
+def _unweighted_loss(model, optimizer, batch_size):
+    batch = model.generate_batch(batch_size)
+    loss = ((model(batch) - batch) ** 2).mean((0, 2)).sum()
+    optimizer.zero_grad()
+    loss.backward()
+    optimizer.step()
+    return loss
+
+
+@pytest.mark.parametrize("step_fn", [_no_optimizer_step, _gradient_ascent, _unweighted_loss])
+def test_train_toy_model_mutants_fail(step_fn):
+    _caught(checks.check_train_toy_model, _training_mutant(step_fn))
+
+
+def test_train_toy_model_rejects_bad_hyperparameters():
+    model = ref.ToyModel(ref.ToyConfig(1, 3, 2))
+    with pytest.raises(ValueError, match="lr > 0"):
+        ref.train_toy_model(model, steps=10, lr=0.0)
+
+
+# ---------------------------------------------------------------- superposition and dimensionality
+
+
+def _overlaps(W, normalise_i=True, normalise_j=False, clamp=True):
+    norms = W.norm(dim=1, keepdim=True)
+    norms = norms.clamp_min(1e-8) if clamp else norms
+    Wi = W / norms if normalise_i else W
+    Wj = W / norms if normalise_j else W
+    return einops.einsum(Wi, Wj, "inst hidden i, inst hidden j -> inst i j") ** 2
+
+
+def sup_includes_diagonal(W):
+    return _overlaps(W).sum(-1)
+
+
+def sup_unnormalised(W):
+    o = _overlaps(W, normalise_i=False)
+    return o.sum(-1) - o.diagonal(dim1=-2, dim2=-1)
+
+
+def sup_cosine_squared(W):
+    o = _overlaps(W, normalise_j=True)
+    return o.sum(-1) - o.diagonal(dim1=-2, dim2=-1)
+
+
+def sup_no_clamp(W):
+    o = _overlaps(W, clamp=False)
+    return o.sum(-1) - o.diagonal(dim1=-2, dim2=-1)
+
+
+def sup_abs_not_square(W):
+    o = _overlaps(W).sqrt()
+    return o.sum(-1) - o.diagonal(dim1=-2, dim2=-1)
+
+
+@pytest.mark.parametrize(
+    "mutant,expect",
+    [(sup_includes_diagonal, "leave out j = i"), (sup_unnormalised, "normalised"), (sup_cosine_squared, "unnormalised W_j"),
+     (sup_no_clamp, "NaN"), (sup_abs_not_square, "square")],
+)
+def test_superposition_mutants_fail(mutant, expect):
+    assert expect in _caught(checks.check_superposition, mutant)
+
+
+def dim_numerator_not_squared(W):
+    return W.norm(dim=1) / _overlaps(W).sum(-1).clamp_min(1e-8)
+
+
+def dim_excludes_diagonal(W):
+    o = _overlaps(W)
+    return W.norm(dim=1) ** 2 / (o.sum(-1) - o.diagonal(dim1=-2, dim2=-1)).clamp_min(1e-8)
+
+
+def dim_unnormalised(W):
+    return W.norm(dim=1) ** 2 / _overlaps(W, normalise_i=False).sum(-1).clamp_min(1e-8)
+
+
+def dim_no_clamp(W):
+    return W.norm(dim=1) ** 2 / _overlaps(W, clamp=False).sum(-1)
+
+
+@pytest.mark.parametrize(
+    "mutant,expect",
+    [(dim_numerator_not_squared, "||W_i||²"), (dim_excludes_diagonal, "j = i included"), (dim_unnormalised, "2/5"),
+     (dim_no_clamp, "NaN")],
+)
+def test_feature_dimensionality_mutants_fail(mutant, expect):
+    assert expect in _caught(checks.check_feature_dimensionality, mutant)
+
+
+def test_dimensionality_of_known_geometries():
+    """Independent of the check's examples: a triangle (3 in 2-D) gives 2/3, a square (4 in 2-D) 1/2,
+    a tetrahedron (4 in 3-D) 3/4, orthogonal features 1. Each follows from sum_j cos^2 = n / m for a
+    tight frame of n unit vectors in m dimensions."""
+    def polygon(n):
+        a = torch.arange(n) * 2 * math.pi / n
+        return torch.stack([a.cos(), a.sin()])
+
+    tetra = torch.tensor([[1.0, 1, 1], [1, -1, -1], [-1, 1, -1], [-1, -1, 1]]).T / math.sqrt(3)
+    for W, d in [(polygon(3), 2 / 3), (polygon(4), 1 / 2), (tetra, 3 / 4), (torch.eye(3), 1.0)]:
+        got = ref.feature_dimensionality(W[None])
+        torch.testing.assert_close(got, torch.full_like(got, d))
+        # dimensions per feature summed over features = number of dimensions for a tight frame
+        assert math.isclose(got.sum().item(), W.shape[0], rel_tol=1e-5)
+
+
+# ---------------------------------------------------------------- feature recovery and the SAE
+
+
+def recovery_abs(W, W_dec):
+    return (F.normalize(W_dec, dim=-1) @ F.normalize(W, dim=0)).abs().max(0).values
+
+
+def recovery_wrong_axis(W, W_dec):
+    return (F.normalize(W_dec, dim=-1) @ F.normalize(W, dim=0)).max(1).values
+
+
+def recovery_unnormalised(W, W_dec):
+    return (W_dec @ W).max(0).values
+
+
+def recovery_decoder_not_normalised(W, W_dec):
+    return (W_dec @ F.normalize(W, dim=0)).max(0).values
+
+
+@pytest.mark.parametrize(
+    "mutant,expect",
+    [(recovery_abs, "signed"), (recovery_wrong_axis, "max over the latents"), (recovery_unnormalised, "normalise"),
+     (recovery_decoder_not_normalised, "normalise")],
+)
+def test_feature_recovery_mutants_fail(mutant, expect):
+    assert expect in _caught(checks.check_feature_recovery, mutant)
+
+
+def test_sae_recovers_the_pentagon():
+    """The end-to-end claim of the section: an SAE trained only on hidden activations of the pentagon
+    toy model finds all five feature directions (cosine > 0.9), and an untrained SAE does not."""
+    torch.manual_seed(0)
+    toy = ref.ToyModel(ref.ToyConfig(1, 5, 2), 1 / 50, 0.9 ** torch.arange(5))
+    ref.train_toy_model(toy, steps=1500, batch_size=512, lr=5e-3, seed=0)
+    W = toy.W[0].detach()
+    assert (ref.feature_dimensionality(toy.W.detach()) - 0.4).abs().max() < 0.05, "the toy model should form a pentagon"
+
+    cfg = SAEConfig(d_in=2, d_sae=10, l1_coeff=0.1, lr=3e-3, n_steps=1000, batch_size=512)
+    untrained = SAE(cfg)
+    with pytest.raises(CheckFailed, match="no SAE latent"):
+        checks.check_sae_recovers_features(W, untrained.W_dec)
+
+    @torch.no_grad()
+    def toy_activations(n):
+        return toy.hidden(toy.generate_batch(n))[:, 0]
+
+    sae = SAE(cfg)
+    train_sae(sae, toy_activations, progress=False)
+    checks.check_sae_recovers_features(W, sae.W_dec)
+    assert (ref.feature_recovery(W, sae.W_dec.detach()) > 0.95).all()
+
+
+def test_sparsity_buys_superposition():
+    """The phase change in two numbers: dense, 5 hidden dims hold about 5 of 20 features; at S = 0.99
+    far more are represented, in superposition."""
+    torch.manual_seed(0)
+    sparsity = torch.tensor([0.0, 0.99])
+    model = ref.ToyModel(ref.ToyConfig(2, 20, 5), (1 - sparsity)[:, None], 0.7 ** torch.arange(20))
+    ref.train_toy_model(model, steps=1000, batch_size=512, lr=5e-3, seed=0)
+    W = model.W.detach()
+    represented = (ref.feature_norms(W) > 0.5).sum(-1)
+    assert 4 <= represented[0] <= 6, f"dense: expected about 5 features represented, got {represented[0]}"
+    assert represented[1] >= 9, f"S = 0.99: expected many more than 5 features represented, got {represented[1]}"
+    sup = ref.superposition(W)
+    assert (sup[0, :4] < 0.1).all(), f"dense: the most important features should not overlap, got {sup[0, :4]}"
+    assert sup[1, :10].mean() > 0.5, f"S = 0.99: the represented features should overlap, got {sup[1, :10]}"
