@@ -359,7 +359,7 @@ def check_ppo_update(ppo_update) -> None:
 def probe_args(env_id: str):
     from solutions.chapter2.ppo import PPOArgs
 
-    return PPOArgs(env_id=env_id, seed=0, gamma=0.5, num_envs=4, num_steps=16, total_timesteps=1024,
+    return PPOArgs(env_id=env_id, seed=0, gamma=0.5, num_envs=4, num_steps=16, total_timesteps=512,
                    learning_rate=3e-3, update_epochs=10)
 
 
