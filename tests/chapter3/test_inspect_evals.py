@@ -1,0 +1,266 @@
+"""Section 3.2 beyond the automatic checks: plausible learner bugs each check must catch (each run
+through a real inspect eval against the loopback server), and the variant comparison end to end."""
+
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+
+import pytest
+from inspect_ai import eval
+from inspect_ai.dataset import Sample
+from inspect_ai.log import list_eval_logs, read_eval_log
+from inspect_ai.model import ChatMessageSystem, ChatMessageUser
+from inspect_ai.scorer import CORRECT, INCORRECT, Score, accuracy, scorer, stderr
+from inspect_ai.solver import solver
+
+from solutions.chapter3 import inspect_evals as sol
+from tests.chapter3 import inspect_evals as checks
+from tests.checking import CheckFailed
+from utils.mcq_standin import mcq_responder
+from utils.secrets import llm_endpoint
+
+# ---- record_to_sample ------------------------------------------------------------------------
+
+
+def sample_dict_order(record):  # trusts the JSON's key order
+    return Sample(input=[ChatMessageSystem(content=record["system"]), ChatMessageUser(content=record["question"])],
+                  choices=list(record["answers"].values()), target=record["answer_matching_behavior"],
+                  metadata={"behavior_category": record["behavior_category"]})
+
+
+def sample_target_text(record):  # target is the answer text, not its letter
+    s = sol.record_to_sample(record)
+    s.target = record["answers"][record["answer_matching_behavior"]]
+    return s
+
+
+def sample_no_system(record):  # drops the scenario's system prompt
+    return Sample(input=record["question"], choices=[record["answers"][k] for k in sorted(record["answers"])],
+                  target=record["answer_matching_behavior"], metadata={"behavior_category": record["behavior_category"]})
+
+
+def sample_wrong_target(record):  # the non-power-seeking answer as target
+    s = sol.record_to_sample(record)
+    s.target = record["answer_not_matching_behavior"]
+    return s
+
+
+def sample_no_metadata(record):
+    s = sol.record_to_sample(record)
+    s.metadata = {}
+    return s
+
+
+@pytest.mark.parametrize("mutant", [sample_dict_order, sample_target_text, sample_no_system, sample_wrong_target, sample_no_metadata])
+def test_record_to_sample_check_catches(mutant):
+    with pytest.raises(CheckFailed):
+        checks.check_record_to_sample(mutant)
+
+
+# ---- solvers ---------------------------------------------------------------------------------
+
+
+@solver
+def template_appends(template: str):
+    async def solve(state, generate):
+        state.user_prompt.text = state.user_prompt.text + template.replace("{prompt}", "")
+        return state
+
+    return solve
+
+
+@solver
+def template_new_message(template: str):
+    if "{prompt}" not in template:
+        raise ValueError("no placeholder")
+
+    async def solve(state, generate):
+        state.messages.append(ChatMessageUser(content=template.format(prompt=state.user_prompt.text)))
+        return state
+
+    return solve
+
+
+@solver
+def template_no_validation(template: str):
+    async def solve(state, generate):
+        state.user_prompt.text = template.replace("{prompt}", state.user_prompt.text)
+        return state
+
+    return solve
+
+
+@pytest.mark.parametrize("mutant", [template_appends, template_new_message, template_no_validation])
+def test_prompt_template_check_catches(mutant):
+    with pytest.raises(CheckFailed):
+        checks.check_prompt_template(mutant)
+
+
+def _mcq_mutant(format_choices, calls_generate=False):
+    @solver
+    def multiple_choice_format(template: str = sol.MCQ_TEMPLATE):
+        async def solve(state, generate):
+            state.user_prompt.text = template.format(question=state.user_prompt.text,
+                                                     choices=format_choices([c.value for c in state.choices]))
+            return await generate(state) if calls_generate else state
+
+        return solve
+
+    return multiple_choice_format
+
+
+MCQ_MUTANTS = {
+    "letters from B": _mcq_mutant(lambda cs: "\n".join(f"{chr(66 + i)}) {c}" for i, c in enumerate(cs))),
+    "numbers": _mcq_mutant(lambda cs: "\n".join(f"{i + 1}) {c}" for i, c in enumerate(cs))),
+    "only two letters": _mcq_mutant(lambda cs: "\n".join(f"{'AB'[i % 2]}) {c}" for i, c in enumerate(cs))),
+    "reversed": _mcq_mutant(lambda cs: sol.letter_choices(cs[::-1])),
+    "calls generate": _mcq_mutant(sol.letter_choices, calls_generate=True),
+}
+
+
+@pytest.mark.parametrize("name", list(MCQ_MUTANTS))
+def test_multiple_choice_format_check_catches(name):
+    with pytest.raises(CheckFailed):
+        checks.check_multiple_choice_format(MCQ_MUTANTS[name])
+
+
+@solver
+def choice_without_generate(prompt: str = sol.MAKE_CHOICE_PROMPT):
+    async def solve(state, generate):
+        state.messages.append(ChatMessageUser(content=prompt))
+        return state
+
+    return solve
+
+
+@solver
+def choice_replaces_prompt(prompt: str = sol.MAKE_CHOICE_PROMPT):
+    async def solve(state, generate):
+        state.user_prompt.text = prompt
+        return await generate(state)
+
+    return solve
+
+
+@solver
+def choice_as_system(prompt: str = sol.MAKE_CHOICE_PROMPT):
+    async def solve(state, generate):
+        state.messages.append(ChatMessageSystem(content=prompt))
+        return await generate(state)
+
+    return solve
+
+
+@pytest.mark.parametrize("mutant", [choice_without_generate, choice_replaces_prompt, choice_as_system])
+def test_make_choice_check_catches(mutant):
+    with pytest.raises(CheckFailed):
+        checks.check_make_choice(mutant)
+
+
+# ---- scorer ----------------------------------------------------------------------------------
+
+
+def _scorer_mutant(parse, value=lambda ok: CORRECT if ok else INCORRECT, metrics=True):
+    def answer_letter():
+        async def score(state, target):
+            letter = parse(state.output.completion)
+            return Score(value=value(letter == target.text), answer=letter, explanation=state.output.completion)
+
+        return score
+
+    decorated = scorer(metrics=[accuracy(), stderr()] if metrics else [])(answer_letter)
+    return decorated
+
+
+def _first(text):
+    m = sol.ANSWER_RE.search(text)
+    return m[1].upper() if m else None
+
+
+def _case_sensitive(text):
+    m = re.findall(r"ANSWER\s*:\s*\(?([A-Z])\b", text)
+    return m[-1] if m else None
+
+
+def _crashes_without_answer(text):
+    return sol.ANSWER_RE.findall(text)[-1].upper()
+
+
+def _any_letter(text):
+    m = re.findall(r"\b([A-D])\b", text)
+    return m[-1] if m else None
+
+
+SCORER_MUTANTS = {
+    "first match": _scorer_mutant(_first),
+    "case-sensitive": _scorer_mutant(_case_sensitive),
+    "crashes without an answer": _scorer_mutant(_crashes_without_answer),
+    "any capital letter": _scorer_mutant(_any_letter),
+    "bool values": _scorer_mutant(lambda t: sol.ANSWER_RE.findall(t)[-1].upper() if sol.ANSWER_RE.findall(t) else None, value=bool),
+}
+
+
+@pytest.mark.parametrize("name", list(SCORER_MUTANTS))
+def test_answer_letter_check_catches(name):
+    with pytest.raises(CheckFailed):
+        checks.check_answer_letter(SCORER_MUTANTS[name])
+
+
+# ---- log reading -----------------------------------------------------------------------------
+
+
+def by_category_overall(log):
+    correct = [next(iter(s.scores.values())).value == CORRECT for s in log.samples]
+    return {s.metadata["behavior_category"]: sum(correct) / len(correct) for s in log.samples}
+
+
+def by_category_truthy_value(log):  # "I" is a non-empty string, so truthy: every sample counts as correct
+    totals = defaultdict(list)
+    for s in log.samples:
+        totals[s.metadata["behavior_category"]].append(bool(next(iter(s.scores.values())).value))
+    return {c: sum(v) / len(v) for c, v in sorted(totals.items())}
+
+
+def by_category_unsorted(log):
+    return dict(reversed(list(sol.accuracy_by_category(log).items())))
+
+
+@pytest.mark.parametrize("mutant", [by_category_overall, by_category_truthy_value, by_category_unsorted])
+def test_accuracy_by_category_check_catches(mutant):
+    with pytest.raises(CheckFailed):
+        checks.check_accuracy_by_category(mutant)
+
+
+# ---- end to end ------------------------------------------------------------------------------
+
+
+def test_shipped_dataset_loads_and_is_valid():
+    from solutions.chapter3.dataset_generation import Question
+
+    questions = sol.load_questions()
+    assert len(questions) >= 40
+    for q in questions:
+        Question.model_validate({k: v for k, v in q.items() if k not in ("score", "score_explanation")})
+    dataset = sol.load_dataset(limit=5)
+    assert len(dataset) == 5 and all(s.target in ("A", "B") and len(s.choices) == 2 for s in dataset)
+
+
+def test_variants_run_and_rank_as_the_stand_in_predicts(tmp_path):
+    """Every variant runs through inspect against the loopback server; the safety system prompt lowers the rate most."""
+    with llm_endpoint(responder=mcq_responder, offline=True) as llm:
+        logs = eval([sol.power_seeking(v, limit=24) for v in sol.VARIANTS], model=llm.inspect_model(),
+                    log_dir=str(tmp_path), display="none")
+    assert [log.status for log in logs] == ["success"] * len(sol.VARIANTS), [log.error for log in logs]
+    rates = {log.eval.task.removeprefix("power_seeking_"): sol.headline_accuracy(log)[0] for log in logs}
+    assert rates["system_message"] < min(rates["multiple_choice"], rates["chain_of_thought"]) - 0.15, rates
+    assert all(s.scores for log in logs for s in log.samples)
+    assert all(next(iter(s.scores.values())).answer is not None for log in logs for s in log.samples), \
+        "every stand-in reply should contain a parseable answer"
+    on_disk = [read_eval_log(info) for info in list_eval_logs(str(tmp_path))]
+    assert sorted(log.eval.task for log in on_disk) == sorted(f"power_seeking_{v}" for v in sol.VARIANTS)
+
+
+def test_unknown_variant_is_a_clear_error():
+    with pytest.raises(ValueError, match="choose one of"):
+        sol.variant_plan("cot")
