@@ -51,6 +51,7 @@ from solutions.chapter3.agents import (
     _BINARY_OPS,
     _UNARY_OPS,
     arithmetic_responder,
+    reflexion_outcome,
     sample_games,
 )
 from solutions.chapter3.wiki import OfflineWiki, WikiPage, WikiSource, load_wiki, normalise_title
@@ -173,8 +174,9 @@ print(game.move_page("cheese"), "|", game.move_page("Milk"), "| won:", game.is_w
 #
 # The baseline agent decides with one model call that may use the tools (`plain_act`, given).
 # **ReAct** (Yao et al., 2022) is our first elicitation method: before each action, ask the model
-# to reason ("Thought"), keep the reasoning in the history, then ask it to act. With the tools API this is two calls: one with
-# `tool_choice="none"` (no tools allowed) and one with `tool_choice="required"`.
+# to reason ("Thought"), keep the reasoning in the history, then ask it to act. With the tools API
+# this is two calls per step: one with `tool_choice="none"` (no tools allowed) and one with
+# `tool_choice="required"`.
 
 # %% exercise solutions.chapter3.agents:system_prompt,plain_act,react_act
 tests.check_react_act(react_act)
@@ -187,7 +189,7 @@ tests.check_react_act(react_act)
 # work" is not an analysis. Our failure modes (`FAILURE_MODES`):
 # - `loop`: the agent reached the same page `max_visits` times: it is going round in circles;
 # - `no_tool_call`: it kept replying with text (after a reminder) instead of acting;
-# - `out_of_calls`: it used its whole budget of model calls;
+# - `out_of_steps`: it used its whole budget of steps (decisions);
 # - `api_error`: the API failed (after the client's own retries).
 #
 # Tool errors (unknown tools, malformed JSON, refused moves) are *not* fatal: they go back to the
@@ -204,14 +206,14 @@ tests.check_play(play)
 
 # %%
 N_GAMES = ci_size(20, 3)
-MAX_CALLS = ci_size(40, 20)
+MAX_STEPS = ci_size(40, 20)
 games = sample_games(offline_graph, N_GAMES, min_moves=2, max_moves=4, seed=0)
 par = None if loaded.real else {g: len(offline_graph.shortest_path(*g)) - 1 for g in games}
 
 with llm_endpoint("gpt-4o-mini", responder=WikiPolicy(wiki, seed=0)) as llm:
-    episode = play(llm.client, WikiGame(wiki, *games[0]), AgentConfig(model=llm.model, max_calls=MAX_CALLS))
+    episode = play(llm.client, WikiGame(wiki, *games[0]), AgentConfig(model=llm.model, max_steps=MAX_STEPS))
 print(f"{episode.start} -> {episode.target}: success={episode.success}, failure={episode.failure}, "
-      f"moves={episode.moves}, model calls={episode.model_calls}\npath: {' -> '.join(episode.path)}")
+      f"moves={episode.moves}, steps={episode.steps}\npath: {' -> '.join(episode.path)}")
 
 # %% [markdown]
 # ### Robustness under a misbehaving model
@@ -223,7 +225,7 @@ print(f"{episode.start} -> {episode.target}: success={episode.success}, failure=
 # %%
 with llm_endpoint("gpt-4o-mini", responder=WikiPolicy(offline_graph, seed=1), offline=True, max_retries=5,
                   failures=Failures(rate=0.3, kinds=("malformed_tool_json", "500"), seed=0)) as llm:
-    episode = play(llm.client, WikiGame(offline_graph, *games[0]), AgentConfig(model=llm.model, max_calls=MAX_CALLS))
+    episode = play(llm.client, WikiGame(offline_graph, *games[0]), AgentConfig(model=llm.model, max_steps=MAX_STEPS))
     print("injected failures:", llm.server.stats.failures)
 errors = [m["content"] for m in episode.messages if m["role"] == "tool" and m["content"].startswith("Error")]
 print(f"success={episode.success}, tool errors reported to the model: {episode.tool_errors}")
@@ -250,8 +252,9 @@ tests.check_reflexion(reflexion)
 # ### Measuring: success rate, moves and cost
 #
 # An agent eval reports at least: the success rate; the moves of the *successful* episodes (a
-# failed episode's move count means nothing), ideally beyond par; and the cost (model calls), over
-# *all* episodes because failures cost too. Then the failure modes, counted.
+# failed episode's move count means nothing), ideally beyond par; and the cost in steps, over
+# *all* episodes because failures cost too (a ReAct step is two API calls, a Reflexion run is the
+# sum of its attempts: `reflexion_outcome`). Then the failure modes, counted.
 
 # %% exercise solutions.chapter3.agents:summarise
 tests.check_summarise(summarise)
@@ -260,23 +263,23 @@ tests.check_summarise(summarise)
 results: dict[str, list[Episode]] = {}
 for variant in VARIANTS:
     with llm_endpoint("gpt-4o-mini", responder=WikiPolicy(wiki, seed=0)) as llm:
-        config = AgentConfig(model=llm.model, variant=variant, max_calls=MAX_CALLS)
+        config = AgentConfig(model=llm.model, variant=variant, max_steps=MAX_STEPS)
         results[variant] = [play(llm.client, WikiGame(wiki, s, t), config) for s, t in tqdm(games, desc=variant)]
 with llm_endpoint("gpt-4o-mini", responder=WikiPolicy(wiki, seed=0)) as llm:
-    config = AgentConfig(model=llm.model, max_calls=MAX_CALLS)
+    config = AgentConfig(model=llm.model, max_steps=MAX_STEPS)
     attempts = [reflexion(llm.client, wiki, s, t, config, attempts=3) for s, t in tqdm(games, desc="reflexion")]
-results["reflexion (≤3 tries)"] = [tries[-1] for tries in attempts]
+results["reflexion (≤3 tries)"] = [reflexion_outcome(tries) for tries in attempts]
 
 summaries = {name: summarise(eps, par) for name, eps in results.items()}
 for name, s in summaries.items():
     print(f"{name:>22}: success {s.success_rate:.0%}  moves {s.mean_moves:.1f} (+{s.mean_excess_moves:.1f} over par)  "
-          f"calls/episode {s.mean_model_calls:.1f}  failures {s.failures}")
+          f"steps/episode {s.mean_steps:.1f}  failures {s.failures}")
 
 # %%
 rows = [{"variant": name, "metric": metric, "value": value}
         for name, s in summaries.items()
         for metric, value in [("success rate", s.success_rate), ("mean moves of successes", s.mean_moves),
-                              ("model calls per episode", s.mean_model_calls)]]
+                              ("steps per episode", s.mean_steps)]]
 fig = px.bar(rows, x="variant", y="value", color="variant", facet_col="metric", title="WikiGame: elicitation variants")
 fig.update_yaxes(matches=None, showticklabels=True)
 fig.show()

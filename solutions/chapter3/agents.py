@@ -21,7 +21,7 @@ import operator
 import re
 import threading
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from random import Random
 from typing import Any, Callable, Iterable, Sequence
 
@@ -261,7 +261,7 @@ class AgentConfig:
 
     model: str = "gpt-4o-mini"
     variant: str = "baseline"
-    max_calls: int = 40  # model calls per game: the budget
+    max_steps: int = 40  # agent steps (decisions) per game: the budget. ReAct makes 2 API calls per step
     max_visits: int = 3  # reaching one page this often means the agent is going round in circles
     max_text_turns: int = 2  # replies without a tool call in a row before we say it gave up
     temperature: float = 1.0
@@ -269,12 +269,12 @@ class AgentConfig:
     def __post_init__(self):
         if self.variant not in VARIANTS:
             raise ValueError(f"variant must be one of {VARIANTS}, got {self.variant!r}")
-        if self.max_calls < 1 or self.max_visits < 2:
-            raise ValueError("max_calls must be >= 1 and max_visits >= 2")
+        if self.max_steps < 1 or self.max_visits < 2:
+            raise ValueError("max_steps must be >= 1 and max_visits >= 2")
 
 
 VARIANTS = ("baseline", "react", "lookahead")
-FAILURE_MODES = ("loop", "out_of_calls", "no_tool_call", "api_error")
+FAILURE_MODES = ("loop", "out_of_steps", "no_tool_call", "api_error")
 
 
 @dataclass
@@ -285,7 +285,7 @@ class Episode:
     target: str
     success: bool
     path: list[str]
-    model_calls: int
+    steps: int
     failure: str | None
     invalid_moves: int = 0
     tool_errors: int = 0
@@ -346,7 +346,8 @@ def play(client: openai.OpenAI, game: WikiGame, config: AgentConfig, lessons: Se
     Each iteration: get the model's action (`react_act` for "react", else `plain_act`), append it, run its
     tool calls. It ends with success, or a failure mode: "loop" (a page reached `max_visits` times),
     "no_tool_call" (`max_text_turns` text-only replies in a row; after each one we remind it to use
-    the tools), "out_of_calls" (`max_calls` actions), "api_error" (the API kept failing).
+    the tools), "out_of_steps" (`max_steps` steps), "api_error" (the API kept failing).
+    A step is one decision (one `act`), whether it produced tool calls or text.
     """
     tools = game.tools(lookahead=config.variant == "lookahead")
     fns, schemas = {t.name: t.fn for t in tools}, [t.schema for t in tools]
@@ -355,15 +356,15 @@ def play(client: openai.OpenAI, game: WikiGame, config: AgentConfig, lessons: Se
         {"role": "system", "content": system_prompt(game, config, lessons)},
         {"role": "user", "content": f'You are on the page "{game.start}". Reach "{game.target}".'},
     ]
-    calls = text_turns = tool_errors = 0
+    steps = text_turns = tool_errors = 0
 
     def episode(failure: str | None) -> Episode:
-        return Episode(game.start, game.target, failure is None, list(game.path), calls, failure,
+        return Episode(game.start, game.target, failure is None, list(game.path), steps, failure,
                        game.invalid_moves, tool_errors, messages)
 
     # EXERCISE: the loop described in the docstring; catch openai.APIError as "api_error"
-    while calls < config.max_calls:
-        calls += 1
+    while steps < config.max_steps:
+        steps += 1
         try:
             message = act(client, config, messages, schemas)
         except openai.APIError:
@@ -383,7 +384,7 @@ def play(client: openai.OpenAI, game: WikiGame, config: AgentConfig, lessons: Se
             return episode(None)
         if game.path.count(game.current) >= config.max_visits:
             return episode("loop")
-    return episode("out_of_calls")
+    return episode("out_of_steps")
     # END EXERCISE
 
 
@@ -426,19 +427,25 @@ def reflexion(
     # END EXERCISE
 
 
+def reflexion_outcome(attempts: Sequence[Episode]) -> Episode:
+    """A whole Reflexion run as one Episode: the last attempt's result and path, the steps and tool
+    errors of all attempts (their cost; the reflection calls come on top)."""
+    return replace(attempts[-1], steps=sum(e.steps for e in attempts), tool_errors=sum(e.tool_errors for e in attempts))
+
+
 @dataclass
 class Summary:
     n: int
     success_rate: float
     mean_moves: float  # over successful episodes only: failures have no meaningful move count
     mean_excess_moves: float  # moves beyond the shortest path, successes only (NaN without a par)
-    mean_model_calls: float  # over all episodes: the cost
+    mean_steps: float  # over all episodes: failures cost steps too
     failures: dict[str, int]
 
 
 def summarise(episodes: Sequence[Episode], par: dict[tuple[str, str], int] | None = None) -> Summary:
     """Success rate, moves of the successes (and beyond par, the shortest-path length per (start, target)),
-    model calls per episode, and how often each failure mode occurred."""
+    agent steps per episode, and how often each failure mode occurred."""
     # EXERCISE: compute the Summary fields; averages over an empty set are float("nan")
     def mean(xs: Sequence[float]) -> float:
         return sum(xs) / len(xs) if xs else float("nan")
@@ -450,7 +457,7 @@ def summarise(episodes: Sequence[Episode], par: dict[tuple[str, str], int] | Non
         success_rate=mean([float(e.success) for e in episodes]),
         mean_moves=mean([e.moves for e in wins]),
         mean_excess_moves=mean(excess),
-        mean_model_calls=mean([e.model_calls for e in episodes]),
+        mean_steps=mean([e.steps for e in episodes]),
         failures=dict(Counter(e.failure for e in episodes if not e.success)),
     )
     # END EXERCISE

@@ -264,9 +264,9 @@ def bouncer(request: dict) -> Any:
     return ToolCall("move_page", {"new_page": "Italy" if moves % 2 == 0 else "Pizza"})
 
 
-def _play(play: Callable, responder: Any, variant: str = "baseline", max_calls: int = 12):
+def _play(play: Callable, responder: Any, variant: str = "baseline", max_steps: int = 12):
     with serve(responder) as (client, server):
-        episode = play(client, ref.WikiGame(WIKI, "Pizza", "Milk"), ref.AgentConfig(variant=variant, max_calls=max_calls))
+        episode = play(client, ref.WikiGame(WIKI, "Pizza", "Milk"), ref.AgentConfig(variant=variant, max_steps=max_steps))
         return episode, list(server.requests)
 
 
@@ -297,27 +297,27 @@ def check_react_act(react_act: Callable) -> str:
 @check
 def check_play(play: Callable) -> str:
     ep, _ = _play(play, PathFollower(["Pizza", "Cheese", "Milk"]))
-    if not all(hasattr(ep, a) for a in ("success", "path", "model_calls", "failure", "tool_errors")):
+    if not all(hasattr(ep, a) for a in ("success", "path", "steps", "failure", "tool_errors")):
         fail(f"play should return an Episode, got {type(ep).__name__}")
     if not ep.success or ep.failure is not None:
         fail(f"a model following Pizza -> Cheese -> Milk should win, got success={ep.success}, failure={ep.failure!r}")
     assert_equal(ep.path, ["Pizza", "Cheese", "Milk"], "episode path")
-    assert_equal(ep.model_calls, 4, "model calls (read, move, read, move)", "stop as soon as the game is won")
+    assert_equal(ep.steps, 4, "steps (read, move, read, move)", "stop as soon as the game is won")
 
-    ep, reqs = _play(play, bouncer, max_calls=12)
+    ep, reqs = _play(play, bouncer, max_steps=12)
     assert_equal(ep.failure, "loop", "failure of a model bouncing Pizza <-> Italy",
                  "stop when the current page has been reached max_visits (3) times")
-    assert_equal(ep.model_calls, 4, "model calls before the loop is detected")
+    assert_equal(ep.steps, 4, "steps before the loop is detected")
 
-    ep, reqs = _play(play, lambda r: "I would rather chat about pizza.", max_calls=12)
+    ep, reqs = _play(play, lambda r: "I would rather chat about pizza.", max_steps=12)
     assert_equal(ep.failure, "no_tool_call", "failure of a model that never calls a tool")
     assert_equal(len(reqs), 2, "model calls before giving up (max_text_turns=2)")
     if reqs[1]["messages"][-1].get("role") != "user":
         fail("after a reply without tool calls, add a user message reminding the model to use the tools")
 
-    ep, reqs = _play(play, lambda r: ToolCall("get_content", {}), max_calls=5)
-    assert_equal(ep.failure, "out_of_calls", "failure of a model that only ever reads")
-    assert_equal(len(reqs), 5, "model calls with max_calls=5")
+    ep, reqs = _play(play, lambda r: ToolCall("get_content", {}), max_steps=5)
+    assert_equal(ep.failure, "out_of_steps", "failure of a model that only ever reads")
+    assert_equal(len(reqs), 5, "model calls with max_steps=5")
 
     detours = [ToolCall("teleport", {"page": "Milk"}), ToolCall("move_page", '{"new_page": "Chee')]
     ep, reqs = _play(play, PathFollower(["Pizza", "Cheese", "Milk"], detours))
@@ -335,7 +335,7 @@ def check_play(play: Callable) -> str:
     ep, reqs = _play(play, PathFollower(["Pizza", "Cheese", "Milk"]), variant="react")
     if not ep.success or not any(r.get("tool_choice") == "none" for r in reqs):
         fail("with variant='react', play should act through react_act (think, then act)")
-    return "win, loop, no tool call, out of calls, tool errors, API error and the ReAct variant"
+    return "win, loop, no tool call, out of steps, tool errors, API error and the ReAct variant"
 
 
 def _lesson_model(request: dict) -> Any:
@@ -351,7 +351,7 @@ def _lesson_model(request: dict) -> Any:
 @check
 def check_reflexion(reflexion: Callable) -> str:
     with serve(_lesson_model) as (client, server):
-        episodes = reflexion(client, WIKI, "Pizza", "Milk", ref.AgentConfig(max_calls=12), attempts=3)
+        episodes = reflexion(client, WIKI, "Pizza", "Milk", ref.AgentConfig(max_steps=12), attempts=3)
         requests = list(server.requests)
     if not isinstance(episodes, list) or not all(hasattr(e, "success") and hasattr(e, "path") for e in episodes):
         fail(f"reflexion should return the list of Episodes played, got {episodes!r:.200}")
@@ -371,8 +371,8 @@ def check_reflexion(reflexion: Callable) -> str:
     return "fail, reflect, retry with the lesson, stop on success"
 
 
-def _episode(success: bool, moves: int, calls: int, failure: str | None, start: str = "A", target: str = "B") -> ref.Episode:
-    return ref.Episode(start, target, success, [start] + ["x"] * (moves - 1) + [target] if moves else [start], calls, failure)
+def _episode(success: bool, moves: int, steps: int, failure: str | None, start: str = "A", target: str = "B") -> ref.Episode:
+    return ref.Episode(start, target, success, [start] + ["x"] * (moves - 1) + [target] if moves else [start], steps, failure)
 
 
 @check
@@ -381,7 +381,7 @@ def check_summarise(summarise: Callable) -> str:
         _episode(True, 2, 4, None, "A", "B"),
         _episode(True, 4, 9, None, "C", "D"),
         _episode(False, 7, 12, "loop", "A", "B"),
-        _episode(False, 10, 40, "out_of_calls", "C", "D"),
+        _episode(False, 10, 40, "out_of_steps", "C", "D"),
         _episode(False, 0, 1, "api_error", "A", "B"),
         _episode(False, 6, 12, "loop", "C", "D"),
     ]
@@ -393,9 +393,9 @@ def check_summarise(summarise: Callable) -> str:
         fail(f"mean_moves: expected 3.0 (successes only: failed games have no meaningful move count), got {s.mean_moves}")
     if not math.isclose(s.mean_excess_moves, 0.5):
         fail(f"mean_excess_moves: expected 0.5 (moves - par for each success, averaged), got {s.mean_excess_moves}")
-    if not math.isclose(s.mean_model_calls, 78 / 6):
-        fail(f"mean_model_calls: expected {78 / 6:.4f} (over all episodes: failures cost calls too), got {s.mean_model_calls}")
-    assert_equal(dict(s.failures), {"loop": 2, "out_of_calls": 1, "api_error": 1}, "failures")
+    if not math.isclose(s.mean_steps, 78 / 6):
+        fail(f"mean_steps: expected {78 / 6:.4f} (over all episodes: failures cost steps too), got {s.mean_steps}")
+    assert_equal(dict(s.failures), {"loop": 2, "out_of_steps": 1, "api_error": 1}, "failures")
     none_won = summarise(eps[2:])
     if not (math.isnan(none_won.mean_moves) and none_won.success_rate == 0.0 and math.isnan(none_won.mean_excess_moves)):
         fail("with no successes, mean_moves and mean_excess_moves should be nan and success_rate 0.0 (no crash)")

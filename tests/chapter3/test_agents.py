@@ -102,7 +102,7 @@ MUTANTS = {
     "summarise: mean moves over all episodes": (
         checks.check_summarise, ref.summarise, [("mean_moves=mean([e.moves for e in wins])", "mean_moves=mean([e.moves for e in episodes])")]),
     "summarise: cost over successes only": (
-        checks.check_summarise, ref.summarise, [("mean([e.model_calls for e in episodes])", "mean([e.model_calls for e in wins])")]),
+        checks.check_summarise, ref.summarise, [("mean([e.steps for e in episodes])", "mean([e.steps for e in wins])")]),
     "summarise: successes counted as a failure mode": (
         checks.check_summarise, ref.summarise, [("for e in episodes if not e.success", "for e in episodes")]),
 }
@@ -186,7 +186,7 @@ def test_play_survives_injected_failures():
     failures = Failures(rate=0.3, kinds=("malformed_tool_json", "500", "429"), seed=1, retry_after=0.01)
     with LoopbackServer(ref.WikiPolicy(w, noise=0.3, seed=0), failures=failures) as server:
         client = openai.OpenAI(base_url=server.base_url, api_key="loopback", max_retries=5)
-        episodes = [ref.play(client, ref.WikiGame(w, s, t), ref.AgentConfig(max_calls=20))
+        episodes = [ref.play(client, ref.WikiGame(w, s, t), ref.AgentConfig(max_steps=20))
                     for s, t in ref.sample_games(w, 2, seed=3)]
     assert server.stats.failures.get("malformed_tool_json", 0) > 0
     assert sum(e.tool_errors for e in episodes) > 0
@@ -201,7 +201,7 @@ def test_unknown_tools_from_the_policy_are_reported_and_survived():
     w = wiki.OfflineWiki()
     with LoopbackServer(ref.WikiPolicy(w, tool_errors=0.3, seed=2)) as server:
         client = openai.OpenAI(base_url=server.base_url, api_key="loopback", max_retries=0)
-        ep = ref.play(client, ref.WikiGame(w, "Pizza", "Albert Einstein"), ref.AgentConfig(variant="lookahead", max_calls=40))
+        ep = ref.play(client, ref.WikiGame(w, "Pizza", "Albert Einstein"), ref.AgentConfig(variant="lookahead", max_steps=40))
     assert ep.tool_errors > 0
     assert any("unknown tool 'teleport'" in m.get("content", "") for m in ep.messages if m["role"] == "tool")
 
@@ -214,7 +214,7 @@ def test_elicitation_improves_the_offline_policy():
     for variant in ("baseline", "lookahead"):
         with LoopbackServer(ref.WikiPolicy(w, seed=0)) as server:
             client = openai.OpenAI(base_url=server.base_url, api_key="loopback", max_retries=0)
-            eps = [ref.play(client, ref.WikiGame(w, s, t), ref.AgentConfig(variant=variant, max_calls=20)) for s, t in games]
+            eps = [ref.play(client, ref.WikiGame(w, s, t), ref.AgentConfig(variant=variant, max_steps=20)) for s, t in games]
         rates[variant] = ref.summarise(eps).success_rate
     assert rates["lookahead"] > rates["baseline"], rates
 
@@ -225,6 +225,14 @@ def test_arithmetic_agent_end_to_end():
         out = ref.run_agent(client, "loopback", [{"role": "user", "content": "What is 12 * (3 + 4)?"}],
                             [ref.Tool(ref.calculator_schema(), ref.calculate)])
     assert out[-1]["content"] == "The answer is 84."
+
+
+def test_reflexion_outcome_counts_the_cost_of_every_attempt():
+    a = ref.Episode("A", "B", False, ["A", "C", "A"], 7, "loop", tool_errors=1)
+    b = ref.Episode("A", "B", True, ["A", "D", "B"], 4, None, tool_errors=2)
+    out = ref.reflexion_outcome([a, b])
+    assert out.success and out.path == b.path and out.moves == 2
+    assert out.steps == 11 and out.tool_errors == 3
 
 
 def test_config_rejects_bad_values():
