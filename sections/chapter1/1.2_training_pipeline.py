@@ -249,7 +249,7 @@ for overrides in (["max_step=10"], ["block_size=4096"], ["tokens_per_step=1000"]
 # curve compares like with like.
 
 # %%
-overrides = [f"out_dir={RUN_DIR / 'smoke'}", f"max_steps={utils.ci_size(200, 40)}", f"eval_interval={utils.ci_size(25, 20)}"]
+overrides = [f"out_dir={RUN_DIR / 'smoke'}", f"max_steps={utils.ci_size(200, 40)}", f"eval_interval={utils.ci_size(25, 10)}"]
 if ON_GPU and not utils.IS_CI:
     overrides += ["device=cuda", "dtype=auto", "n_layers=6", "d_model=384", "n_heads=6", "n_ctx=256", "block_size=256",
                   "micro_batch_size=64", "tokens_per_step=32768", "max_steps=1000", "eval_interval=100"]
@@ -331,7 +331,8 @@ if not utils.IS_CI:  # starting two more Python processes takes longer than CI's
 # - `python benchmarks/train_throughput.py` measures tokens/s and MFU for eager vs `torch.compile`,
 #   manual vs SDPA attention and fp32 vs autocast on your hardware. On one H100, GPT-2 124M with
 #   bf16 + compile + flash attention should reach around 50% MFU.
-# - Run `configs/train/gpt2_124m.toml` on a GPU: after ~10B tokens GPT-2 124M reaches a FineWeb-Edu
-#   val loss near 3.1 and beats the original GPT-2 124M on HellaSwag (build-nanogpt's result).
-# - Section 1.3 onwards uses these trained models; the interpretability sections load the same
-#   TransformerLens-style parameter names.
+# - Run `configs/train/gpt2_124m.toml` on a GPU. Karpathy's build-nanogpt reports that this recipe
+#   (10B FineWeb-Edu tokens) reaches a val loss near 3.1 and matches the original GPT-2 124M on
+#   HellaSwag.
+# - The trained weights keep TransformerLens's parameter names, so the interpretability sections
+#   can load and inspect them.

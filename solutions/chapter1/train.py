@@ -38,7 +38,7 @@ from tqdm.auto import tqdm
 
 from solutions.chapter1.gpt2 import GPT2, Config, SamplingConfig, generate
 from solutions.chapter1.train_data import DataInfo, get_batch, load_split, prepare_data, tokenizer_fns
-from utils import offline
+from utils import get_device, offline
 
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs" / "train"  # smoke_cpu, gpt2_124m, gpt2_124m_ddp
 
@@ -253,8 +253,9 @@ def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
 
 
 def lm_loss(logits: Float[Tensor, "batch seq vocab"], targets: Int[Tensor, "batch seq"]) -> Float[Tensor, ""]:
-    """Mean next-token cross-entropy, computed in fp32 even under autocast (log-softmax needs the range)."""
-    return F.cross_entropy(rearrange(logits, "b s v -> (b s) v").float(), rearrange(targets, "b s -> (b s)"))
+    """Mean next-token cross-entropy. Under autocast, cross_entropy runs in fp32 by itself: no .float()
+    copy of the (batch * seq * 50,257) logits, the biggest activation of the model."""
+    return F.cross_entropy(rearrange(logits, "b s v -> (b s) v"), rearrange(targets, "b s -> (b s)"))
 
 
 def accumulate_gradients(
@@ -396,7 +397,9 @@ def peak_flops_per_device(device: torch.device, amp_dtype: torch.dtype | None, t
             if key in name:
                 peak = half if amp_dtype is not None else tf32_peak if tf32 else fp32
                 return peak, f"{name} datasheet"
-    return measure_matmul_flops(device, amp_dtype or torch.float32), f"measured {device.type} matmul"
+    # Without a datasheet, one yardstick for every precision: an emulated bf16 matmul on a CPU without
+    # bf16 units is slower than fp32, and MFU against it would exceed 100%.
+    return measure_matmul_flops(device, torch.float32), f"measured {device.type} fp32 matmul"
 
 
 def measure_matmul_flops(device: torch.device, dtype: torch.dtype, n: int = 1024, reps: int = 3) -> float:
@@ -434,8 +437,6 @@ class Distributed:
 def setup_distributed(device: str = "auto") -> Distributed:
     """Join the process group when launched by torchrun (NCCL on GPUs, gloo on CPU); else a single process."""
     if "RANK" not in os.environ:
-        from utils import get_device
-
         return Distributed(0, 0, 1, get_device(None if device == "auto" else device))
     rank, local_rank, world = int(os.environ["RANK"]), int(os.environ["LOCAL_RANK"]), int(os.environ["WORLD_SIZE"])
     use_cuda = torch.cuda.is_available() and device in ("auto", "cuda")
@@ -524,8 +525,7 @@ def _train(cfg: TrainConfig, dist_: Distributed, stop_after: int | None, quiet: 
     torch.manual_seed(cfg.seed)  # same init on every process (DDP also broadcasts rank 0's weights)
     random.seed(cfg.seed)
     if cfg.tf32 and device.type == "cuda":
-        torch.backends.cuda.matmul.allow_tf32 = True
-        torch.backends.cudnn.allow_tf32 = True
+        torch.set_float32_matmul_precision("high")  # fp32 matmuls on TF32 tensor cores
 
     # Data: the main process tokenises once; the others wait, then read the same files.
     if main:

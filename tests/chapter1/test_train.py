@@ -375,12 +375,13 @@ def test_resume_reproduces_the_uninterrupted_run(tmp_path):
 def test_ddp_two_processes_match_one_process_with_double_batch(tmp_path):
     """Real torchrun with gloo: 2 ranks x micro-batch 4 take the same global batches as 1 rank x 8."""
     common = TINY + ["tokens_per_step=512", "max_steps=4", "eval_interval=2", "ckpt_interval=0"]
-    subprocess.run(
+    out = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
          "-m", "solutions.chapter1.train", "--config", str(SMOKE), *common, "micro_batch_size=4",
          f"out_dir={tmp_path / 'ddp'}"],
-        cwd=ROOT, env=_env(), check=True, capture_output=True, timeout=300,
+        cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=300,
     )
+    assert out.returncode == 0, f"torchrun failed:\n{out.stderr[-3000:]}"
     ddp = json.loads((tmp_path / "ddp" / "history.json").read_text())
     single = S.train(S.load_config(SMOKE, common + ["micro_batch_size=8", f"out_dir={tmp_path / 'one'}"]), quiet=True)
     np.testing.assert_allclose(ddp["loss"], single["loss"], rtol=1e-5, atol=1e-6)
