@@ -134,9 +134,13 @@ plot_features_in_2d(model.W, colour_by=importance, titles=titles);
 # Reading the picture (colour = importance, yellow = most important):
 # - **dense** (p = 1): two features get the two orthogonal directions, the rest are dropped (length 0).
 #   This is what PCA would do: there is no room for more without interference on every sample.
-# - as p falls, a third and fourth feature squeeze in, first as an **antipodal pair** (W_j = -W_i):
-#   when both are rarely on together, the ReLU with a negative bias cleans up the negative interference.
-# - **very sparse**: all five features sit on a **regular pentagon**. Five features in two dimensions!
+# - as p falls, features squeeze in as **antipodal pairs** (W_j = -W_i): two pairs at right angles hold
+#   four features in two dimensions. When the two features of a pair are rarely on together, the ReLU
+#   with a negative bias cleans up their (negative) interference.
+# - **very sparse** (p ≲ 0.06): all five features sit on a **regular pentagon**. Five features in two dimensions!
+#
+# (At CI size the training is short, and the dense instance may still be splitting its second direction
+# between two features; the default 10,000 steps settle it.)
 #
 # $W^\top W$ shows the same thing as a matrix: the diagonal is $\|W_i\|^2$, the off-diagonal the
 # interference $W_i \cdot W_j$. Dense instances are diagonal with zeros for dropped features; the
@@ -208,10 +212,13 @@ fig.update_xaxes(type="log").show()
 # The last experiment of the paper's geometry section: many features of equal importance, many
 # sparsities, and for each feature its dimensionality $D_i$. The black line is
 # $m / \|W\|_F^2$, the number of hidden dimensions per represented feature (it falls as more features
-# are packed in). The dots, one per feature, do not spread evenly: they cluster at **1, 1/2, 2/5, 1/3**,
-# the fractions of a dimension that features get in a lone direction, an antipodal pair, a pentagon and
-# a triangle (3 features in 2 dimensions). The model prefers these tidy geometric configurations and
-# stays on one of them over a range of sparsities before jumping to the next.
+# are packed in). The dots, one per feature, do not follow the line smoothly: they cluster on tidy
+# fractions such as **1, 1/2, 2/5, 1/3**, the fractions of a dimension a feature gets alone in its
+# direction, in an antipodal pair, on a pentagon, or in a triangle. The model prefers these geometric
+# configurations and stays on one over a range of sparsities before jumping to the next. Dots at 0 are
+# dropped features; in the sparsest instances many features share higher-dimensional arrangements and
+# fall below 1/3. (At CI size, 40 features in 4 dimensions trained briefly, the plateaus at 1/2 and 1/3
+# show; the default 200 features in 20 dimensions draws the paper's picture.)
 
 # %%
 N_STEPS = ci_size(10_000, 1500)
