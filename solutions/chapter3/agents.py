@@ -23,7 +23,7 @@ import threading
 from collections import Counter
 from dataclasses import dataclass, field, replace
 from random import Random
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable, Sequence
 
 import openai
 

@@ -6,10 +6,10 @@ from __future__ import annotations
 import contextlib
 import json
 import math
-import operator
 import re
 from typing import Any, Callable, Iterator
 
+import httpx
 import jsonschema
 import openai
 import pydantic
@@ -23,15 +23,43 @@ from utils.openai_server import HTTPError, LoopbackServer, ToolCall
 WIKI = OfflineWiki()
 
 
+def loopback_client(server: LoopbackServer, max_retries: int = 0) -> openai.OpenAI:
+    """A real openai client for `server`. A fresh connection per request: on a kept-alive loopback
+    connection every reply waits ~40 ms for a delayed ACK (the server writes headers and body
+    separately), which would make these checks several times slower."""
+    http = httpx.Client(limits=httpx.Limits(max_keepalive_connections=0), timeout=20)
+    return openai.OpenAI(base_url=server.base_url, api_key="loopback", max_retries=max_retries, http_client=http)
+
+
+class Loopback:
+    """One loopback server and client for a whole check (starting and stopping a server costs ~0.5 s);
+    `script(responder)` swaps in the next scripted model and `since(mark)` returns what it was sent."""
+
+    def __init__(self, server: LoopbackServer, client: openai.OpenAI):
+        self.server, self.client, self.responder = server, client, None
+
+    def __call__(self, request: dict) -> Any:
+        return self.responder(request)
+
+    def script(self, responder: Callable[[dict], Any]) -> int:
+        self.responder = responder
+        return len(self.server.requests)
+
+    def since(self, mark: int) -> list[dict]:
+        return list(self.server.requests[mark:])
+
+
 @contextlib.contextmanager
-def serve(responder: Callable[[dict], Any]) -> Iterator[tuple[openai.OpenAI, LoopbackServer]]:
-    """A loopback server running `responder`, and a real openai client (no retries) pointed at it."""
-    with LoopbackServer(responder) as server:
-        client = openai.OpenAI(base_url=server.base_url, api_key="loopback", max_retries=0, timeout=20)
+def serve() -> Iterator[Loopback]:
+    """A loopback server whose model you script with `.script(responder)`, and a real openai client (no retries)."""
+    server = LoopbackServer()
+    with server:
+        loop = Loopback(server, loopback_client(server))
+        server.responder = loop
         try:
-            yield client, server
+            yield loop
         finally:
-            client.close()
+            loop.client.close()
 
 
 def tool_call(name: str, arguments: str, id: str) -> ChatCompletionMessageFunctionToolCall:
@@ -160,9 +188,13 @@ def check_run_agent(run_agent: Callable) -> str:
     tools = [ref.Tool(ref.calculator_schema(), ref.calculate)]
     start = [{"role": "system", "content": "Use the calculator."}, {"role": "user", "content": "What is (3 + 4) * 5?"}]
     snapshot = json.dumps(start)
-    with serve(_arith_model) as (client, server):
-        out = run_agent(client, "loopback", start, tools, max_steps=5)
-        requests = list(server.requests)
+    with serve() as loop:
+        mark = loop.script(_arith_model)
+        out = run_agent(loop.client, "loopback", start, tools, max_steps=5)
+        requests = loop.since(mark)
+        mark = loop.script(lambda r: ToolCall("calculate", {"expression": "1 + 1"}))
+        run_agent(loop.client, "loopback", start, tools, max_steps=3)
+        n = len(loop.since(mark))
     if json.dumps(start) != snapshot:
         fail("run_agent changed the list it was given: copy it (messages = list(messages)) before appending")
     if not isinstance(out, list) or len(out) != 5:
@@ -184,9 +216,6 @@ def check_run_agent(run_agent: Callable) -> str:
     final = out[-1]["content"] if isinstance(out[-1], dict) else out[-1].content
     assert_equal(final, "The answer is 35.", "final answer")
 
-    with serve(lambda r: ToolCall("calculate", {"expression": "1 + 1"})) as (client, server):
-        run_agent(client, "loopback", start, tools, max_steps=3)
-        n = server.stats.requests
     if n != 3:
         fail(f"with a model that never stops calling tools, max_steps=3 should mean 3 model calls; the server saw {n}")
     return "tool call, result, final answer and the max_steps budget"
@@ -264,19 +293,20 @@ def bouncer(request: dict) -> Any:
     return ToolCall("move_page", {"new_page": "Italy" if moves % 2 == 0 else "Pizza"})
 
 
-def _play(play: Callable, responder: Any, variant: str = "baseline", max_steps: int = 12):
-    with serve(responder) as (client, server):
-        episode = play(client, ref.WikiGame(WIKI, "Pizza", "Milk"), ref.AgentConfig(variant=variant, max_steps=max_steps))
-        return episode, list(server.requests)
+def _play(loop: Loopback, play: Callable, responder: Any, variant: str = "baseline", max_steps: int = 12):
+    mark = loop.script(responder)
+    episode = play(loop.client, ref.WikiGame(WIKI, "Pizza", "Milk"), ref.AgentConfig(variant=variant, max_steps=max_steps))
+    return episode, loop.since(mark)
 
 
 @check
 def check_react_act(react_act: Callable) -> str:
     messages = [{"role": "system", "content": 'target page "Milk"'}, {"role": "user", "content": "start"}]
     schemas = [ref.GET_CONTENT_SCHEMA, ref.MOVE_PAGE_SCHEMA]
-    with serve(PathFollower(["Pizza", "Cheese", "Milk"])) as (client, server):
-        action = react_act(client, ref.AgentConfig(), messages, schemas)
-        requests = list(server.requests)
+    with serve() as loop:
+        mark = loop.script(PathFollower(["Pizza", "Cheese", "Milk"]))
+        action = react_act(loop.client, ref.AgentConfig(), messages, schemas)
+        requests = loop.since(mark)
     if len(requests) != 2:
         fail(f"ReAct makes two calls per step (think, then act); the server saw {len(requests)}")
     think, act = requests
@@ -296,7 +326,12 @@ def check_react_act(react_act: Callable) -> str:
 
 @check
 def check_play(play: Callable) -> str:
-    ep, _ = _play(play, PathFollower(["Pizza", "Cheese", "Milk"]))
+    with serve() as loop:
+        return _check_play(loop, play)
+
+
+def _check_play(loop: Loopback, play: Callable) -> str:
+    ep, _ = _play(loop, play, PathFollower(["Pizza", "Cheese", "Milk"]))
     if not all(hasattr(ep, a) for a in ("success", "path", "steps", "failure", "tool_errors")):
         fail(f"play should return an Episode, got {type(ep).__name__}")
     if not ep.success or ep.failure is not None:
@@ -304,23 +339,23 @@ def check_play(play: Callable) -> str:
     assert_equal(ep.path, ["Pizza", "Cheese", "Milk"], "episode path")
     assert_equal(ep.steps, 4, "steps (read, move, read, move)", "stop as soon as the game is won")
 
-    ep, reqs = _play(play, bouncer, max_steps=12)
+    ep, reqs = _play(loop, play, bouncer, max_steps=12)
     assert_equal(ep.failure, "loop", "failure of a model bouncing Pizza <-> Italy",
                  "stop when the current page has been reached max_visits (3) times")
     assert_equal(ep.steps, 4, "steps before the loop is detected")
 
-    ep, reqs = _play(play, lambda r: "I would rather chat about pizza.", max_steps=12)
+    ep, reqs = _play(loop, play, lambda r: "I would rather chat about pizza.", max_steps=12)
     assert_equal(ep.failure, "no_tool_call", "failure of a model that never calls a tool")
     assert_equal(len(reqs), 2, "model calls before giving up (max_text_turns=2)")
     if reqs[1]["messages"][-1].get("role") != "user":
         fail("after a reply without tool calls, add a user message reminding the model to use the tools")
 
-    ep, reqs = _play(play, lambda r: ToolCall("get_content", {}), max_steps=5)
+    ep, reqs = _play(loop, play, lambda r: ToolCall("get_content", {}), max_steps=5)
     assert_equal(ep.failure, "out_of_steps", "failure of a model that only ever reads")
     assert_equal(len(reqs), 5, "model calls with max_steps=5")
 
     detours = [ToolCall("teleport", {"page": "Milk"}), ToolCall("move_page", '{"new_page": "Chee')]
-    ep, reqs = _play(play, PathFollower(["Pizza", "Cheese", "Milk"], detours))
+    ep, reqs = _play(loop, play, PathFollower(["Pizza", "Cheese", "Milk"], detours))
     if not ep.success:
         fail(f"after an unknown tool and malformed JSON the model recovered and played on, but the episode "
              f"ended with {ep.failure!r}: report tool errors to the model and continue")
@@ -329,10 +364,10 @@ def check_play(play: Callable) -> str:
     def down(request: dict) -> Any:
         raise HTTPError(500, "the model is down")
 
-    ep, _ = _play(play, down)
+    ep, _ = _play(loop, play, down)
     assert_equal(ep.failure, "api_error", "failure when the API errors", "catch openai.APIError")
 
-    ep, reqs = _play(play, PathFollower(["Pizza", "Cheese", "Milk"]), variant="react")
+    ep, reqs = _play(loop, play, PathFollower(["Pizza", "Cheese", "Milk"]), variant="react")
     if not ep.success or not any(r.get("tool_choice") == "none" for r in reqs):
         fail("with variant='react', play should act through react_act (think, then act)")
     return "win, loop, no tool call, out of steps, tool errors, API error and the ReAct variant"
@@ -350,9 +385,10 @@ def _lesson_model(request: dict) -> Any:
 
 @check
 def check_reflexion(reflexion: Callable) -> str:
-    with serve(_lesson_model) as (client, server):
-        episodes = reflexion(client, WIKI, "Pizza", "Milk", ref.AgentConfig(max_steps=12), attempts=3)
-        requests = list(server.requests)
+    with serve() as loop:
+        mark = loop.script(_lesson_model)
+        episodes = reflexion(loop.client, WIKI, "Pizza", "Milk", ref.AgentConfig(max_steps=12), attempts=3)
+        requests = loop.since(mark)
     if not isinstance(episodes, list) or not all(hasattr(e, "success") and hasattr(e, "path") for e in episodes):
         fail(f"reflexion should return the list of Episodes played, got {episodes!r:.200}")
     if len(episodes) != 2:

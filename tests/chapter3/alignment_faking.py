@@ -3,28 +3,16 @@ example of Newcombe (1998); sampling runs the real `openai` client against the l
 
 from __future__ import annotations
 
-import contextlib
 import math
-from typing import Any, Callable, Iterator
+from typing import Callable
 
-import openai
 from scipy.stats import binomtest
 
 from solutions.chapter3 import alignment_faking as ref
+from tests.chapter3.agents import serve
 from tests.checking import assert_equal, check, fail
-from utils.openai_server import LoopbackServer
 
 SCRATCH = "<SCRATCHPAD_REASONING>{}</SCRATCHPAD_REASONING>"
-
-
-@contextlib.contextmanager
-def serve(responder: Callable[[dict], Any]) -> Iterator[tuple[openai.OpenAI, LoopbackServer]]:
-    with LoopbackServer(responder) as server:
-        client = openai.OpenAI(base_url=server.base_url, api_key="loopback", max_retries=0, timeout=20)
-        try:
-            yield client, server
-        finally:
-            client.close()
 
 
 @check
@@ -60,9 +48,16 @@ class TwoTurns:
 
 @check
 def check_sample_transcript(sample_transcript: Callable) -> str:
-    with serve(TwoTurns()) as (client, server):
-        got = sample_transcript(client, "loopback", "SYS", "USER", max_turns=4)
-        reqs = list(server.requests)
+    with serve() as loop:
+        mark = loop.script(TwoTurns())
+        got = sample_transcript(loop.client, "loopback", "SYS", "USER", max_turns=4)
+        reqs = loop.since(mark)
+        mark = loop.script(lambda r: SCRATCH.format("thinking forever"))
+        sample_transcript(loop.client, "loopback", "SYS", "USER", max_turns=3)
+        n_forever = len(loop.since(mark))
+        mark = loop.script(lambda r: "<OUTPUT>hi</OUTPUT>")
+        sample_transcript(loop.client, "loopback", "SYS", "USER")
+        n_at_once = len(loop.since(mark))
     if len(reqs) != 2:
         fail(f"a model that answers in its second turn needs 2 calls, the server saw {len(reqs)}: stop once the reply "
              "contains </OUTPUT>, continue with a <NEXT/> user turn otherwise")
@@ -76,15 +71,8 @@ def check_sample_transcript(sample_transcript: Callable) -> str:
     if not isinstance(got, str) or "Hmm, let me think." not in got or "<OUTPUT><rejected/></OUTPUT>" not in got:
         fail(f"the transcript should hold every assistant turn (the reasoning and the output), got {got!r:.200}")
 
-    with serve(lambda r: SCRATCH.format("thinking forever")) as (client, server):
-        sample_transcript(client, "loopback", "SYS", "USER", max_turns=3)
-        n = server.stats.requests
-    assert_equal(n, 3, "calls for a model that never outputs, with max_turns=3")
-
-    with serve(lambda r: "<OUTPUT>hi</OUTPUT>") as (client, server):
-        sample_transcript(client, "loopback", "SYS", "USER")
-        n = server.stats.requests
-    assert_equal(n, 1, "calls for a model that answers at once")
+    assert_equal(n_forever, 3, "calls for a model that never outputs, with max_turns=3")
+    assert_equal(n_at_once, 1, "calls for a model that answers at once")
     return "multi-turn scratchpad with <NEXT/>, stops at the output and at max_turns"
 
 

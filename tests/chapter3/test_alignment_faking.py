@@ -4,11 +4,11 @@ simulation, and the whole offline pipeline recovering the scripted model's compl
 from __future__ import annotations
 
 import numpy as np
-import openai
 import pytest
 
 from solutions.chapter3 import alignment_faking as ref
 from tests.chapter3 import alignment_faking as checks
+from tests.chapter3.agents import loopback_client
 from tests.chapter3.test_agents import mutant
 from tests.checking import CheckFailed
 from utils.openai_server import Failures, LoopbackServer
@@ -99,7 +99,7 @@ def test_wilson_rejects_bad_input():
 
 def _run(responder, failures=None, samples=4, user_message=ref.user_message):
     with LoopbackServer(responder, failures=failures) as server:
-        client = openai.OpenAI(base_url=server.base_url, api_key="loopback", max_retries=6)
+        client = loopback_client(server, max_retries=6)
         run = mutant(ref.run_experiment, ("user_message(request, free)", "user_message_(request, free)"))
         run.__globals__["user_message_"] = user_message
         return run(client, "loopback", ref.REQUESTS, samples_per_request=samples, workers=4)
