@@ -1,0 +1,207 @@
+# %% [markdown]
+# # 4.2 A U-Net for images; DDPM and DDIM sampling
+#
+# In 4.1 the denoiser was an MLP on 2-D points. For images it must see local structure at several
+# scales at once: whether this pixel is part of a stroke (fine), and which digit the strokes make
+# (coarse). The **U-Net** (Ronneberger et al. 2015, adapted for diffusion by Ho et al. 2020) does
+# this: an encoder halves the resolution level by level, a decoder doubles it back, and **skip
+# connections** hand each decoder level the encoder's features at the same resolution, so fine
+# detail never has to squeeze through the bottleneck.
+#
+# You will
+# 1. write the U-Net's parts: a residual block that takes the timestep, a self-attention block,
+#    and the forward pass that wires them with skips;
+# 2. write an exponential moving average (EMA) of the weights, and train on images;
+# 3. sample with DDPM (1000 steps), then write **DDIM**, which samples the same model in 50 or fewer.
+#
+# Data: offline, scikit-learn's bundled 8x8 handwritten digits upscaled to 16x16 (no download);
+# online, MNIST. The schedule, `add_noise`, the loss and `ddpm_sample` are 4.1's, unchanged.
+# The reference is `solutions/chapter4/ddpm.py`.
+
+# %% setup
+import copy
+import time
+
+import einops
+import torch
+import torch.nn.functional as F
+from jaxtyping import Float, Int
+from torch import Tensor, nn
+
+from solutions.chapter4.ddpm import Downsample, TrainConfig, UNetConfig, Upsample, ddim_sample, train_unet
+from solutions.chapter4.toy_diffusion import Schedule, ddpm_sample, linear_betas, sinusoidal_embedding
+from tests.chapter4 import ddpm as tests
+from utils import IS_CI, ci_size, get_device
+from utils.image_data import load_image_dataset
+from utils.offline import describe
+from utils.plotting import image_grid, line
+
+# %%
+device = get_device()
+loaded = load_image_dataset(online_name="mnist", offline_size=ci_size(16, 8))
+describe(loaded)
+data = loaded.value
+print("images:", tuple(data.images.shape), "range", (data.images.min().item(), data.images.max().item()))
+image_grid(data.images[:32], nrow=16, value_range=(-1, 1), title="training images")
+
+# %% [markdown]
+# Images are scaled to [-1, 1], the same scale as the N(0, I) noise. (At CI size the digits stay
+# at their native 8x8 so the notebook runs in a couple of minutes on a CPU.)
+#
+# ## The residual block
+#
+# Every level of the U-Net is built from one block: two 3x3 convolutions with GroupNorm and SiLU
+# before each (the "pre-activation" order), a residual connection, and the **timestep**: its
+# embedding is projected to one number per channel and added to the feature map between the two
+# convolutions. That is how one network behaves differently at t = 10 (sharpen details) and
+# t = 900 (invent a layout).
+#
+# GroupNorm rather than BatchNorm: the statistics of x_t change enormously with t, and batch
+# statistics would mix examples at different noise levels.
+
+# %% exercise solutions.chapter4.ddpm:ResBlock
+tests.check_res_block(ResBlock)
+
+# %% [markdown]
+# ## Self-attention at low resolution
+#
+# Convolutions see a 3x3 neighbourhood; after two downsamplings that is already most of a 16x16
+# image, but global consistency (one digit, not two half-digits) is easier with attention, where
+# every position reads every other. The block treats the H*W positions of a feature map as a
+# sequence of C-dimensional tokens, exactly like a Transformer's attention, with 1x1 convolutions as
+# the linear maps. Its cost is quadratic in H*W, so the U-Net only uses it at 8x8 and 4x4.
+#
+# The check compares with `F.scaled_dot_product_attention`, and also tests a property: with no
+# positional information, shuffling the pixels must shuffle the output the same way.
+
+# %% exercise solutions.chapter4.ddpm:AttentionBlock
+tests.check_attention_block(AttentionBlock)
+
+# %% [markdown]
+# ## The U-Net
+#
+# `Downsample` (a stride-2 convolution) and `Upsample` (nearest-neighbour x2 then a convolution) are
+# given. `__init__` below builds the levels; write `forward`:
+#
+# - **down**: for each level, ResBlock then attention (or Identity); keep that output as the level's
+#   skip; then downsample (Identity at the bottom level);
+# - **middle**: ResBlock, attention, ResBlock at the lowest resolution;
+# - **up**: for each level (in reverse), concatenate the matching skip on the channel axis, then
+#   ResBlock, attention, upsample (Identity at the top level);
+# - **out**: GroupNorm, SiLU, a 3x3 convolution back to the image's channels.
+#
+# The output convolution starts at zero, so the untrained model predicts eps = 0 and the loss starts
+# at exactly 1 (the variance of the noise).
+
+# %% exercise solutions.chapter4.ddpm:UNet
+tests.check_unet(UNet)
+
+# %% [markdown]
+# ## EMA of the weights
+#
+# The loss is very noisy (a random t per example), so the weights after the last step are a noisy
+# point estimate. Diffusion models are almost always sampled from an exponential moving average of
+# the weights instead: w_ema <- decay * w_ema + (1 - decay) * w after every optimiser step. With
+# decay 0.999 the EMA averages over roughly the last 1000 steps.
+
+# %% exercise solutions.chapter4.ddpm:EMA
+tests.check_ema(EMA)
+
+# %% [markdown]
+# ## Training
+#
+# The loop (`train_unet`, given) is 4.1's: random images, random t, `diffusion_loss`, Adam, then
+# `ema.update(model)`. Learner default: a 3-level U-Net with 64 base channels for 20k steps: about
+# 15 minutes on a GPU, much longer on a CPU. At CI size the model is tiny and barely trained, so
+# its samples are blobs; the code path is the same.
+
+# %%
+T = ci_size(1000, 200)
+sched = Schedule(linear_betas(T, 1e-4 * 1000 / T, 0.02 * 1000 / T))  # the same noise levels with fewer steps
+c, h, _ = data.image_shape
+cfg = (
+    UNetConfig(image_size=h, in_channels=c, base_channels=16, channel_mults=(1, 2), attn_resolutions=(4,), n_heads=2, dropout=0.0)
+    if IS_CI
+    else UNetConfig(image_size=h, in_channels=c)
+)
+model = UNet(cfg)
+print(f"U-Net: {sum(p.numel() for p in model.parameters()) / 1e6:.2f}M parameters")
+train_cfg = TrainConfig(n_steps=ci_size(20_000, 60), batch_size=ci_size(128, 32), device=str(device))
+ema = train_unet(model, data.images, sched, train_cfg)
+line(train_cfg.losses, smooth=100, title="U-Net epsilon loss", ylabel="MSE")
+
+# %% [markdown]
+# ## DDPM samples
+#
+# `ddpm_sample` from 4.1 works as it is: it only needs a function from (x_t, t) to eps. With images
+# we clamp x0_hat to [-1, 1] at every step (`clip_x0=1.0`), which the data range guarantees and which
+# keeps early, wild predictions from derailing the chain.
+
+# %%
+n_show = ci_size(64, 16)
+net = ema.model.to(device)
+start = time.perf_counter()
+ddpm_images = ddpm_sample(net, (n_show, c, h, h), sched, generator=torch.Generator().manual_seed(0), clip_x0=1.0, device=device)
+ddpm_seconds = time.perf_counter() - start
+image_grid(ddpm_images, nrow=16, value_range=(-1, 1), title=f"DDPM, {T} steps ({ddpm_seconds:.1f}s)")
+
+# %% [markdown]
+# ## DDIM: the same model, 20x fewer steps
+#
+# DDPM needs T network calls because each step is a small Gaussian move. Song et al. (2021)
+# noticed that the training loss only involves the marginals q(x_t | x_0), so there is a whole
+# family of reverse processes with the same marginals, indexed by eta. At eta = 0 the process is
+# **deterministic**: predict x0_hat, then jump to timestep t_prev by re-noising x0_hat with the
+# *same* eps direction,
+#
+#     x_{t_prev} = sqrt(alpha_bar_prev) x0_hat + sqrt(1 - alpha_bar_prev) eps,
+#
+# which stays accurate with big jumps: t_prev = t - 20 with 50 steps instead of 1000. eta = 1 brings
+# back DDPM's noise (and with every step visited, DDPM exactly).
+#
+# First the timesteps DDIM visits (diffusers' "leading" spacing), then one step.
+
+# %% exercise solutions.chapter4.ddpm:ddim_timesteps
+tests.check_ddim_timesteps(ddim_timesteps)
+
+# %% exercise solutions.chapter4.ddpm:ddim_step
+tests.check_ddim_step(ddim_step)
+
+# %% [markdown]
+# `ddim_sample` (given) loops `ddim_step` over `ddim_timesteps`. Because eta = 0 is deterministic,
+# the same starting noise gives (nearly) the same image whatever the step count: the images below
+# are the same x_T sampled with 50, 20 and 10 steps. Look at what degrades as the steps shrink.
+
+# %%
+grids, titles = [], []
+for n_steps in [50, 20, 10]:
+    start = time.perf_counter()
+    x = ddim_sample(net, (8, c, h, h), sched.alpha_bars, n_steps, generator=torch.Generator().manual_seed(0), clip_x0=1.0, device=device)
+    grids.append(x)
+    titles += [f"DDIM-{n_steps}"] + [""] * 7
+    print(f"DDIM-{n_steps}: {time.perf_counter() - start:.2f}s for 8 images")
+image_grid(torch.cat(grids), nrow=8, titles=titles, value_range=(-1, 1))
+
+# %% [markdown]
+# ## eta: from deterministic to stochastic
+#
+# With eta > 0 fresh noise enters at each step. Same x_T, increasing eta:
+
+# %%
+rows, titles = [], []
+for eta in [0.0, 0.5, 1.0]:
+    rows.append(ddim_sample(net, (8, c, h, h), sched.alpha_bars, 20, eta=eta, generator=torch.Generator().manual_seed(0), clip_x0=1.0, device=device))
+    titles += [f"eta={eta}"] + [""] * 7
+image_grid(torch.cat(rows), nrow=8, titles=titles, value_range=(-1, 1))
+
+# %% [markdown]
+# ## Summary and measurements
+#
+# - The U-Net: residual blocks with the timestep added per channel, attention at low resolution,
+#   skips between matching resolutions.
+# - EMA weights are what you sample from.
+# - DDIM samples the same trained model deterministically in 50 or fewer steps.
+#
+# `python -m benchmarks.diffusion_sampling` measures DDPM-1000 against DDIM-50/20/10: time, and a
+# Fréchet distance computed on the features of a digit classifier trained on real data. Next, in 4.3,
+# the same samplers steered towards a chosen class or caption.
