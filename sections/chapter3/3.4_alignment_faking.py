@@ -63,7 +63,9 @@ from utils.secrets import llm_endpoint
 # training objective, and the fact that only free-tier conversations are trained on. Read it: every
 # sentence is there for a reason. The paper found the effect without *telling* the model any of this
 # directly too (by fine-tuning on documents that mention it), which matters: a model could learn
-# these facts from pretraining data.
+# these facts from pretraining data. The story names Anthropic, as the paper's did for Claude; for
+# another developer's model, change the name, or the model may read the story as being about
+# someone else.
 
 # %%
 print(SYSTEM_PROMPT)
