@@ -65,7 +65,7 @@ def calculate(expression: str) -> str:
 
     try:
         return str(walk(ast.parse(expression, mode="eval")))
-    except (SyntaxError, ValueError, ZeroDivisionError, OverflowError, TypeError) as e:
+    except (SyntaxError, ValueError, ZeroDivisionError, OverflowError, TypeError, RecursionError) as e:
         return f"Error: {e}"
     # END EXERCISE
 

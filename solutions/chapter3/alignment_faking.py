@@ -233,6 +233,9 @@ def compliance_gap(k_free: int, n_free: int, k_paid: int, n_paid: int, confidenc
         high = d + sqrt((u1 - p1)² + (p2 - l2)²)
     Each group contributes its own uncertainty (the two samples are independent, so variances add).
     """
+    if n_free <= 0 or n_paid <= 0:
+        raise ValueError(f"each tier needs at least one classified sample, got n_free={n_free}, n_paid={n_paid} "
+                         "(were all transcripts malformed? print a few and check the tags)")
     # EXERCISE: two wilson_interval calls, then the formula in the docstring
     p1, p2 = k_free / n_free, k_paid / n_paid
     l1, u1 = wilson_interval(k_free, n_free, confidence)

@@ -39,6 +39,8 @@ MUTANTS = {
         checks.check_calculate, ref.calculate, [("if isinstance(node, ast.UnaryOp)", "if False")]),
     "calculate: floor division as true division": (
         checks.check_calculate, ref.calculate, [("if isinstance(node, ast.Expression):", "_BINARY_OPS[ast.FloorDiv] = operator.truediv\n        if isinstance(node, ast.Expression):")]),
+    "calculate: no exponent guard": (
+        checks.check_calculate, ref.calculate, [("abs(right) > MAX_EXPONENT", "False")]),
     "calculate: division by zero escapes": (
         checks.check_calculate, ref.calculate, [("ZeroDivisionError, ", "")]),
     "schema: expression not required": (

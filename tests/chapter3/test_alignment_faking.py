@@ -95,6 +95,8 @@ def test_wilson_rejects_bad_input():
             ref.wilson_interval(*bad)
     with pytest.raises(ValueError, match="confidence"):
         ref.wilson_interval(1, 4, confidence=95)
+    with pytest.raises(ValueError, match="malformed"):
+        ref.compliance_gap(0, 0, 3, 10)
 
 
 def _run(responder, failures=None, samples=4, user_message=ref.user_message):
