@@ -205,15 +205,14 @@ for ex in scoring_examples:
 # %%
 cfg = GenerationConfig(model=llm.model, n_target=ci_size(300, 24), questions_per_request=4, max_workers=8, seed=0)
 questions, stats = generate_dataset(llm.client, cfg, prompts, scoring_examples=scoring_examples)
-print(f"kept {len(questions)} questions; {stats}")
+print(f"kept {len(questions)} questions; " + ", ".join(f"{k}: {v}" for k, v in stats.items() if k != "scores"))
 
 # %%
 rejected_share = stats["rejected"] / max(1, stats["generated"] - stats["duplicates"])
 print(f"{stats['duplicates']} of {stats['generated']} generated questions were duplicates; the grader rejected {rejected_share:.0%} of the rest")
-fig = px.histogram(
-    [q["score"] for q in questions] , nbins=10, range_x=[0.5, 10.5],
-    title="Rubric scores of the kept questions", labels={"value": "score"},
-)
+fig = px.histogram(x=stats["scores"], nbins=10, range_x=[0.5, 10.5], labels={"x": "rubric score"},
+                   title="Rubric scores of every unique generated question (kept: right of the line)")
+fig.add_vline(x=cfg.threshold - 0.5, line_dash="dash")
 fig.show()
 fig = px.histogram([q["behavior_category"] for q in questions], title="Kept questions per behaviour category")
 fig.show()
@@ -234,7 +233,7 @@ path = save_dataset(out_dir / "power_seeking.json", questions, cfg, prompts, sta
                     endpoint="openai" if llm.real else "loopback stand-in")
 saved = json.loads(path.read_text())
 print(path, "->", len(saved["questions"]), "questions")
-print(json.dumps({k: saved["provenance"][k] for k in ("created", "endpoint", "generation_config", "stats")}, indent=2))
+print(json.dumps({k: saved["provenance"][k] for k in ("created", "endpoint", "generation_config", "prompts_sha256")}, indent=2))
 
 # %% [markdown]
 # Section 3.2 loads a dataset like this one into inspect-ai (the repository ships one in

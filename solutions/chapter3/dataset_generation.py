@@ -363,7 +363,8 @@ def generate_dataset(
 
     Each round asks for what is still missing (plus a margin for rejects), so a round that loses
     questions to duplicates or low scores is topped up by the next: iterative refinement of the set.
-    Returns (questions with their `score` and `score_explanation`, statistics for the provenance).
+    Returns (questions with their `score` and `score_explanation`, statistics for the provenance,
+    including every grade given, kept or not).
     """
     rng = random.Random(cfg.seed)
     generate = retry(lambda messages: generate_structured_response(
@@ -372,7 +373,7 @@ def generate_dataset(
         client, cfg.model, scoring_messages(q, rubric, list(scoring_examples)), QCResponse, temperature=0.0))
     kept: list[dict] = []
     seen: list[dict] = []
-    stats = {"requests": 0, "generated": 0, "duplicates": 0, "rejected": 0, "rounds": 0}
+    stats = {"requests": 0, "generated": 0, "duplicates": 0, "rejected": 0, "rounds": 0, "scores": []}
     for _ in range(cfg.max_rounds):
         missing = cfg.n_target - len(kept)
         if missing <= 0:
@@ -392,6 +393,7 @@ def generate_dataset(
         stats["generated"] += len(new)
         stats["duplicates"] += len(new) - len(unique)
         stats["rejected"] += sum(g["score"] < cfg.threshold for g in grades)
+        stats["scores"] += [g["score"] for g in grades]
     return kept[: cfg.n_target], stats
 
 
