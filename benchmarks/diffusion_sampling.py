@@ -32,7 +32,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--quick", action="store_true", help="8x8 images, small models, few steps (CPU)")
     p.add_argument("--train-steps", type=int)
     p.add_argument("--n-samples", type=int)
-    p.add_argument("--guidance-scale", type=float, default=3.0)
+    p.add_argument("--cfg-scales", type=float, nargs="+", default=[1.0, 2.0, 4.0])
+    p.add_argument("--classifier-scales", type=float, nargs="+", default=[0.3, 1.0, 3.0])
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
     torch.manual_seed(args.seed)
@@ -84,8 +85,7 @@ def main(argv: list[str] | None = None) -> None:
         if device.type == "cuda":
             torch.cuda.synchronize()
         rows.append((f"{name}-{n_steps}", time.perf_counter() - start, sample_quality(judge, x, real).frechet))
-        if n_steps == 50:
-            torch.save(x.cpu(), "/tmp/ddim50_samples.pt")
+        torch.save(x.cpu(), f"/tmp/{name}{n_steps}_samples.pt")
 
     base_time, base_fd = rows[0][1], rows[0][2]
     print(f"\nunconditional samples: {n_samples}, judged against {len(real)} real held-out images")
@@ -95,19 +95,19 @@ def main(argv: list[str] | None = None) -> None:
 
     per_class = n_samples // 10
     targets = torch.arange(10, device=device).repeat_interleave(per_class)
-    guided = {
-        "classifier-free": lambda x, t: cfg_eps(net, x, t, targets, args.guidance_scale, ucfg.num_classes),
-        "classifier": lambda x, t: classifier_guided_eps(uncond, noisy_clf, x, t, targets, args.guidance_scale, sched.alpha_bars),
-    }
-    print(f"\nguided samples, DDIM-50, scale {args.guidance_scale}, {per_class} per class")
-    print(f"{'guidance':<16} {'on-target':>9} {'FD':>8}")
-    for label, eps_fn in guided.items():
+    guided = [("classifier-free", w, lambda x, t, w=w: cfg_eps(net, x, t, targets, w, ucfg.num_classes)) for w in args.cfg_scales]
+    guided += [
+        ("classifier", s, lambda x, t, s=s: classifier_guided_eps(uncond, noisy_clf, x, t, targets, s, sched.alpha_bars))
+        for s in args.classifier_scales
+    ]
+    print(f"\nguided samples, DDIM-50, {per_class} per class")
+    print(f"{'guidance':<16} {'scale':>6} {'on-target':>9} {'FD':>8}")
+    for label, scale, eps_fn in guided:
         g = torch.Generator().manual_seed(args.seed)
         x = ddim_sample(eps_fn, (len(targets), c, h, h), sched.alpha_bars, 50, generator=g, clip_x0=1.0, device=device)
         q = sample_quality(judge, x, real, targets)
-        print(f"{label:<16} {q.accuracy:9.3f} {q.frechet:8.3f}")
-        if label == "classifier-free":
-            torch.save((x.cpu(), targets.cpu()), "/tmp/cfg_samples.pt")
+        print(f"{label:<16} {scale:6.1f} {q.accuracy:9.3f} {q.frechet:8.3f}")
+        torch.save((x.cpu(), targets.cpu()), f"/tmp/guided_{label}_{scale}.pt")
 
 
 if __name__ == "__main__":
