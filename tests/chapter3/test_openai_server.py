@@ -261,6 +261,14 @@ def test_inspect_eval_through_openai_provider(tmp_path):
         assert logs[0].eval.model == "openai/gpt-4o-mini"
         assert any(m["role"] == "tool" and m["content"] == "5" for m in llm.server.requests[-1]["messages"])
 
+    # inspect's own retries get through injected 429s and 500s
+    failures = Failures(rate=0.3, kinds=["429", "500"], retry_after=0.01, seed=1)
+    with secrets.llm_endpoint("gpt-4o-mini", responder=lambda r: "4", offline=True, failures=failures) as llm:
+        task = Task(dataset=[Sample(input=f"{i}: 2+2?", target="4") for i in range(6)], solver=generate(), scorer=match())
+        log = eval(task, model=llm.inspect_model(), log_dir=str(tmp_path), display="none")[0]
+        assert log.status == "success" and log.results.scores[0].metrics["accuracy"].value == 1.0
+        assert sum(llm.server.stats.failures.values()) > 0
+
 
 # ---- keys -------------------------------------------------------------------------------------
 
