@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import time
 from dataclasses import dataclass
 
@@ -83,9 +84,15 @@ def measure(variant: Variant, shape: dict, batch: int, device: torch.device, war
         step()
     _sync(device)
     tokens_per_s = batch * shape["block_size"] * steps / (time.perf_counter() - t0)
-    peak, source = peak_flops_per_device(device, amp_dtype, tf32=True)
+    peak, source = _peak(device, amp_dtype)
     return dict(tokens_per_s=tokens_per_s, mfu=mfu(flops_per_token(model, shape["block_size"]), tokens_per_s, peak),
                 peak=peak, peak_source=source, warm_s=warm_s, amp=str(amp_dtype).replace("torch.", "") if amp_dtype else "fp32")
+
+
+@functools.lru_cache(maxsize=None)
+def _peak(device: torch.device, amp_dtype: torch.dtype | None) -> tuple[float, str]:
+    """Measured once per precision, so every row's MFU shares one yardstick (a shared CPU is noisy)."""
+    return peak_flops_per_device(device, amp_dtype, tf32=True)
 
 
 def _sync(device: torch.device) -> None:
