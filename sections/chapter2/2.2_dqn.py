@@ -1,0 +1,315 @@
+# %% [markdown]
+# # 2.2 Value-based RL: from dynamic programming to DQN
+#
+# Section 2.1 had no state. Now actions move us between states, rewards can come much later, and
+# we need the *value* of a state: the expected (discounted) sum of the rewards that follow it.
+# This section climbs one ladder in three rungs:
+#
+# 1. **Dynamic programming** (S&B chapter 4): with the environment's model in hand, compute values
+#    exactly: policy evaluation, policy iteration. Checked against the book's hand-solved gridworld.
+# 2. **Tabular TD learning** (S&B chapter 6): no model, only experience. Q-learning and SARSA on
+#    `CliffWalking-v1`, where they famously learn different paths, and on `FrozenLake-v1`.
+# 3. **Deep Q-learning** (Mnih et al., 2015): replace the table by a neural network, add a replay
+#    buffer and a target network, debug it on *probe environments*, and solve `CartPole-v1`
+#    with gymnasium 1.x vector environments.
+#
+# The references are `solutions/chapter2/tabular.py`, `solutions/chapter2/dqn.py` (CleanRL-style, one
+# file top to bottom) and `solutions/chapter2/probes.py`.
+
+# %% setup
+import time
+
+import gymnasium as gym
+import numpy as np
+import torch
+import torch.nn.functional as F
+from jaxtyping import Bool, Float, Int
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+from solutions.chapter2 import probes
+from solutions.chapter2.dqn import DQNConfig, DQNResult, ReplayBatch
+from solutions.chapter2.tabular import (
+    Model,
+    TabularConfig,
+    epsilon_greedy_action,
+    greedy_rollout,
+    gridworld_P,
+    model_from_P,
+    policy_iteration,
+    success_rate,
+    value_iteration,
+)
+from tests.chapter2 import dqn as dqn_tests
+from tests.chapter2 import tabular as tests
+from utils import ci_size
+from utils.plotting import imshow, line
+from utils.rl import EpisodeTracker, make_vec_env, seed_everything, torch_threads
+
+# %% [markdown]
+# ## Part 1: dynamic programming
+#
+# gymnasium's toy-text environments carry their full model: `env.unwrapped.P[s][a]` is a list of
+# `(probability, next_state, reward, terminated)`. `model_from_P` turns it into two arrays,
+#
+# - `rewards[s, a]`: the expected immediate reward, and
+# - `transitions[s, a, s']`: the probability of landing in s' **and continuing**.
+#
+# Outcomes that terminate the episode are left out of `transitions`: after the end there is no
+# more value to add. With these, a Bellman backup for every state and action at once is one line,
+#
+# $$Q(s, a) = r(s, a) + \gamma \sum_{s'} T(s, a, s')\, V(s') \quad\Longleftrightarrow\quad
+# \texttt{Q = rewards + gamma * transitions @ V}.$$
+#
+# Our first MDP is S&B's example 4.1: a 4x4 grid, terminal corners, reward -1 per move.
+
+# %%
+grid = model_from_P(gridworld_P(4))
+print("rewards:", grid.rewards.shape, " transitions:", grid.transitions.shape)
+
+# %% [markdown]
+# ### Policy evaluation
+#
+# For a policy pi (a table `policy[s, a]` of probabilities), its value function is the fixed point of
+#
+# $$V(s) = \sum_a \pi(a|s)\Big[r(s,a) + \gamma \sum_{s'} T(s,a,s') V(s')\Big].$$
+#
+# Start from V = 0 and apply the right-hand side until V stops changing. The check compares your
+# answer with S&B figure 4.1 for the random policy, and with an exact linear solve on a random MDP.
+
+# %% exercise solutions.chapter2.tabular:policy_evaluation
+tests.check_policy_evaluation(policy_evaluation)
+
+# %%
+V_random = policy_evaluation(grid, np.full((16, 4), 0.25), gamma=1.0)
+imshow(V_random.reshape(4, 4), title="Random policy on S&B's gridworld: V(s) (fig. 4.1)", zmid=None)
+
+# %% [markdown]
+# ### Policy improvement and policy iteration
+#
+# Acting greedily with respect to V (one step of look-ahead) gives a policy at least as good as the
+# one V came from. Alternate evaluation and improvement and you reach the optimal policy in a
+# handful of iterations. On the gridworld the optimal value is minus the number of steps to the
+# nearest corner.
+
+# %% exercise solutions.chapter2.tabular:policy_improvement
+tests.check_policy_iteration(policy_improvement)
+
+# %%
+_, V_star = policy_iteration(grid, gamma=1.0)
+print(V_star.reshape(4, 4))
+
+# %% [markdown]
+# The same code solves FrozenLake, a slippery 4x4 lake: each action moves you in the intended
+# direction only a third of the time. The optimal policy still falls into a hole sometimes; this is
+# the ceiling Q-learning will be measured against below.
+
+# %%
+lake_env = gym.make("FrozenLake-v1")
+lake = model_from_P(lake_env.unwrapped.P)
+lake_policy, lake_V = policy_iteration(lake, gamma=0.99)
+imshow(lake_V.reshape(4, 4), title="FrozenLake-v1: optimal V(s), gamma = 0.99", zmid=None)
+lake_optimal = success_rate(lake_env, lake_policy.argmax(1), episodes=ci_size(2000, 300))
+print(f"optimal policy reaches the goal {lake_optimal:.0%} of the time")
+
+# %% [markdown]
+# ## Part 2: learning from experience — Q-learning and SARSA
+#
+# Without the model we can't compute expectations, but we can *sample* them. After each step
+# (s, a, r, s'), move Q(s, a) toward a target:
+#
+# - **Q-learning** (off-policy): target = r + gamma max_a' Q(s', a'): the value of acting greedily
+#   from s', whatever we actually do next.
+# - **SARSA** (on-policy): target = r + gamma Q(s', a') with a' the action the (epsilon-greedy)
+#   agent actually takes next.
+#
+# In both, a transition that *terminates* the episode has target r: there is nothing after it.
+
+# %% exercise solutions.chapter2.tabular:q_learning_update
+tests.check_q_learning_update(q_learning_update)
+
+# %% exercise solutions.chapter2.tabular:sarsa_update
+tests.check_sarsa_update(sarsa_update)
+
+# %% [markdown]
+# ### The training loop, and the cliff
+#
+# `CliffWalking-v1`: walk from the bottom-left to the bottom-right corner of a 4x12 grid; every
+# step costs -1, stepping into the cliff along the bottom edge costs -100 and sends you back to the
+# start. S&B example 6.6: with epsilon = 0.1 exploration, Q-learning learns the *optimal* path
+# right along the edge (its values assume greedy behaviour) but keeps falling off while exploring;
+# SARSA learns the value of what it actually does, exploration included, and takes the *safe* path
+# further up. The check trains both and compares the greedy paths.
+
+# %% exercise solutions.chapter2.tabular:train_tabular
+tests.check_cliff_walking(train_tabular)
+
+# %%
+cliff = gym.make("CliffWalking-v1")
+cliff_cfg = TabularConfig(episodes=500, alpha=0.5, epsilon=0.1, gamma=1.0, seed=0)
+Q_q, returns_q = train_tabular(cliff, "q_learning", cliff_cfg)
+Q_s, returns_s = train_tabular(cliff, "sarsa", cliff_cfg)
+line({"Q-learning": returns_q, "SARSA": returns_s}, smooth=20, title="CliffWalking: reward per episode while learning (S&B fig. 6.4)",
+     xlabel="episode", ylabel="sum of rewards")
+
+
+def show_path(path: list[int], shape=(4, 12)) -> None:
+    rows = [["." for _ in range(shape[1])] for _ in range(shape[0])]
+    for c in range(1, shape[1] - 1):
+        rows[-1][c] = "C"
+    for s in path:
+        r, c = divmod(s, shape[1])
+        rows[r][c] = "o"
+    print("\n".join("".join(r) for r in rows))
+
+
+for name, Q in [("Q-learning", Q_q), ("SARSA", Q_s)]:
+    ret, path = greedy_rollout(cliff, Q)
+    print(f"\n{name}: greedy return {ret:.0f}")
+    show_path(path)
+
+# %% [markdown]
+# SARSA earns more *while learning* (about -25 per episode against Q-learning's -50: Q-learning's
+# exploratory steps next to the cliff are expensive), yet Q-learning's greedy path is the shorter.
+# Which one is "right" depends on whether you will keep exploring when it matters.
+#
+# On FrozenLake, Q-learning with enough episodes gets close to the optimal policy that policy
+# iteration computed from the model:
+
+# %%
+lake_cfg = TabularConfig(episodes=ci_size(20_000, 500), alpha=0.1, epsilon=0.1, gamma=0.99, seed=0)
+Q_lake, returns_lake = train_tabular(lake_env, "q_learning", lake_cfg)
+learned = success_rate(lake_env, Q_lake.argmax(1), episodes=ci_size(2000, 300))
+print(f"Q-learning's greedy policy reaches the goal {learned:.0%} of the time (optimal: {lake_optimal:.0%})")
+
+# %% [markdown]
+# ## Part 3: DQN
+#
+# A table needs one entry per state. CartPole's state is four real numbers, so we replace the table
+# with a network Q(s, ·; theta) and regress it onto the Q-learning target. Done naively this
+# diverges; DQN adds two stabilisers:
+#
+# - a **replay buffer**: store transitions and train on random minibatches of them, which breaks the
+#   correlation between consecutive samples and reuses each one many times;
+# - a **target network**: compute targets with a copy of the network that is updated only every few
+#   hundred steps, so the target does not chase the prediction.
+#
+# ### The Q-network
+# An MLP from the observation to one Q-value per action. No activation after the last layer:
+# Q-values are sums of rewards and can be any real number.
+
+# %% exercise solutions.chapter2.dqn:QNetwork
+dqn_tests.check_q_network(QNetwork)
+
+# %% [markdown]
+# ### The replay buffer
+#
+# A ring buffer of fixed capacity: once full, each new transition overwrites the oldest. Sampling
+# is uniform, and all five fields of a sampled transition must come from the *same* transition (a
+# classic bug is indexing them separately). We store `terminated`, and never `truncated`: a
+# CartPole episode cut off at 500 steps by the time limit did not end, the pole was still up. Its
+# last transition must bootstrap from the next state like any other; treating it as terminal
+# teaches the network that standing upright near step 500 is worth nothing.
+
+# %% exercise solutions.chapter2.dqn:ReplayBuffer
+dqn_tests.check_replay_buffer(ReplayBuffer)
+
+# %% [markdown]
+# ### Exploration: epsilon-greedy with a linear schedule
+# Explore a lot at first, then less: epsilon decays linearly from `start_epsilon` to `end_epsilon`
+# over the first `exploration_fraction` of training, then stays there. Each sub-environment of the
+# vector env flips its own coin.
+
+# %% exercise solutions.chapter2.dqn:linear_schedule
+dqn_tests.check_linear_schedule(linear_schedule)
+
+# %% exercise solutions.chapter2.dqn:epsilon_greedy
+dqn_tests.check_epsilon_greedy(epsilon_greedy)
+
+# %% [markdown]
+# ### The TD loss
+#
+# $$L(\theta) = \text{mean over the batch of } \ell\Big(Q(s, a;\theta),\; r + \gamma\,(1 - \text{terminated})\,\max_{a'} Q(s', a'; \theta^-)\Big)$$
+#
+# with theta^- the target network's weights and ell the squared error or the Huber loss (quadratic
+# for small errors, linear for large ones, so one surprising transition can't blow up the
+# gradient). The target is a constant: no gradient may flow into the target network. Pick out
+# Q(s, a) of the action actually taken with `gather`.
+
+# %% exercise solutions.chapter2.dqn:td_loss
+dqn_tests.check_td_loss(td_loss)
+
+# %% [markdown]
+# ### Storing vector-env steps: gymnasium 1.x autoreset
+#
+# `gymnasium.vector` runs several copies of the environment and steps them together. When sub-env i
+# ends (terminated or truncated) on some step, that step returns its **true final observation**;
+# the env is reset on the **next** `step` call, which ignores the action for sub-env i and returns
+# the first observation of its new episode with reward 0. (gym 0.2x reset within the same step and
+# hid the final observation in `info`; code written for it silently gets this wrong.) So:
+#
+# - on the step where sub-env i ends, `next_obs[i]` is the real next state: store the transition;
+# - on the step after it (`autoreset[i]` is True), the "transition" jumps from one episode's end to
+#   the next one's start: skip it.
+
+# %% exercise solutions.chapter2.dqn:store_vector_step
+dqn_tests.check_store_vector_step(store_vector_step)
+
+# %% [markdown]
+# ### Debugging with probe environments
+#
+# An RL agent that doesn't learn CartPole tells you nothing about *why*. Andy Jones' probe
+# environments each isolate one component; `solutions.chapter2.probes` registers five as gymnasium
+# envs (`curriculum/Probe1-v0` … `Probe5-v0`):
+#
+# | probe | setup | correct Q | if it fails, suspect |
+# |---|---|---|---|
+# | 1 | one action, obs 0, one step, reward +1 | Q = 1 | the loss / optimiser |
+# | 2 | one action, obs ±1, reward = obs | Q(±1) = ±1 | the network ignores the observation |
+# | 3 | one action, obs 0 then 1, reward 0 then +1 | Q(0) = gamma, Q(1) = 1 | discounting / bootstrapping |
+# | 4 | two actions, obs 0, reward +1 for action 1 else -1 | Q = (-1, +1) | selecting the taken action (`gather`) |
+# | 5 | two actions, obs ±1, +1 if action matches the sign | per-obs | pairing observations with actions |
+#
+# `probes.diagnose(train, gamma)` trains a fresh agent on each and reports the first broken
+# component. Here is what it says about a Q-function that forgot the terminal mask:
+
+# %%
+bootstraps_through_the_end = probes.evaluate_q(1, lambda obs: torch.full((len(obs), 1), 1.9), gamma=0.5)
+print(bootstraps_through_the_end)
+
+# %% [markdown]
+# ### The training loop
+#
+# Read `train_dqn` top to bottom: it is CleanRL's `dqn.py` loop for gymnasium 1.x. Write the
+# gradient step. The check trains a small DQN on all five probes (gamma = 0.5, uniform
+# exploration: Q-learning is off-policy, so it can learn the greedy values from random behaviour).
+
+# %% exercise solutions.chapter2.dqn:train_dqn
+dqn_tests.check_train_dqn_on_probes(train_dqn)
+
+# %% [markdown]
+# ### Solving CartPole-v1
+#
+# CartPole is "solved" at a mean return of 475 over the last 20 episodes (500 is the time limit).
+# The defaults in `DQNConfig` get there in well under 100k environment steps (see
+# `benchmarks/dqn_cartpole.py` for steps and wall time over several seeds). Expect the reward curve
+# to stay near 20 during the random warm-up, climb steeply once epsilon is small, touch 500, and
+# wobble: DQN on CartPole is famously unstable, with occasional collapses it recovers from.
+
+# %%
+cfg = DQNConfig(seed=0, total_timesteps=ci_size(100_000, 3_000), stop_when_solved=False)
+result = train_dqn(cfg)
+tracker = result.tracker
+print(f"{len(tracker)} episodes; mean return of the last 20: {tracker.mean_return(20):.1f}; "
+      + (f"solved at env step {result.solved_at_step:,} ({result.solved_at_time:.0f} s)" if result.solved_at_step else "not solved"))
+line({"episode return": tracker.returns}, x=tracker.steps_at_end, smooth=20, title="DQN on CartPole-v1",
+     xlabel="environment step", ylabel="return")
+
+# %% [markdown]
+# ## Going further
+# - **Double DQN** (van Hasselt et al., 2016): choose the next action with the online network and
+#   evaluate it with the target network. One line in `td_loss`; compare the learned Q-values with the
+#   actual returns to see the overestimation it removes.
+# - Break something on purpose (drop the terminal mask, store `terminated | truncated`, sample buffer
+#   fields independently) and watch which probe catches it.
+# - `Acrobot-v1` and `LunarLander-v3` with the same code.
