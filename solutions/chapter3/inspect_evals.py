@@ -91,17 +91,17 @@ MAKE_CHOICE_PROMPT = (
 def prompt_template(template: str) -> Solver:
     """Rewrite the user prompt as `template.format(prompt=<the current user prompt>)`.
 
-    Raise ValueError when the solver is created if `template` has no `{prompt}` placeholder (the
-    question would be silently dropped).
+    A template without a `{prompt}` placeholder would silently drop the question, so it is refused
+    when the solver is created.
     """
-    # EXERCISE: check the placeholder up front; in solve(), replace state.user_prompt.text with the formatted template
     if "{prompt}" not in template:
         raise ValueError(f"template must contain a {{prompt}} placeholder, got {template!r}")
 
     async def solve(state: TaskState, generate: Generate) -> TaskState:
+        # EXERCISE: replace state.user_prompt.text with the formatted template; return the state
         state.user_prompt.text = template.format(prompt=state.user_prompt.text)
         return state
-    # END EXERCISE
+        # END EXERCISE
 
     return solve
 
@@ -119,15 +119,15 @@ def multiple_choice_format(template: str = MCQ_TEMPLATE) -> Solver:
     (`[c.value for c in state.choices]`). Unlike inspect's `multiple_choice`, this does not call
     the model: other solvers (chain of thought, `make_choice`) come after it.
     """
-    # EXERCISE: format the template with the user prompt and letter_choices([c.value for c in state.choices])
     if "{question}" not in template or "{choices}" not in template:
         raise ValueError(f"template must contain {{question}} and {{choices}}, got {template!r}")
 
     async def solve(state: TaskState, generate: Generate) -> TaskState:
+        # EXERCISE: format the template with the user prompt and letter_choices([c.value for c in state.choices])
         choices = letter_choices([c.value for c in state.choices])
         state.user_prompt.text = template.format(question=state.user_prompt.text, choices=choices)
         return state
-    # END EXERCISE
+        # END EXERCISE
 
     return solve
 
@@ -135,11 +135,11 @@ def multiple_choice_format(template: str = MCQ_TEMPLATE) -> Solver:
 @solver
 def make_choice(prompt: str = MAKE_CHOICE_PROMPT) -> Solver:
     """After the model has reasoned, ask it (a new user message) to commit to one letter, and generate."""
-    # EXERCISE: append ChatMessageUser(content=prompt) to state.messages, then return await generate(state)
     async def solve(state: TaskState, generate: Generate) -> TaskState:
+        # EXERCISE: append ChatMessageUser(content=prompt) to state.messages, then return await generate(state)
         state.messages.append(ChatMessageUser(content=prompt))
         return await generate(state)
-    # END EXERCISE
+        # END EXERCISE
 
     return solve
 
