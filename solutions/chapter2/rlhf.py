@@ -235,9 +235,11 @@ class RLHFResult:
 @torch.no_grad()
 def make_batch(model: TransformerWithValueHead, ref: Any, reward_fn: RewardFn, prompt_tokens: Tensor,
                args: RLHFArgs, generator: torch.Generator | None) -> tuple[RLHFBatch, dict[str, float]]:
-    """Sample completions, score them, and compute per-token rewards, advantages and returns."""
+    """Sample completions, score them, and compute per-token rewards, advantages and returns (= advantages + values).
+    Returns the batch and its stats: the mean raw reward and the mean KL(policy || reference) per completion."""
     prefix_len = prompt_tokens.shape[1]
     tokens = sample_completions(model.base, prompt_tokens, args.gen_len, SamplingConfig(temperature=args.temperature), generator)
+    # EXERCISE: reward the generated part; policy log-probs and values (states before each generated token), reference log-probs; normalise (if args.normalize_reward); per-token rewards; advantages
     raw_rewards = reward_fn(tokens[:, prefix_len:]).float()
     logits, values = model(tokens)
     logprobs = token_logprobs(logits, tokens, prefix_len)
@@ -246,6 +248,7 @@ def make_batch(model: TransformerWithValueHead, ref: Any, reward_fn: RewardFn, p
     rewards = normalize_rewards(raw_rewards) if args.normalize_reward else raw_rewards
     token_rewards = per_token_rewards(rewards, logprobs, ref_logprobs, args.kl_coef)
     advantages = token_advantages(values, token_rewards, args.gamma, args.gae_lambda)
+    # END EXERCISE
     kl = (logprobs - ref_logprobs).sum(-1).mean().item()  # KL(pi || pi_ref) of whole completions, estimated on samples
     return RLHFBatch(tokens, logprobs, values, advantages, advantages + values), dict(reward=raw_rewards.mean().item(), kl=kl)
 

@@ -1,0 +1,234 @@
+"""Section 2.4 beyond the automatic contract: the checks catch plausible bugs (mutants), a CI-size RLHF run
+raises the reward measurably, and the reward model learns its labels."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from solutions.chapter1.gpt2 import sample_next_token
+from solutions.chapter2 import rlhf
+from tests.chapter2 import rlhf as checks
+from tests.checking import CheckFailed
+
+torch.set_num_threads(1)
+
+
+# ------------------------------------------------------------------------------------------ value head
+class ValueHeadWrongHook(rlhf.TransformerWithValueHead):
+    def forward(self, tokens):
+        stored = {}
+        logits = self.base.run_with_hooks(tokens, fwd_hooks=[("blocks.0.hook_resid_post", lambda x, hook: stored.update(r=x))])
+        return logits, self.value_head(stored["r"]).squeeze(-1)
+
+
+class ValueHeadDetached(rlhf.TransformerWithValueHead):
+    def forward(self, tokens):
+        logits, values = super().forward(tokens)
+        return logits, values.detach()
+
+
+class ValueHeadNotSqueezed(rlhf.TransformerWithValueHead):
+    def forward(self, tokens):
+        logits, values = super().forward(tokens)
+        return logits, values[..., None]
+
+
+@pytest.mark.parametrize("mutant", [ValueHeadWrongHook, ValueHeadDetached, ValueHeadNotSqueezed])
+def test_check_value_head_catches(mutant):
+    with pytest.raises(CheckFailed):
+        checks.check_transformer_with_value_head(mutant)
+
+
+# ------------------------------------------------------------------------------------------ sampling
+@torch.no_grad()
+def sample_first_position(base, prompt_tokens, gen_len, cfg=None, generator=None):
+    tokens = prompt_tokens
+    for _ in range(gen_len):
+        tokens = torch.cat([tokens, sample_next_token(tokens, base(tokens)[:, 0], cfg, generator)[:, None]], dim=1)
+    return tokens
+
+
+@torch.no_grad()
+def sample_ignores_generator(base, prompt_tokens, gen_len, cfg=None, generator=None):
+    return rlhf.sample_completions(base, prompt_tokens, gen_len, cfg, None)
+
+
+@torch.no_grad()
+def sample_always_greedy(base, prompt_tokens, gen_len, cfg=None, generator=None):
+    from solutions.chapter1.gpt2 import SamplingConfig
+
+    return rlhf.sample_completions(base, prompt_tokens, gen_len, SamplingConfig(temperature=0.0), generator)
+
+
+@torch.no_grad()
+def sample_only_new(base, prompt_tokens, gen_len, cfg=None, generator=None):
+    return rlhf.sample_completions(base, prompt_tokens, gen_len, cfg, generator)[:, prompt_tokens.shape[1]:]
+
+
+@pytest.mark.parametrize("mutant", [sample_first_position, sample_ignores_generator, sample_always_greedy, sample_only_new])
+def test_check_sample_completions_catches(mutant):
+    with pytest.raises(CheckFailed):
+        checks.check_sample_completions(mutant)
+
+
+# ------------------------------------------------------------------------------------------ log-probs and rewards
+def logprobs_off_by_one(logits, tokens, prefix_len):
+    return logits[:, prefix_len:].log_softmax(-1)[:, :-1].gather(-1, tokens[:, prefix_len + 1:, None]).squeeze(-1)
+
+
+def logprobs_misaligned(logits, tokens, prefix_len):
+    return logits[:, prefix_len:].log_softmax(-1).gather(-1, torch.roll(tokens, -1, 1)[:, prefix_len - 1:-1, None]).squeeze(-1)
+
+
+def logprobs_probs(logits, tokens, prefix_len):
+    return logits[:, prefix_len - 1:-1].softmax(-1).gather(-1, tokens[:, prefix_len:, None]).squeeze(-1)
+
+
+def logprobs_wrong_axis(logits, tokens, prefix_len):
+    return logits[:, prefix_len - 1:-1].log_softmax(1).gather(-1, tokens[:, prefix_len:, None]).squeeze(-1)
+
+
+@pytest.mark.parametrize("mutant", [logprobs_off_by_one, logprobs_misaligned, logprobs_probs, logprobs_wrong_axis])
+def test_check_token_logprobs_catches(mutant):
+    with pytest.raises(CheckFailed):
+        checks.check_token_logprobs(mutant)
+
+
+@pytest.mark.parametrize("mutant", [
+    lambda r, eps=1e-5: r / (r.std() + eps),
+    lambda r, eps=1e-5: (r - r.mean()) / (r.var() + eps),
+    lambda r, eps=1e-5: (r - r.mean()) / r.std(),
+])
+def test_check_normalize_rewards_catches(mutant):
+    with pytest.raises(CheckFailed):
+        checks.check_normalize_rewards(mutant)
+
+
+def per_token_first(rewards, logprobs, ref_logprobs, kl_coef):
+    out = -kl_coef * (logprobs - ref_logprobs)
+    out[:, 0] += rewards
+    return out
+
+
+def per_token_sign(rewards, logprobs, ref_logprobs, kl_coef):
+    return rlhf.per_token_rewards(rewards, ref_logprobs, logprobs, kl_coef)
+
+
+def per_token_everywhere(rewards, logprobs, ref_logprobs, kl_coef):
+    return -kl_coef * (logprobs - ref_logprobs) + rewards[:, None]
+
+
+def per_token_no_kl(rewards, logprobs, ref_logprobs, kl_coef):
+    return rlhf.per_token_rewards(rewards, logprobs, ref_logprobs, 0.0)
+
+
+@pytest.mark.parametrize("mutant,message", [(per_token_first, "LAST"), (per_token_sign, "sign"),
+                                            (per_token_everywhere, None), (per_token_no_kl, None)])
+def test_check_per_token_rewards_catches(mutant, message):
+    with pytest.raises(CheckFailed, match=message):
+        checks.check_per_token_rewards(mutant)
+
+
+# ------------------------------------------------------------------------------------------ loss
+def loss_mutant(value_offset=-1, vf=True, weight=True, logprob_shift=0):
+    def loss_fn(model, batch, prefix_len, args):
+        logits, values = model(batch.tokens)
+        lp = logits[:, prefix_len - 1 + logprob_shift:-1 + logprob_shift or None].log_softmax(-1)
+        new_lp = lp.gather(-1, batch.tokens[:, prefix_len:, None]).squeeze(-1)
+        new_v = values[:, prefix_len + value_offset:values.shape[1] + value_offset or None]
+        pg = rlhf.policy_loss(new_lp.flatten(), batch.logprobs.flatten(), batch.advantages.flatten(), args.clip_coef)
+        vl = rlhf.value_loss(new_v.flatten(), batch.values.flatten(), batch.returns.flatten(), args.clip_coef)
+        loss = pg + ((args.vf_coef if weight else 1.0) * vl if vf else 0.0)
+        return loss, {}
+
+    return loss_fn
+
+
+def test_loss_mutant_baseline_passes():
+    checks.check_rlhf_loss(loss_mutant())
+
+
+@pytest.mark.parametrize("mutant", [loss_mutant(value_offset=0), loss_mutant(vf=False), loss_mutant(weight=False),
+                                    loss_mutant(logprob_shift=1)])
+def test_check_rlhf_loss_catches(mutant):
+    with pytest.raises(CheckFailed):
+        checks.check_rlhf_loss(mutant)
+
+
+# ------------------------------------------------------------------------------------------ the whole thing
+def ci_args(**overrides) -> rlhf.RLHFArgs:
+    """The CI size the notebook uses (sections/chapter2/2.4_rlhf.py)."""
+    return rlhf.RLHFArgs(**{**dict(batch_size=16, gen_len=12, total_phases=24, update_epochs=2, num_minibatches=1,
+                                   base_lr=5e-4, head_lr=1e-3, kl_coef=0.2), **overrides})
+
+
+def test_ci_rlhf_run_raises_reward():
+    base, ref = rlhf.load_offline_base(), rlhf.load_offline_base()
+    dot = base.tokenizer(".")["input_ids"][-1]
+    torch.manual_seed(0)
+    result = rlhf.train_rlhf(rlhf.TransformerWithValueHead(base), ref, rlhf.target_token_reward(dot), ci_args(),
+                             progress=False)
+    rewards = [h["reward"] for h in result.history]
+    first, last = sum(rewards[:5]) / 5, sum(rewards[-5:]) / 5
+    assert last > first + 0.5 and last > 1.5 * first, f"mean reward did not rise: {first:.2f} -> {last:.2f} ({rewards})"
+    kls = [h["kl"] for h in result.history]
+    assert max(kls) < 15, f"KL to the reference should stay bounded with kl_coef=0.2, got {kls}"
+
+
+def test_reward_model_learns_lexicon():
+    base = rlhf.load_offline_base()
+    from utils.offline import offline_corpus
+
+    tokens, labels = rlhf.sentiment_dataset(offline_corpus(), base.tokenizer, n_tokens=12, max_examples=600)
+    assert 0.45 < labels.float().mean() < 0.55
+    for t, y in list(zip(tokens, labels))[:20]:
+        assert rlhf.lexicon_sentiment(base.tokenizer.decode(t)) == (1 if y else -1)
+    torch.manual_seed(0)
+    acc = rlhf.train_reward_model(rlhf.RewardModel(base), tokens, labels)
+    assert acc["test_accuracy"] > 0.65, acc
+
+
+def test_lexicon():
+    assert rlhf.lexicon_sentiment("A good, simple and useful function.") == 1
+    assert rlhf.lexicon_sentiment("Raises an error if the value is invalid.") == -1
+    assert rlhf.lexicon_sentiment("The value of x.") == 0
+
+
+def test_bad_args_are_named():
+    with pytest.raises(ValueError, match="kl_coef"):
+        rlhf.RLHFArgs(kl_coef=-1)
+    with pytest.raises(ValueError, match="multiple"):
+        rlhf.RLHFArgs(batch_size=10, num_minibatches=4)
+
+
+# ------------------------------------------------------------------------------------------ make_batch
+def make_batch_mutant(reward_on_prompt=False, normalise=True, kl_to_self=False, value_offset=-1):
+    @torch.no_grad()
+    def make_batch(model, ref, reward_fn, prompt_tokens, args, generator):
+        p = prompt_tokens.shape[1]
+        tokens = rlhf.sample_completions(model.base, prompt_tokens, args.gen_len,
+                                         rlhf.SamplingConfig(temperature=args.temperature), generator)
+        raw = reward_fn(tokens if reward_on_prompt else tokens[:, p:]).float()
+        logits, values = model(tokens)
+        logprobs = rlhf.token_logprobs(logits, tokens, p)
+        ref_logprobs = logprobs if kl_to_self else rlhf.token_logprobs(ref(tokens), tokens, p)
+        values = values[:, p + value_offset:values.shape[1] + value_offset or None]
+        rewards = rlhf.normalize_rewards(raw) if normalise else raw
+        adv = rlhf.token_advantages(values, rlhf.per_token_rewards(rewards, logprobs, ref_logprobs, args.kl_coef),
+                                    args.gamma, args.gae_lambda)
+        return rlhf.RLHFBatch(tokens, logprobs, values, adv, adv + values), dict(reward=raw.mean().item(), kl=0.0)
+
+    return make_batch
+
+
+def test_make_batch_mutant_baseline_passes():
+    checks.check_make_batch(make_batch_mutant())
+
+
+@pytest.mark.parametrize("mutant", [make_batch_mutant(reward_on_prompt=True), make_batch_mutant(normalise=False),
+                                    make_batch_mutant(kl_to_self=True), make_batch_mutant(value_offset=0)])
+def test_check_make_batch_catches(mutant):
+    with pytest.raises(CheckFailed):
+        checks.check_make_batch(mutant)
