@@ -255,6 +255,10 @@ class WikiGame:
         return tools + [Tool(PREVIEW_PAGE_SCHEMA, self.preview_page)] if lookahead else tools
 
 
+VARIANTS = ("baseline", "react", "lookahead")
+FAILURE_MODES = ("loop", "out_of_steps", "no_tool_call", "api_error")
+
+
 @dataclass
 class AgentConfig:
     """How an agent plays. `variant`: "baseline", "react" (think then act) or "lookahead" (preview_page tool)."""
@@ -271,10 +275,6 @@ class AgentConfig:
             raise ValueError(f"variant must be one of {VARIANTS}, got {self.variant!r}")
         if self.max_steps < 1 or self.max_visits < 2:
             raise ValueError("max_steps must be >= 1 and max_visits >= 2")
-
-
-VARIANTS = ("baseline", "react", "lookahead")
-FAILURE_MODES = ("loop", "out_of_steps", "no_tool_call", "api_error")
 
 
 @dataclass
@@ -484,8 +484,8 @@ def sample_games(source: OfflineWiki, n: int, min_moves: int = 2, max_moves: int
 # they say nothing about how well real models play.
 
 _STOPWORDS = set(
-    "a an and the of in on at to is was are were it its it's for from by with as or that this which who whom "
-    "be been such has have had he she his her they their them into over after before many most one two also "
+    "a an and the of in on at to is was are were it its for from by with as or that this which who whom "
+    "be been has have had he she his her they their them into over after before many most one two also "
     "about than then there these those so such not but can used use uses known other".split()
 )
 
@@ -503,7 +503,6 @@ def arithmetic_responder(request: dict) -> ReplyLike:
     if "calculate" in tool_names(request) and match:
         return ToolCall("calculate", {"expression": match.group().strip()})
     return "I don't see any arithmetic to do."
-
 
 
 class WikiPolicy:
