@@ -33,6 +33,7 @@ import os
 import random
 import tempfile
 from pathlib import Path
+from typing import Any, Callable, ContextManager, Sequence
 
 import numpy as np
 import torch
