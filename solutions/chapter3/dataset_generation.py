@@ -21,6 +21,7 @@ import re
 import string
 import subprocess
 import time
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -394,6 +395,9 @@ def generate_dataset(
         stats["duplicates"] += len(new) - len(unique)
         stats["rejected"] += sum(g["score"] < cfg.threshold for g in grades)
         stats["scores"] += [g["score"] for g in grades]
+    if len(kept) < cfg.n_target:
+        warnings.warn(f"only {len(kept)} of {cfg.n_target} questions passed the rubric in {cfg.max_rounds} rounds: "
+                      "raise max_rounds, or look at the grader's explanations to improve the generation prompt")
     return kept[: cfg.n_target], stats
 
 
