@@ -63,11 +63,11 @@ def main(argv: list[str] | None = None) -> None:
     )
     model = UNet(ucfg)
     tcfg = TrainConfig(n_steps=train_steps, batch_size=64 if args.quick else 128, lr=2e-3 if args.quick else 2e-4, ema_decay=0.995 if args.quick else 0.999, p_uncond=0.1, device=str(device))
-    ema = train_unet(model, train.images, sched, tcfg, labels=train.labels)
+    ema, losses = train_unet(model, train.images, sched, tcfg, labels=train.labels)
     net = ema.model.to(device)
     judge.to(device)
     noisy_clf.to(device)
-    print(f"training done in {time.perf_counter() - t0:.0f}s; final loss (mean of last 100) {sum(tcfg.losses[-100:]) / 100:.4f}")
+    print(f"training done in {time.perf_counter() - t0:.0f}s; final loss (mean of last 100) {sum(losses[-100:]) / 100:.4f}")
 
     null = torch.full((n_samples,), ucfg.num_classes, device=device)
     uncond = lambda x, t: net(x, t, null[: len(x)])  # noqa: E731

@@ -127,8 +127,8 @@ cfg = (
 model = UNet(cfg)
 print(f"U-Net: {sum(p.numel() for p in model.parameters()) / 1e6:.2f}M parameters")
 train_cfg = TrainConfig(n_steps=ci_size(20_000, 60), batch_size=ci_size(128, 32), device=str(device))
-ema = train_unet(model, data.images, sched, train_cfg)
-line(train_cfg.losses, smooth=100, title="U-Net epsilon loss", ylabel="MSE")
+ema, losses = train_unet(model, data.images, sched, train_cfg)
+line(losses, smooth=100, title="U-Net epsilon loss", ylabel="MSE")
 
 # %% [markdown]
 # ## DDPM samples

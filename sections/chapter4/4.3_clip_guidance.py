@@ -123,7 +123,8 @@ ucfg = (
     else UNetConfig(image_size=h, in_channels=c, num_classes=n_classes)
 )
 unet_cfg = TrainConfig(n_steps=ci_size(20_000, 60), batch_size=ci_size(128, 32), p_uncond=0.1)
-net = train_unet(UNet(ucfg), train.images, sched, unet_cfg, labels=train.labels).model
+ema, _ = train_unet(UNet(ucfg), train.images, sched, unet_cfg, labels=train.labels)
+net = ema.model
 noisy_clf = NoisyClassifier(c, n_classes, base=ci_size(32, 16))
 train_classifier(noisy_clf, train.images, train.labels, sched.alpha_bars, n_steps=ci_size(5000, 100))
 null = torch.tensor(n_classes)

@@ -8,7 +8,7 @@ model, sampled deterministically (eta = 0) with a few dozen steps instead of a t
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import einops
 import torch
@@ -262,7 +262,6 @@ class TrainConfig:
     p_uncond: float = 0.0  # label dropout for classifier-free guidance (4.3); 0 = ignore labels
     seed: int = 0
     device: str = "cpu"
-    losses: list[float] = field(default_factory=list)
 
 
 def train_unet(
@@ -271,16 +270,17 @@ def train_unet(
     sched: Schedule,
     cfg: TrainConfig,
     labels: Int[Tensor, "n"] | None = None,
-) -> EMA:
+) -> tuple[EMA, list[float]]:
     """Adam on the epsilon loss, gradient clipping at norm 1, an EMA updated after every step.
 
     With labels and a class-conditional model, each label is replaced by the "no label" class with
     probability p_uncond, so one network learns both eps(x_t, t, y) and eps(x_t, t).
-    Returns the EMA; the loss curve is appended to cfg.losses.
+    Returns the EMA (sample from ema.model) and the loss curve.
     """
     torch.manual_seed(cfg.seed)
     model.to(cfg.device).train()
     ema = EMA(model, cfg.ema_decay)
+    losses = []
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     alpha_bars = sched.alpha_bars.to(cfg.device)
     for _ in tqdm(range(cfg.n_steps), desc="training U-Net"):
@@ -297,9 +297,9 @@ def train_unet(
         nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         ema.update(model)
-        cfg.losses.append(loss.item())
+        losses.append(loss.item())
     model.eval()
-    return ema
+    return ema, losses
 
 
 # ---------------------------------------------------------------------------------------------
