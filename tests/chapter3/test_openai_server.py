@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import threading
 import time
 
@@ -285,6 +286,7 @@ def test_key_from_env_or_dotenv_and_clear_message_when_missing(monkeypatch, tmp_
     assert "export OPENAI_API_KEY" in str(e.value) and ".env" in str(e.value) and "offline" in str(e.value)
     (tmp_path / ".env").write_text(f"OPENAI_API_KEY={FAKE_KEY}\n")
     assert secrets.get_api_key() == FAKE_KEY
+    assert "OPENAI_API_KEY" not in os.environ, "a key read from .env must not leak into os.environ (and subprocesses)"
     monkeypatch.setenv("OPENAI_API_KEY", "sk-from-env-xxxxxxxx")
     assert secrets.get_api_key() == "sk-from-env-xxxxxxxx"  # the environment wins over .env
     assert secrets.redact("error: key sk-from-env-xxxxxxxx rejected") == "error: key <OPENAI_API_KEY redacted> rejected"
