@@ -11,11 +11,19 @@ import torch
 import torch.nn as nn
 from torch.distributions import Categorical
 
-from solutions.chapter2 import atari, ppo
+from solutions.chapter2 import atari, ppo, probes  # noqa: F401 - importing probes registers curriculum/Probe*-v0
 from tests.chapter2 import ppo as checks
 from tests.checking import CheckFailed
 
-torch.set_num_threads(1)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny models: one torch thread is fastest, and leaves the other core to the other test worker."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
 
 
 # ------------------------------------------------------------------------------------------ Agent
@@ -289,12 +297,6 @@ def test_rollout_marks_autoreset_rows_invalid():
     batch = ppo.Batch.from_rollout(r, torch.zeros(6, 2))
     assert len(batch) == 8
     envs.close()
-
-
-def test_cartpole_learns_quickly():
-    """A short CartPole run beats random play (~22) by a wide margin: the pieces work together."""
-    result = ppo.train_ppo(ppo.PPOArgs(seed=0, total_timesteps=8192), progress=False)
-    assert result.tracker.mean_return(20) > 60
 
 
 def test_bad_hyperparameters_are_named():

@@ -12,7 +12,15 @@ from solutions.chapter2 import rlhf
 from tests.chapter2 import rlhf as checks
 from tests.checking import CheckFailed
 
-torch.set_num_threads(1)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny models: one torch thread is fastest, and leaves the other core to the other test worker."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
 
 
 # ------------------------------------------------------------------------------------------ value head
