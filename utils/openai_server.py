@@ -330,7 +330,9 @@ class LoopbackServer:
         self._httpd = _QuietServer(("127.0.0.1", 0), handler)
         self._httpd.daemon_threads = True
         self._httpd.block_on_close = False  # a held-back "timeout" reply must not block stop()
-        self._thread = threading.Thread(target=self._httpd.serve_forever, name="loopback-openai", daemon=True)
+        self._thread = threading.Thread(
+            target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, name="loopback-openai", daemon=True
+        )
         self._thread.start()
         return self
 
@@ -469,6 +471,8 @@ class _QuietServer(ThreadingHTTPServer):
 class _Handler(BaseHTTPRequestHandler):
     server_obj: LoopbackServer
     protocol_version = "HTTP/1.1"  # keep-alive, as httpx expects
+    # small replies on a kept-alive connection otherwise wait ~40 ms for Nagle + delayed ACK
+    disable_nagle_algorithm = True
 
     def log_message(self, format, *args):  # noqa: A002 - silence per-request stderr lines
         pass
