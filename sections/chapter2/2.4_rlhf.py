@@ -203,7 +203,7 @@ def run_rlhf(args: RLHFArgs, reward_fn, name: str):
 
 with_kl = run_rlhf(rlhf_args, target_token_reward(DOT), "dots-kl")
 for phase, texts in with_kl.samples:
-    print(phase, [t[-60:] for t in texts[:2]])
+    print(phase, texts[:2])
 
 # %% [markdown]
 # ## Reward hacking: no KL penalty
@@ -215,7 +215,7 @@ for phase, texts in with_kl.samples:
 # %%
 no_kl = run_rlhf(RLHFArgs(**{**rlhf_args.__dict__, "kl_coef": 0.0}), target_token_reward(DOT), "dots-no-kl")
 for phase, texts in no_kl.samples:
-    print(phase, [t[-60:] for t in texts[:2]])
+    print(phase, texts[:2])
 
 # %%
 line({"kl_coef=0.2": [h["reward"] for h in with_kl.history], "kl_coef=0": [h["reward"] for h in no_kl.history]},
@@ -250,17 +250,19 @@ print(train_reward_model(reward_model, rm_tokens, rm_labels))
 # %%
 sentiment = run_rlhf(rlhf_args, learned_reward(reward_model), "sentiment")
 for phase, texts in sentiment.samples:
-    labels = [lexicon_sentiment(t) for t in texts]
-    print(phase, labels, [t[-60:] for t in texts[:2]])
+    print(phase, "lexicon labels", [lexicon_sentiment(t) for t in texts], texts[:2])
 line({"reward model logit": [h["reward"] for h in sentiment.history]}, smooth=3,
      title="Optimising a learned reward", xlabel="phase", ylabel="mean reward")
 
 # %% [markdown]
-# The reward model's score rises. Look at the samples: does the text contain more of the positive words, or has
-# the policy found whatever features the linear probe happens to like? A reward model is only trustworthy on
-# text like its training data; the policy is an optimiser searching for where it is wrong. That is why real
-# RLHF keeps the KL penalty, retrains reward models on the policy's new outputs, and evaluates with held-out
-# judges.
+# The reward model's score rises. Now look at the samples with the *true* labeller, the word list: at CI size
+# with the small offline LM they still contain no sentiment words at all (labels 0). The policy did not learn to
+# be positive; it found whatever features the linear probe happens to score highly (table-like punctuation, in
+# our runs). That is reward hacking of a learned reward, the failure RLHF practitioners worry about most: a
+# reward model (here only ~70% accurate on held-out windows) is only trustworthy on text like its training
+# data, and the policy is an optimiser searching for where it is wrong. Real RLHF keeps the KL penalty,
+# retrains the reward model on the policy's new outputs, and evaluates with held-out judges. With GPT-2 small
+# online, fluent text makes the probe's features closer to real sentiment, and you can check how far that goes.
 #
 # **Try it:** raise `kl_coef` to 0.5 and 2 and plot reward against KL (the *reward-KL frontier*); run the
 # sentiment reward with `kl_coef=0`; change the prompt; online, use GPT-2 small with `base_lr=2e-5`.

@@ -290,7 +290,7 @@ def train_rlhf(
         if run is not None:
             run.log(stats, step=phase)
         if phase % sample_every == 0 or phase == args.total_phases - 1:
-            result.samples.append((phase, [tokenizer.decode(t) for t in batch.tokens[:3]]))
+            result.samples.append((phase, tokenizer.batch_decode(batch.tokens[:3], skip_special_tokens=True)))
         bar.set_postfix(reward=f"{stats['reward']:.2f}", kl=f"{stats['kl']:.2f}")
     return result
 
