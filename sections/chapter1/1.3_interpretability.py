@@ -30,7 +30,7 @@ import einops
 import torch
 import torch.nn.functional as F
 from jaxtyping import Float, Int
-from torch import Tensor
+from torch import Tensor, nn
 from transformer_lens import FactoredMatrix
 from tqdm.auto import tqdm
 

@@ -249,7 +249,7 @@ def check_full_ov_circuit(full_ov_circuit) -> None:
 def check_top_1_accuracy(top_1_accuracy) -> None:
     gen = torch.Generator().manual_seed(0)
     A, B = torch.randn(50, 8, generator=gen), torch.randn(8, 50, generator=gen)
-    M = A @ B + torch.diag(torch.linspace(0, 12, 50))
+    M = A @ B + torch.diag(torch.linspace(0, 20, 50))
     want = (M.argmax(-1) == torch.arange(50)).float().mean().item()
     assert_scalar_close(top_1_accuracy(_fm_with_diag(A, B), batch_size=7),
                         want, "top-1 accuracy", hint="argmax along each ROW (dim -1), compared with the row index; "
@@ -257,9 +257,9 @@ def check_top_1_accuracy(top_1_accuracy) -> None:
 
 
 def _fm_with_diag(A, B):
-    """A FactoredMatrix equal to A @ B + diag(linspace(0, 12)): rank-limited plus a diagonal, via block factors."""
+    """A FactoredMatrix equal to A @ B + diag(linspace(0, 20)): rank-limited plus a diagonal, via block factors."""
     n = A.shape[0]
-    left = torch.cat([A, torch.diag(torch.linspace(0, 12, n))], dim=1)
+    left = torch.cat([A, torch.diag(torch.linspace(0, 20, n))], dim=1)
     right = torch.cat([B, torch.eye(n)], dim=0)
     return FactoredMatrix(left, right)
 

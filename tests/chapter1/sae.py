@@ -85,30 +85,36 @@ def check_metrics(l0_norm, fraction_variance_unexplained) -> None:
 def check_resample_dead_latents(resample_dead_latents) -> str:
     from solutions.chapter1.sae import SAE
 
-    torch.manual_seed(0)
+    # An SAE that reconstructs exactly any input living in the first 5 dims (latent i reads +x_i,
+    # latent 5+i reads -x_i), with 2 latents switched off. Only input 7 has a 6th-dim component, so it
+    # is the only badly reconstructed input and every resampled latent must point along e_5.
     cfg = SAEConfig(d_in=D_IN, d_sae=D_SAE, resample_scale=0.2)
     sae = SAE(cfg)
+    c = torch.linspace(0.5, 2.0, 5)  # alive encoder columns of different norms
     with torch.no_grad():
-        sae.W_enc.mul_(torch.linspace(0.5, 2.0, D_SAE))  # alive encoder norms differ from 1
-        sae.b_enc.fill_(0.1)
-    # All inputs are reconstructed perfectly except one, so every resampled latent must point at it.
-    x = torch.randn(BATCH, D_IN)
-    with torch.no_grad():
-        x_hat = sae(x).x_hat
-    x_fit = x_hat.clone()
-    x_fit[7] += torch.tensor([3.0, -1.0, 0.0, 2.0, 0.0, 1.0])
+        sae.W_enc.zero_(), sae.W_dec.zero_(), sae.b_enc.zero_(), sae.b_dec.zero_()
+        for i in range(5):
+            sae.W_enc[i, i], sae.W_dec[i, i] = c[i], 1 / c[i]
+            sae.W_enc[i, 5 + i], sae.W_dec[5 + i, i] = -c[i], -1 / c[i]
+        sae.W_enc[:, 10:] = torch.randn(D_IN, 2)
+        sae.b_enc[10:] = -100.0
+    x = torch.randn(BATCH, D_IN, generator=torch.Generator().manual_seed(0))
+    x[:, 5] = 0.0
+    x[7, 5] = 3.0
     dead = torch.zeros(D_SAE, dtype=torch.bool)
-    dead[[1, 4, 9]] = True
+    dead[[3, 10, 11]] = True
     before = {n: p.detach().clone() for n, p in sae.named_parameters()}
-    n = resample_dead_latents(sae, x_fit, dead)
+    n = resample_dead_latents(sae, x, dead)
     if n != 3:
         fail(f"resample_dead_latents should return the number of latents resampled (3), got {n!r}")
     for name, p in sae.named_parameters():
-        keep = before[name][:, ~dead] if name == "W_enc" else before[name][~dead] if name != "b_dec" else before[name]
-        now = p.detach()[:, ~dead] if name == "W_enc" else p.detach()[~dead] if name != "b_dec" else p.detach()
-        assert_close(now, keep, f"{name} of the alive latents", hint="only the dead latents may change")
-    direction = torch.tensor([3.0, -1.0, 0.0, 2.0, 0.0, 1.0])
-    direction = direction / direction.norm()
+        if name == "b_dec":
+            assert_close(p.detach(), before[name], "b_dec", hint="resampling must not touch b_dec")
+            continue
+        keep = (lambda t: t[:, ~dead]) if name == "W_enc" else (lambda t: t[~dead])
+        assert_close(keep(p.detach()), keep(before[name]), f"{name} of the alive latents", hint="only the dead latents may change")
+    direction = torch.zeros(D_IN)
+    direction[5] = 1.0
     expected_dec = direction.expand(3, D_IN)
     assert_close(sae.W_dec.detach()[dead], expected_dec, "W_dec rows of the dead latents", atol=1e-4,
                  hint="sample inputs with probability proportional to their squared reconstruction error and use the "
