@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import pytest
 import torch
-import torch.nn.functional as F
 
 from solutions.chapter1.gpt2 import sample_next_token
 from solutions.chapter2 import rlhf
