@@ -22,8 +22,16 @@ import time
 
 import torch
 
+from solutions.chapter4.clip import CLIP, CLIPConfig, CLIPTrainConfig, tokenizer_for, train_clip, zero_shot_accuracy
 from solutions.chapter4.ddpm import TrainConfig, UNet, UNetConfig, ddim_sample, train_unet
-from solutions.chapter4.guidance import NoisyClassifier, cfg_eps, classifier_guided_eps, sample_quality, train_classifier
+from solutions.chapter4.guidance import (
+    NoisyClassifier,
+    cfg_eps,
+    classifier_guided_eps,
+    clip_guided_eps,
+    sample_quality,
+    train_classifier,
+)
 from solutions.chapter4.toy_diffusion import Schedule, ddpm_sample, linear_betas
 from utils import get_device
 from utils.image_data import load_image_dataset
@@ -36,6 +44,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--n-samples", type=int)
     p.add_argument("--cfg-scales", type=float, nargs="+", default=[1.0, 2.0, 4.0])
     p.add_argument("--classifier-scales", type=float, nargs="+", default=[0.3, 1.0, 3.0])
+    p.add_argument("--clip-scales", type=float, nargs="+", default=[10.0, 30.0, 100.0])
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
     torch.manual_seed(args.seed)
@@ -56,7 +65,11 @@ def main(argv: list[str] | None = None) -> None:
     judge_acc = sample_quality(judge, test.images, train.images, test.labels)
     print(f"judge: test accuracy {judge_acc.accuracy:.3f}; FD(real test, real train) {judge_acc.frechet:.3f}")
     noisy_clf = NoisyClassifier(c, len(ds.class_names), base=16)
-    train_classifier(noisy_clf, train.images, train.labels, sched.alpha_bars, n_steps=800 if args.quick else 5000)
+    train_classifier(noisy_clf, train.images, train.labels, sched.alpha_bars, n_steps=1500 if args.quick else 5000)
+    tok = tokenizer_for(train)
+    clip = CLIP(CLIPConfig(image_shape=ds.image_shape, vocab_size=len(tok.vocab), max_len=tok.max_len))
+    train_clip(clip, train, tok, CLIPTrainConfig(n_steps=500 if args.quick else 3000, lr=3e-3))
+    print(f"CLIP zero-shot accuracy on held-out images: {zero_shot_accuracy(clip, test, tok):.3f}")
 
     ucfg = (
         UNetConfig(image_size=h, in_channels=c, base_channels=16, channel_mults=(1, 2), attn_resolutions=(4,), n_heads=2, dropout=0.0, num_classes=10)
@@ -69,6 +82,7 @@ def main(argv: list[str] | None = None) -> None:
     net = ema.model.to(device)
     judge.to(device)
     noisy_clf.to(device)
+    clip.to(device).eval()
     print(f"training done in {time.perf_counter() - t0:.0f}s; final loss (mean of last 100) {sum(losses[-100:]) / 100:.4f}")
 
     null = torch.full((n_samples,), ucfg.num_classes, device=device)
@@ -101,6 +115,12 @@ def main(argv: list[str] | None = None) -> None:
     guided += [
         ("classifier", s, lambda x, t, s=s: classifier_guided_eps(uncond, noisy_clf, x, t, targets, s, sched.alpha_bars))
         for s in args.classifier_scales
+    ]
+    with torch.no_grad():
+        text_emb = clip.encode_text(tok([ds.prompt(int(y)) for y in targets]).to(device))
+    guided += [
+        ("CLIP", s, lambda x, t, s=s: clip_guided_eps(uncond, clip, text_emb, x, t, s, sched.alpha_bars))
+        for s in args.clip_scales
     ]
     print(f"\nguided samples, DDIM-50, {per_class} per class")
     print(f"{'guidance':<16} {'scale':>6} {'on-target':>9} {'FD':>8}")

@@ -33,7 +33,7 @@ from solutions.chapter4.ddpm import TrainConfig, UNet, UNetConfig, ddim_sample, 
 from solutions.chapter4.guidance import NoisyClassifier, judge_features, train_classifier
 from solutions.chapter4.toy_diffusion import Schedule, _broadcast, linear_betas
 from tests.chapter4 import clip_guidance as tests
-from utils import IS_CI, ci_size
+from utils import IS_CI, ci_size, get_device
 from utils.image_data import load_image_dataset
 from utils.offline import describe, use_real_resources
 from utils.plotting import image_grid, imshow, line
@@ -122,12 +122,15 @@ ucfg = (
     if IS_CI
     else UNetConfig(image_size=h, in_channels=c, num_classes=n_classes)
 )
-unet_cfg = TrainConfig(n_steps=ci_size(20_000, 60), batch_size=ci_size(128, 32), p_uncond=0.1)
+device = get_device()
+unet_cfg = TrainConfig(n_steps=ci_size(20_000, 60), batch_size=ci_size(128, 32), p_uncond=0.1, device=str(device))
 ema, _ = train_unet(UNet(ucfg), train.images, sched, unet_cfg, labels=train.labels)
 net = ema.model
 noisy_clf = NoisyClassifier(c, n_classes, base=ci_size(32, 16))
 train_classifier(noisy_clf, train.images, train.labels, sched.alpha_bars, n_steps=ci_size(5000, 100))
-null = torch.tensor(n_classes)
+# Sampling runs on the device: move the guiding models there too.
+noisy_clf, clip = noisy_clf.to(device), clip.to(device).eval()
+null = torch.tensor(n_classes, device=device)
 uncond = lambda x, t: net(x, t, null.expand(len(x)))  # noqa: E731
 
 # %% [markdown]
@@ -147,7 +150,7 @@ tests.check_classifier_guided_eps(classifier_guided_eps)
 
 # %%
 per_class = ci_size(8, 2)
-targets = torch.arange(n_classes).repeat_interleave(per_class)
+targets = torch.arange(n_classes, device=device).repeat_interleave(per_class)
 steps = ci_size(50, 20)
 shape = (len(targets), c, h, h)
 
@@ -159,7 +162,7 @@ def show_per_class(images, title):
 
 clf_samples = ddim_sample(
     lambda x, t: classifier_guided_eps(uncond, noisy_clf, x, t, targets, 1.0, sched.alpha_bars),
-    shape, sched.alpha_bars, steps, generator=torch.Generator().manual_seed(0), clip_x0=1.0,
+    shape, sched.alpha_bars, steps, generator=torch.Generator().manual_seed(0), clip_x0=1.0, device=device,
 )
 show_per_class(clf_samples, "classifier guidance, scale 1")
 
@@ -179,7 +182,7 @@ tests.check_cfg_eps(cfg_eps)
 
 # %%
 cfg_samples = ddim_sample(lambda x, t: cfg_eps(net, x, t, targets, 2.0, n_classes), shape, sched.alpha_bars, steps,
-                          generator=torch.Generator().manual_seed(0), clip_x0=1.0)
+                          generator=torch.Generator().manual_seed(0), clip_x0=1.0, device=device)
 show_per_class(cfg_samples, "classifier-free guidance, scale 2")
 
 # %% [markdown]
@@ -195,10 +198,10 @@ tests.check_clip_guided_eps(clip_guided_eps)
 # %%
 captions = [train.prompt(int(y)) for y in targets]
 with torch.no_grad():
-    text_targets = clip.encode_text(tok(captions))
+    text_targets = clip.encode_text(tok(captions).to(device))
 clip_samples = ddim_sample(
     lambda x, t: clip_guided_eps(uncond, clip, text_targets, x, t, 30.0, sched.alpha_bars),
-    shape, sched.alpha_bars, steps, generator=torch.Generator().manual_seed(0), clip_x0=1.0,
+    shape, sched.alpha_bars, steps, generator=torch.Generator().manual_seed(0), clip_x0=1.0, device=device,
 )
 show_per_class(clip_samples, "CLIP guidance towards 'a handwritten <digit>'")
 
@@ -225,8 +228,8 @@ train_classifier(judge, train.images, train.labels, None, n_steps=ci_size(2000, 
 _, judged = judge_features(judge, test.images)
 print(f"judge accuracy on real test images: {(judged == test.labels).float().mean():.3f}")
 for name, samples in [("classifier", clf_samples), ("classifier-free", cfg_samples), ("CLIP", clip_samples)]:
-    _, judged = judge_features(judge, samples)
-    print(f"{name:>16} guidance: {(judged == targets).float().mean():.2f} of samples judged as their target class")
+    _, judged = judge_features(judge, samples.cpu())
+    print(f"{name:>16} guidance: {(judged == targets.cpu()).float().mean():.2f} of samples judged as their target class")
 
 # %% [markdown]
 # ## Summary
