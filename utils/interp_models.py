@@ -5,7 +5,8 @@
   (`NeelNanda/Attn_Only_2L512W_C4_Code`, 2 layers x 8 heads, d_model 512);
 - offline: the project's own 2-layer attention-only model shipped in data/interp/ (2 layers x 4 heads,
   d_model 64, vocabulary 320, trained in minutes on CPU by `python -m solutions.chapter1.induction_model` on repeated
-  random tokens mixed with the offline text corpus, so it has real induction heads).
+  random tokens mixed with the offline text corpus, so it has real induction heads). It was trained on
+  49-token contexts: keep prompts to at most 49 tokens (later positional embeddings are untrained).
 
 `load_shipped_induction_model()` always returns the shipped model: checks use it so that their
 expected numbers do not depend on the network.

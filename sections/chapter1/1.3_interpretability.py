@@ -60,7 +60,7 @@ print(f"{cfg.n_layers} layers, {cfg.n_heads} heads of size {cfg.d_head}, d_model
 # lives; print them once and you will be able to predict them from then on.
 
 # %%
-text = "The cat sat on the mat because the cat was tired. The cat sat on the mat because the cat was tired."
+text = "The cat sat on the mat. The cat sat on the mat."
 tokens = model.to_tokens(text)
 str_tokens = model.to_str_tokens(text)
 logits, cache = model.run_with_cache(tokens)
@@ -110,7 +110,8 @@ for name, fn in [("current", current_token_detection), ("previous", previous_tok
                  ("duplicate", duplicate_token_detection), ("induction", induction_detection)]:
     scores = head_detection_scores(patterns, fn(toks))
     best = divmod(int(scores.argmax()), cfg.n_heads)
-    print(f"{name:>9}-token heads: best L{best[0]}H{best[1]} ({scores.max():.2f}); all scores {scores.numpy().round(2).tolist()}")
+    print(f"{name:>9}-token heads: best L{best[0]}H{best[1]} ({scores.max():.2f}); "
+          f"all scores {[[round(v, 2) for v in row] for row in scores.tolist()]}")
 
 # %% [markdown]
 # ## 3. Induction on repeated random tokens
@@ -142,7 +143,8 @@ tests.check_induction_scores(induction_scores)
 
 # %%
 for layer in range(cfg.n_layers):
-    print(f"layer {layer} induction scores:", induction_scores(rep_cache[f"blocks.{layer}.attn.hook_pattern"], HALF).numpy().round(2))
+    scores = induction_scores(rep_cache[f"blocks.{layer}.attn.hook_pattern"], HALF)
+    print(f"layer {layer} induction scores:", [round(v, 2) for v in scores.tolist()])
 rep_str = [str(t) for t in rep_tokens[0].tolist()]
 attention_patterns(rep_str, rep_cache["blocks.1.attn.hook_pattern"][0], head_names=[f"L1H{h}" for h in range(cfg.n_heads)],
                    title="layer 1 on repeated random tokens")
@@ -281,8 +283,8 @@ tests.check_collect_activations(collect_activations)
 from utils.offline import load_text_corpus
 
 corpus = load_text_corpus().value
-ids = model.tokenizer(corpus[: utils.ci_size(400_000, 60_000)])["input_ids"]
-SEQ = 64
+ids = model.tokenizer(corpus[: utils.ci_size(400_000, 40_000)])["input_ids"]
+SEQ = 48  # the offline model was trained on 49-token contexts (BOS + 48)
 n_seq = len(ids) // (SEQ - 1)
 text_tokens = torch.tensor(ids[: n_seq * (SEQ - 1)]).reshape(n_seq, SEQ - 1)
 text_tokens = torch.cat([torch.full((n_seq, 1), model.tokenizer.bos_token_id), text_tokens], dim=1)
@@ -291,10 +293,11 @@ acts = collect_activations(model, text_tokens, HOOK)
 print(f"{acts.shape[0]:,} activations of size {acts.shape[1]} from {HOOK}")
 
 sae_cfg = SAEConfig(d_in=cfg.d_model, d_sae=4 * cfg.d_model, l1_coeff=utils.ci_size(3e-3, 3e-3), lr=1e-3,
-                    batch_size=512, n_steps=utils.ci_size(3000, 300), resample_every=utils.ci_size(750, 100), dead_window=100)
+                    batch_size=512, n_steps=utils.ci_size(3000, 200), resample_every=utils.ci_size(750, 100), dead_window=100)
 sae = SAE(sae_cfg)
 acts_scaled = acts / acts.norm(dim=-1).mean() * cfg.d_model**0.5  # unit average per-dimension scale: l1_coeff transfers between models
 history = train_sae(sae, acts_scaled)
+print(f"final L0 {history['l0'][-1]:.1f} latents per token, FVU {history['fvu'][-1]:.3f}, dead {history['frac_dead'][-1]:.0%}")
 line({"L0": history["l0"], "FVU x 100": [100 * f for f in history["fvu"]], "dead %": [100 * d for d in history["frac_dead"]]},
      smooth=20, title="SAE training", xlabel="step")
 

@@ -18,7 +18,7 @@ from tests.checking import assert_close, assert_equal, assert_scalar_close, asse
 from utils.interp_models import load_shipped_induction_model
 
 HALF = 12  # half length of the repeated random sequences used by the checks
-TEXT = "The cat sat on the mat because the cat was tired. The cat sat on the mat because the cat was tired."
+TEXT = "The cat sat on the mat. The cat sat on the mat."
 
 
 def _model():
