@@ -118,7 +118,7 @@ class Agent(nn.Module):
     def __init__(self, obs_shape: tuple[int, ...], n_actions: int, hidden: int = 64) -> None:
         super().__init__()
         if len(obs_shape) == 3:
-            self.trunk = nn.Sequential(nature_cnn())
+            self.trunk = nature_cnn()
             self.actor = layer_init(nn.Linear(512, n_actions), std=0.01)
             self.critic = layer_init(nn.Linear(512, 1), std=1.0)
             return
