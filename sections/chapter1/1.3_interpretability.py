@@ -50,6 +50,8 @@ loaded = load_interp_model()
 describe(loaded)
 model = loaded.value
 cfg = model.cfg
+if not loaded.real:
+    torch.set_num_threads(1)  # the offline model is tiny: a second CPU thread costs more in synchronisation than it saves
 print(f"{cfg.n_layers} layers, {cfg.n_heads} heads of size {cfg.d_head}, d_model {cfg.d_model}, vocab {cfg.d_vocab}")
 
 # %% [markdown]
@@ -292,7 +294,7 @@ HOOK = "blocks.1.hook_resid_pre"
 acts = collect_activations(model, text_tokens, HOOK)
 print(f"{acts.shape[0]:,} activations of size {acts.shape[1]} from {HOOK}")
 
-sae_cfg = SAEConfig(d_in=cfg.d_model, d_sae=4 * cfg.d_model, l1_coeff=utils.ci_size(3e-3, 3e-3), lr=1e-3,
+sae_cfg = SAEConfig(d_in=cfg.d_model, d_sae=4 * cfg.d_model, l1_coeff=3e-3, lr=1e-3,
                     batch_size=512, n_steps=utils.ci_size(3000, 200), resample_every=utils.ci_size(750, 100), dead_window=100)
 sae = SAE(sae_cfg)
 acts_scaled = acts / acts.norm(dim=-1).mean() * cfg.d_model**0.5  # unit average per-dimension scale: l1_coeff transfers between models
