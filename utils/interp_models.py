@@ -2,7 +2,8 @@
 
 `load_interp_model()` returns, through `utils.offline.use_real_resources()`:
 - online: TransformerLens's 2-layer attention-only model trained on C4 + code
-  (`NeelNanda/Attn_Only_2L512W_C4_Code`, 2 layers x 8 heads, d_model 512);
+  (`NeelNanda/Attn_Only_2L512W_C4_Code`, 2 layers x 8 heads, d_model 512, via `boot_tl_legacy`;
+  untested here, which is offline: if it cannot be built, the shipped model is used and the loader says so);
 - offline: the project's own 2-layer attention-only model shipped in data/interp/ (2 layers x 4 heads,
   d_model 64, vocabulary 320, trained in minutes on CPU by `python -m solutions.chapter1.induction_model` on repeated
   random tokens mixed with the offline text corpus, so it has real induction heads). It was trained on
@@ -68,10 +69,16 @@ def load_interp_model() -> Loaded:
     """A 2-layer attention-only model with induction heads: TL's pretrained one online, ours offline."""
     if use_real_resources():
         from transformer_lens.model_bridge import TransformerBridge
+        from transformer_lens.model_bridge.sources import tl_legacy  # noqa: F401 - attaches boot_tl_legacy
 
-        bridge = TransformerBridge.boot_transformers(ONLINE_MODEL)
-        bridge.enable_compatibility_mode(disable_warnings=True)
-        return Loaded(bridge, True, f"{ONLINE_MODEL}: 2 layers x 8 heads, d_model 512, attention-only, pretrained")
+        try:
+            bridge = TransformerBridge.boot_tl_legacy(ONLINE_MODEL)
+        except (NotImplementedError, OSError, ValueError) as e:  # e.g. a layout the native bridge cannot build
+            print(f"could not load {ONLINE_MODEL} ({type(e).__name__}: {e}); using the shipped offline model")
+        else:
+            bridge.eval()
+            bridge.enable_compatibility_mode(disable_warnings=True)
+            return Loaded(bridge, True, f"{ONLINE_MODEL}: 2 layers x 8 heads, d_model 512, attention-only, pretrained")
     bridge = load_shipped_induction_model()
     c = bridge.cfg
     return Loaded(bridge, False, f"shipped attention-only model: {c.n_layers} layers x {c.n_heads} heads, "
