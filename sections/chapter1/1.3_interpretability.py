@@ -192,9 +192,12 @@ imshow(dla.detach(), y=labels, title="direct logit attribution on repeated token
 # paste in one clean activation at a time: the activations that restore the clean behaviour are the
 # ones that carry the information. Here the clean prompt is `[BOS, r, r]` and the corrupted one has
 # `r_4` changed in the first copy; the metric is the logit difference, at the second copy of `r_3`,
-# between the clean next token `r_4` and the corrupted one. Expect the residual stream to carry the
-# information at position 4 before layer 0 and at position 5 (where the previous-token head
-# moved it) before layer 1. The checks compare with `transformer_lens.patching`.
+# between the clean next token `r_4` and the corrupted one. Before running it, predict where the
+# information sits before layer 1: the induction head at the second `r_3` finds position 4 through
+# its *keys* ("the previous token was r_3", written by the previous-token head and unchanged by the
+# corruption) and copies the token at position 4 through its *values* (changed). So patching position
+# 4 should restore the metric at both layers, while position 5 matters little for this query. The
+# checks compare with `transformer_lens.patching`.
 
 # %% exercise solutions.chapter1.interp:patch_residual_by_position
 tests.check_patch_residual_by_position(patch_residual_by_position)
@@ -249,8 +252,8 @@ imshow(positional_qk_circuit(model, 0, prev_head, 20).detach(),
 # The induction head's *keys* must be computed from what the previous-token head wrote. The
 # composition score `||W_A W_B||_F / (||W_A||_F ||W_B||_F)` measures how much of what one head
 # writes (`W_A = W_V W_O` of a layer-0 head) another reads (`W_B = W_K W_Q^T` of a layer-1 head,
-# for keys). Random matrices give a small baseline score; the previous-token -> induction pair
-# should stand out.
+# for keys). Random matrices give a baseline score of about 1/sqrt(d_head); for each induction head,
+# the layer-0 previous-token head should be the one it composes with most.
 
 # %% exercise solutions.chapter1.interp:composition_score,k_composition_scores
 tests.check_composition_scores(composition_score, k_composition_scores)
