@@ -252,7 +252,7 @@ imshow(positional_qk_circuit(model, 0, prev_head, 20).detach(),
 # The induction head's *keys* must be computed from what the previous-token head wrote. The
 # composition score `||W_A W_B||_F / (||W_A||_F ||W_B||_F)` measures how much of what one head
 # writes (`W_A = W_V W_O` of a layer-0 head) another reads (`W_B = W_K W_Q^T` of a layer-1 head,
-# for keys). Random matrices give a baseline score of about 1/sqrt(d_head); for each induction head,
+# for keys). Unrelated heads still score well above 0 (random low-rank matrices do); for each induction head,
 # the layer-0 previous-token head should be the one it composes with most.
 
 # %% exercise solutions.chapter1.interp:composition_score,k_composition_scores
