@@ -1,6 +1,6 @@
 """Train the small attention-only transformer that section 1.3 dissects offline, and ship it.
 
-    python -m solutions.chapter1.induction_model      # 3000 steps; 9 minutes measured on a busy 2-core CPU
+    python -m solutions.chapter1.induction_model      # 3000 steps: 4 to 9 minutes measured on a busy 2-core CPU
 
 writes data/interp/attn_only_2l.safetensors (weights), config.json (the TransformerBridgeConfig
 fields and training settings) and tokenizer/ (the offline BPE it was trained with, 320 tokens). The model is
