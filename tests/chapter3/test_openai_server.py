@@ -204,14 +204,16 @@ def test_requests_are_served_concurrently():
     with LoopbackServer(policy, latency=0.3) as server:
         client = client_for(server)
         threads = [threading.Thread(target=client.chat.completions.create, kwargs={"model": "m", "messages": USER}) for _ in range(6)]
-        t0 = time.perf_counter()
         for t in threads:
             t.start()
         for t in threads:
             t.join()
-        elapsed = time.perf_counter() - t0
+        # the server counts a request as completed just after the client has its reply: wait for the count
+        deadline = time.monotonic() + 5
+        while server.stats.completed < 6 and time.monotonic() < deadline:
+            time.sleep(0.01)
+    # all six were inside the handler at once: the server did not serialise them (no wall-clock assertion)
     assert server.stats.max_in_flight == 6 and server.stats.completed == 6
-    assert elapsed < 6 * 0.3 / 2, f"6 concurrent 0.3 s requests took {elapsed:.2f} s: the server serialised them"
 
 
 def test_server_lifecycle():
