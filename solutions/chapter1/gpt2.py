@@ -299,6 +299,7 @@ def train_lm(
     seq_len: int,
     lr: float = 1e-3,
     eval_every: int = 50,
+    eval_batches: int = 4,
     seed: int = 0,
 ) -> dict[str, list[float]]:
     """A minimal AdamW training loop (section 1.2 builds the production version)."""
@@ -316,9 +317,9 @@ def train_lm(
         history["train_loss"].append(loss.item())
         if step % eval_every == 0 or step == steps - 1:
             model.eval()
-            with torch.no_grad():
-                val = random_batches(val_tokens, batch_size, seq_len, gen).to(device)
-                history["val_loss"].append(lm_cross_entropy(model(val), val).item())
+            with torch.no_grad():  # a few batches, so the curve shows the model and not the batch
+                vals = [random_batches(val_tokens, batch_size, seq_len, gen).to(device) for _ in range(eval_batches)]
+                history["val_loss"].append(sum(lm_cross_entropy(model(v), v).item() for v in vals) / eval_batches)
                 history["val_step"].append(step)
         bar.set_postfix(loss=f"{loss.item():.3f}", val=f"{history['val_loss'][-1]:.3f}")
     return history
