@@ -2,6 +2,7 @@
 
     python -m benchmarks.dqn_cartpole                       # seeds 0 1 2, up to 100k env steps each
     python -m benchmarks.dqn_cartpole --seeds 3 --steps 50000 --jobs 1
+    python -m benchmarks.dqn_cartpole --plot /tmp/dqn_cartpole.png   # also save the reward curves (matplotlib)
 
 Each seed trains `solutions.chapter2.dqn.train_dqn` with its default DQNConfig (the one the notebook
 uses), on the CPU with one torch thread, and stops once solved. The target (issue 5) is every seed
@@ -20,17 +21,38 @@ from dataclasses import replace
 TARGET_STEPS = 100_000
 
 
-def run_seed(args: tuple[int, int, float, int]) -> dict:
+def run_seed(args: tuple[int, int, float, int, bool]) -> dict:
     from solutions.chapter2.dqn import DQNConfig, train_dqn
 
-    seed, steps, threshold, window = args
+    seed, steps, threshold, window, stop = args
     cfg = replace(DQNConfig(), seed=seed, total_timesteps=steps, solve_return=threshold, solve_window=window,
-                  stop_when_solved=True, device="cpu")
+                  stop_when_solved=stop, device="cpu")
     start = time.perf_counter()
     result = train_dqn(cfg, progress=False)
     wall = time.perf_counter() - start
     return dict(seed=seed, solved_at=result.solved_at_step, solved_time=result.solved_at_time, steps=result.env_steps,
-                wall=wall, episodes=len(result.tracker), final_mean=result.tracker.mean_return(window))
+                wall=wall, episodes=len(result.tracker), final_mean=result.tracker.mean_return(window),
+                returns=result.tracker.returns, steps_at_end=result.tracker.steps_at_end)
+
+
+def save_plot(rows: list[dict], path: str, threshold: float, window: int) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from utils.plotting import smooth_series
+
+    fig, ax = plt.subplots(figsize=(9, 4.5))
+    for r in rows:
+        (raw,) = ax.plot(r["steps_at_end"], r["returns"], alpha=0.25, lw=0.8)
+        ax.plot(r["steps_at_end"], smooth_series(r["returns"], window), color=raw.get_color(), label=f"seed {r['seed']}")
+    ax.axhline(threshold, color="k", ls="--", lw=0.8, label=f"solved ({threshold:g})")
+    ax.set(xlabel="environment step", ylabel="episode return", title=f"DQN on CartPole-v1 (mean of {window} episodes)")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    print(f"saved {path}")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -40,9 +62,11 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--threshold", type=float, default=475.0)
     ap.add_argument("--window", type=int, default=20)
     ap.add_argument("--jobs", type=int, default=1, help="seeds trained in parallel processes")
+    ap.add_argument("--plot", default=None, help="save the reward curves to this PNG")
+    ap.add_argument("--keep-going", action="store_true", help="train for all --steps instead of stopping when solved")
     args = ap.parse_args(argv)
 
-    work = [(s, args.steps, args.threshold, args.window) for s in args.seeds]
+    work = [(s, args.steps, args.threshold, args.window, not args.keep_going) for s in args.seeds]
     print(f"DQN CartPole-v1, {len(work)} seeds, budget {args.steps} env steps, solved = mean of last "
           f"{args.window} returns >= {args.threshold}; {os.cpu_count()} CPUs, {args.jobs} job(s)")
     if args.jobs > 1:
@@ -64,6 +88,8 @@ def main(argv: list[str] | None = None) -> None:
     if solved:
         worst = max(r["solved_at"] for r in solved)
         print(f"worst steps-to-solve / target = {worst / TARGET_STEPS:.2f}")
+    if args.plot:
+        save_plot(rows, args.plot, args.threshold, args.window)
 
 
 if __name__ == "__main__":
