@@ -87,7 +87,7 @@ def test_bad_arguments_raise():
     with pytest.raises(ValueError, match="duration"):
         S.linear_schedule(0, 1.0, 0.1, 0)
     with pytest.raises(ValueError, match="discrete"):
-        S.train_dqn(S.DQNConfig(env_id="Pendulum-v1", total_timesteps=100, learning_starts=64), progress=False)
+        S.train_dqn(S.DQNConfig(env_id="Pendulum-v1", total_timesteps=100, learning_starts=256), progress=False)
 
 
 def test_training_is_reproducible_on_cpu():
