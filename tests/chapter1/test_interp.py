@@ -13,15 +13,6 @@ from tests.checking import CheckFailed
 from utils.interp_models import load_shipped_induction_model
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Small matmuls: a second intra-op thread only adds synchronisation cost on a busy CPU."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.fixture(scope="module")
 def model():
     return load_shipped_induction_model()

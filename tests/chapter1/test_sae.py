@@ -12,14 +12,6 @@ from tests.chapter1 import sae as checks
 from tests.checking import CheckFailed
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny matmuls: a second intra-op thread only adds synchronisation cost (20x on a busy CPU)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 # --- SAE mutants -----------------------------------------------------------------------------
 
 

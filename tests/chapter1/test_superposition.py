@@ -17,15 +17,6 @@ from tests.chapter1 import superposition as checks
 from tests.checking import CheckFailed
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # These models are tiny: on a shared CPU one thread is several times faster than two fighting.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def _caught(check, candidate, *args):
     with pytest.raises(CheckFailed) as info:
         check(candidate, *args)

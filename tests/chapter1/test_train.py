@@ -24,9 +24,6 @@ from tests.checking import CheckFailed
 ROOT = Path(__file__).resolve().parents[2]
 SMOKE = ROOT / "configs" / "train" / "smoke_cpu.toml"
 
-torch.set_num_threads(1)  # tiny models: threads only add contention on a shared 2-core machine
-
-
 def fails(check, *fns) -> None:
     with pytest.raises(CheckFailed):
         check(*fns)

@@ -17,15 +17,6 @@ from tests.checking import CheckFailed
 
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models: one torch thread is fastest, and leaves the other core to the other test worker."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 # ------------------------------------------------------------------------------------------ Agent
 class AgentNoSmallInit(ppo.Agent):
     """Forgets std=0.01 on the actor's output layer."""

@@ -13,15 +13,6 @@ from tests.checking import CheckFailed
 
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models: one torch thread is fastest, and leaves the other core to the other test worker."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 # ------------------------------------------------------------------------------------------ value head
 class ValueHeadWrongHook(rlhf.TransformerWithValueHead):
     def forward(self, tokens):
