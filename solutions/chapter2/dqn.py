@@ -23,7 +23,8 @@ from utils.rl import EpisodeTracker, make_vec_env, seed_everything, torch_thread
 @dataclass
 class DQNConfig:
     """Defaults for CartPole-v1. In benchmarks/dqn_cartpole.py they reached a mean return >= 475 over 20 episodes
-    at 70k and 78k env steps on seeds 0 and 1; seed 2 stayed on a plateau near 100 until 95k steps (DQN is seed-fragile)."""
+    at 52k, 38k and 58k env steps on seeds 0, 1 and 2 (DQN is seed-fragile: with exploration_fraction 0.2, seed 2
+    stayed on a plateau near 100 until 95k steps)."""
 
     env_id: str = "CartPole-v1"
     seed: int = 0
@@ -36,7 +37,7 @@ class DQNConfig:
     hidden_sizes: tuple[int, ...] = (256, 256)
     start_epsilon: float = 1.0
     end_epsilon: float = 0.01
-    exploration_fraction: float = 0.2  # fraction of total_timesteps over which epsilon decays linearly
+    exploration_fraction: float = 0.1  # fraction of total_timesteps over which epsilon decays linearly
     learning_starts: int = 1_000  # env steps of random play before the first update
     train_frequency: int = 4  # env steps between training phases
     gradient_steps: int = 1  # gradient steps per training phase
