@@ -44,7 +44,8 @@ from tests.chapter2 import dqn as dqn_tests
 from tests.chapter2 import tabular as tests
 from utils import ci_size
 from utils.plotting import imshow, line
-from utils.rl import EpisodeTracker, make_vec_env, seed_everything, torch_threads
+from utils.device import torch_threads
+from utils.rl import EpisodeTracker, make_vec_env, seed_everything
 
 # %% [markdown]
 # ## Part 1: dynamic programming

@@ -54,8 +54,6 @@ from utils.plotting import image_grid, line
 from utils.rl import EpisodeTracker, make_vec_env, seed_everything
 
 device = torch.device("cpu")  # CartPole's tiny MLPs are faster on the CPU; Atari below uses utils.get_device()
-if utils.IS_CI:
-    torch.set_num_threads(1)  # tiny networks on a shared CI machine: extra threads only contend
 seed_everything(0)
 
 # %% [markdown]

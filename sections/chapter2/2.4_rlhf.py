@@ -63,8 +63,6 @@ from utils.offline import describe, load_text_corpus
 from utils.plotting import line
 
 device = utils.get_device()
-if utils.IS_CI:
-    torch.set_num_threads(1)  # tiny models on a shared CI machine: extra threads only contend
 torch.manual_seed(0)
 
 # %% [markdown]

@@ -17,7 +17,8 @@ from jaxtyping import Bool, Float, Int
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from utils.rl import EpisodeTracker, make_vec_env, seed_everything, torch_threads
+from utils.device import torch_threads
+from utils.rl import EpisodeTracker, make_vec_env, seed_everything
 
 
 @dataclass

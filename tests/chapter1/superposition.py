@@ -9,6 +9,7 @@ import torch
 
 from solutions.chapter1 import superposition as ref
 from tests.checking import assert_close, assert_shape, check, fail, module_instance
+from utils.device import torch_threads
 
 
 @check
@@ -147,12 +148,8 @@ def check_train_toy_model(train_toy_model) -> str:
     # costing (0.1 + 0.05) * Var(U[0, 1]) / 4 per instance.
     torch.manual_seed(0)
     model = ref.ToyModel(ref.ToyConfig(n_instances=4, n_features=4, n_hidden=2), 1.0, torch.tensor([1.0, 0.7, 0.1, 0.05]))
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # a tiny model: one thread is faster than a pool, and much faster on a busy CPU
-    try:
+    with torch_threads(1):  # a tiny model: one thread is faster than a pool, and much faster on a busy CPU
         losses = train_toy_model(model, steps=300, batch_size=256, lr=1e-2, seed=0, log_every=30)
-    finally:
-        torch.set_num_threads(threads)
     if not isinstance(losses, list) or len(losses) != 11:
         fail(f"train_toy_model should return the list of logged losses (11 for 300 steps, log_every=30), got {losses!r:.80}")
     if not losses[-1] < 0.2 * losses[0]:
