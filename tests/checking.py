@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import math
+import re
 import traceback
 from typing import Any, Callable, Sequence
 
@@ -158,3 +159,17 @@ def module_instance(cls: Any, *args, what: str | None = None, **kwargs) -> torch
     if not isinstance(obj, torch.nn.Module):
         fail(f"{what} should subclass torch.nn.Module")
     return obj
+
+
+def assert_check_fails(check_fn: Callable[[Any], Any], obj: Any, match: str | None = None) -> CheckFailed:
+    """For the mutant tests: `check_fn(obj)` must reject `obj` (a stub or a plausible learner bug).
+
+    Returns the CheckFailed so a test can also inspect the message the learner would see.
+    """
+    try:
+        check_fn(obj)
+    except CheckFailed as e:
+        if match is not None and not re.search(match, str(e)):
+            raise AssertionError(f"{check_fn.__name__} failed, but its message does not match {match!r}:\n{e}") from e
+        return e
+    raise AssertionError(f"{check_fn.__name__} accepted a mutant it should reject: {obj!r}")

@@ -179,3 +179,19 @@ def test_wandb_never_prompts_without_a_key(monkeypatch, tmp_path):
     with wandb_run("curriculum-test", {"lr": 1e-3}, dir=str(tmp_path)) as run:
         run.log({"loss": 1.0})
     assert list(tmp_path.rglob("*.wandb")), "an offline run should write its log locally"
+
+
+def test_assert_check_fails_rejects_a_check_that_passes_and_a_wrong_message():
+    from tests.checking import assert_check_fails, check, fail
+
+    @check
+    def check_positive(x):
+        if x <= 0:
+            fail("x must be positive")
+        return "ok"
+
+    assert "positive" in str(assert_check_fails(check_positive, -1, match="positive"))
+    with pytest.raises(AssertionError, match="accepted a mutant"):
+        assert_check_fails(check_positive, 1)
+    with pytest.raises(AssertionError, match="does not match"):
+        assert_check_fails(check_positive, -1, match="negative")

@@ -159,6 +159,12 @@ image_grid(ddpm_images, nrow=16, value_range=(-1, 1), title=f"DDPM, {T} steps ({
 # which stays accurate with big jumps: t_prev = t - 20 with 50 steps instead of 1000. eta = 1 brings
 # back DDPM's noise (and with every step visited, DDPM exactly).
 #
+# One subtlety with `clip_x0`: after clamping x0_hat, recompute eps from it,
+# eps = (x_t - sqrt(alpha_bar_t) x0_hat) / sqrt(1 - alpha_bar_t). Otherwise the two terms above
+# disagree about x_t, and whatever pushed x0_hat out of range survives unclamped in the eps term.
+# DDPM's posterior mean never has this problem (it uses x0_hat and x_t, not eps). In 4.3, where
+# guidance adds large terms to eps, forgetting this costs most of the guidance's effect.
+#
 # First the timesteps DDIM visits (diffusers' "leading" spacing), then one step.
 
 # %% exercise solutions.chapter4.ddpm:ddim_timesteps

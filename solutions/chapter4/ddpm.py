@@ -330,20 +330,25 @@ def ddim_step(
 ) -> Float[Tensor, "batch *shape"]:
     """One DDIM step from timestep t to the earlier t_prev (t_prev < 0 means "to the clean sample", alpha_bar = 1):
 
-        x0_hat = (x_t - sqrt(1 - a_t) eps) / sqrt(a_t)          (clamped if clip_x0; eps itself is not recomputed)
+        x0_hat = (x_t - sqrt(1 - a_t) eps) / sqrt(a_t)
+        if clip_x0:  x0_hat = clamp(x0_hat, -clip_x0, clip_x0);  eps = (x_t - sqrt(a_t) x0_hat) / sqrt(1 - a_t)
         sigma  = eta * sqrt((1 - a_prev) / (1 - a_t)) * sqrt(1 - a_t / a_prev)
         x_prev = sqrt(a_prev) x0_hat + sqrt(1 - a_prev - sigma^2) eps + sigma * noise
 
     with a = alpha_bar. eta = 0 is deterministic; eta = 1 with t_prev = t - 1 is DDPM.
+    After clamping, eps is recomputed so that x_t = sqrt(a_t) x0_hat + sqrt(1 - a_t) eps still holds
+    (diffusers' `use_clipped_model_output=True`). Otherwise whatever pushed x0_hat out of range (a
+    wild early prediction, or a large guidance term in 4.3) survives, unclamped, in the eps term.
     """
     if eta > 0 and noise is None:
         raise ValueError("eta > 0 adds noise: pass `noise` (e.g. torch.randn_like(x_t))")
-    # EXERCISE: look up a_t and a_prev, predict x0, compute sigma and the direction pointing to x_t, combine
+    # EXERCISE: look up a_t and a_prev, predict x0 (clamp it and recompute eps if clip_x0), compute sigma and the direction pointing to x_t, combine
     a_t = alpha_bars[t]
     a_prev = alpha_bars[t_prev] if t_prev >= 0 else torch.tensor(1.0)
     x0_hat = (x_t - (1 - a_t).sqrt() * eps) / a_t.sqrt()
     if clip_x0 is not None:
         x0_hat = x0_hat.clamp(-clip_x0, clip_x0)
+        eps = (x_t - a_t.sqrt() * x0_hat) / (1 - a_t).sqrt()  # the noise consistent with the clamped x0_hat
     sigma = eta * ((1 - a_prev) / (1 - a_t)).sqrt() * (1 - a_t / a_prev).sqrt()
     x_prev = a_prev.sqrt() * x0_hat + (1 - a_prev - sigma**2).sqrt() * eps
     if eta > 0:

@@ -12,12 +12,7 @@ import torch.nn.functional as F
 
 from solutions.chapter1 import gpt2 as ref
 from tests.chapter1 import gpt2 as checks
-from tests.checking import CheckFailed
-
-
-def _fails(check, obj, match: str | None = None):
-    with pytest.raises(CheckFailed, match=match):
-        check(obj)
+from tests.checking import assert_check_fails
 
 
 # --- LayerNorm ----------------------------------------------------------------------------------
@@ -43,7 +38,7 @@ class LayerNormWrongAxis(ref.LayerNorm):
 
 @pytest.mark.parametrize("bug", [LayerNormUnbiased, LayerNormNoShift, LayerNormWrongAxis])
 def test_layer_norm_check_catches(bug):
-    _fails(checks.check_layer_norm, bug)
+    assert_check_fails(checks.check_layer_norm, bug)
 
 
 # --- embeddings ---------------------------------------------------------------------------------
@@ -61,7 +56,7 @@ class PosEmbedByToken(ref.PosEmbed):
 
 @pytest.mark.parametrize("bug", [PosEmbedIgnoresOffset, PosEmbedByToken])
 def test_pos_embed_check_catches(bug):
-    _fails(checks.check_pos_embed, bug)
+    assert_check_fails(checks.check_pos_embed, bug)
 
 
 # --- causal mask and attention ------------------------------------------------------------------
@@ -89,7 +84,7 @@ def mask_uses_large_negative_then_zero(scores):
 
 @pytest.mark.parametrize("bug", [mask_masks_diagonal, mask_ignores_offset, mask_upper_kept, mask_uses_large_negative_then_zero])
 def test_causal_mask_check_catches(bug):
-    _fails(checks.check_apply_causal_mask, bug)
+    assert_check_fails(checks.check_apply_causal_mask, bug)
 
 
 def _attention_with(*, scale: bool = True, softmax_dim: int = -1, mask: bool = True, hook: bool = True):
@@ -122,7 +117,7 @@ def _attention_with(*, scale: bool = True, softmax_dim: int = -1, mask: bool = T
     ids=["missing 1/sqrt(d_head)", "softmax over queries", "no causal mask", "pattern bypasses hook"],
 )
 def test_attention_check_catches(bug):
-    _fails(checks.check_attention, _attention_with(**bug))
+    assert_check_fails(checks.check_attention, _attention_with(**bug))
 
 
 def test_attention_check_passes_on_a_correct_rewrite():
@@ -145,7 +140,7 @@ class MLPRelu(ref.MLP):
 
 @pytest.mark.parametrize("bug", [MLPExactGelu, MLPRelu])
 def test_mlp_check_catches(bug):
-    _fails(checks.check_mlp, bug)
+    assert_check_fails(checks.check_mlp, bug)
 
 
 class PostNormBlock(ref.TransformerBlock):
@@ -168,7 +163,7 @@ class BlockNoResidual(ref.TransformerBlock):
 
 @pytest.mark.parametrize("bug", [PostNormBlock, BlockSharedNorm, BlockNoResidual])
 def test_block_check_catches(bug):
-    _fails(checks.check_transformer_block, bug)
+    assert_check_fails(checks.check_transformer_block, bug)
 
 
 class GPT2NoFinalNorm(ref.GPT2):
@@ -195,7 +190,7 @@ class GPT2IgnoresTying(ref.GPT2):
 
 @pytest.mark.parametrize("bug", [GPT2NoFinalNorm, GPT2NoPositions, GPT2IgnoresTying])
 def test_gpt2_check_catches(bug):
-    _fails(checks.check_gpt2, bug)
+    assert_check_fails(checks.check_gpt2, bug)
 
 
 def load_weights_non_strict(model, params):
@@ -204,11 +199,11 @@ def load_weights_non_strict(model, params):
 
 
 def test_load_weights_check_catches_silent_missing_keys():
-    _fails(checks.check_load_gpt2_weights, load_weights_non_strict, match="silently")
+    assert_check_fails(checks.check_load_gpt2_weights, load_weights_non_strict, match="silently")
 
 
 def test_lm_loss_check_catches_unshifted_targets():
-    _fails(checks.check_lm_cross_entropy, lambda logits, tokens: F.cross_entropy(logits.flatten(0, 1), tokens.flatten()))
+    assert_check_fails(checks.check_lm_cross_entropy, lambda logits, tokens: F.cross_entropy(logits.flatten(0, 1), tokens.flatten()))
 
 
 # --- sampling -----------------------------------------------------------------------------------
@@ -234,7 +229,7 @@ def test_lm_loss_check_catches_unshifted_targets():
     ids=["temperature multiplies", "penalty counts whole batch", "presence penalty", "top-k drops k-th", "top-p drops crossing token", "top-p unsorted mask"],
 )
 def test_sampling_checks_catch(check, bug):
-    _fails(check, bug)
+    assert_check_fails(check, bug)
 
 
 @torch.no_grad()
@@ -254,7 +249,7 @@ def beam_search_per_beam_topk(model, input_ids, num_beams, max_new_tokens):
 
 
 def test_beam_search_check_catches_per_beam_selection():
-    _fails(checks.check_beam_search, beam_search_per_beam_topk)
+    assert_check_fails(checks.check_beam_search, beam_search_per_beam_topk)
 
 
 class CachePrepends(ref.LayerKVCache):
@@ -272,7 +267,7 @@ class CacheForgets(ref.LayerKVCache):
 
 @pytest.mark.parametrize("bug", [CachePrepends, CacheForgets])
 def test_kv_cache_check_catches(bug):
-    _fails(checks.check_layer_kv_cache, bug)
+    assert_check_fails(checks.check_layer_kv_cache, bug)
 
 
 # --- the reference model's guarantees -----------------------------------------------------------

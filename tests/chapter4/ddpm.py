@@ -160,10 +160,12 @@ def check_ddim_step(ddim_step):
                 x_t = 1.5 * torch.randn(3, 1, 4, 4, generator=g)
                 eps = torch.randn(3, 1, 4, 4, generator=g)
                 noise = torch.randn(3, 1, 4, 4, generator=g)
-                expected = ref.step(eps, t, x_t, eta=eta, variance_noise=noise).prev_sample
+                expected = ref.step(eps, t, x_t, eta=eta, variance_noise=noise, use_clipped_model_output=clip).prev_sample
                 got = ddim_step(eps, t, t - 20, x_t, ref.alphas_cumprod, eta, noise if eta > 0 else None, 1.0 if clip else None)
                 hint = "sigma = eta * sqrt((1 - a_prev) / (1 - a_t)) * sqrt(1 - a_t / a_prev); direction sqrt(1 - a_prev - sigma^2) * eps"
                 if t == 0:
                     hint = "at the last step t_prev < 0: use alpha_bar_prev = 1 (the clean sample), not alpha_bars[-1]"
+                elif clip:
+                    hint = "after clamping x0_hat, recompute eps = (x_t - sqrt(a_t) x0_hat) / sqrt(1 - a_t) so the two stay consistent"
                 assert_close(got, expected, f"ddim_step(t={t}, t_prev={t - 20}, eta={eta}, clip={clip})", atol=1e-5, rtol=1e-4, hint=hint)
     return "matches diffusers' DDIMScheduler.step"

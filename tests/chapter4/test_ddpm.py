@@ -12,12 +12,7 @@ from diffusers import DDIMScheduler
 from solutions.chapter4 import ddpm as sol
 from solutions.chapter4.toy_diffusion import Schedule, ddpm_sample, gaussian_optimal_eps, linear_betas
 from tests.chapter4 import ddpm as checks
-from tests.checking import CheckFailed
-
-
-def _raises(check, obj):
-    with pytest.raises(CheckFailed):
-        check(obj)
+from tests.checking import assert_check_fails
 
 
 # --- ResBlock ----------------------------------------------------------------------------------
@@ -54,7 +49,7 @@ class ResRenamed(sol.ResBlock):
 
 def test_res_block_mutants():
     for bug in [ResTimeLate, ResNoTime, ResActBeforeNorm, ResRenamed]:
-        _raises(checks.check_res_block, bug)
+        assert_check_fails(checks.check_res_block, bug)
 
 
 # --- AttentionBlock ----------------------------------------------------------------------------
@@ -78,7 +73,7 @@ def _attention(scale=True, softmax_dim=-1, residual=True, head_split="qkv_first"
 def test_attention_block_mutants():
     checks.check_attention_block(_attention())
     for bug in [_attention(scale=False), _attention(softmax_dim=-2), _attention(residual=False), _attention(head_split="heads_first")]:
-        _raises(checks.check_attention_block, bug)
+        assert_check_fails(checks.check_attention_block, bug)
 
 
 # --- UNet --------------------------------------------------------------------------------------
@@ -107,8 +102,8 @@ def _unet(skip_order="h_first", skip_after_resample=False):
 
 def test_unet_mutants():
     checks.check_unet(_unet())
-    _raises(checks.check_unet, _unet(skip_order="skip_first"))
-    _raises(checks.check_unet, _unet(skip_after_resample=True))
+    assert_check_fails(checks.check_unet, _unet(skip_order="skip_first"))
+    assert_check_fails(checks.check_unet, _unet(skip_after_resample=True))
 
 
 def test_unet_rejects_bad_config():
@@ -146,7 +141,7 @@ class EMAFromScratch(sol.EMA):
 
 def test_ema_mutants():
     for bug in [EMASwapped, EMAShared, EMAFromScratch]:
-        _raises(checks.check_ema, bug)
+        assert_check_fails(checks.check_ema, bug)
 
 
 def test_ema_rejects_bad_decay():
@@ -156,12 +151,12 @@ def test_ema_rejects_bad_decay():
 
 # --- DDIM --------------------------------------------------------------------------------------
 def test_ddim_timesteps_mutants():
-    _raises(checks.check_ddim_timesteps, lambda T, n: torch.arange(n, 0, -1) * (T // n))  # off by one
-    _raises(checks.check_ddim_timesteps, lambda T, n: torch.arange(n) * (T // n))  # ascending
-    _raises(checks.check_ddim_timesteps, lambda T, n: torch.linspace(T - 1, 0, n).round().long())  # "linspace" spacing
+    assert_check_fails(checks.check_ddim_timesteps, lambda T, n: torch.arange(n, 0, -1) * (T // n))  # off by one
+    assert_check_fails(checks.check_ddim_timesteps, lambda T, n: torch.arange(n) * (T // n))  # ascending
+    assert_check_fails(checks.check_ddim_timesteps, lambda T, n: torch.linspace(T - 1, 0, n).round().long())  # "linspace" spacing
 
 
-def _ddim(wrap_index=False, sigma_sqrt=True, noise_always=False, alpha_not_bar=False):
+def _ddim(wrap_index=False, sigma_sqrt=True, noise_always=False, alpha_not_bar=False, recompute_eps=True):
     def step(eps, t, t_prev, x_t, ab, eta=0.0, noise=None, clip_x0=None):
         if alpha_not_bar:
             ab = torch.cat([ab[:1], ab[1:] / ab[:-1]])
@@ -170,6 +165,8 @@ def _ddim(wrap_index=False, sigma_sqrt=True, noise_always=False, alpha_not_bar=F
         x0 = (x_t - (1 - a_t).sqrt() * eps) / a_t.sqrt()
         if clip_x0 is not None:
             x0 = x0.clamp(-clip_x0, clip_x0)
+            if recompute_eps:
+                eps = (x_t - a_t.sqrt() * x0) / (1 - a_t).sqrt()
         ratio = (1 - a_t / a_prev)
         sigma = eta * ((1 - a_prev) / (1 - a_t)).sqrt() * (ratio.sqrt() if sigma_sqrt else ratio)
         out = a_prev.sqrt() * x0 + (1 - a_prev - sigma**2).sqrt() * eps
@@ -182,8 +179,8 @@ def _ddim(wrap_index=False, sigma_sqrt=True, noise_always=False, alpha_not_bar=F
 
 def test_ddim_step_mutants():
     checks.check_ddim_step(_ddim())
-    for bug in [_ddim(wrap_index=True), _ddim(sigma_sqrt=False), _ddim(alpha_not_bar=True)]:
-        _raises(checks.check_ddim_step, bug)
+    for bug in [_ddim(wrap_index=True), _ddim(sigma_sqrt=False), _ddim(alpha_not_bar=True), _ddim(recompute_eps=False)]:
+        assert_check_fails(checks.check_ddim_step, bug)
 
 
 def test_ddim_sample_matches_diffusers_loop():
@@ -200,11 +197,13 @@ def test_ddim_sample_matches_diffusers_loop():
     assert abs(got.mean() - 1.5) < 0.05 and abs(got.std() - 0.5) < 0.1
 
 
-def test_ddim_with_eta_one_and_every_step_is_ddpm():
+@pytest.mark.parametrize("clip_x0", [None, 1.0])
+def test_ddim_with_eta_one_and_every_step_is_ddpm(clip_x0):
+    """Also with clamping: DDPM's posterior mean uses the clamped x0_hat, so DDIM must recompute eps from it."""
     sched = Schedule(linear_betas(100, 1e-3, 0.2))
-    model = gaussian_optimal_eps(0.0, 1.0, sched.alpha_bars)
-    a = ddpm_sample(model, (64, 2), sched, generator=torch.Generator().manual_seed(3))
-    b = sol.ddim_sample(model, (64, 2), sched.alpha_bars, 100, eta=1.0, generator=torch.Generator().manual_seed(3))
+    model = gaussian_optimal_eps(0.0, 1.0, sched.alpha_bars)  # x0 ~ N(0, 1): x0_hat often leaves [-1, 1]
+    a = ddpm_sample(model, (64, 2), sched, generator=torch.Generator().manual_seed(3), clip_x0=clip_x0)
+    b = sol.ddim_sample(model, (64, 2), sched.alpha_bars, 100, eta=1.0, generator=torch.Generator().manual_seed(3), clip_x0=clip_x0)
     torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-3)
 
 

@@ -10,19 +10,14 @@ import torch.nn.functional as F
 
 from solutions.chapter4 import toy_diffusion as sol
 from tests.chapter4 import toy_diffusion as checks
-from tests.checking import CheckFailed
-
-
-def _raises(check, fn):
-    with pytest.raises(CheckFailed):
-        check(fn)
+from tests.checking import assert_check_fails
 
 
 # --- schedules ---------------------------------------------------------------------------------
 def test_linear_betas_mutants():
-    _raises(checks.check_linear_betas, lambda n, s=1e-4, e=0.02: torch.linspace(s, e, n + 1)[:-1])  # endpoint dropped
-    _raises(checks.check_linear_betas, lambda n, s=1e-4, e=0.02: torch.linspace(s, e, n, dtype=torch.float64))
-    _raises(checks.check_linear_betas, lambda n, s=1e-4, e=0.02: torch.linspace(s**0.5, e**0.5, n) ** 2)  # scaled_linear
+    assert_check_fails(checks.check_linear_betas, lambda n, s=1e-4, e=0.02: torch.linspace(s, e, n + 1)[:-1])  # endpoint dropped
+    assert_check_fails(checks.check_linear_betas, lambda n, s=1e-4, e=0.02: torch.linspace(s, e, n, dtype=torch.float64))
+    assert_check_fails(checks.check_linear_betas, lambda n, s=1e-4, e=0.02: torch.linspace(s**0.5, e**0.5, n) ** 2)  # scaled_linear
 
 
 def _cosine(n, s=0.008, max_beta=0.999, shift=0, clamp=True, square=True):
@@ -33,10 +28,10 @@ def _cosine(n, s=0.008, max_beta=0.999, shift=0, clamp=True, square=True):
 
 
 def test_cosine_betas_mutants():
-    _raises(checks.check_cosine_betas, lambda n, s=0.008, m=0.999: _cosine(n, clamp=False))
-    _raises(checks.check_cosine_betas, lambda n, s=0.008, m=0.999: _cosine(n, square=False))
-    _raises(checks.check_cosine_betas, lambda n, s=0.008, m=0.999: _cosine(n, shift=1))  # off by one
-    _raises(checks.check_cosine_betas, lambda n, s=0.008, m=0.999: 1 - _cosine(n))  # returned alphas
+    assert_check_fails(checks.check_cosine_betas, lambda n, s=0.008, m=0.999: _cosine(n, clamp=False))
+    assert_check_fails(checks.check_cosine_betas, lambda n, s=0.008, m=0.999: _cosine(n, square=False))
+    assert_check_fails(checks.check_cosine_betas, lambda n, s=0.008, m=0.999: _cosine(n, shift=1))  # off by one
+    assert_check_fails(checks.check_cosine_betas, lambda n, s=0.008, m=0.999: 1 - _cosine(n))  # returned alphas
 
 
 # --- add_noise ---------------------------------------------------------------------------------
@@ -45,11 +40,11 @@ def _bc(v, x):
 
 
 def test_add_noise_mutants():
-    _raises(checks.check_add_noise, lambda x0, n, t, ab: _bc(ab[t], x0) * x0 + (1 - _bc(ab[t], x0)) * n)  # sqrt missing
-    _raises(checks.check_add_noise, lambda x0, n, t, ab: _bc(ab[t], x0).sqrt() * x0 + _bc(1 - ab[t], x0).sqrt() * x0)
+    assert_check_fails(checks.check_add_noise, lambda x0, n, t, ab: _bc(ab[t], x0) * x0 + (1 - _bc(ab[t], x0)) * n)  # sqrt missing
+    assert_check_fails(checks.check_add_noise, lambda x0, n, t, ab: _bc(ab[t], x0).sqrt() * x0 + _bc(1 - ab[t], x0).sqrt() * x0)
     alphas = lambda ab: torch.cat([ab[:1], ab[1:] / ab[:-1]])  # noqa: E731  alpha instead of alpha_bar
-    _raises(checks.check_add_noise, lambda x0, n, t, ab: _bc(alphas(ab)[t], x0).sqrt() * x0 + _bc(1 - alphas(ab)[t], x0).sqrt() * n)
-    _raises(checks.check_add_noise, lambda x0, n, t, ab: _bc(ab[(t - 1).clamp(min=0)], x0).sqrt() * x0 + _bc(1 - ab[(t - 1).clamp(min=0)], x0).sqrt() * n)
+    assert_check_fails(checks.check_add_noise, lambda x0, n, t, ab: _bc(alphas(ab)[t], x0).sqrt() * x0 + _bc(1 - alphas(ab)[t], x0).sqrt() * n)
+    assert_check_fails(checks.check_add_noise, lambda x0, n, t, ab: _bc(ab[(t - 1).clamp(min=0)], x0).sqrt() * x0 + _bc(1 - ab[(t - 1).clamp(min=0)], x0).sqrt() * n)
 
 
 def test_add_noise_rejects_mismatched_shapes():
@@ -74,7 +69,7 @@ def test_sinusoidal_embedding_mutants():
         return torch.cat([a.sin(), a.cos()], -1)
 
     for bug in [interleaved, cos_first, shifted_denominator]:
-        _raises(checks.check_sinusoidal_embedding, bug)
+        assert_check_fails(checks.check_sinusoidal_embedding, bug)
 
 
 # --- loss --------------------------------------------------------------------------------------
@@ -94,7 +89,7 @@ def _loss(target="noise", alpha=False, sqrt=True, detach=False):
 def test_diffusion_loss_mutants():
     checks.check_diffusion_loss(_loss())  # the harness itself is right
     for bug in [_loss(target="x0"), _loss(alpha=True), _loss(sqrt=False), _loss(detach=True)]:
-        _raises(checks.check_diffusion_loss, bug)
+        assert_check_fails(checks.check_diffusion_loss, bug)
 
 
 # --- ddpm_step ---------------------------------------------------------------------------------
@@ -129,7 +124,7 @@ def test_ddpm_step_mutants():
         _step(noise_at_zero=True, variance="large"),
         _step(clip_after=True),  # clamps the sample rather than x0_hat
     ]:
-        _raises(checks.check_ddpm_step, bug)
+        assert_check_fails(checks.check_ddpm_step, bug)
 
 
 def test_ddpm_step_noise_free_at_zero_matches_epsilon_form():
@@ -160,7 +155,7 @@ def _sampler(skip_last=False, t_offset=0, no_noise=False, start_scale=1.0):
 def test_ddpm_sample_mutants():
     checks.check_ddpm_sample(_sampler())
     for bug in [_sampler(no_noise=True), _sampler(skip_last=True), _sampler(t_offset=5), _sampler(start_scale=0.0)]:
-        _raises(checks.check_ddpm_sample, bug)
+        assert_check_fails(checks.check_ddpm_sample, bug)
 
 
 def test_cosine_schedule_keeps_more_signal_midway():
