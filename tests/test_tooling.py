@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.checking import CheckFailed, assert_close, assert_shape, check
+from tests.checking import CheckFailed, assert_check_fails, assert_close, assert_shape, check, fail
 from tools import build_notebooks as build
 from utils import plotting
 from utils.sizes import ci_size
@@ -182,8 +182,6 @@ def test_wandb_never_prompts_without_a_key(monkeypatch, tmp_path):
 
 
 def test_assert_check_fails_rejects_a_check_that_passes_and_a_wrong_message():
-    from tests.checking import assert_check_fails, check, fail
-
     @check
     def check_positive(x):
         if x <= 0:
