@@ -12,8 +12,8 @@ import io
 
 import pytest
 
-from tests.checking import CheckFailed
-from tools import build_notebooks as build
+from curriculum.checking import CheckFailed
+from curriculum.tools import build_notebooks as build
 
 
 def _exercises():
@@ -29,7 +29,7 @@ EXERCISES = list(_exercises())
 
 
 def test_notebooks_in_sync_with_sources():
-    assert build.main(["--check"]) == 0, "generated notebooks are stale: run `python -m tools.build_notebooks`"
+    assert build.main(["--check"]) == 0, "generated notebooks are stale: run `python -m curriculum.tools.build_notebooks`"
 
 
 def _run(setup: str, cell: build.Cell, solution: bool) -> str:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from utils.secrets import get_api_key
+from curriculum.utils.secrets import get_api_key
 
 ROOT = Path(__file__).resolve().parents[1]
 # OpenAI (sk-..., sk-proj-...), Anthropic (sk-ant-...), Hugging Face (hf_...), W&B (40 hex after a key name)
@@ -62,7 +62,7 @@ def test_inspect_logs_do_not_record_the_model_key(tmp_path):
     from inspect_ai.scorer import match
     from inspect_ai.solver import generate
 
-    from utils.openai_server import LoopbackServer
+    from curriculum.utils.openai_server import LoopbackServer
 
     fake_key = "sk-proj-" + "Zq9" * 15
     with LoopbackServer(lambda r: "4") as server:

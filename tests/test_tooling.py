@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.checking import CheckFailed, assert_check_fails, assert_close, assert_shape, check, fail
-from tools import build_notebooks as build
-from utils import plotting
-from utils.sizes import ci_size
+from curriculum.checking import CheckFailed, assert_check_fails, assert_close, assert_shape, check, fail
+from curriculum.tools import build_notebooks as build
+from curriculum.utils import plotting
+from curriculum.utils.sizes import ci_size
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -63,14 +63,14 @@ def test_bad_fences_are_reported(code, message):
 
 
 def test_object_source_includes_the_closing_marker_after_the_last_statement():
-    src = build.object_source("solutions.chapter1.gpt2", "Embed")
+    src = build.object_source("curriculum.solutions.chapter1.gpt2", "Embed")
     assert src.rstrip().endswith("# END EXERCISE")
     assert src.startswith("class Embed")
 
 
 def test_unknown_cell_header_is_rejected(tmp_path):
     bad = tmp_path / "x.py"
-    bad.write_text("# %% exercize solutions.chapter1.gpt2:Embed\n")
+    bad.write_text("# %% exercize curriculum.solutions.chapter1.gpt2:Embed\n")
     with pytest.raises(build.SourceError, match="unknown cell header"):
         build.parse_section(bad)
 
@@ -161,7 +161,7 @@ def test_plotting_builds_figures():
 
 
 def test_offline_switch_is_forced_by_the_test_suite():
-    from utils.offline import load_text_corpus, use_real_resources
+    from curriculum.utils.offline import load_text_corpus, use_real_resources
 
     assert not use_real_resources()
     loaded = load_text_corpus()
@@ -169,7 +169,7 @@ def test_offline_switch_is_forced_by_the_test_suite():
 
 
 def test_wandb_never_prompts_without_a_key(monkeypatch, tmp_path):
-    from utils.logging import wandb_mode, wandb_run
+    from curriculum.utils.logging import wandb_mode, wandb_run
 
     monkeypatch.delenv("WANDB_MODE", raising=False)
     monkeypatch.delenv("WANDB_API_KEY", raising=False)

@@ -9,7 +9,7 @@
 # **How to work through it.** Each exercise is a function or class whose body raises
 # `NotImplementedError` with a hint. Fill it in and run the cell: the check underneath prints
 # `✓ ... passed`, or tells you what differs (which shape, which index, expected vs got). The
-# reference implementation lives in `solutions/chapter1/gpt2.py`; look only when stuck.
+# reference implementation lives in `curriculum/solutions/chapter1/gpt2.py`; look only when stuck.
 #
 # **Online or offline.** With internet access you get the real GPT-2 small and its tokenizer.
 # Without it (CI, a plane) you get stand-ins the project builds: a byte-level BPE tokenizer trained
@@ -30,8 +30,8 @@ from torch import Tensor, nn
 from transformer_lens import HookedRootModule
 from transformer_lens.hook_points import HookPoint
 
-import utils
-from solutions.chapter1.gpt2 import (
+from curriculum import utils
+from curriculum.solutions.chapter1.gpt2 import (
     Config,
     KVCache,
     SamplingConfig,
@@ -41,9 +41,9 @@ from solutions.chapter1.gpt2 import (
     sample_next_token,
     train_lm,
 )
-from tests.chapter1 import gpt2 as tests
-from utils.offline import describe, load_gpt2, load_text_corpus, load_tokenizer
-from utils.plotting import attention_patterns, line
+from curriculum.checks.chapter1 import gpt2 as tests
+from curriculum.utils.offline import describe, load_gpt2, load_text_corpus, load_tokenizer
+from curriculum.utils.plotting import attention_patterns, line
 
 device = utils.get_device()
 torch.manual_seed(0)
@@ -84,7 +84,7 @@ print([tokenizer.decode([i]) for i in ids])
 # a learned scale `w` and shift `b`. Use the *biased* variance (divide by `d_model`, not
 # `d_model - 1`), as `torch.nn.LayerNorm` does, and put `eps` inside the square root.
 
-# %% exercise solutions.chapter1.gpt2:LayerNorm
+# %% exercise curriculum.solutions.chapter1.gpt2:LayerNorm
 tests.check_layer_norm(LayerNorm)
 
 # %% [markdown]
@@ -95,10 +95,10 @@ tests.check_layer_norm(LayerNorm)
 # stream. `offset` will matter for the KV cache at the end: with a cache, the new token's position
 # is the number of tokens already seen.
 
-# %% exercise solutions.chapter1.gpt2:Embed
+# %% exercise curriculum.solutions.chapter1.gpt2:Embed
 tests.check_embed(Embed)
 
-# %% exercise solutions.chapter1.gpt2:PosEmbed
+# %% exercise curriculum.solutions.chapter1.gpt2:PosEmbed
 tests.check_pos_embed(PosEmbed)
 
 # %% [markdown]
@@ -119,7 +119,7 @@ tests.check_pos_embed(PosEmbed)
 # queries are the *last* `query_pos` positions. Query `i` then sits at absolute position
 # `key_pos - query_pos + i`. (Off-by-one here is the classic bug: a query may attend to itself.)
 
-# %% exercise solutions.chapter1.gpt2:apply_causal_mask
+# %% exercise curriculum.solutions.chapter1.gpt2:apply_causal_mask
 tests.check_apply_causal_mask(apply_causal_mask)
 
 # %% [markdown]
@@ -130,7 +130,7 @@ tests.check_apply_causal_mask(apply_causal_mask)
 # pattern passes through `self.hook_pattern` (that is what lets `run_with_cache` record it, as in
 # TransformerLens). The `sdpa` branch in the reference is the fused kernel section 1.2 uses.
 
-# %% exercise solutions.chapter1.gpt2:Attention
+# %% exercise curriculum.solutions.chapter1.gpt2:Attention
 tests.check_attention(Attention)
 
 # %% [markdown]
@@ -140,13 +140,13 @@ tests.check_attention(Attention)
 # GELU in between (GPT-2 uses its tanh approximation). A block is *pre-norm*: LayerNorm before
 # attention and before the MLP, each output added back into the residual stream.
 
-# %% exercise solutions.chapter1.gpt2:MLP
+# %% exercise curriculum.solutions.chapter1.gpt2:MLP
 tests.check_mlp(MLP)
 
-# %% exercise solutions.chapter1.gpt2:TransformerBlock
+# %% exercise curriculum.solutions.chapter1.gpt2:TransformerBlock
 tests.check_transformer_block(TransformerBlock)
 
-# %% exercise solutions.chapter1.gpt2:Unembed
+# %% exercise curriculum.solutions.chapter1.gpt2:Unembed
 tests.check_unembed(Unembed)
 
 # %% [markdown]
@@ -157,7 +157,7 @@ tests.check_unembed(Unembed)
 # Hugging Face GPT-2 weights (through TransformerLens) into your model and compares logits to 1e-4,
 # in both modes.
 
-# %% exercise solutions.chapter1.gpt2:GPT2
+# %% exercise curriculum.solutions.chapter1.gpt2:GPT2
 tests.check_gpt2(GPT2)
 
 # %% [markdown]
@@ -169,7 +169,7 @@ tests.check_gpt2(GPT2)
 #
 # ### Exercise: load the weights
 
-# %% exercise solutions.chapter1.gpt2:load_gpt2_weights
+# %% exercise curriculum.solutions.chapter1.gpt2:load_gpt2_weights
 tests.check_load_gpt2_weights(load_gpt2_weights)
 
 # %%
@@ -206,12 +206,12 @@ attention_patterns(str_tokens, cache["blocks.0.attn.hook_pattern"][0], title="la
 #
 # ### Exercise: next-token cross-entropy
 
-# %% exercise solutions.chapter1.gpt2:lm_cross_entropy
+# %% exercise curriculum.solutions.chapter1.gpt2:lm_cross_entropy
 tests.check_lm_cross_entropy(lm_cross_entropy)
 
 # %% [markdown]
 # Now train a small GPT-2 of your own on a text corpus, with your modules. The loop is in
-# `solutions/chapter1/gpt2.py:train_lm`: sample random windows, compute the loss, AdamW step.
+# `curriculum/solutions/chapter1/gpt2.py:train_lm`: sample random windows, compute the loss, AdamW step.
 # Section 1.2 turns it into a production trainer.
 
 # %%
@@ -269,16 +269,16 @@ line(
 #
 # The checks compare with Hugging Face's logits processors.
 
-# %% exercise solutions.chapter1.gpt2:apply_temperature
+# %% exercise curriculum.solutions.chapter1.gpt2:apply_temperature
 tests.check_apply_temperature(apply_temperature)
 
-# %% exercise solutions.chapter1.gpt2:apply_frequency_penalty
+# %% exercise curriculum.solutions.chapter1.gpt2:apply_frequency_penalty
 tests.check_apply_frequency_penalty(apply_frequency_penalty)
 
-# %% exercise solutions.chapter1.gpt2:top_k_filter
+# %% exercise curriculum.solutions.chapter1.gpt2:top_k_filter
 tests.check_top_k_filter(top_k_filter)
 
-# %% exercise solutions.chapter1.gpt2:top_p_filter
+# %% exercise curriculum.solutions.chapter1.gpt2:top_p_filter
 tests.check_top_p_filter(top_p_filter)
 
 # %% [markdown]
@@ -311,7 +311,7 @@ for name, sampling in strategies.items():
 #
 # ### Exercise: beam search
 
-# %% exercise solutions.chapter1.gpt2:beam_search
+# %% exercise curriculum.solutions.chapter1.gpt2:beam_search
 tests.check_beam_search(beam_search)
 
 # %%
@@ -330,12 +330,12 @@ for beam, score in zip(beams, scores):
 #
 # ### Exercise: the per-layer cache
 
-# %% exercise solutions.chapter1.gpt2:LayerKVCache
+# %% exercise curriculum.solutions.chapter1.gpt2:LayerKVCache
 tests.check_layer_kv_cache(LayerKVCache)
 
 # %% [markdown]
 # With the cache, generation gives the same tokens and is much faster once sequences get long.
-# `benchmarks/kv_cache.py` measures this on a GPT-2-small-shaped model.
+# `curriculum/benchmarks/kv_cache.py` measures this on a GPT-2-small-shaped model.
 
 # %%
 n_new = utils.ci_size(200, 30)

@@ -18,7 +18,7 @@
 # | DDP through `torchrun` | more GPUs, same script |
 #
 # You write the six pieces where the bugs hide; the reference trainer
-# (`solutions/chapter1/train.py`, a command-line tool you can run for real) uses exactly those
+# (`curriculum/solutions/chapter1/train.py`, a command-line tool you can run for real) uses exactly those
 # functions, and you run it at the end, resume it, and read its throughput.
 #
 # **Online or offline.** Online the corpus is a real Hugging Face dataset tokenised with GPT-2's
@@ -41,9 +41,9 @@ import torch.nn.functional as F
 from jaxtyping import Float, Int
 from torch import Tensor, nn
 
-import utils
-from solutions.chapter1.gpt2 import GPT2, Config
-from solutions.chapter1.train import (
+from curriculum import utils
+from curriculum.solutions.chapter1.gpt2 import GPT2, Config
+from curriculum.solutions.chapter1.train import (
     CONFIG_DIR,
     ConfigError,
     TrainConfig,
@@ -52,10 +52,10 @@ from solutions.chapter1.train import (
     resolve_amp_dtype,
     train,
 )
-from solutions.chapter1.train_data import load_split, prepare_data, tokenizer_fns
-from tests.chapter1 import train as tests
-from utils.offline import load_tokenizer
-from utils.plotting import line
+from curriculum.solutions.chapter1.train_data import load_split, prepare_data, tokenizer_fns
+from curriculum.checks.chapter1 import train as tests
+from curriculum.utils.offline import load_tokenizer
+from curriculum.utils.plotting import line
 
 torch.manual_seed(0)
 RUN_DIR = Path(tempfile.gettempdir()) / "curriculum-1.2"
@@ -95,7 +95,7 @@ print(repr(decode(train_data[:60].tolist())))
 #   data position, which a checkpoint saves so a resumed run sees the same batches;
 # - return `int64`: memmaps hold `uint16`, which embeddings and `cross_entropy` do not accept.
 
-# %% exercise solutions.chapter1.train_data:get_batch
+# %% exercise curriculum.solutions.chapter1.train_data:get_batch
 tests.check_get_batch(get_batch)
 
 # %%
@@ -118,7 +118,7 @@ print("y:", repr(decode(y[0].tolist())))
 # `warmup_steps` to `min_lr` at `max_steps`; after that the rate stays at `min_lr`. The check
 # compares with torch's `LinearLR` + `CosineAnnealingLR` chained by `SequentialLR`.
 
-# %% exercise solutions.chapter1.train:lr_at
+# %% exercise curriculum.solutions.chapter1.train:lr_at
 tests.check_lr_at(lr_at)
 
 # %%
@@ -140,7 +140,7 @@ line(schedule, title="GPT-2 124M schedule: 715 warmup steps, cosine to 10% over 
 # in exactly one group (with tied embeddings, `W_E` is also the unembedding: once, not twice), and
 # frozen ones (`requires_grad=False`) in none.
 
-# %% exercise solutions.chapter1.train:param_groups
+# %% exercise curriculum.solutions.chapter1.train:param_groups
 tests.check_param_groups(param_groups)
 
 # %%
@@ -164,7 +164,7 @@ print(f"GPT-2 124M: {len(decay['params'])} tensors / {n_decay:,} parameters deca
 # context for the forward pass, the fp16 `GradScaler` (backward goes through `scaler.scale(loss)`),
 # and DDP's `no_sync` (covered in section 8). You write the two lines inside the loop.
 
-# %% exercise solutions.chapter1.train:accumulate_gradients
+# %% exercise curriculum.solutions.chapter1.train:accumulate_gradients
 tests.check_accumulate_gradients(accumulate_gradients)
 
 # %% [markdown]
@@ -182,7 +182,7 @@ tests.check_accumulate_gradients(accumulate_gradients)
 # token forward, times 3 with backward: **12 · n_layers · seq_len · d_model**.
 # The check counts the real FLOPs of a forward + backward with `torch.utils.flop_counter`.
 
-# %% exercise solutions.chapter1.train:flops_per_token,mfu
+# %% exercise curriculum.solutions.chapter1.train:flops_per_token,mfu
 tests.check_flops_per_token(flops_per_token, mfu)
 
 # %%
@@ -207,7 +207,7 @@ for device_name, peak in [("A100 (bf16, 312 TFLOP/s)", 312e12), ("H100 SXM (bf16
 # optimizer and model move tensors to the parameters' device) and `weights_only=True` (safe to
 # unpickle).
 
-# %% exercise solutions.chapter1.train:save_checkpoint,load_checkpoint
+# %% exercise curriculum.solutions.chapter1.train:save_checkpoint,load_checkpoint
 tests.check_checkpoint_roundtrip(save_checkpoint, load_checkpoint)
 
 # %% [markdown]
@@ -229,7 +229,7 @@ tests.check_checkpoint_roundtrip(save_checkpoint, load_checkpoint)
 #   matrix to memory at all.
 #
 # The config is one dataclass, read from a TOML file and then `key=value` overrides, exactly as on
-# the command line: `python -m solutions.chapter1.train --config configs/train/gpt2_124m.toml max_steps=100`.
+# the command line: `python -m curriculum.solutions.chapter1.train --config configs/train/gpt2_124m.toml max_steps=100`.
 # Values that cannot work are refused up front, with the fix.
 
 # %%
@@ -306,10 +306,10 @@ print("identical:", killed["loss"][:3] + resumed["loss"] == full["loss"])
 # Launch lines (the config files are in `configs/train/`):
 #
 # ```bash
-# torchrun --standalone --nproc_per_node=8 -m solutions.chapter1.train --config configs/train/gpt2_124m_ddp.toml
+# torchrun --standalone --nproc_per_node=8 -m curriculum.solutions.chapter1.train --config configs/train/gpt2_124m_ddp.toml
 # # two nodes: run on each, with the first node's address
 # torchrun --nnodes=2 --nproc_per_node=8 --rdzv_backend=c10d --rdzv_endpoint=HOST:29500 \
-#     -m solutions.chapter1.train --config configs/train/gpt2_124m_ddp.toml
+#     -m curriculum.solutions.chapter1.train --config configs/train/gpt2_124m_ddp.toml
 # ```
 #
 # To see it on this machine, run the cell below (two CPU processes with gloo, a few steps).
@@ -321,7 +321,7 @@ if not utils.IS_CI:  # starting two more Python processes takes longer than CI's
     import sys
 
     repo = CONFIG_DIR.parents[1]
-    subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "solutions.chapter1.train",
+    subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "curriculum.solutions.chapter1.train",
                     "--config", str(CONFIG_DIR / "smoke_cpu.toml"), *tiny, "max_steps=4", f"out_dir={RUN_DIR / 'ddp'}"],
                    cwd=repo, env={**os.environ, "PYTHONPATH": str(repo), "CURRICULUM_OFFLINE": "1"}, check=True)
     print("2 processes:", json.loads((RUN_DIR / "ddp" / "history.json").read_text())["loss"])
@@ -329,7 +329,7 @@ if not utils.IS_CI:  # starting two more Python processes takes longer than CI's
 # %% [markdown]
 # ## What next
 #
-# - `python benchmarks/train_throughput.py` measures tokens/s and MFU for eager vs `torch.compile`,
+# - `python -m curriculum.benchmarks.train_throughput` measures tokens/s and MFU for eager vs `torch.compile`,
 #   manual vs SDPA attention and fp32 vs autocast on your hardware. On one H100, GPT-2 124M with
 #   bf16 + compile + flash attention should reach around 50% MFU.
 # - Run `configs/train/gpt2_124m.toml` on a GPU. Karpathy's build-nanogpt reports that this recipe

@@ -19,7 +19,7 @@
 #
 # **Online or offline.** Online you get TransformerLens's pretrained 2-layer attention-only model
 # (8 heads per layer, trained on web text and code). Offline you get the project's own 2-layer,
-# 4-head model, trained in a few minutes on CPU by `python -m solutions.chapter1.induction_model`
+# 4-head model, trained in a few minutes on CPU by `python -m curriculum.solutions.chapter1.induction_model`
 # on repeated random token sequences mixed with text. The checks always use the offline model, so
 # they never depend on the network.
 
@@ -34,14 +34,14 @@ from torch import Tensor, nn
 from transformer_lens import FactoredMatrix
 from tqdm.auto import tqdm
 
-import utils
-from solutions.chapter1.interp import stacked_patterns, current_token_detection, positional_qk_circuit
-from solutions.chapter1.sae import SAEConfig, SAEOutput, train_sae
-from tests.chapter1 import interp as tests
-from tests.chapter1 import sae as sae_tests
-from utils.interp_models import load_interp_model
-from utils.offline import describe
-from utils.plotting import attention_patterns, imshow, line
+from curriculum import utils
+from curriculum.solutions.chapter1.interp import stacked_patterns, current_token_detection, positional_qk_circuit
+from curriculum.solutions.chapter1.sae import SAEConfig, SAEOutput, train_sae
+from curriculum.checks.chapter1 import interp as tests
+from curriculum.checks.chapter1 import sae as sae_tests
+from curriculum.utils.interp_models import load_interp_model
+from curriculum.utils.offline import describe
+from curriculum.utils.plotting import attention_patterns, imshow, line
 
 torch.manual_seed(0)
 
@@ -76,7 +76,7 @@ for name in list(cache.keys())[:12]:
 # keys that come after the query, and softmaxes over keys. `hook_q` and `hook_k` are
 # `[batch, pos, head, d_head]`; the pattern is `[batch, head, query_pos, key_pos]`.
 
-# %% exercise solutions.chapter1.interp:attention_pattern_from_qk
+# %% exercise curriculum.solutions.chapter1.interp:attention_pattern_from_qk
 tests.check_attention_pattern_from_qk(attention_pattern_from_qk)
 
 # %% [markdown]
@@ -99,10 +99,10 @@ for layer in range(cfg.n_layers):
 # score, which is what the check compares against). Current-token detection is the identity; write
 # the other three.
 
-# %% exercise solutions.chapter1.interp:previous_token_detection,duplicate_token_detection,induction_detection
+# %% exercise curriculum.solutions.chapter1.interp:previous_token_detection,duplicate_token_detection,induction_detection
 tests.check_detection_patterns(previous_token_detection, duplicate_token_detection, induction_detection)
 
-# %% exercise solutions.chapter1.interp:head_detection_scores
+# %% exercise curriculum.solutions.chapter1.interp:head_detection_scores
 tests.check_head_detection_scores(head_detection_scores)
 
 # %%
@@ -124,10 +124,10 @@ for name, fn in [("current", current_token_detection), ("previous", previous_tok
 # the circuit; the *induction score* of a head is how much of its attention, from the second copy,
 # goes to the token right after the first occurrence of the current one.
 
-# %% exercise solutions.chapter1.interp:generate_repeated_tokens
+# %% exercise curriculum.solutions.chapter1.interp:generate_repeated_tokens
 tests.check_generate_repeated_tokens(generate_repeated_tokens)
 
-# %% exercise solutions.chapter1.interp:per_token_loss
+# %% exercise curriculum.solutions.chapter1.interp:per_token_loss
 tests.check_per_token_loss(per_token_loss)
 
 # %%
@@ -140,7 +140,7 @@ print(f"first copy: loss {rep_loss[:, :HALF].mean():.2f} (ln d_vocab = {torch.lo
       f"second copy: loss {rep_loss[:, HALF:].mean():.2f}")
 line(rep_loss.mean(0).detach(), title="per-token loss on repeated random tokens", xlabel="position", ylabel="loss")
 
-# %% exercise solutions.chapter1.interp:induction_scores
+# %% exercise curriculum.solutions.chapter1.interp:induction_scores
 tests.check_induction_scores(induction_scores)
 
 # %%
@@ -159,7 +159,7 @@ attention_patterns(rep_str, rep_cache["blocks.1.attn.hook_pattern"][0], head_nam
 # zeros (zero ablation) or with its average (mean ablation, which keeps the constant part of what
 # it writes) shows how much the loss depends on it.
 
-# %% exercise solutions.chapter1.interp:head_ablation_loss_increase
+# %% exercise curriculum.solutions.chapter1.interp:head_ablation_loss_increase
 tests.check_head_ablation(head_ablation_loss_increase)
 
 # %%
@@ -176,7 +176,7 @@ imshow(head_ablation_loss_increase(model, abl_tokens, mean=True),
 # final LayerNorm's scale, dotted with that token's column of `W_U`. Direct attribution misses
 # indirect effects: a layer-0 head that matters only through layer 1 gets little credit here.
 
-# %% exercise solutions.chapter1.interp:direct_logit_attribution
+# %% exercise curriculum.solutions.chapter1.interp:direct_logit_attribution
 tests.check_direct_logit_attribution(direct_logit_attribution)
 
 # %%
@@ -199,10 +199,10 @@ imshow(dla.detach(), y=labels, title="direct logit attribution on repeated token
 # 4 should restore the metric at both layers, while position 5 matters little for this query. The
 # checks compare with `transformer_lens.patching`.
 
-# %% exercise solutions.chapter1.interp:patch_residual_by_position
+# %% exercise curriculum.solutions.chapter1.interp:patch_residual_by_position
 tests.check_patch_residual_by_position(patch_residual_by_position)
 
-# %% exercise solutions.chapter1.interp:patch_head_output
+# %% exercise curriculum.solutions.chapter1.interp:patch_head_output
 tests.check_patch_head_output(patch_head_output)
 
 # %%
@@ -232,10 +232,10 @@ imshow(patch_head_output(model, corrupted_tokens, clean_cache, logit_diff),
 # huge but have rank `d_head`: `FactoredMatrix` keeps them as `A @ B` and computes norms,
 # eigenvalues and row slices without ever forming the product.
 
-# %% exercise solutions.chapter1.interp:full_ov_circuit
+# %% exercise curriculum.solutions.chapter1.interp:full_ov_circuit
 tests.check_full_ov_circuit(full_ov_circuit)
 
-# %% exercise solutions.chapter1.interp:top_1_accuracy
+# %% exercise curriculum.solutions.chapter1.interp:top_1_accuracy
 tests.check_top_1_accuracy(top_1_accuracy)
 
 # %%
@@ -255,7 +255,7 @@ imshow(positional_qk_circuit(model, 0, prev_head, 20).detach(),
 # for keys). Unrelated heads still score well above 0 (random low-rank matrices do); for each induction head,
 # the layer-0 previous-token head should be the one it composes with most.
 
-# %% exercise solutions.chapter1.interp:composition_score,k_composition_scores
+# %% exercise curriculum.solutions.chapter1.interp:composition_score,k_composition_scores
 tests.check_composition_scores(composition_score, k_composition_scores)
 
 # %%
@@ -272,20 +272,20 @@ imshow(k_composition_scores(model), title="K-composition: layer-0 head (rows) in
 # variance unexplained, FVU) against sparsity (L0: latents active per token). Latents that stop
 # firing are *dead*; we re-initialise them towards inputs the SAE reconstructs badly.
 
-# %% exercise solutions.chapter1.sae:SAE
+# %% exercise curriculum.solutions.chapter1.sae:SAE
 sae_tests.check_sae(SAE)
 
-# %% exercise solutions.chapter1.sae:l0_norm,fraction_variance_unexplained
+# %% exercise curriculum.solutions.chapter1.sae:l0_norm,fraction_variance_unexplained
 sae_tests.check_metrics(l0_norm, fraction_variance_unexplained)
 
-# %% exercise solutions.chapter1.sae:resample_dead_latents
+# %% exercise curriculum.solutions.chapter1.sae:resample_dead_latents
 sae_tests.check_resample_dead_latents(resample_dead_latents)
 
-# %% exercise solutions.chapter1.interp:collect_activations
+# %% exercise curriculum.solutions.chapter1.interp:collect_activations
 tests.check_collect_activations(collect_activations)
 
 # %%
-from utils.offline import load_text_corpus
+from curriculum.utils.offline import load_text_corpus
 
 corpus = load_text_corpus().value
 ids = model.tokenizer(corpus[: utils.ci_size(400_000, 40_000)])["input_ids"]
@@ -313,7 +313,7 @@ line({"L0": history["l0"], "FVU x 100": [100 * f for f in history["fvu"]], "dead
 # context). Many latents of a residual-stream SAE fire on one token or a family of similar tokens;
 # a few fire on a position or on something about the previous token.
 
-# %% exercise solutions.chapter1.interp:top_activating_tokens
+# %% exercise curriculum.solutions.chapter1.interp:top_activating_tokens
 tests.check_top_activating_tokens(top_activating_tokens)
 
 # %%

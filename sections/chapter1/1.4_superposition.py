@@ -34,15 +34,15 @@ from jaxtyping import Float
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from solutions.chapter1.sae import SAE, SAEConfig, train_sae
-from solutions.chapter1.superposition import (
+from curriculum.solutions.chapter1.sae import SAE, SAEConfig, train_sae
+from curriculum.solutions.chapter1.superposition import (
     plot_feature_dimensionality,
     plot_features_in_2d,
     plot_norms_and_superposition,
 )
-from tests.chapter1 import superposition as tests
-from utils import ci_size, get_device
-from utils.plotting import imshow, line
+from curriculum.checks.chapter1 import superposition as tests
+from curriculum.utils import ci_size, get_device
+from curriculum.utils.plotting import imshow, line
 
 device = get_device()
 
@@ -69,7 +69,7 @@ if device.type == "cpu":
 # **Exercise.** Implement `hidden` (h = W x) and `forward` (x' = ReLU(Wᵀ h + b)) with `einops.einsum`,
 # keeping the `inst` axis separate: instance k's features only ever meet `W[k]`.
 
-# %% exercise solutions.chapter1.superposition:ToyConfig,per_instance,ToyModel
+# %% exercise curriculum.solutions.chapter1.superposition:ToyConfig,per_instance,ToyModel
 tests.check_toy_model(ToyModel)
 
 # %% [markdown]
@@ -82,7 +82,7 @@ tests.check_toy_model(ToyModel)
 # **Exercise.** Implement `generate_batch`. `feature_probability` has shape `(n_instances, n_features)`,
 # so comparing a `(batch, inst, feats)` tensor of uniform draws with it broadcasts for you.
 
-# %% exercise solutions.chapter1.superposition:generate_batch
+# %% exercise curriculum.solutions.chapter1.superposition:generate_batch
 tests.check_generate_batch(generate_batch)
 
 # %% [markdown]
@@ -94,7 +94,7 @@ tests.check_generate_batch(generate_batch)
 # dimensions the model has a reason to prefer some features over others. We **sum** over instances
 # rather than average: then each instance's gradient is exactly what it would be if it were trained alone.
 
-# %% exercise solutions.chapter1.superposition:importance_weighted_mse
+# %% exercise curriculum.solutions.chapter1.superposition:importance_weighted_mse
 tests.check_importance_weighted_mse(importance_weighted_mse)
 
 # %% [markdown]
@@ -105,7 +105,7 @@ tests.check_importance_weighted_mse(importance_weighted_mse)
 # dimensions. With dense features there is no room for superposition: the optimum keeps the two
 # important features in orthogonal directions and replaces the other two by their mean, 0.5, through the bias.
 
-# %% exercise solutions.chapter1.superposition:train_toy_model
+# %% exercise curriculum.solutions.chapter1.superposition:train_toy_model
 tests.check_train_toy_model(train_toy_model)
 
 # %% [markdown]
@@ -164,10 +164,10 @@ imshow(WtW, title="WᵀW per instance", facet_labels=titles, xlabel="feature j",
 # **Exercise.** Implement both. Take $\hat W_i = 0$ when $W_i = 0$ (clamp the norm before dividing) so
 # dropped features give 0, not NaN.
 
-# %% exercise solutions.chapter1.superposition:feature_norms,superposition
+# %% exercise curriculum.solutions.chapter1.superposition:feature_norms,superposition
 tests.check_superposition(superposition)
 
-# %% exercise solutions.chapter1.superposition:feature_dimensionality
+# %% exercise curriculum.solutions.chapter1.superposition:feature_dimensionality
 tests.check_feature_dimensionality(feature_dimensionality)
 
 # %%
@@ -246,7 +246,7 @@ plot_feature_dimensionality(model.W, feature_probability);
 # **Exercise.** `feature_recovery(W, W_dec)`: for each true feature, the best (signed) cosine similarity
 # with any decoder row.
 
-# %% exercise solutions.chapter1.superposition:feature_recovery
+# %% exercise curriculum.solutions.chapter1.superposition:feature_recovery
 tests.check_feature_recovery(feature_recovery)
 
 # %%

@@ -15,7 +15,7 @@
 # 2. write epsilon-greedy with incremental sample averages, and see why greedy gets stuck;
 # 3. write UCB, Thompson sampling and the gradient bandit, and compare them on the testbed.
 #
-# The reference is `solutions/chapter2/bandits.py`.
+# The reference is `curriculum/solutions/chapter2/bandits.py`.
 
 # %% setup
 import gymnasium as gym
@@ -23,16 +23,16 @@ import numpy as np
 from gymnasium.utils.env_checker import check_env
 from jaxtyping import Float
 
-from solutions.chapter2.bandits import (
+from curriculum.solutions.chapter2.bandits import (
     BANDIT_ID,
     MultiArmedBanditEnv,
     RandomAgent,
     argmax_random_tiebreak,
     run_testbed,
 )
-from tests.chapter2 import bandits as tests
-from utils import ci_size
-from utils.plotting import line
+from curriculum.checks.chapter2 import bandits as tests
+from curriculum.utils import ci_size
+from curriculum.utils.plotting import line
 
 # %% [markdown]
 # ## The 10-armed testbed
@@ -81,7 +81,7 @@ print(f"random agent: mean reward {rewards_random.mean():.3f}, optimal action {o
 # - **Randomness.** Draw every random number from `self.rng`, so `reset(seed)` makes runs reproducible
 #   and two agents can face the same problems.
 
-# %% exercise solutions.chapter2.bandits:EpsilonGreedy
+# %% exercise curriculum.solutions.chapter2.bandits:EpsilonGreedy
 tests.check_epsilon_greedy(EpsilonGreedy)
 
 # %% [markdown]
@@ -107,7 +107,7 @@ line({k: 100 * o for k, (_, o) in results.items()}, title="% optimal action (S&B
 # `OptimisticGreedy` is `EpsilonGreedy(epsilon=0, initial_value=5, step_size=0.1)`; if your
 # `EpsilonGreedy` is right, it needs no new code.
 
-# %% exercise solutions.chapter2.bandits:OptimisticGreedy
+# %% exercise curriculum.solutions.chapter2.bandits:OptimisticGreedy
 tests.check_optimistic_greedy(OptimisticGreedy)
 
 # %%
@@ -130,7 +130,7 @@ line({k: 100 * o for k, (_, o) in results_23.items()}, title="Optimistic initial
 # Write `scores`; `get_action` takes their argmax. The check also runs your agent on the testbed:
 # it must beat epsilon-greedy.
 
-# %% exercise solutions.chapter2.bandits:UCB
+# %% exercise curriculum.solutions.chapter2.bandits:UCB
 tests.check_ucb(UCB)
 
 # %% [markdown]
@@ -147,7 +147,7 @@ tests.check_ucb(UCB)
 # largest. Each arm is pulled with the probability that it is the best one given what we know:
 # exploration that fades exactly as fast as the uncertainty does.
 
-# %% exercise solutions.chapter2.bandits:ThompsonSampling
+# %% exercise curriculum.solutions.chapter2.bandits:ThompsonSampling
 tests.check_thompson_sampling(ThompsonSampling)
 
 # %% [markdown]
@@ -162,7 +162,7 @@ tests.check_thompson_sampling(ThompsonSampling)
 # the expected gradient, only its variance; this is the same trick as the value baseline in
 # policy-gradient methods (section 2.3).
 
-# %% exercise solutions.chapter2.bandits:GradientBandit
+# %% exercise curriculum.solutions.chapter2.bandits:GradientBandit
 tests.check_gradient_bandit(GradientBandit)
 
 # %% [markdown]

@@ -13,8 +13,8 @@
 #    buffer and a target network, debug it on *probe environments*, and solve `CartPole-v1`
 #    with gymnasium 1.x vector environments.
 #
-# The references are `solutions/chapter2/tabular.py`, `solutions/chapter2/dqn.py` (CleanRL-style, one
-# file top to bottom) and `solutions/chapter2/probes.py`.
+# The references are `curriculum/solutions/chapter2/tabular.py`, `curriculum/solutions/chapter2/dqn.py` (CleanRL-style, one
+# file top to bottom) and `curriculum/solutions/chapter2/probes.py`.
 
 # %% setup
 import time
@@ -27,9 +27,9 @@ from jaxtyping import Bool, Float, Int
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from solutions.chapter2 import probes
-from solutions.chapter2.dqn import DQNConfig, DQNResult, ReplayBatch
-from solutions.chapter2.tabular import (
+from curriculum.solutions.chapter2 import probes
+from curriculum.solutions.chapter2.dqn import DQNConfig, DQNResult, ReplayBatch
+from curriculum.solutions.chapter2.tabular import (
     Model,
     TabularConfig,
     epsilon_greedy_action,
@@ -40,12 +40,12 @@ from solutions.chapter2.tabular import (
     success_rate,
     value_iteration,
 )
-from tests.chapter2 import dqn as dqn_tests
-from tests.chapter2 import tabular as tests
-from utils import ci_size
-from utils.plotting import imshow, line
-from utils.device import torch_threads
-from utils.rl import EpisodeTracker, make_vec_env, seed_everything
+from curriculum.checks.chapter2 import dqn as dqn_tests
+from curriculum.checks.chapter2 import tabular as tests
+from curriculum.utils import ci_size
+from curriculum.utils.plotting import imshow, line
+from curriculum.utils.device import torch_threads
+from curriculum.utils.rl import EpisodeTracker, make_vec_env, seed_everything
 
 # %% [markdown]
 # ## Part 1: dynamic programming
@@ -78,7 +78,7 @@ print("rewards:", grid.rewards.shape, " transitions:", grid.transitions.shape)
 # Start from V = 0 and apply the right-hand side until V stops changing. The check compares your
 # answer with S&B figure 4.1 for the random policy, and with an exact linear solve on a random MDP.
 
-# %% exercise solutions.chapter2.tabular:policy_evaluation
+# %% exercise curriculum.solutions.chapter2.tabular:policy_evaluation
 tests.check_policy_evaluation(policy_evaluation)
 
 # %%
@@ -93,7 +93,7 @@ imshow(V_random.reshape(4, 4), title="Random policy on S&B's gridworld: V(s) (fi
 # handful of iterations. On the gridworld the optimal value is minus the number of steps to the
 # nearest corner.
 
-# %% exercise solutions.chapter2.tabular:policy_improvement
+# %% exercise curriculum.solutions.chapter2.tabular:policy_improvement
 tests.check_policy_iteration(policy_improvement)
 
 # %%
@@ -126,10 +126,10 @@ print(f"optimal policy reaches the goal {lake_optimal:.0%} of the time")
 #
 # In both, a transition that *terminates* the episode has target r: there is nothing after it.
 
-# %% exercise solutions.chapter2.tabular:q_learning_update
+# %% exercise curriculum.solutions.chapter2.tabular:q_learning_update
 tests.check_q_learning_update(q_learning_update)
 
-# %% exercise solutions.chapter2.tabular:sarsa_update
+# %% exercise curriculum.solutions.chapter2.tabular:sarsa_update
 tests.check_sarsa_update(sarsa_update)
 
 # %% [markdown]
@@ -142,7 +142,7 @@ tests.check_sarsa_update(sarsa_update)
 # SARSA learns the value of what it actually does, exploration included, and takes the *safe* path
 # further up. The check trains both and compares the greedy paths.
 
-# %% exercise solutions.chapter2.tabular:train_tabular
+# %% exercise curriculum.solutions.chapter2.tabular:train_tabular
 tests.check_cliff_walking(train_tabular)
 
 # %%
@@ -199,7 +199,7 @@ print(f"Q-learning's greedy policy reaches the goal {learned:.0%} of the time (o
 # An MLP from the observation to one Q-value per action. No activation after the last layer:
 # Q-values are sums of rewards and can be any real number.
 
-# %% exercise solutions.chapter2.dqn:QNetwork
+# %% exercise curriculum.solutions.chapter2.dqn:QNetwork
 dqn_tests.check_q_network(QNetwork)
 
 # %% [markdown]
@@ -212,7 +212,7 @@ dqn_tests.check_q_network(QNetwork)
 # last transition must bootstrap from the next state like any other; treating it as terminal
 # teaches the network that standing upright near step 500 is worth nothing.
 
-# %% exercise solutions.chapter2.dqn:ReplayBuffer
+# %% exercise curriculum.solutions.chapter2.dqn:ReplayBuffer
 dqn_tests.check_replay_buffer(ReplayBuffer)
 
 # %% [markdown]
@@ -221,10 +221,10 @@ dqn_tests.check_replay_buffer(ReplayBuffer)
 # over the first `exploration_fraction` of training, then stays there. Each sub-environment of the
 # vector env flips its own coin.
 
-# %% exercise solutions.chapter2.dqn:linear_schedule
+# %% exercise curriculum.solutions.chapter2.dqn:linear_schedule
 dqn_tests.check_linear_schedule(linear_schedule)
 
-# %% exercise solutions.chapter2.dqn:epsilon_greedy
+# %% exercise curriculum.solutions.chapter2.dqn:epsilon_greedy
 dqn_tests.check_epsilon_greedy(epsilon_greedy)
 
 # %% [markdown]
@@ -237,7 +237,7 @@ dqn_tests.check_epsilon_greedy(epsilon_greedy)
 # gradient). The target is a constant: no gradient may flow into the target network. Pick out
 # Q(s, a) of the action actually taken with `gather`.
 
-# %% exercise solutions.chapter2.dqn:td_loss
+# %% exercise curriculum.solutions.chapter2.dqn:td_loss
 dqn_tests.check_td_loss(td_loss)
 
 # %% [markdown]
@@ -253,14 +253,14 @@ dqn_tests.check_td_loss(td_loss)
 # - on the step after it (`autoreset[i]` is True), the "transition" jumps from one episode's end to
 #   the next one's start: skip it.
 
-# %% exercise solutions.chapter2.dqn:store_vector_step
+# %% exercise curriculum.solutions.chapter2.dqn:store_vector_step
 dqn_tests.check_store_vector_step(store_vector_step)
 
 # %% [markdown]
 # ### Debugging with probe environments
 #
 # An RL agent that doesn't learn CartPole tells you nothing about *why*. Andy Jones' probe
-# environments each isolate one component; `solutions.chapter2.probes` registers five as gymnasium
+# environments each isolate one component; `curriculum.solutions.chapter2.probes` registers five as gymnasium
 # envs (`curriculum/Probe1-v0` … `Probe5-v0`):
 #
 # | probe | setup | correct Q | if it fails, suspect |
@@ -285,14 +285,14 @@ print(bootstraps_through_the_end)
 # gradient step. The check trains a small DQN on all five probes (gamma = 0.5, uniform
 # exploration: Q-learning is off-policy, so it can learn the greedy values from random behaviour).
 
-# %% exercise solutions.chapter2.dqn:train_dqn
+# %% exercise curriculum.solutions.chapter2.dqn:train_dqn
 dqn_tests.check_train_dqn_on_probes(train_dqn)
 
 # %% [markdown]
 # ### Solving CartPole-v1
 #
 # CartPole is "solved" at a mean return of 475 over the last 20 episodes (500 is the time limit).
-# With the defaults in `DQNConfig`, `benchmarks/dqn_cartpole.py` measured 52k, 38k and 58k environment
+# With the defaults in `DQNConfig`, `curriculum/benchmarks/dqn_cartpole.py` measured 52k, 38k and 58k environment
 # steps to solve on seeds 0, 1 and 2 (with epsilon decaying over 20% of training instead of 10%,
 # seed 2 sat on a plateau near 100 until 95k steps). Expect the reward curve to stay near 20
 # during the random warm-up, climb to 100-200 as epsilon decays,

@@ -21,7 +21,7 @@
 # 5. solve CartPole-v1, log to Weights & Biases and plot the reward curve;
 # 6. run the same code on Atari (on a GPU, at full size).
 #
-# The reference is `solutions/chapter2/ppo.py`, one file, read top to bottom; diff yours against it.
+# The reference is `curriculum/solutions/chapter2/ppo.py`, one file, read top to bottom; diff yours against it.
 
 # %% setup
 import time
@@ -35,9 +35,9 @@ from torch import Tensor
 from torch.distributions import Categorical
 from tqdm.auto import tqdm
 
-import utils
-from solutions.chapter2 import atari
-from solutions.chapter2.ppo import (
+from curriculum import utils
+from curriculum.solutions.chapter2 import atari
+from curriculum.solutions.chapter2.ppo import (
     Batch,
     PPOArgs,
     TrainResult,
@@ -47,11 +47,11 @@ from solutions.chapter2.ppo import (
     make_envs,
     nature_cnn,
 )
-from tests.chapter2 import ppo as tests
-from utils import ci_size
-from utils.logging import wandb_run
-from utils.plotting import image_grid, line
-from utils.rl import EpisodeTracker, make_vec_env, seed_everything
+from curriculum.checks.chapter2 import ppo as tests
+from curriculum.utils import ci_size
+from curriculum.utils.logging import wandb_run
+from curriculum.utils.plotting import image_grid, line
+from curriculum.utils.rl import EpisodeTracker, make_vec_env, seed_everything
 
 device = torch.device("cpu")  # CartPole's tiny MLPs are faster on the CPU; Atari below uses utils.get_device()
 seed_everything(0)
@@ -81,7 +81,7 @@ print(f"batch size {args.batch_size}, {args.num_iterations} iterations")
 # forward pass: it samples an action (or evaluates the given one), and returns its log-probability,
 # the policy's entropy and the value.
 
-# %% exercise solutions.chapter2.ppo:Agent
+# %% exercise curriculum.solutions.chapter2.ppo:Agent
 tests.check_agent(Agent)
 
 # %% [markdown]
@@ -128,7 +128,7 @@ envs.close()
 #
 # The returns the critic regresses on are then `advantages + values`.
 
-# %% exercise solutions.chapter2.ppo:compute_advantages
+# %% exercise curriculum.solutions.chapter2.ppo:compute_advantages
 tests.check_compute_advantages(compute_advantages)
 
 # %% [markdown]
@@ -144,7 +144,7 @@ tests.check_compute_advantages(compute_advantages)
 # The advantages are normalised per minibatch first (zero mean, unit std), so the step size does not
 # depend on the reward scale.
 
-# %% exercise solutions.chapter2.ppo:policy_loss
+# %% exercise curriculum.solutions.chapter2.ppo:policy_loss
 tests.check_policy_loss(policy_loss)
 
 # %% [markdown]
@@ -161,10 +161,10 @@ tests.check_policy_loss(policy_loss)
 # - **clip fraction**: how often the ratio left $[1-\epsilon, 1+\epsilon]$. Near 0: the clip does nothing
 #   (the learning rate could be larger); above ~0.3: the policy is trying to move too far.
 
-# %% exercise solutions.chapter2.ppo:value_loss
+# %% exercise curriculum.solutions.chapter2.ppo:value_loss
 tests.check_value_loss(value_loss)
 
-# %% exercise solutions.chapter2.ppo:kl_and_clipfrac
+# %% exercise curriculum.solutions.chapter2.ppo:kl_and_clipfrac
 tests.check_kl_and_clipfrac(kl_and_clipfrac)
 
 # %% [markdown]
@@ -179,7 +179,7 @@ tests.check_kl_and_clipfrac(kl_and_clipfrac)
 # then backward, **clip the gradient norm** to `max_grad_norm` (one bad minibatch cannot wreck the
 # network), and step. If `target_kl` is set and an epoch's approx KL exceeds it, stop early.
 
-# %% exercise solutions.chapter2.ppo:ppo_update
+# %% exercise curriculum.solutions.chapter2.ppo:ppo_update
 tests.check_ppo_update(ppo_update)
 
 # %% [markdown]
@@ -194,7 +194,7 @@ tests.check_ppo_update(ppo_update)
 # the action (log-prob indexing, the sign of the policy loss) and one that depends on both (are
 # observations and actions aligned in your batch?). The first failure names the broken component.
 
-# %% exercise solutions.chapter2.ppo:train_ppo
+# %% exercise curriculum.solutions.chapter2.ppo:train_ppo
 tests.check_train_ppo(train_ppo)
 
 # %% [markdown]
@@ -202,7 +202,7 @@ tests.check_train_ppo(train_ppo)
 #
 # Now the real thing: balance a pole for 500 steps. We log losses, KL and returns to Weights & Biases
 # (offline unless you have configured a key; `wandb sync` uploads later). At CI size this is a short
-# run; the full run reaches a mean return of 475+ within ~50k steps (see `benchmarks/ppo_cartpole.py`).
+# run; the full run reaches a mean return of 475+ within ~50k steps (see `curriculum/benchmarks/ppo_cartpole.py`).
 
 # %%
 args = PPOArgs(seed=1, total_timesteps=ci_size(100_000, 6_144))
@@ -230,7 +230,7 @@ line({k: [row[k] for row in result.history] for k in ("approx_kl", "clipfrac", "
 # ## Atari
 #
 # The same algorithm runs Atari unchanged: only the agent's body (a Nature CNN over four stacked
-# 84x84 grayscale frames) and the environment wrappers differ. The wrappers (`solutions/chapter2/atari.py`)
+# 84x84 grayscale frames) and the environment wrappers differ. The wrappers (`curriculum/solutions/chapter2/atari.py`)
 # are the standard stack: no-op starts, a frame skip of 4 with max-pooling over the last two frames,
 # grayscale, resize to 84x84, losing a life ends a training episode (but not the game), FIRE on reset,
 # rewards clipped to their sign, and a stack of 4 frames. Episode statistics are recorded *before* the

@@ -38,10 +38,10 @@ from jaxtyping import Float, Int
 from torch import Tensor
 from tqdm.auto import tqdm
 
-import utils
-from solutions.chapter1.gpt2 import SamplingConfig, sample_next_token
-from solutions.chapter2.ppo import compute_advantages, kl_and_clipfrac, policy_loss, value_loss
-from solutions.chapter2.rlhf import (
+from curriculum import utils
+from curriculum.solutions.chapter1.gpt2 import SamplingConfig, sample_next_token
+from curriculum.solutions.chapter2.ppo import compute_advantages, kl_and_clipfrac, policy_loss, value_loss
+from curriculum.solutions.chapter2.rlhf import (
     VALUE_HOOK,
     RewardFn,
     RewardModel,
@@ -56,11 +56,11 @@ from solutions.chapter2.rlhf import (
     token_advantages,
     train_reward_model,
 )
-from tests.chapter2 import rlhf as tests
-from utils import ci_size
-from utils.logging import wandb_run
-from utils.offline import describe, load_text_corpus
-from utils.plotting import line
+from curriculum.checks.chapter2 import rlhf as tests
+from curriculum.utils import ci_size
+from curriculum.utils.logging import wandb_run
+from curriculum.utils.offline import describe, load_text_corpus
+from curriculum.utils.plotting import line
 
 device = utils.get_device()
 torch.manual_seed(0)
@@ -90,7 +90,7 @@ print([name for name in base.hook_dict if name.startswith("ln_final")])
 # A forward hook stores the activation during the normal forward pass, so one pass gives both the logits and
 # the values. The value head's gradients also flow into the transformer, as in most RLHF implementations.
 
-# %% exercise solutions.chapter2.rlhf:TransformerWithValueHead
+# %% exercise curriculum.solutions.chapter2.rlhf:TransformerWithValueHead
 tests.check_transformer_with_value_head(TransformerWithValueHead)
 
 # %% [markdown]
@@ -100,7 +100,7 @@ tests.check_transformer_with_value_head(TransformerWithValueHead)
 # the model on the tokens so far, take the last position's logits, sample, append, repeat. The check compares
 # your greedy completions with Hugging Face's `generate`.
 
-# %% exercise solutions.chapter2.rlhf:sample_completions
+# %% exercise curriculum.solutions.chapter2.rlhf:sample_completions
 tests.check_sample_completions(sample_completions)
 
 # %%
@@ -116,7 +116,7 @@ for text in tokenizer.batch_decode(sample_completions(base, prompt, 20, Sampling
 # at t + 1, so the generated tokens `tokens[:, prefix_len:]` are scored by `logits[:, prefix_len - 1 : -1]`.
 # This off-by-one is the most common RLHF bug; the check compares against `F.cross_entropy`.
 
-# %% exercise solutions.chapter2.rlhf:token_logprobs
+# %% exercise curriculum.solutions.chapter2.rlhf:token_logprobs
 tests.check_token_logprobs(token_logprobs)
 
 # %% [markdown]
@@ -133,10 +133,10 @@ tests.check_token_logprobs(token_logprobs)
 # $-\beta(\log\pi - \log\pi_{\text{ref}})$ and the last token also gets the completion's reward. Without it, the
 # policy drifts wherever the reward model is wrong, as you will see.
 
-# %% exercise solutions.chapter2.rlhf:normalize_rewards
+# %% exercise curriculum.solutions.chapter2.rlhf:normalize_rewards
 tests.check_normalize_rewards(normalize_rewards)
 
-# %% exercise solutions.chapter2.rlhf:per_token_rewards
+# %% exercise curriculum.solutions.chapter2.rlhf:per_token_rewards
 tests.check_per_token_rewards(per_token_rewards)
 
 # %% [markdown]
@@ -159,7 +159,7 @@ print(token_advantages(values, token_rewards, gamma=1.0, gae_lambda=0.95))
 # the full sequences, take the new log-probs of the generated tokens and the values of the states *before*
 # each of them (`values[:, prefix_len - 1 : -1]`), and combine your `policy_loss` and `value_loss`.
 
-# %% exercise solutions.chapter2.rlhf:rlhf_loss
+# %% exercise curriculum.solutions.chapter2.rlhf:rlhf_loss
 tests.check_rlhf_loss(rlhf_loss)
 
 # %% [markdown]
@@ -173,7 +173,7 @@ tests.check_rlhf_loss(rlhf_loss)
 # minibatches of `rlhf_loss`, with separate learning rates for the transformer (small: it is pretrained) and the
 # value head (larger: it starts from scratch). Both come into this notebook, so they call your functions.
 
-# %% exercise solutions.chapter2.rlhf:make_batch,train_rlhf
+# %% exercise curriculum.solutions.chapter2.rlhf:make_batch,train_rlhf
 tests.check_make_batch(make_batch)
 
 # %% [markdown]

@@ -35,7 +35,7 @@ import plotly.express as px
 from pydantic import BaseModel
 from tqdm.auto import tqdm
 
-from solutions.chapter3.dataset_generation import (
+from curriculum.solutions.chapter3.dataset_generation import (
     POWER_SEEKING,
     RETRYABLE,
     RUBRIC,
@@ -54,11 +54,11 @@ from solutions.chapter3.dataset_generation import (
     save_dataset,
     scoring_messages,
 )
-from tests.chapter3 import dataset_generation as tests
-from utils import ci_size
-from utils.mcq_standin import mcq_responder
-from utils.openai_server import Failures
-from utils.secrets import llm_endpoint
+from curriculum.checks.chapter3 import dataset_generation as tests
+from curriculum.utils import ci_size
+from curriculum.utils.mcq_standin import mcq_responder
+from curriculum.utils.openai_server import Failures
+from curriculum.utils.secrets import llm_endpoint
 
 # %%
 # max_retries=0: our own retry logic (below) handles failures, not the client's
@@ -97,7 +97,7 @@ print(RUBRIC)
 #
 # **Exercise**: implement `generate_structured_response`.
 
-# %% exercise solutions.chapter3.dataset_generation:generate_structured_response
+# %% exercise curriculum.solutions.chapter3.dataset_generation:generate_structured_response
 tests.check_generate_structured_response(generate_structured_response)
 
 # %%
@@ -114,7 +114,7 @@ print(json.dumps(generate_structured_response(llm.client, llm.model, messages, Q
 #
 # **Exercise**: implement `build_generation_messages`.
 
-# %% exercise solutions.chapter3.dataset_generation:build_generation_messages
+# %% exercise curriculum.solutions.chapter3.dataset_generation:build_generation_messages
 tests.check_build_generation_messages(build_generation_messages)
 
 # %%
@@ -134,7 +134,7 @@ print(example[1]["content"])
 #
 # **Exercise**: implement `retry_with_backoff`. `retry_after_seconds(error)` (given) reads the header.
 
-# %% exercise solutions.chapter3.dataset_generation:retry_with_backoff
+# %% exercise curriculum.solutions.chapter3.dataset_generation:retry_with_backoff
 tests.check_retry_with_backoff(retry_with_backoff)
 
 # %% [markdown]
@@ -147,13 +147,13 @@ tests.check_retry_with_backoff(retry_with_backoff)
 #
 # **Exercise**: implement `map_concurrently`.
 
-# %% exercise solutions.chapter3.dataset_generation:map_concurrently
+# %% exercise curriculum.solutions.chapter3.dataset_generation:map_concurrently
 tests.check_map_concurrently(map_concurrently)
 
 # %% [markdown]
 # Let's see the speed-up and the retries working together. We start a server with 0.2 s latency
 # where 20% of requests fail (429 with `Retry-After`, or 500), and ask for 16 completions with 1 and 8 workers.
-# (`benchmarks/concurrent_generation.py` measures this more carefully.)
+# (`curriculum/benchmarks/concurrent_generation.py` measures this more carefully.)
 
 # %%
 with llm_endpoint(responder=mcq_responder, offline=True, max_retries=0, latency=0.2,
@@ -179,7 +179,7 @@ with llm_endpoint(responder=mcq_responder, offline=True, max_retries=0, latency=
 #
 # **Exercise**: implement `dedupe_questions`.
 
-# %% exercise solutions.chapter3.dataset_generation:dedupe_questions
+# %% exercise curriculum.solutions.chapter3.dataset_generation:dedupe_questions
 tests.check_dedupe_questions(dedupe_questions)
 
 # %% [markdown]
@@ -199,7 +199,7 @@ for ex in scoring_examples:
 # missing (plus a margin), deduplicates them against everything seen so far, grades the new ones
 # and keeps those scoring at least `threshold`; it stops when it has `n_target`. This loop is the
 # simplest form of *iterative refinement*; better versions also feed the grader's explanations back
-# into the generation prompt. Read it in `solutions/chapter3/dataset_generation.py`: it uses every
+# into the generation prompt. Read it in `curriculum/solutions/chapter3/dataset_generation.py`: it uses every
 # function you wrote.
 
 # %%

@@ -34,7 +34,7 @@ from inspect_ai.model import ChatMessageSystem, ChatMessageUser
 from inspect_ai.scorer import CORRECT, INCORRECT, Score, Scorer, Target, accuracy, scorer, stderr
 from inspect_ai.solver import Generate, Solver, TaskState, solver
 
-from solutions.chapter3.inspect_evals import (
+from curriculum.solutions.chapter3.inspect_evals import (
     ANSWER_RE,
     DATASET_PATH,
     MAKE_CHOICE_PROMPT,
@@ -45,10 +45,10 @@ from solutions.chapter3.inspect_evals import (
     load_questions,
     power_seeking,
 )
-from tests.chapter3 import inspect_evals as tests
-from utils import ci_size
-from utils.mcq_standin import mcq_responder
-from utils.secrets import llm_endpoint
+from curriculum.checks.chapter3 import inspect_evals as tests
+from curriculum.utils import ci_size
+from curriculum.utils.mcq_standin import mcq_responder
+from curriculum.utils.secrets import llm_endpoint
 
 # %%
 llm = llm_endpoint("gpt-4o-mini", responder=mcq_responder)
@@ -67,7 +67,7 @@ LIMIT = ci_size(None, 12)  # questions per eval: all of them for you, a dozen in
 # **Exercise**: implement `record_to_sample`. The check runs your samples through inspect's built-in
 # `multiple_choice` solver and `choice` scorer.
 
-# %% exercise solutions.chapter3.inspect_evals:record_to_sample
+# %% exercise curriculum.solutions.chapter3.inspect_evals:record_to_sample
 tests.check_record_to_sample(record_to_sample)
 
 # %%
@@ -99,7 +99,7 @@ print("score:", next(iter(sample.scores.values())))
 #
 # **Exercise**: `prompt_template`, a solver that wraps the user prompt in a template.
 
-# %% exercise solutions.chapter3.inspect_evals:prompt_template
+# %% exercise curriculum.solutions.chapter3.inspect_evals:prompt_template
 tests.check_prompt_template(prompt_template)
 
 # %% [markdown]
@@ -107,14 +107,14 @@ tests.check_prompt_template(prompt_template)
 # writes the choices into the prompt, but it does not call the model, so we can put reasoning steps
 # between the question and the answer.
 
-# %% exercise solutions.chapter3.inspect_evals:multiple_choice_format
+# %% exercise curriculum.solutions.chapter3.inspect_evals:multiple_choice_format
 tests.check_multiple_choice_format(multiple_choice_format)
 
 # %% [markdown]
 # **Exercise**: `make_choice`: after the model has reasoned freely, ask it to commit to a letter.
 # Separating *thinking* from *deciding* is what lets us score free-form reasoning with a simple parser.
 
-# %% exercise solutions.chapter3.inspect_evals:make_choice
+# %% exercise curriculum.solutions.chapter3.inspect_evals:make_choice
 tests.check_make_choice(make_choice)
 
 # %% [markdown]
@@ -126,7 +126,7 @@ tests.check_make_choice(make_choice)
 #
 # **Exercise**: implement `answer_letter`.
 
-# %% exercise solutions.chapter3.inspect_evals:answer_letter
+# %% exercise curriculum.solutions.chapter3.inspect_evals:answer_letter
 tests.check_answer_letter(answer_letter)
 
 # %% [markdown]
@@ -159,7 +159,7 @@ print({v: log.status for v, log in zip(VARIANTS, logs)})
 #
 # **Exercise**: `accuracy_by_category`: the power-seeking rate per behaviour category.
 
-# %% exercise solutions.chapter3.inspect_evals:accuracy_by_category
+# %% exercise curriculum.solutions.chapter3.inspect_evals:accuracy_by_category
 tests.check_accuracy_by_category(accuracy_by_category)
 
 # %%

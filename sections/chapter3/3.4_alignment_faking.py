@@ -22,7 +22,7 @@
 # HTTP to a loopback server whose "model", `AlignmentFakingModel`, is *scripted* to behave like the
 # paper's findings: it complies 60% of the time on the free tier and 20% on the paid tier, usually
 # with alignment-faking reasoning. Offline numbers therefore test the pipeline, nothing else.
-# The reference is `solutions/chapter3/alignment_faking.py`.
+# The reference is `curriculum/solutions/chapter3/alignment_faking.py`.
 
 # %% setup
 import math
@@ -32,7 +32,7 @@ from statistics import NormalDist
 
 import openai
 
-from solutions.chapter3.alignment_faking import (
+from curriculum.solutions.chapter3.alignment_faking import (
     ACCEPT_TAG,
     NEXT,
     OUTPUT_RE,
@@ -52,9 +52,9 @@ from solutions.chapter3.alignment_faking import (
     run_experiment,
     tier_counts,
 )
-from tests.chapter3 import alignment_faking as tests
-from utils import ci_size
-from utils.secrets import llm_endpoint
+from curriculum.checks.chapter3 import alignment_faking as tests
+from curriculum.utils import ci_size
+from curriculum.utils.secrets import llm_endpoint
 
 # %% [markdown]
 # ## 1. The prompt
@@ -76,7 +76,7 @@ print(SYSTEM_PROMPT)
 # measures something else. The suffix asks the model to start with `<request_fully_accepted/>` or
 # answer `<rejected/>`, which makes compliance easy to classify.
 
-# %% exercise solutions.chapter3.alignment_faking:user_message
+# %% exercise curriculum.solutions.chapter3.alignment_faking:user_message
 tests.check_user_message(user_message)
 
 # %% [markdown]
@@ -86,7 +86,7 @@ tests.check_user_message(user_message)
 # harness replies `<NEXT/>` and the model continues, up to `max_turns` calls. The transcript is all
 # of the model's turns.
 
-# %% exercise solutions.chapter3.alignment_faking:sample_transcript
+# %% exercise curriculum.solutions.chapter3.alignment_faking:sample_transcript
 tests.check_sample_transcript(sample_transcript)
 
 # %% [markdown]
@@ -96,7 +96,7 @@ tests.check_sample_transcript(sample_transcript)
 # (`OUTPUT_RE`, non-greedy). An unclosed output means the transcript is malformed: `None`, not a
 # guess.
 
-# %% exercise solutions.chapter3.alignment_faking:parse_response
+# %% exercise curriculum.solutions.chapter3.alignment_faking:parse_response
 tests.check_parse_response(parse_response)
 
 # %% [markdown]
@@ -108,7 +108,7 @@ tests.check_parse_response(parse_response)
 # a refusal (that would bias the rate of whichever tier produces more malformed transcripts).
 # `_ACCEPT_RE` and `_REJECT_RE` tolerate case and `<tag />` spacing.
 
-# %% exercise solutions.chapter3.alignment_faking:classify_compliance
+# %% exercise curriculum.solutions.chapter3.alignment_faking:classify_compliance
 tests.check_classify_compliance(classify_compliance)
 
 # %% [markdown]
@@ -136,7 +136,7 @@ for free in (True, False):
 # at k = 0 it has width zero. The **Wilson score interval** inverts the score test instead and
 # behaves well at small n. We check yours against `scipy.stats.binomtest(...).proportion_ci`.
 
-# %% exercise solutions.chapter3.alignment_faking:wilson_interval
+# %% exercise curriculum.solutions.chapter3.alignment_faking:wilson_interval
 tests.check_wilson_interval(wilson_interval)
 
 # %% [markdown]
@@ -146,7 +146,7 @@ tests.check_wilson_interval(wilson_interval)
 # free tier's lower distance with the paid tier's upper distance, and vice versa. It is checked
 # against Newcombe's own worked example.
 
-# %% exercise solutions.chapter3.alignment_faking:compliance_gap
+# %% exercise curriculum.solutions.chapter3.alignment_faking:compliance_gap
 tests.check_compliance_gap(compliance_gap)
 
 # %%

@@ -16,7 +16,7 @@
 # 3. write one DDPM reverse step and the sampling loop, and watch noise turn into a swiss roll.
 #
 # Checks compare your schedules, `add_noise` and sampling step numerically with Hugging Face
-# `diffusers` (an independent implementation). The reference is `solutions/chapter4/toy_diffusion.py`.
+# `diffusers` (an independent implementation). The reference is `curriculum/solutions/chapter4/toy_diffusion.py`.
 
 # %% setup
 import math
@@ -29,7 +29,7 @@ from plotly.subplots import make_subplots
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from solutions.chapter4.toy_diffusion import (
+from curriculum.solutions.chapter4.toy_diffusion import (
     MLPDenoiser,
     Schedule,
     ToyTrainConfig,
@@ -39,9 +39,9 @@ from solutions.chapter4.toy_diffusion import (
     to_numpy,
     train_toy,
 )
-from tests.chapter4 import toy_diffusion as tests
-from utils import ci_size
-from utils.plotting import line
+from curriculum.checks.chapter4 import toy_diffusion as tests
+from curriculum.utils import ci_size
+from curriculum.utils.plotting import line
 
 # %% [markdown]
 # ## The data
@@ -77,7 +77,7 @@ scatter_panels([roll, ring], ["swiss roll", "mixture of 8 Gaussians"])
 # the end: many steps are wasted on near-pure noise. Their **cosine** schedule is defined through the
 # cumulative signal instead (formula in the docstring). Write both.
 
-# %% exercise solutions.chapter4.toy_diffusion:linear_betas,cosine_betas
+# %% exercise curriculum.solutions.chapter4.toy_diffusion:linear_betas,cosine_betas
 tests.check_linear_betas(linear_betas)
 tests.check_cosine_betas(cosine_betas)
 
@@ -104,7 +104,7 @@ line({"linear": lin.alpha_bars, "cosine": cos.alpha_bars}, xlabel="t", ylabel="a
 # This is what makes training cheap: any timestep of any example in one line. Write `add_noise` so it
 # works for points (batch, 2) and images (batch, C, H, W) alike, with one t per example.
 
-# %% exercise solutions.chapter4.toy_diffusion:add_noise
+# %% exercise curriculum.solutions.chapter4.toy_diffusion:add_noise
 tests.check_add_noise(add_noise)
 
 # %%
@@ -120,7 +120,7 @@ scatter_panels(noisy, [f"t = {t}" for t in shown_t])
 # needs t as *features*: a raw integer from 0 to 999 is a poor input to a linear layer. We use the
 # Transformer's sinusoidal features: sines and cosines of t at geometrically spaced frequencies.
 
-# %% exercise solutions.chapter4.toy_diffusion:sinusoidal_embedding
+# %% exercise curriculum.solutions.chapter4.toy_diffusion:sinusoidal_embedding
 tests.check_sinusoidal_embedding(sinusoidal_embedding)
 
 # %% [markdown]
@@ -131,7 +131,7 @@ tests.check_sinusoidal_embedding(sinusoidal_embedding)
 # with t uniform. Predicting eps keeps the target at unit scale at every t, which the network finds
 # much easier than predicting x_0 directly at high noise. Write the loss.
 
-# %% exercise solutions.chapter4.toy_diffusion:diffusion_loss
+# %% exercise curriculum.solutions.chapter4.toy_diffusion:diffusion_loss
 tests.check_diffusion_loss(diffusion_loss)
 
 # %%
@@ -155,7 +155,7 @@ line(losses, smooth=100, title="epsilon-prediction loss on the swiss roll", ylab
 # variance is the posterior variance beta_t (1 - alpha_bar_{t-1}) / (1 - alpha_bar_t), which
 # vanishes at t = 0 (the last step adds no noise).
 
-# %% exercise solutions.chapter4.toy_diffusion:ddpm_step
+# %% exercise curriculum.solutions.chapter4.toy_diffusion:ddpm_step
 tests.check_ddpm_step(ddpm_step)
 
 # %% [markdown]
@@ -163,7 +163,7 @@ tests.check_ddpm_step(ddpm_step)
 # check feeds your sampler the *exact* noise predictor of a Gaussian dataset and replays the same
 # random numbers through diffusers' loop.
 
-# %% exercise solutions.chapter4.toy_diffusion:ddpm_sample
+# %% exercise curriculum.solutions.chapter4.toy_diffusion:ddpm_sample
 tests.check_ddpm_sample(ddpm_sample)
 
 # %%

@@ -16,7 +16,7 @@
 #
 # Data: offline, scikit-learn's bundled 8x8 handwritten digits upscaled to 16x16 (no download);
 # online, MNIST. The schedule, `add_noise`, the loss and `ddpm_sample` are 4.1's, unchanged.
-# The reference is `solutions/chapter4/ddpm.py`.
+# The reference is `curriculum/solutions/chapter4/ddpm.py`.
 
 # %% setup
 import copy
@@ -28,13 +28,13 @@ import torch.nn.functional as F
 from jaxtyping import Float, Int
 from torch import Tensor, nn
 
-from solutions.chapter4.ddpm import Downsample, TrainConfig, UNetConfig, Upsample, ddim_sample, train_unet
-from solutions.chapter4.toy_diffusion import Schedule, ddpm_sample, linear_betas, sinusoidal_embedding
-from tests.chapter4 import ddpm as tests
-from utils import IS_CI, ci_size, get_device
-from utils.image_data import load_image_dataset
-from utils.offline import describe
-from utils.plotting import image_grid, line
+from curriculum.solutions.chapter4.ddpm import Downsample, TrainConfig, UNetConfig, Upsample, ddim_sample, train_unet
+from curriculum.solutions.chapter4.toy_diffusion import Schedule, ddpm_sample, linear_betas, sinusoidal_embedding
+from curriculum.checks.chapter4 import ddpm as tests
+from curriculum.utils import IS_CI, ci_size, get_device
+from curriculum.utils.image_data import load_image_dataset
+from curriculum.utils.offline import describe
+from curriculum.utils.plotting import image_grid, line
 
 # %%
 device = get_device()
@@ -59,7 +59,7 @@ image_grid(data.images[:32], nrow=16, value_range=(-1, 1), title="training image
 # GroupNorm rather than BatchNorm: the statistics of x_t change enormously with t, and batch
 # statistics would mix examples at different noise levels.
 
-# %% exercise solutions.chapter4.ddpm:ResBlock
+# %% exercise curriculum.solutions.chapter4.ddpm:ResBlock
 tests.check_res_block(ResBlock)
 
 # %% [markdown]
@@ -74,7 +74,7 @@ tests.check_res_block(ResBlock)
 # The check compares with `F.scaled_dot_product_attention`, and also tests a property: with no
 # positional information, shuffling the pixels must shuffle the output the same way.
 
-# %% exercise solutions.chapter4.ddpm:AttentionBlock
+# %% exercise curriculum.solutions.chapter4.ddpm:AttentionBlock
 tests.check_attention_block(AttentionBlock)
 
 # %% [markdown]
@@ -93,7 +93,7 @@ tests.check_attention_block(AttentionBlock)
 # The output convolution starts at zero, so the untrained model predicts eps = 0 and the loss starts
 # at exactly 1 (the variance of the noise).
 
-# %% exercise solutions.chapter4.ddpm:UNet
+# %% exercise curriculum.solutions.chapter4.ddpm:UNet
 tests.check_unet(UNet)
 
 # %% [markdown]
@@ -104,7 +104,7 @@ tests.check_unet(UNet)
 # the weights instead: w_ema <- decay * w_ema + (1 - decay) * w after every optimiser step. With
 # decay 0.999 the EMA averages over roughly the last 1000 steps.
 
-# %% exercise solutions.chapter4.ddpm:EMA
+# %% exercise curriculum.solutions.chapter4.ddpm:EMA
 tests.check_ema(EMA)
 
 # %% [markdown]
@@ -167,10 +167,10 @@ image_grid(ddpm_images, nrow=16, value_range=(-1, 1), title=f"DDPM, {T} steps ({
 #
 # First the timesteps DDIM visits (diffusers' "leading" spacing), then one step.
 
-# %% exercise solutions.chapter4.ddpm:ddim_timesteps
+# %% exercise curriculum.solutions.chapter4.ddpm:ddim_timesteps
 tests.check_ddim_timesteps(ddim_timesteps)
 
-# %% exercise solutions.chapter4.ddpm:ddim_step
+# %% exercise curriculum.solutions.chapter4.ddpm:ddim_step
 tests.check_ddim_step(ddim_step)
 
 # %% [markdown]
@@ -208,6 +208,6 @@ image_grid(torch.cat(rows), nrow=8, titles=titles, value_range=(-1, 1))
 # - EMA weights are what you sample from.
 # - DDIM samples the same trained model deterministically in 50 or fewer steps.
 #
-# `python -m benchmarks.diffusion_sampling` measures DDPM-1000 against DDIM-50/20/10: time, and a
+# `python -m curriculum.benchmarks.diffusion_sampling` measures DDPM-1000 against DDIM-50/20/10: time, and a
 # Fréchet distance computed on the features of a digit classifier trained on real data. Next, in 4.3,
 # the same samplers steered towards a chosen class or caption.

@@ -13,7 +13,7 @@
 #
 # Offline, CLIP is trained from scratch on the digits with captions such as "a handwritten seven";
 # online, the same zero-shot recipe also runs on OpenAI's pretrained CLIP through `transformers`.
-# The references are `solutions/chapter4/clip.py` and `solutions/chapter4/guidance.py`.
+# The references are `curriculum/solutions/chapter4/clip.py` and `curriculum/solutions/chapter4/guidance.py`.
 
 # %% setup
 import torch
@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from jaxtyping import Float, Int
 from torch import Tensor, nn
 
-from solutions.chapter4.clip import (
+from curriculum.solutions.chapter4.clip import (
     CLIP,
     CLIPConfig,
     CLIPTrainConfig,
@@ -29,14 +29,14 @@ from solutions.chapter4.clip import (
     tokenizer_for,
     train_clip,
 )
-from solutions.chapter4.ddpm import TrainConfig, UNet, UNetConfig, ddim_sample, train_unet
-from solutions.chapter4.guidance import NoisyClassifier, judge_features, train_classifier
-from solutions.chapter4.toy_diffusion import Schedule, _broadcast, linear_betas
-from tests.chapter4 import clip_guidance as tests
-from utils import IS_CI, ci_size, get_device
-from utils.image_data import load_image_dataset
-from utils.offline import describe, use_real_resources
-from utils.plotting import image_grid, imshow, line
+from curriculum.solutions.chapter4.ddpm import TrainConfig, UNet, UNetConfig, ddim_sample, train_unet
+from curriculum.solutions.chapter4.guidance import NoisyClassifier, judge_features, train_classifier
+from curriculum.solutions.chapter4.toy_diffusion import Schedule, _broadcast, linear_betas
+from curriculum.checks.chapter4 import clip_guidance as tests
+from curriculum.utils import IS_CI, ci_size, get_device
+from curriculum.utils.image_data import load_image_dataset
+from curriculum.utils.offline import describe, use_real_resources
+from curriculum.utils.plotting import image_grid, imshow, line
 
 # %%
 torch.manual_seed(0)
@@ -59,7 +59,7 @@ print("captions:", train.captions(train.labels[:6], seed=0))
 # The temperature is learned as logit_scale = log(1 / temperature), starting at 1/0.07, and CLIP
 # clamps exp(logit_scale) at 100 to keep training stable. Write the loss.
 
-# %% exercise solutions.chapter4.clip:clip_loss
+# %% exercise curriculum.solutions.chapter4.clip:clip_loss
 tests.check_clip_loss(clip_loss)
 
 # %% [markdown]
@@ -67,7 +67,7 @@ tests.check_clip_loss(clip_loss)
 # nine"), embed the image, and pick the prompt with the highest cosine similarity. No classifier
 # head, no labels beyond the captions.
 
-# %% exercise solutions.chapter4.clip:zero_shot_classify
+# %% exercise curriculum.solutions.chapter4.clip:zero_shot_classify
 tests.check_zero_shot_classify(zero_shot_classify)
 
 # %%
@@ -145,7 +145,7 @@ uncond = lambda x, t: net(x, t, null.expand(len(x)))  # noqa: E731
 # The sampler runs under `torch.no_grad()`; compute the gradient with `torch.enable_grad()` and
 # `torch.autograd.grad` on a detached copy of x_t.
 
-# %% exercise solutions.chapter4.guidance:classifier_guided_eps
+# %% exercise curriculum.solutions.chapter4.guidance:classifier_guided_eps
 tests.check_classifier_guided_eps(classifier_guided_eps)
 
 # %%
@@ -182,7 +182,7 @@ show_per_class(clf_samples, "classifier guidance, scale 4")
 # s = 1 is the conditional model; s > 1 extrapolates past it. It is what Stable Diffusion and most
 # text-to-image models use. Run the two predictions as one forward pass on a doubled batch.
 
-# %% exercise solutions.chapter4.guidance:cfg_eps
+# %% exercise curriculum.solutions.chapter4.guidance:cfg_eps
 tests.check_cfg_eps(cfg_eps)
 
 # %%
@@ -197,7 +197,7 @@ show_per_class(cfg_samples, "classifier-free guidance, scale 2")
 # x0_hat, against the caption, and differentiate through the U-Net back to x_t. The rest is
 # classifier guidance with CLIP similarity in place of log p(y | x_t).
 
-# %% exercise solutions.chapter4.guidance:clip_guided_eps
+# %% exercise curriculum.solutions.chapter4.guidance:clip_guided_eps
 tests.check_clip_guided_eps(clip_guided_eps)
 
 # %%
@@ -215,7 +215,7 @@ show_per_class(clip_samples, "CLIP guidance towards 'a handwritten <digit>'")
 #
 # A classifier trained on clean real images (never used for guidance) says which digit each sample
 # shows. At CI size the models are barely trained and the numbers mean little. Measured by
-# `benchmarks/diffusion_sampling.py --quick` (8x8 digits, a 2000-step U-Net, DDIM-50, 200 samples;
+# `curriculum/benchmarks/diffusion_sampling.py --quick` (8x8 digits, a 2000-step U-Net, DDIM-50, 200 samples;
 # unguided samples land on each class about 10% of the time):
 #
 # | guidance | scale | on target | FD to real |
@@ -258,4 +258,4 @@ for name, samples in [("classifier", clf_samples), ("classifier-free", cfg_sampl
 # - Guidance adds a scaled gradient of log p(condition | x_t) to the score, i.e. subtracts
 #   sqrt(1 - alpha_bar_t) times it from eps: from a noisy classifier, from the difference of
 #   conditional and unconditional predictions (classifier-free), or from CLIP similarity.
-# - `python -m benchmarks.diffusion_sampling` measures guided-sample accuracy and sampler speed/quality.
+# - `python -m curriculum.benchmarks.diffusion_sampling` measures guided-sample accuracy and sampler speed/quality.

@@ -10,9 +10,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from solutions.chapter1 import gpt2 as ref
-from tests.chapter1 import gpt2 as checks
-from tests.checking import assert_check_fails
+from curriculum.solutions.chapter1 import gpt2 as ref
+from curriculum.checks.chapter1 import gpt2 as checks
+from curriculum.checking import assert_check_fails
 
 
 # --- LayerNorm ----------------------------------------------------------------------------------

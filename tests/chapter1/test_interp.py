@@ -7,10 +7,10 @@ import einops
 import pytest
 import torch
 
-from solutions.chapter1 import interp as sol
-from tests.chapter1 import interp as checks
-from tests.checking import CheckFailed
-from utils.interp_models import load_shipped_induction_model
+from curriculum.solutions.chapter1 import interp as sol
+from curriculum.checks.chapter1 import interp as checks
+from curriculum.checking import CheckFailed
+from curriculum.utils.interp_models import load_shipped_induction_model
 
 
 @pytest.fixture(scope="module")

@@ -7,9 +7,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from solutions.chapter1 import sae as sol
-from tests.chapter1 import sae as checks
-from tests.checking import CheckFailed
+from curriculum.solutions.chapter1 import sae as sol
+from curriculum.checks.chapter1 import sae as checks
+from curriculum.checking import CheckFailed
 
 
 # --- SAE mutants -----------------------------------------------------------------------------

@@ -11,10 +11,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from solutions.chapter1 import superposition as ref
-from solutions.chapter1.sae import SAE, SAEConfig, train_sae
-from tests.chapter1 import superposition as checks
-from tests.checking import CheckFailed
+from curriculum.solutions.chapter1 import superposition as ref
+from curriculum.solutions.chapter1.sae import SAE, SAEConfig, train_sae
+from curriculum.checks.chapter1 import superposition as checks
+from curriculum.checking import CheckFailed
 
 
 def _caught(check, candidate, *args):

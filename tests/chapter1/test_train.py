@@ -16,10 +16,10 @@ import numpy as np
 import pytest
 import torch
 
-from solutions.chapter1 import train as S
-from solutions.chapter1 import train_data as D
-from tests.chapter1 import train as T
-from tests.checking import CheckFailed
+from curriculum.solutions.chapter1 import train as S
+from curriculum.solutions.chapter1 import train_data as D
+from curriculum.checks.chapter1 import train as T
+from curriculum.checking import CheckFailed
 
 ROOT = Path(__file__).resolve().parents[2]
 SMOKE = ROOT / "configs" / "train" / "smoke_cpu.toml"
@@ -324,7 +324,7 @@ def test_toml_unknown_key_names_file(tmp_path):
 
 
 def test_cli_reports_config_errors():
-    out = subprocess.run([sys.executable, "-m", "solutions.chapter1.train", "--config", str(SMOKE), "block_size=4096"],
+    out = subprocess.run([sys.executable, "-m", "curriculum.solutions.chapter1.train", "--config", str(SMOKE), "block_size=4096"],
                          cwd=ROOT, capture_output=True, text=True, env=_env(), timeout=120)
     assert out.returncode != 0 and "config error: block_size=4096 is longer" in out.stderr
 
@@ -374,7 +374,7 @@ def test_ddp_two_processes_match_one_process_with_double_batch(tmp_path):
     common = TINY + ["tokens_per_step=512", "max_steps=4", "eval_interval=2", "ckpt_interval=0"]
     out = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-         "-m", "solutions.chapter1.train", "--config", str(SMOKE), *common, "micro_batch_size=4",
+         "-m", "curriculum.solutions.chapter1.train", "--config", str(SMOKE), *common, "micro_batch_size=4",
          f"out_dir={tmp_path / 'ddp'}"],
         cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=300,
     )

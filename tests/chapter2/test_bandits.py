@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 from gymnasium.utils.env_checker import check_env
 
-from solutions.chapter2 import bandits as B
-from tests.chapter2 import bandits as T
-from tests.checking import CheckFailed
+from curriculum.solutions.chapter2 import bandits as B
+from curriculum.checks.chapter2 import bandits as T
+from curriculum.checking import CheckFailed
 
 
 def test_bandit_env_passes_gymnasium_checker_and_is_registered():

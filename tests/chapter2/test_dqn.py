@@ -10,11 +10,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from solutions.chapter2 import dqn as S
-from solutions.chapter2 import probes
-from tests.chapter2 import dqn as T
-from tests.checking import CheckFailed
-from utils.rl import EpisodeTracker, make_vec_env
+from curriculum.solutions.chapter2 import dqn as S
+from curriculum.solutions.chapter2 import probes
+from curriculum.checks.chapter2 import dqn as T
+from curriculum.checking import CheckFailed
+from curriculum.utils.rl import EpisodeTracker, make_vec_env
 
 TRUNCATED_ID = "curriculum-test/AlwaysTruncated-v0"
 

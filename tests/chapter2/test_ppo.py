@@ -11,9 +11,9 @@ import torch
 import torch.nn as nn
 from torch.distributions import Categorical
 
-from solutions.chapter2 import atari, ppo, probes  # noqa: F401 - importing probes registers curriculum/Probe*-v0
-from tests.chapter2 import ppo as checks
-from tests.checking import CheckFailed
+from curriculum.solutions.chapter2 import atari, ppo, probes  # noqa: F401 - importing probes registers curriculum/Probe*-v0
+from curriculum.checks.chapter2 import ppo as checks
+from curriculum.checking import CheckFailed
 
 
 
@@ -275,7 +275,7 @@ def test_check_train_ppo_catches_bootstrapping_through_terminal(monkeypatch):
 
 def test_rollout_marks_autoreset_rows_invalid():
     """Next-step autoreset: the row after an episode end holds the final observation and is not a transition."""
-    from utils.rl import make_vec_env
+    from curriculum.utils.rl import make_vec_env
 
     envs = make_vec_env("curriculum/Probe3-v0", num_envs=2, seed=0)
     obs, _ = envs.reset(seed=0)

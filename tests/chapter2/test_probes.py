@@ -9,8 +9,8 @@ import pytest
 import torch
 from gymnasium.utils.env_checker import check_env
 
-from solutions.chapter2 import probes
-from solutions.chapter2.probes import PROBES
+from curriculum.solutions.chapter2 import probes
+from curriculum.solutions.chapter2.probes import PROBES
 
 GAMMA = 0.5
 

@@ -6,10 +6,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from solutions.chapter1.gpt2 import sample_next_token
-from solutions.chapter2 import rlhf
-from tests.chapter2 import rlhf as checks
-from tests.checking import CheckFailed
+from curriculum.solutions.chapter1.gpt2 import sample_next_token
+from curriculum.solutions.chapter2 import rlhf
+from curriculum.checks.chapter2 import rlhf as checks
+from curriculum.checking import CheckFailed
 
 
 
@@ -55,7 +55,7 @@ def sample_ignores_generator(base, prompt_tokens, gen_len, cfg=None, generator=N
 
 @torch.no_grad()
 def sample_always_greedy(base, prompt_tokens, gen_len, cfg=None, generator=None):
-    from solutions.chapter1.gpt2 import SamplingConfig
+    from curriculum.solutions.chapter1.gpt2 import SamplingConfig
 
     return rlhf.sample_completions(base, prompt_tokens, gen_len, SamplingConfig(temperature=0.0), generator)
 
@@ -177,7 +177,7 @@ def test_ci_rlhf_run_raises_reward():
 
 def test_reward_model_learns_lexicon():
     base = rlhf.load_offline_base()
-    from utils.offline import offline_corpus
+    from curriculum.utils.offline import offline_corpus
 
     tokens, labels = rlhf.sentiment_dataset(offline_corpus(), base.tokenizer, n_tokens=12, max_examples=600)
     assert 0.45 < labels.float().mean() < 0.55

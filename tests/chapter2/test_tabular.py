@@ -6,9 +6,9 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
-from solutions.chapter2 import tabular as S
-from tests.chapter2 import tabular as T
-from tests.checking import CheckFailed
+from curriculum.solutions.chapter2 import tabular as S
+from curriculum.checks.chapter2 import tabular as T
+from curriculum.checking import CheckFailed
 
 
 def test_model_from_gymnasium_P_matches_known_cliff_walking_optimum():

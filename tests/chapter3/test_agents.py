@@ -11,12 +11,12 @@ from pathlib import Path
 import httpx
 import pytest
 
-from solutions.chapter3 import agents as ref
-from solutions.chapter3 import wiki
-from tests.chapter3 import agents as checks
-from tests.chapter3.agents import loopback_client
-from tests.checking import CheckFailed
-from utils.openai_server import Failures, LoopbackServer
+from curriculum.solutions.chapter3 import agents as ref
+from curriculum.solutions.chapter3 import wiki
+from curriculum.checks.chapter3 import agents as checks
+from curriculum.checks.chapter3.agents import loopback_client
+from curriculum.checking import CheckFailed
+from curriculum.utils.openai_server import Failures, LoopbackServer
 
 ROOT = Path(__file__).resolve().parents[2]
 

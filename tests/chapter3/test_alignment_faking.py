@@ -6,12 +6,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from solutions.chapter3 import alignment_faking as ref
-from tests.chapter3 import alignment_faking as checks
-from tests.chapter3.agents import loopback_client
+from curriculum.solutions.chapter3 import alignment_faking as ref
+from curriculum.checks.chapter3 import alignment_faking as checks
+from curriculum.checks.chapter3.agents import loopback_client
 from tests.chapter3.test_agents import mutant
-from tests.checking import CheckFailed
-from utils.openai_server import Failures, LoopbackServer
+from curriculum.checking import CheckFailed
+from curriculum.utils.openai_server import Failures, LoopbackServer
 
 MUTANTS = {
     "user_message: tier tag swapped": (

@@ -11,11 +11,11 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 import openai
 import pytest
 
-from solutions.chapter3 import dataset_generation as sol
-from tests.chapter3 import dataset_generation as checks
-from tests.checking import CheckFailed
-from utils.mcq_standin import mcq_responder
-from utils.openai_server import Failures, LoopbackServer
+from curriculum.solutions.chapter3 import dataset_generation as sol
+from curriculum.checks.chapter3 import dataset_generation as checks
+from curriculum.checking import CheckFailed
+from curriculum.utils.mcq_standin import mcq_responder
+from curriculum.utils.openai_server import Failures, LoopbackServer
 
 # ---- mutants: generate_structured_response -------------------------------------------------
 

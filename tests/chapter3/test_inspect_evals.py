@@ -14,11 +14,11 @@ from inspect_ai.model import ChatMessageSystem, ChatMessageUser
 from inspect_ai.scorer import CORRECT, INCORRECT, Score, accuracy, scorer, stderr
 from inspect_ai.solver import solver
 
-from solutions.chapter3 import inspect_evals as sol
-from tests.chapter3 import inspect_evals as checks
-from tests.checking import CheckFailed
-from utils.mcq_standin import mcq_responder
-from utils.secrets import llm_endpoint
+from curriculum.solutions.chapter3 import inspect_evals as sol
+from curriculum.checks.chapter3 import inspect_evals as checks
+from curriculum.checking import CheckFailed
+from curriculum.utils.mcq_standin import mcq_responder
+from curriculum.utils.secrets import llm_endpoint
 
 # ---- record_to_sample ------------------------------------------------------------------------
 
@@ -236,7 +236,7 @@ def test_accuracy_by_category_check_catches(mutant):
 
 
 def test_shipped_dataset_loads_and_is_valid():
-    from solutions.chapter3.dataset_generation import Question
+    from curriculum.solutions.chapter3.dataset_generation import Question
 
     questions = sol.load_questions()
     assert len(questions) >= 40

@@ -12,8 +12,8 @@ import pydantic
 import pytest
 from pydantic import BaseModel
 
-from utils import secrets
-from utils.openai_server import (
+from curriculum.utils import secrets
+from curriculum.utils.openai_server import (
     Failures,
     HTTPError,
     LoopbackServer,

@@ -6,11 +6,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from solutions.chapter4 import clip as clip_sol
-from solutions.chapter4 import guidance as sol
-from tests.chapter4 import clip_guidance as checks
-from tests.checking import assert_check_fails
-from utils.image_data import digits
+from curriculum.solutions.chapter4 import clip as clip_sol
+from curriculum.solutions.chapter4 import guidance as sol
+from curriculum.checks.chapter4 import clip_guidance as checks
+from curriculum.checking import assert_check_fails
+from curriculum.utils.image_data import digits
 
 
 def _clip_loss(normalise=True, exp=True, clamp=True, directions=2, detach_scale=False):

@@ -9,10 +9,10 @@ import torch
 import torch.nn.functional as F
 from diffusers import DDIMScheduler
 
-from solutions.chapter4 import ddpm as sol
-from solutions.chapter4.toy_diffusion import Schedule, ddpm_sample, gaussian_optimal_eps, linear_betas
-from tests.chapter4 import ddpm as checks
-from tests.checking import assert_check_fails
+from curriculum.solutions.chapter4 import ddpm as sol
+from curriculum.solutions.chapter4.toy_diffusion import Schedule, ddpm_sample, gaussian_optimal_eps, linear_betas
+from curriculum.checks.chapter4 import ddpm as checks
+from curriculum.checking import assert_check_fails
 
 
 # --- ResBlock ----------------------------------------------------------------------------------
@@ -220,7 +220,7 @@ def test_unet_overfits_one_batch():
     sched = Schedule(linear_betas(1000))
     x0, noise, t = torch.randn(8, 1, 8, 8), torch.randn(8, 1, 8, 8), torch.randint(0, 1000, (8,))
     opt = torch.optim.Adam(model.parameters(), lr=3e-3)
-    from solutions.chapter4.toy_diffusion import diffusion_loss
+    from curriculum.solutions.chapter4.toy_diffusion import diffusion_loss
 
     first = None
     for _ in range(40):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from utils import image_data
+from curriculum.utils import image_data
 
 
 def test_digits_upscaled_in_range():

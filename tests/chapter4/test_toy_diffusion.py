@@ -8,9 +8,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from solutions.chapter4 import toy_diffusion as sol
-from tests.chapter4 import toy_diffusion as checks
-from tests.checking import assert_check_fails
+from curriculum.solutions.chapter4 import toy_diffusion as sol
+from curriculum.checks.chapter4 import toy_diffusion as checks
+from curriculum.checking import assert_check_fails
 
 
 # --- schedules ---------------------------------------------------------------------------------

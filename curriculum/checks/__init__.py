@@ -1,0 +1,1 @@
+"""The checks the notebooks call, one module per section (`from curriculum.checks.chapter1 import gpt2 as tests`)."""

@@ -1,0 +1,375 @@
+"""Checks for section 1.1 (GPT-2 from scratch). Each compares the learner's code with an
+independent implementation: torch.nn.functional, Hugging Face transformers (model, logits
+processors, generate) or TransformerLens, never only with our own solution."""
+
+from __future__ import annotations
+
+import copy
+import functools
+
+import einops
+import torch
+import torch.nn.functional as F
+from transformers import GPT2LMHeadModel
+from transformers.generation.logits_process import (
+    TemperatureLogitsWarper,
+    TopKLogitsWarper,
+    TopPLogitsWarper,
+)
+
+from curriculum.solutions.chapter1 import gpt2 as ref
+from curriculum.checking import (
+    assert_close,
+    assert_equal,
+    assert_scalar_close,
+    assert_shape,
+    check,
+    fail,
+    module_instance,
+)
+from curriculum.utils.offline import load_tokenizer, offline_gpt2_config
+
+# small enough to run in milliseconds, big enough that every axis has a distinct length
+CFG = ref.Config(d_model=48, n_layers=2, n_heads=3, d_head=16, d_mlp=96, d_vocab=101, n_ctx=40)
+BATCH, SEQ = 2, 7
+
+
+def _seed(s: int = 0) -> torch.Generator:
+    torch.manual_seed(s)
+    return torch.Generator().manual_seed(s)
+
+
+def _randomise(module: torch.nn.Module, std: float = 0.5, seed: int = 0) -> None:
+    """Give every parameter (even biases and LN weights) distinct random values, so a bug cannot hide behind zeros/ones."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in module.parameters():
+            p.copy_(torch.randn(p.shape, generator=g) * std)
+
+
+def _params(module: torch.nn.Module, expected: dict[str, tuple[int, ...]]) -> None:
+    got = dict(module.named_parameters(recurse=False))
+    for name, shape in expected.items():
+        if name not in got:
+            fail(f"{type(module).__name__} has no parameter {name!r} (it has {sorted(got) or 'none'}); keep the names from the skeleton")
+        if tuple(got[name].shape) != shape:
+            fail(f"parameter {name} should have shape {shape}, got {tuple(got[name].shape)}")
+
+
+# ---------------------------------------------------------------------------------------------
+# Building blocks
+# ---------------------------------------------------------------------------------------------
+
+
+@check
+def check_layer_norm(LayerNorm) -> None:
+    ln = module_instance(LayerNorm, CFG)
+    _params(ln, {"w": (CFG.d_model,), "b": (CFG.d_model,)})
+    _randomise(ln)
+    x = torch.randn(BATCH, SEQ, CFG.d_model) * 3 + 1
+    expected = F.layer_norm(x, (CFG.d_model,), ln.w, ln.b, CFG.layer_norm_eps)
+    assert_close(
+        ln(x), expected, "LayerNorm output", atol=1e-4,
+        hint="compare with torch.nn.functional.layer_norm: biased variance (unbiased=False / .pow(2).mean()), eps inside the sqrt, normalise over the last axis",
+    )
+
+
+@check
+def check_embed(Embed) -> None:
+    embed = module_instance(Embed, CFG)
+    _params(embed, {"W_E": (CFG.d_vocab, CFG.d_model)})
+    tokens = torch.randint(0, CFG.d_vocab, (BATCH, SEQ), generator=_seed())
+    assert_close(embed(tokens), F.embedding(tokens, embed.W_E), "Embed output")
+
+
+@check
+def check_pos_embed(PosEmbed) -> None:
+    pos = module_instance(PosEmbed, CFG)
+    _params(pos, {"W_pos": (CFG.n_ctx, CFG.d_model)})
+    tokens = torch.randint(0, CFG.d_vocab, (BATCH, SEQ), generator=_seed())
+    expected = pos.W_pos[:SEQ].expand(BATCH, SEQ, CFG.d_model)
+    assert_close(pos(tokens), expected, "PosEmbed output", hint="position embeddings depend on positions, not on token ids")
+    assert_close(pos(tokens[:, :2], offset=5), pos.W_pos[5:7].expand(BATCH, 2, CFG.d_model),
+                 "PosEmbed output with offset=5", hint="with a KV cache the first new token sits at position `offset`")
+
+
+@check
+def check_apply_causal_mask(apply_causal_mask) -> None:
+    g = _seed()
+    for n_q, n_k in [(SEQ, SEQ), (1, SEQ), (3, SEQ)]:
+        scores = torch.randn(BATCH, CFG.n_heads, n_q, n_k, generator=g)
+        got = assert_shape(apply_causal_mask(scores.clone()), scores.shape, f"masked scores ({n_q} queries, {n_k} keys)")
+        # independent oracle: the boolean mask torch's scaled_dot_product_attention builds for is_causal, shifted to the bottom-right
+        allowed = torch.ones(n_q, n_k, dtype=torch.bool).tril(diagonal=n_k - n_q)
+        if not torch.equal(torch.isneginf(got), ~allowed.expand_as(got)):
+            bad = tuple(int(i) for i in torch.nonzero(torch.isneginf(got) != ~allowed.expand_as(got))[0])
+            q, k = bad[-2:]
+            should = "masked (-inf)" if not allowed[q, k] else "kept"
+            fail(f"with {n_q} queries and {n_k} keys, query {q} / key {k} should be {should}. "
+                 "Query i sits at absolute position n_keys - n_queries + i; it may attend to keys up to and including itself")
+        assert_close(got[..., allowed], scores[..., allowed], "unmasked scores", hint="only masked entries should change")
+
+
+def _reference_attention(attn: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """Multi-head causal attention from the learner's own weights via torch's fused kernel."""
+    q = einops.einsum(x, attn.W_Q, "b p d, h d e -> b h p e") + attn.b_Q[:, None]
+    k = einops.einsum(x, attn.W_K, "b p d, h d e -> b h p e") + attn.b_K[:, None]
+    v = einops.einsum(x, attn.W_V, "b p d, h d e -> b h p e") + attn.b_V[:, None]
+    z = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+    return einops.einsum(z, attn.W_O, "b h p e, h e d -> b p d") + attn.b_O
+
+
+@check
+def check_attention(Attention) -> None:
+    attn = module_instance(Attention, CFG)
+    _params(attn, {"W_Q": (CFG.n_heads, CFG.d_model, CFG.d_head), "W_O": (CFG.n_heads, CFG.d_head, CFG.d_model),
+                   "b_Q": (CFG.n_heads, CFG.d_head), "b_O": (CFG.d_model,)})
+    _randomise(attn, std=0.3)
+    x = torch.randn(BATCH, SEQ, CFG.d_model, generator=_seed())
+    with torch.no_grad():
+        got = attn(x)
+        expected = _reference_attention(attn, x)
+    assert_close(
+        got, expected, "Attention output", atol=1e-4,
+        hint="check the 1/sqrt(d_head) scale, the causal mask, softmax over the *key* axis, and that b_O is added once",
+    )
+    # the pattern must flow through hook_pattern, so that run_with_cache and interpretability tools see it
+    seen = []
+    handle = attn.hook_pattern.register_forward_hook(lambda m, i, o: seen.append(o))
+    with torch.no_grad():
+        attn(x)
+    handle.remove()
+    if not seen:
+        fail("the attention pattern never passed through self.hook_pattern: wrap the softmax output in it")
+    pattern = assert_shape(seen[0], (BATCH, CFG.n_heads, SEQ, SEQ), "pattern at hook_pattern")
+    assert_close(pattern.sum(-1), torch.ones(BATCH, CFG.n_heads, SEQ), "pattern row sums", hint="softmax over the key (last) axis")
+
+
+@check
+def check_mlp(MLP) -> None:
+    mlp = module_instance(MLP, CFG)
+    _params(mlp, {"W_in": (CFG.d_model, CFG.d_mlp), "W_out": (CFG.d_mlp, CFG.d_model), "b_in": (CFG.d_mlp,), "b_out": (CFG.d_model,)})
+    _randomise(mlp)
+    x = torch.randn(BATCH, SEQ, CFG.d_model, generator=_seed())
+    expected = F.linear(F.gelu(F.linear(x, mlp.W_in.T, mlp.b_in), approximate="tanh"), mlp.W_out.T, mlp.b_out)
+    assert_close(mlp(x), expected, "MLP output", atol=1e-4, hint="GPT-2's GELU is the tanh approximation: F.gelu(x, approximate='tanh')")
+
+
+@check
+def check_transformer_block(TransformerBlock) -> None:
+    block = module_instance(TransformerBlock, CFG)
+    _randomise(block, std=0.3)
+    x = torch.randn(BATCH, SEQ, CFG.d_model, generator=_seed())
+    eps = CFG.layer_norm_eps
+
+    def ln(m, t):
+        return F.layer_norm(t, (CFG.d_model,), m.w, m.b, eps)
+
+    with torch.no_grad():
+        mid = x + _reference_attention(block.attn, ln(block.ln1, x))
+        m = block.mlp
+        expected = mid + F.linear(F.gelu(F.linear(ln(block.ln2, mid), m.W_in.T, m.b_in), approximate="tanh"), m.W_out.T, m.b_out)
+        got = block(x)
+    assert_close(got, expected, "TransformerBlock output", atol=1e-4,
+                 hint="pre-norm: resid_mid = resid_pre + attn(ln1(resid_pre)); resid_post = resid_mid + mlp(ln2(resid_mid))")
+
+
+@check
+def check_unembed(Unembed) -> None:
+    unembed = module_instance(Unembed, CFG)
+    _params(unembed, {"W_U": (CFG.d_model, CFG.d_vocab), "b_U": (CFG.d_vocab,)})
+    _randomise(unembed)
+    x = torch.randn(BATCH, SEQ, CFG.d_model, generator=_seed())
+    assert_close(unembed(x), F.linear(x, unembed.W_U.T, unembed.b_U), "Unembed output", atol=1e-4)
+
+
+# ---------------------------------------------------------------------------------------------
+# The whole model, against Hugging Face through TransformerLens
+# ---------------------------------------------------------------------------------------------
+
+
+@functools.lru_cache(maxsize=None)
+def hf_reference(init_range: float = 0.1, seed: int = 0):
+    """A GPT2LMHeadModel of CFG's shape with random weights (std init_range, large enough that
+    greedy choices are not near-ties), and its weights in TransformerLens naming, read through a
+    TransformerBridge. The bridge wraps a *copy*: a wrapped model's own `generate` misbehaves."""
+    from transformer_lens.model_bridge import TransformerBridge
+
+    torch.manual_seed(seed)
+    hf_cfg = offline_gpt2_config(CFG.d_vocab, n_layer=CFG.n_layers, n_embd=CFG.d_model, n_head=CFG.n_heads,
+                                 n_positions=CFG.n_ctx, eos_token_id=None)
+    hf_cfg.initializer_range = init_range
+    hf_cfg.n_inner = CFG.d_mlp
+    hf = GPT2LMHeadModel(hf_cfg).eval()
+    bridge = TransformerBridge.boot_transformers("gpt2", hf_model=copy.deepcopy(hf), tokenizer=load_tokenizer().value)
+    bridge.enable_compatibility_mode(no_processing=True, disable_warnings=True)
+    tl_params = {k: v.detach().clone() for k, v in bridge.tl_parameters().items()}
+    return hf, tl_params
+
+
+def reference_model(tie_embeddings: bool = False, attn_impl: str = "manual") -> ref.GPT2:
+    """Our reference GPT2 holding the HF reference weights (for checks of sampling code)."""
+    cfg = ref.Config(**{**CFG.__dict__, "tie_embeddings": tie_embeddings, "attn_impl": attn_impl})
+    model = ref.GPT2(cfg)
+    model.load_state_dict({k: v for k, v in hf_reference()[1].items() if k in model.state_dict()})
+    return model.eval()
+
+
+def _tokens(batch: int = BATCH, seq: int = SEQ, seed: int = 1) -> torch.Tensor:
+    return torch.randint(0, CFG.d_vocab, (batch, seq), generator=torch.Generator().manual_seed(seed))
+
+
+@check
+def check_gpt2(GPT2) -> str:
+    hf, tl_params = hf_reference()
+    tokens = _tokens()
+    with torch.no_grad():
+        expected = hf(tokens).logits
+    for tied in (False, True):
+        cfg = ref.Config(**{**CFG.__dict__, "tie_embeddings": tied})
+        model = module_instance(GPT2, cfg)
+        ours = model.state_dict()
+        if tied and any(k.startswith("unembed.") for k in ours):
+            fail("with cfg.tie_embeddings=True the model should have no Unembed: the logits read embed.W_E (transposed)")
+        missing = [k for k in ours if k not in tl_params]
+        if missing:
+            fail(f"(tie_embeddings={tied}) your model has parameters TransformerLens does not: {missing[:3]}. "
+                 "Keep the submodule names embed, pos_embed, blocks, ln_final, unembed")
+        model.load_state_dict({k: tl_params[k] for k in ours})
+        with torch.no_grad():
+            got = model.eval()(tokens)
+        assert_close(got, expected, f"logits (tie_embeddings={tied}) vs Hugging Face GPT-2", atol=1e-4, rtol=1e-4,
+                     hint="embed + pos_embed, every block in order, ln_final, then unembed (or W_E^T when tied)")
+    return "logits match Hugging Face's GPT-2 to 1e-4"
+
+
+@check
+def check_load_gpt2_weights(load_gpt2_weights) -> None:
+    hf, tl_params = hf_reference()
+    model = ref.GPT2(CFG)
+    returned = load_gpt2_weights(model, dict(tl_params))
+    if not isinstance(returned, torch.nn.Module):
+        fail(f"load_gpt2_weights should return the model, got {type(returned).__name__}")
+    tokens = _tokens()
+    with torch.no_grad():
+        assert_close(returned.eval()(tokens), hf(tokens).logits, "logits after loading", atol=1e-4)
+    broken = {k: v for k, v in tl_params.items() if k != "blocks.0.attn.W_Q"}
+    try:
+        load_gpt2_weights(ref.GPT2(CFG), broken)
+    except (KeyError, RuntimeError, ValueError):
+        return
+    fail("loading weights with blocks.0.attn.W_Q missing should raise (KeyError/RuntimeError), not silently keep random weights")
+
+
+@check
+def check_lm_cross_entropy(lm_cross_entropy) -> None:
+    g = _seed()
+    logits = torch.randn(BATCH, SEQ, CFG.d_vocab, generator=g)
+    tokens = _tokens()
+    expected = F.cross_entropy(logits[:, :-1].reshape(-1, CFG.d_vocab), tokens[:, 1:].reshape(-1))
+    assert_scalar_close(lm_cross_entropy(logits, tokens), expected.item(), "loss", rel=1e-5,
+                        hint="position i predicts token i+1: drop the last logit and the first token")
+
+
+# ---------------------------------------------------------------------------------------------
+# Sampling, against Hugging Face's logits processors and generate
+# ---------------------------------------------------------------------------------------------
+
+
+def _logits(seed: int = 0) -> torch.Tensor:
+    return torch.randn(4, CFG.d_vocab, generator=torch.Generator().manual_seed(seed)) * 3
+
+
+@check
+def check_apply_temperature(apply_temperature) -> None:
+    logits = _logits()
+    for t in (0.5, 2.0):
+        expected = TemperatureLogitsWarper(t)(None, logits.clone())
+        assert_close(apply_temperature(logits.clone(), t), expected, f"logits at temperature {t}", hint="divide, don't multiply")
+
+
+@check
+def check_apply_frequency_penalty(apply_frequency_penalty) -> None:
+    input_ids = torch.tensor([[5, 5, 7, 5, 2], [1, 2, 3, 4, 4]])
+    logits = torch.zeros(2, 10)
+    expected = torch.zeros(2, 10)
+    expected[0, 5], expected[0, 7], expected[0, 2] = -1.5, -0.5, -0.5
+    expected[1, 1], expected[1, 2], expected[1, 3], expected[1, 4] = -0.5, -0.5, -0.5, -1.0
+    assert_close(apply_frequency_penalty(input_ids, logits.clone(), 0.5), expected, "penalised logits",
+                 hint="subtract penalty * (number of times the token already appears in *that row*)")
+
+
+@check
+def check_top_k_filter(top_k_filter) -> None:
+    logits = _logits()
+    for k in (1, 5):
+        expected = TopKLogitsWarper(top_k=k)(None, logits.clone())
+        got = top_k_filter(logits.clone(), k)
+        assert_shape(got, logits.shape, f"top-{k} logits")
+        kept, should = torch.isfinite(got), torch.isfinite(expected)
+        if not torch.equal(kept, should):
+            fail(f"top-{k} kept {int(kept[0].sum())} tokens in row 0, expected {int(should[0].sum())}")
+        assert_close(got[kept], expected[should], f"kept top-{k} logits", hint="don't change the logits you keep")
+
+
+@check
+def check_top_p_filter(top_p_filter) -> None:
+    logits = _logits()
+    for p in (0.5, 0.9):
+        expected = TopPLogitsWarper(top_p=p)(None, logits.clone())
+        got = top_p_filter(logits.clone(), p)
+        assert_shape(got, logits.shape, f"top-p={p} logits")
+        kept, should = torch.isfinite(got), torch.isfinite(expected)
+        if not torch.equal(kept, should):
+            row = int(torch.nonzero((kept != should).any(-1))[0])
+            fail(f"top-p={p}: row {row} kept {int(kept[row].sum())} tokens, expected {int(should[row].sum())}. "
+                 "Keep the smallest set of most likely tokens whose total probability reaches top_p, "
+                 "including the token that crosses the threshold, and scatter the mask back to vocabulary order")
+        assert_close(got[kept], expected[should], f"kept logits at top-p={p}")
+
+
+@check
+def check_beam_search(beam_search) -> str:
+    hf, _ = hf_reference()
+    model = reference_model()
+    prompt = _tokens(1, 4, seed=3)
+    beams, new_tokens = 3, 6
+    out = hf.generate(prompt, attention_mask=torch.ones_like(prompt), max_new_tokens=new_tokens, num_beams=beams,
+                      num_return_sequences=beams, do_sample=False, length_penalty=0.0, early_stopping=True,
+                      pad_token_id=0, eos_token_id=None, output_scores=True, return_dict_in_generate=True)
+    result = beam_search(model, prompt, beams, new_tokens)
+    if not isinstance(result, tuple) or len(result) != 2:
+        fail("beam_search should return (beams, scores)")
+    got_beams, got_scores = result
+    assert_equal(got_beams, out.sequences, "beams (best first) vs Hugging Face generate(num_beams=3)",
+                 hint="score = total log-prob; take the top num_beams over all (beam, next token) pairs, not per beam")
+    assert_close(got_scores, out.sequences_scores, "beam scores (total log-probabilities)", atol=1e-4)
+    return "same beams and scores as Hugging Face's beam search"
+
+
+@check
+def check_layer_kv_cache(LayerKVCache) -> str:
+    model = reference_model()
+    tokens = _tokens(2, 9, seed=4)
+    with torch.no_grad():
+        full = model(tokens)
+        cache = ref.KVCache([LayerKVCache() for _ in range(CFG.n_layers)])
+        if cache.length != 0:
+            fail(f"a new LayerKVCache should have length 0, got {cache.length}")
+        # a 5-token prompt, then a 2-token chunk (the mask needs keys in position order), then single tokens
+        steps = [model(tokens[:, a:b], kv_cache=cache) for a, b in [(0, 5), (5, 7), (7, 8), (8, 9)]]
+    if cache.length != 9:
+        fail(f"after 9 tokens the cache should hold 9 positions, got {cache.length}: append along the position axis (dim=-2)")
+    assert_close(torch.cat(steps, dim=1), full, "logits computed with the cache vs without", atol=1e-4,
+                 hint="update() must return *all* keys/values so far (old then new), in position order")
+    greedy = ref.SamplingConfig(temperature=0.0)
+    plain = ref.generate(model, tokens[:1, :3], 12, greedy)
+    with torch.no_grad():
+        cache, out = ref.KVCache([LayerKVCache() for _ in range(CFG.n_layers)]), tokens[:1, :3]
+        new = out
+        for _ in range(12):
+            nxt = model(new, kv_cache=cache)[:, -1].argmax(-1, keepdim=True)
+            out = torch.cat([out, nxt], 1)
+            new = nxt
+    assert_equal(out, plain, "cached greedy generation vs uncached", hint="the cached run must produce the same tokens")
+    return "cached generation equals uncached, token for token"

@@ -1,0 +1,1 @@
+"""Learner-facing checks for chapter2: one module per section, `check_*` functions the notebooks call."""

@@ -1,0 +1,384 @@
+"""Checks for section 2.3 (PPO). Each compares against a formula written out independently here,
+hand-computed numbers, or behaviour (probe environments), and names the likely bug when it can."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn as nn
+from torch.distributions import Categorical
+
+from curriculum.checking import assert_close, assert_scalar_close, assert_shape, check, fail, module_instance
+
+
+# --------------------------------------------------------------------------------------------- Agent
+def _last_linear(module: nn.Module, what: str) -> nn.Linear:
+    linears = [m for m in module.modules() if isinstance(m, nn.Linear)]
+    if not linears:
+        fail(f"{what} has no nn.Linear layers")
+    return linears[-1]
+
+
+@check
+def check_agent(Agent) -> None:
+    torch.manual_seed(0)
+    agent = module_instance(Agent, (4,), 2)
+    for name in ("actor", "critic"):
+        if not isinstance(getattr(agent, name, None), nn.Module):
+            fail(f"Agent should have an nn.Module attribute `{name}`")
+    actor_params = {id(p) for p in agent.actor.parameters()}
+    if any(id(p) in actor_params for p in agent.critic.parameters()):
+        fail("for vector observations the actor and the critic should be separate networks (no shared layers)")
+    out_a, out_c = _last_linear(agent.actor, "actor"), _last_linear(agent.critic, "critic")
+    if out_a.out_features != 2 or out_c.out_features != 1:
+        fail(f"the actor should end in 2 logits and the critic in 1 value, got {out_a.out_features} and {out_c.out_features}")
+    # orthogonal init with gain g gives each output row of the weight a norm of exactly g
+    for layer, gain, who in ((out_a, 0.01, "actor"), (out_c, 1.0, "critic")):
+        norms = layer.weight.detach().norm(dim=1)
+        if not torch.allclose(norms, torch.full_like(norms, gain), rtol=1e-3):
+            fail(f"the {who}'s last layer should be layer_init(..., std={gain}) (orthogonal, row norm {gain}), "
+                 f"got row norms {norms.tolist()}"
+                 + (": a tiny actor output makes the first policy near-uniform" if who == "actor" else ""))
+
+    obs = torch.randn(64, 4)
+    action, logprob, entropy, value = agent.get_action_and_value(obs)
+    for t, what in ((action, "action"), (logprob, "log_prob"), (entropy, "entropy"), (value, "value")):
+        assert_shape(t, (64,), what, hint="return one number per observation (squeeze the critic's last axis)")
+    with torch.no_grad():
+        dist = Categorical(logits=agent.actor(obs))
+        assert_close(logprob, dist.log_prob(action), "log_prob of the sampled action",
+                     hint="use Categorical(logits=actor(obs)).log_prob(action)")
+        assert_close(entropy, dist.entropy(), "entropy", hint="use the distribution's entropy()")
+        assert_close(value, agent.critic(obs).squeeze(-1), "value", hint="value = critic(obs).squeeze(-1)")
+    given = torch.randint(0, 2, (64,))
+    got_action, got_logprob, _, _ = agent.get_action_and_value(obs, given)
+    if not torch.equal(torch.as_tensor(got_action), given):
+        fail("when `action` is passed in, return it unchanged (the update re-evaluates the rollout's actions)")
+    assert_close(got_logprob, dist.log_prob(given).detach(), "log_prob of a given action",
+                 hint="evaluate the given action, do not sample a new one")
+    # sampling, not argmax: from one near-uniform state both actions must appear
+    samples = torch.stack([agent.get_action_and_value(obs[:1])[0] for _ in range(50)])
+    if samples.unique().numel() < 2:
+        fail("get_action_and_value always picks the same action from a near-uniform policy: sample "
+             "(dist.sample()) instead of taking the argmax, or PPO never explores")
+
+
+# --------------------------------------------------------------------------------------------- GAE
+def gae_reference(next_value, rewards, values, terminated, truncated, gamma, lam,
+                  bootstrap_terminated=False, bootstrap_truncated=True, reset_at="done"):
+    """Independent GAE: for each env and each t, sum (gamma*lam)^k delta_{t+k} until the episode ends.
+    The keyword arguments reproduce common bugs, so the check can name them."""
+    T, E = rewards.shape
+    next_values = torch.cat([values[1:], next_value[None]]).double()
+    out = torch.zeros(T, E, dtype=torch.float64)
+    for e in range(E):
+        for t in range(T):
+            total, coef = 0.0, 1.0
+            for k in range(t, T):
+                term, trunc = bool(terminated[k, e]), bool(truncated[k, e])
+                boot = (not term or bootstrap_terminated) and (not trunc or bootstrap_truncated)
+                delta = float(rewards[k, e]) + gamma * float(next_values[k, e]) * boot - float(values[k, e])
+                total += coef * delta
+                ends = {"done": term or trunc, "terminated": term, "never": False}[reset_at]
+                if ends:
+                    break
+                coef *= gamma * lam
+            out[t, e] = total
+    return out.float()
+
+
+_GAE_BUGS = [
+    (dict(bootstrap_terminated=True), "you bootstrap through terminated steps: multiply V(s_{t+1}) by (1 - terminated_t)"),
+    (dict(bootstrap_truncated=False), "you do not bootstrap after truncation: a truncated episode's final "
+     "observation still has a value, so only `terminated` (not `truncated`) should zero V(s_{t+1})"),
+    (dict(reset_at="never"), "the advantage leaks across episode boundaries: multiply A_{t+1} by (1 - done_t) "
+     "where done = terminated | truncated"),
+    (dict(reset_at="terminated"), "the advantage leaks across truncated episode boundaries: reset the recursion "
+     "on terminated OR truncated"),
+    (dict(bootstrap_terminated=True, reset_at="never"), "episodes are never separated: bootstrap only when "
+     "not terminated, and reset the recursion at every episode end"),
+]
+
+
+def _check_gae_case(fn, case: dict, what: str) -> None:
+    got = fn(**case)
+    expected = gae_reference(case["next_value"], case["rewards"], case["values"], case["terminated"],
+                             case["truncated"], case["gamma"], case["gae_lambda"])
+    got = assert_shape(got, expected.shape, what)
+    if torch.allclose(got.float(), expected, atol=1e-4):
+        return
+    for kwargs, hint in _GAE_BUGS:
+        bug = gae_reference(case["next_value"], case["rewards"], case["values"], case["terminated"],
+                            case["truncated"], case["gamma"], case["gae_lambda"], **kwargs)
+        if torch.allclose(got.float(), bug, atol=1e-4):
+            fail(f"{what}: {hint}")
+    if case["gae_lambda"] == 0.0:
+        hint = "with lambda = 0 the advantage is the one-step TD error r + gamma V(s') (1 - terminated) - V(s)"
+    else:
+        hint = "loop t backwards: A_t = delta_t + gamma * lambda * (1 - done_t) * A_{t+1}"
+    assert_close(got, expected, what, atol=1e-4, hint=hint)
+
+
+@check
+def check_compute_advantages(compute_advantages) -> None:
+    f, tr = False, True
+    # Hand-computed. One env, no episode end, gamma 0.9, lambda 0.8: every delta = 1 + 0.9*0.5 - 0.5 = 0.95;
+    # A2 = 0.95, A1 = 0.95 + 0.72*0.95 = 1.634, A0 = 0.95 + 0.72*1.634 = 2.12648.
+    got = compute_advantages(next_value=torch.tensor([0.5]), rewards=torch.ones(3, 1), values=torch.full((3, 1), 0.5),
+                             terminated=torch.zeros(3, 1, dtype=torch.bool), truncated=torch.zeros(3, 1, dtype=torch.bool),
+                             gamma=0.9, gae_lambda=0.8)
+    assert_close(got, torch.tensor([[2.12648], [1.634], [0.95]]), "advantages (no episode end)", atol=1e-4,
+                 hint="loop t backwards: A_t = delta_t + gamma * lambda * A_{t+1}, delta_t = r_t + gamma V(s_{t+1}) - V(s_t)")
+    # Hand-computed, gamma 0.5, lambda 1, values [1, 2, 3, 4], next_value 5, rewards [1, 1, 0, 1] (row 2 is the
+    # autoreset step). Env 0 terminates at t=1, env 1 is truncated at t=1.
+    #   env 0: deltas [1+1-1, 1+0-2, 0+2-3, 1+2.5-4] = [1, -1, -1, -0.5];  A = [1 + 0.5*(-1), -1, -1 + 0.5*(-0.5), -0.5]
+    #   env 1: delta_1 = 1 + 0.5*3 - 2 = 0.5 (bootstraps from V(final obs) = 3);  A = [1 + 0.5*0.5, 0.5, -1.25, -0.5]
+    case = dict(next_value=torch.tensor([5.0, 5.0]), rewards=torch.tensor([[1.0, 1.0], [1.0, 1.0], [0.0, 0.0], [1.0, 1.0]]),
+                values=torch.tensor([[1.0, 1.0], [2.0, 2.0], [3.0, 3.0], [4.0, 4.0]]),
+                terminated=torch.tensor([[f, f], [tr, f], [f, f], [f, f]]),
+                truncated=torch.tensor([[f, f], [f, tr], [f, f], [f, f]]), gamma=0.5, gae_lambda=1.0)
+    expected = torch.tensor([[0.5, 1.25], [-1.0, 0.5], [-1.25, -1.25], [-0.5, -0.5]])
+    assert_close(gae_reference(**{k: v for k, v in case.items() if k != "gae_lambda"}, lam=1.0), expected,
+                 "the check's own reference (a bug in the check: please report it)")
+    _check_gae_case(compute_advantages, case, "advantages (env 0 terminates at t=1, env 1 is truncated at t=1)")
+    # Random rollouts with many episode ends, against the independent per-episode sum above.
+    g = torch.Generator().manual_seed(0)
+    for lam in (0.0, 0.95, 1.0):
+        T, E = 12, 3
+        ends = torch.rand(T, E, generator=g)
+        case = dict(next_value=torch.randn(E, generator=g), rewards=torch.randn(T, E, generator=g),
+                    values=torch.randn(T, E, generator=g), terminated=ends < 0.15, truncated=(ends >= 0.15) & (ends < 0.3),
+                    gamma=0.9, gae_lambda=lam)
+        _check_gae_case(compute_advantages, case, f"advantages (random rollout, lambda={lam})")
+
+
+# --------------------------------------------------------------------------------------------- losses
+def _normalise(adv: torch.Tensor, unbiased: bool) -> torch.Tensor:
+    return (adv - adv.mean()) / (adv.std(unbiased=unbiased) + 1e-8)
+
+
+def _surrogate(new, old, adv, c, norm, unbiased=True, reduce=torch.maximum):
+    adv = _normalise(adv, unbiased) if norm else adv
+    ratio = (new - old).exp()
+    return reduce(-adv * ratio, -adv * ratio.clamp(1 - c, 1 + c)).mean()
+
+
+@check
+def check_policy_loss(policy_loss) -> None:
+    g = torch.Generator().manual_seed(1)
+    old = -torch.rand(200, generator=g) * 2
+    new = old + torch.randn(200, generator=g) * 0.4  # ratios well outside [0.8, 1.2], so clipping matters
+    adv = torch.randn(200, generator=g) * 3 + 1
+    for norm in (False, True):
+        got = policy_loss(new, old, adv, 0.2, norm)
+        if not isinstance(got, torch.Tensor) or got.numel() != 1:
+            fail(f"policy_loss should return a scalar tensor (the mean over the batch), got {got!r:.80}")
+        if not got.requires_grad and new.requires_grad:
+            fail("policy_loss must be differentiable")
+        expected = _surrogate(new, old, adv, 0.2, norm)
+        if norm and math.isclose(got.item(), _surrogate(new, old, adv, 0.2, True, unbiased=False).item(), rel_tol=1e-5):
+            continue  # the biased std is a fine normaliser too
+        if math.isclose(got.item(), expected.item(), rel_tol=1e-4, abs_tol=1e-6):
+            continue
+        bugs = [
+            (_surrogate(new, old, adv, 0.2, norm, reduce=torch.minimum),
+             "you take the min of the two losses: PPO takes the pessimistic objective, min of the surrogates = "
+             "MAX of the losses -A*ratio and -A*clip(ratio)"),
+            (-_surrogate(new, old, adv, 0.2, norm), "the sign is flipped: the loss is -A * ratio (we minimise it)"),
+            (_surrogate(new, old, adv, 0.2, not norm), "advantage normalisation is " + ("missing" if norm else
+             "applied although norm_adv=False")),
+            (_surrogate(new, old, adv, 1e9, norm), "the ratio is never clipped: clamp it to [1 - clip_coef, 1 + clip_coef]"),
+            (-(adv if not norm else _normalise(adv, True)).mul((new - old).exp()).mean(),
+             "the ratio is never clipped: clamp it to [1 - clip_coef, 1 + clip_coef]"),
+        ]
+        for value, hint in bugs:
+            if math.isclose(got.item(), value.item(), rel_tol=1e-4, abs_tol=1e-6):
+                fail(f"policy_loss(norm_adv={norm}): {hint}")
+        assert_scalar_close(got, expected.item(), f"policy_loss(norm_adv={norm})",
+                            hint="ratio = exp(new - old); loss = mean(max(-A*ratio, -A*clamp(ratio, 1-c, 1+c)))")
+    # gradient flows to the new log-probs only
+    new_p = new.clone().requires_grad_(True)
+    policy_loss(new_p, old, adv, 0.2, True).backward()
+    if new_p.grad is None or new_p.grad.abs().sum() == 0:
+        fail("no gradient reaches new_logprob: do not detach it (old_logprob is the constant)")
+
+
+def _vloss(new, old, ret, c, clip, reduce=torch.maximum, half=0.5):
+    unclipped = (new - ret) ** 2
+    if not clip:
+        return half * unclipped.mean()
+    clipped = (old + (new - old).clamp(-c, c) - ret) ** 2
+    return half * reduce(unclipped, clipped).mean()
+
+
+@check
+def check_value_loss(value_loss) -> None:
+    g = torch.Generator().manual_seed(2)
+    old = torch.randn(100, generator=g)
+    new = old + torch.randn(100, generator=g) * 0.5
+    ret = torch.randn(100, generator=g) * 2
+    for clip in (False, True):
+        got = value_loss(new, old, ret, 0.2, clip)
+        if not isinstance(got, torch.Tensor) or got.numel() != 1:
+            fail(f"value_loss should return a scalar tensor, got {got!r:.80}")
+        expected = _vloss(new, old, ret, 0.2, clip).item()
+        if math.isclose(got.item(), expected, rel_tol=1e-4, abs_tol=1e-6):
+            continue
+        bugs = [
+            (_vloss(new, old, ret, 0.2, clip, half=1.0), "missing the factor 0.5 in front of the squared error"),
+            (_vloss(new, old, ret, 0.2, clip, reduce=torch.minimum), "take the MAX of the clipped and unclipped errors"),
+            (_vloss(new, old, ret, 0.2, not clip), "clip_vloss=" + str(clip) + " is ignored"),
+            (0.5 * torch.maximum((new - ret) ** 2, (ret + (new - ret).clamp(-0.2, 0.2) - ret) ** 2).mean(),
+             "clip the new value around the OLD value: old + clamp(new - old, -c, c)"),
+        ]
+        for value, hint in bugs:
+            if math.isclose(got.item(), value.item(), rel_tol=1e-4, abs_tol=1e-6):
+                fail(f"value_loss(clip_vloss={clip}): {hint}")
+        assert_scalar_close(got, expected, f"value_loss(clip_vloss={clip})",
+                            hint="0.5 * mean((V - R)^2), with the clipped value old + clamp(V - old, -c, c)")
+
+
+@check
+def check_kl_and_clipfrac(kl_and_clipfrac) -> None:
+    g = torch.Generator().manual_seed(3)
+    old = -torch.rand(500, generator=g) * 2
+    # log ratios spread evenly over [-0.5, 0.5]: |ratio - 1| > 0.2 and |log ratio| > 0.2 then disagree on ~4%
+    new = old + torch.linspace(-0.5, 0.5, 500)[torch.randperm(500, generator=g)]
+    out = kl_and_clipfrac(new, old, 0.2)
+    if not (isinstance(out, tuple) and len(out) == 2):
+        fail(f"kl_and_clipfrac should return a tuple (approx_kl, clipfrac), got {type(out).__name__}")
+    kl, frac = (float(x) for x in out)
+    logratio = new - old
+    expected_kl = ((logratio.exp() - 1) - logratio).mean().item()
+    if math.isclose(kl, (-logratio).mean().item(), rel_tol=1e-4):
+        fail("approx_kl is mean(-log ratio), the naive estimator (high variance, can go negative): "
+             "use mean((ratio - 1) - log ratio)")
+    assert_scalar_close(kl, expected_kl, "approx_kl", hint="mean((ratio - 1) - logratio) with logratio = new - old")
+    expected_frac = ((logratio.exp() - 1).abs() > 0.2).float().mean().item()
+    assert_scalar_close(frac, expected_frac, "clipfrac", hint="fraction of samples with |ratio - 1| > clip_coef (the ratio, not the log ratio)")
+
+
+# --------------------------------------------------------------------------------------------- update
+def _update_setup(ppo_module, n=64, **arg_overrides):
+    torch.manual_seed(0)
+    agent = ppo_module.Agent((4,), 2)
+    obs = torch.randn(n, 4)
+    with torch.no_grad():
+        actions, logprobs, _, values = agent.get_action_and_value(obs)
+    defaults = dict(num_envs=1, num_steps=n, update_epochs=3, num_minibatches=4, learning_rate=1e-2, ent_coef=0.0)
+    args = ppo_module.PPOArgs(**{**defaults, **arg_overrides})
+    return agent, obs, actions, logprobs, values, args
+
+
+def _count_steps(opt: torch.optim.Optimizer) -> list[int]:
+    """Wrap opt.step to count calls; returns the one-element counter."""
+    count, step = [0], opt.step
+
+    def counting_step(*args, **kwargs):
+        count[0] += 1
+        return step(*args, **kwargs)
+
+    opt.step = counting_step
+    return count
+
+
+@check
+def check_ppo_update(ppo_update) -> None:
+    from curriculum.solutions.chapter2 import ppo as ref
+
+    # 1. every sample once per epoch, one optimiser step per minibatch
+    agent, obs, actions, logprobs, values, args = _update_setup(ref)
+    batch = ref.Batch(obs, actions, logprobs, values, torch.randn(64), values + torch.randn(64))
+    opt = torch.optim.Adam(agent.parameters(), lr=1e-2)
+    steps = _count_steps(opt)
+    seen = []
+    forward = agent.get_action_and_value
+    agent.get_action_and_value = lambda o, a=None: (seen.append(len(o)), forward(o, a))[1]
+    stats = ppo_update(agent, opt, batch, args)
+    if steps[0] != args.update_epochs * args.num_minibatches:
+        fail(f"expected {args.update_epochs} epochs x {args.num_minibatches} minibatches = "
+             f"{args.update_epochs * args.num_minibatches} optimizer steps, got {steps[0]}")
+    if sum(seen) != args.update_epochs * 64 or max(seen) > 64 // args.num_minibatches + 1:
+        fail(f"each epoch should split the {64} samples into {args.num_minibatches} minibatches (each sample once); "
+             f"the forward passes saw batches of sizes {seen}")
+    if not isinstance(stats, dict) or not {"policy_loss", "value_loss", "entropy", "approx_kl", "clipfrac"} <= set(stats):
+        fail("ppo_update should return a dict with policy_loss, value_loss, entropy, approx_kl and clipfrac")
+    # 2. gradients are clipped: huge returns make huge value gradients
+    agent, obs, actions, logprobs, values, args = _update_setup(ref, update_epochs=1, num_minibatches=1, max_grad_norm=0.5)
+    opt = torch.optim.SGD(agent.parameters(), lr=0.0)  # lr 0: the update leaves the gradients of the last step to inspect
+    ppo_update(agent, opt, ref.Batch(obs, actions, logprobs, values, torch.randn(64), values + 1000.0), args)
+    norm = torch.norm(torch.stack([p.grad.norm() for p in agent.parameters() if p.grad is not None]))
+    if norm > args.max_grad_norm * 1.01:
+        fail(f"gradient norm after the update is {norm:.3g} > max_grad_norm={args.max_grad_norm}: call "
+             "nn.utils.clip_grad_norm_(agent.parameters(), max_grad_norm) between backward() and step()")
+    # 3. positive advantage for action 1 everywhere makes action 1 more likely
+    agent, obs, _, _, values, args = _update_setup(ref, update_epochs=4, num_minibatches=2, norm_adv=False)
+    acts = torch.randint(0, 2, (64,))
+    with torch.no_grad():
+        _, logprobs, _, _ = agent.get_action_and_value(obs, acts)
+        p_before = agent.actor(obs).softmax(-1)[:, 1].mean()
+    adv = torch.where(acts == 1, 1.0, -1.0)
+    ppo_update(agent, torch.optim.Adam(agent.parameters(), lr=1e-2), ref.Batch(obs, acts, logprobs, values, adv, values), args)
+    with torch.no_grad():
+        p_after = agent.actor(obs).softmax(-1)[:, 1].mean()
+    if p_after <= p_before + 0.05:
+        fail(f"with advantage +1 for action 1 and -1 for action 0, P(action 1) went {p_before:.3f} -> {p_after:.3f}: "
+             "check the policy loss's sign and that you pass the minibatch's actions to get_action_and_value")
+    # 4. the entropy bonus increases entropy (loss = ... - ent_coef * entropy)
+    agent, obs, actions, logprobs, values, args = _update_setup(ref, update_epochs=5, num_minibatches=1, ent_coef=1.0)
+    with torch.no_grad():
+        _last_linear(agent.actor, 'actor').bias.copy_(torch.tensor([1.0, -1.0]))  # start away from uniform
+        _, logprobs, ent_before, _ = agent.get_action_and_value(obs, actions)
+    ppo_update(agent, torch.optim.Adam(agent.parameters(), lr=1e-2), ref.Batch(obs, actions, logprobs, values, torch.zeros(64), values), args)
+    with torch.no_grad():
+        _, _, ent_after, _ = agent.get_action_and_value(obs, actions)
+    if ent_after.mean() <= ent_before.mean():
+        fail(f"with only the entropy term active, entropy went {ent_before.mean():.4f} -> {ent_after.mean():.4f}: "
+             "the bonus is SUBTRACTED from the loss (loss = pg_loss - ent_coef * entropy + vf_coef * v_loss)")
+    # 5. the value head moves toward the returns
+    agent, obs, actions, logprobs, values, args = _update_setup(ref, update_epochs=20, num_minibatches=1)
+    returns = values + 0.15
+    ppo_update(agent, torch.optim.Adam(agent.parameters(), lr=1e-3), ref.Batch(obs, actions, logprobs, values, torch.zeros(64), returns), args)
+    with torch.no_grad():
+        err = (agent.get_value(obs) - returns).abs().mean()
+    if err > 0.1:
+        fail(f"after 20 epochs the critic is still {err:.3f} from the returns (started 0.15 away): is vf_coef * value_loss "
+             "in the total loss, with the minibatch's old values and returns?")
+    # 6. early stopping on target_kl
+    agent, obs, actions, logprobs, values, args = _update_setup(ref, update_epochs=5, num_minibatches=2, target_kl=1e-12)
+    opt = torch.optim.Adam(agent.parameters(), lr=1e-2)
+    steps = _count_steps(opt)
+    ppo_update(agent, opt, ref.Batch(obs, actions, logprobs, values, torch.randn(64), values), args)
+    if steps[0] != args.num_minibatches:
+        fail(f"with target_kl={args.target_kl} the first epoch already exceeds it, so training should stop after it "
+             f"({args.num_minibatches} steps), got {steps[0]} steps: check approx_kl > target_kl after each epoch")
+
+
+# --------------------------------------------------------------------------------------------- training
+def probe_args(env_id: str):
+    from curriculum.solutions.chapter2.ppo import PPOArgs
+
+    return PPOArgs(env_id=env_id, seed=0, gamma=0.5, num_envs=4, num_steps=16, total_timesteps=512,
+                   learning_rate=3e-3, update_epochs=10)
+
+
+@check
+def check_train_ppo(train_ppo) -> str:
+    from curriculum.solutions.chapter2 import probes
+
+    def train(env_id):
+        agent = train_ppo(probe_args(env_id), progress=False).agent
+        return agent.get_value, lambda obs: agent.actor(agent.features(obs))
+
+    result = train_ppo(probe_args("curriculum/Probe1-v0"), progress=False)
+    lrs = [row["learning_rate"] for row in result.history]
+    n, lr0 = len(lrs), probe_args("").learning_rate
+    expected = [lr0 * (1 - i / n) for i in range(n)]
+    if not all(math.isclose(a, b, rel_tol=1e-6) for a, b in zip(lrs, expected)):
+        fail(f"the learning rate should anneal linearly from {lr0} by lr0 * (1 - iteration / num_iterations); "
+             f"got {lrs[:3]} ... {lrs[-2:]}, expected {expected[:3]} ... {expected[-2:]}")
+    diagnosis = probes.diagnose(train, gamma=0.5, kind="actor_critic")
+    if not diagnosis.ok:
+        fail("PPO failed a probe environment:\n" + str(diagnosis))
+    return "all five probes passed"

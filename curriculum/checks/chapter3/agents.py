@@ -1,0 +1,439 @@
+"""Checks for section 3.3 (agents). The LLM-facing checks run the learner's code with the real `openai`
+client against the loopback server (curriculum.utils.openai_server), driven by small scripted "models"."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import re
+from typing import Any, Callable, Iterator
+
+import httpx
+import jsonschema
+import openai
+import pydantic
+from openai.types.chat import ChatCompletionFunctionToolParam, ChatCompletionMessageFunctionToolCall
+
+from curriculum.solutions.chapter3 import agents as ref
+from curriculum.solutions.chapter3.wiki import OfflineWiki
+from curriculum.checking import assert_equal, check, fail
+from curriculum.utils.openai_server import HTTPError, LoopbackServer, ToolCall
+
+WIKI = OfflineWiki()
+
+
+def loopback_client(server: LoopbackServer, max_retries: int = 0) -> openai.OpenAI:
+    """A real openai client for `server`. A fresh connection per request: on a kept-alive loopback
+    connection every reply waits ~40 ms for a delayed ACK (the server writes headers and body
+    separately), which would make these checks several times slower."""
+    http = httpx.Client(limits=httpx.Limits(max_keepalive_connections=0), timeout=20)
+    return openai.OpenAI(base_url=server.base_url, api_key="loopback", max_retries=max_retries, http_client=http)
+
+
+class Loopback:
+    """One loopback server and client for a whole check (starting and stopping a server costs ~0.5 s);
+    `script(responder)` swaps in the next scripted model and `since(mark)` returns what it was sent."""
+
+    def __init__(self, server: LoopbackServer, client: openai.OpenAI):
+        self.server, self.client, self.responder = server, client, None
+
+    def __call__(self, request: dict) -> Any:
+        return self.responder(request)
+
+    def script(self, responder: Callable[[dict], Any]) -> int:
+        self.responder = responder
+        return len(self.server.requests)
+
+    def since(self, mark: int) -> list[dict]:
+        return list(self.server.requests[mark:])
+
+
+@contextlib.contextmanager
+def serve() -> Iterator[Loopback]:
+    """A loopback server whose model you script with `.script(responder)`, and a real openai client (no retries)."""
+    server = LoopbackServer()
+    with server:
+        loop = Loopback(server, loopback_client(server))
+        server.responder = loop
+        try:
+            yield loop
+        finally:
+            loop.client.close()
+
+
+def tool_call(name: str, arguments: str, id: str) -> ChatCompletionMessageFunctionToolCall:
+    """A tool call exactly as the openai client parses it from a response."""
+    return ChatCompletionMessageFunctionToolCall.model_validate(
+        {"id": id, "type": "function", "function": {"name": name, "arguments": arguments}}
+    )
+
+
+# ----------------------------------------------------------------------------------------------
+# Part 1: function calling
+# ----------------------------------------------------------------------------------------------
+
+CALC_CASES = [
+    "2 + 3 * 4", "(2 + 3) * 4", "2 ** 3 ** 2", "-3 ** 2", "7 // 2", "-7 // 2", "-7 % 3", "7 / 2",
+    "1.5 * 4", "+5 - -2", "100 - 20 - 5", "2 ** -1", "((1 + 2) * (3 + 4)) % 5",
+]
+CALC_REJECT = ["__import__('os').getcwd()", "open('/etc/passwd')", "x + 1", "(1).real", "[1, 2]", "'a' * 3", "lambda: 1"]
+
+
+@check
+def check_calculate(calculate: Callable[[str], str]) -> str:
+    for expr in CALC_CASES:
+        got = calculate(expr)
+        if not isinstance(got, str):
+            fail(f"calculate({expr!r}) should return a str (the tool's message to the model), got {type(got).__name__}")
+        expected = eval(expr)  # noqa: S307 - the independent reference, on our own fixed expressions
+        try:
+            value = float(got)
+        except ValueError:
+            fail(f"calculate({expr!r}) returned {got!r}, expected {expected!r}")
+        if not math.isclose(value, expected, rel_tol=1e-12):
+            hint = ""
+            if expr.startswith("-7 //") or expr.startswith("7 //"):
+                hint = " (// is floor division: ast.FloorDiv, rounding towards minus infinity)"
+            elif "**" in expr:
+                hint = " (is ** mapped to operator.pow, and unary minus applied to the operand?)"
+            fail(f"calculate({expr!r}) = {got!r}, Python says {expected!r}{hint}")
+    # 2 ** 5000 is quick to compute; it stands for 9 ** 9 ** 9, which would hang this check without the guard
+    for expr in CALC_REJECT + ["1 / 0", "2 +", f"2 ** {ref.MAX_EXPONENT * 5}"]:
+        got = calculate(expr)
+        if not (isinstance(got, str) and got.startswith("Error")):
+            fail(f"calculate({expr!r}) should return a string starting with 'Error', got {got!r}. "
+                 "Only numbers and arithmetic operators are allowed (never call eval), division by zero and "
+                 "syntax errors are reported, and exponents above MAX_EXPONENT are refused")
+    return f"{len(CALC_CASES)} expressions match Python, {len(CALC_REJECT) + 3} unsafe/invalid ones rejected"
+
+
+@check
+def check_calculator_schema(calculator_schema: Callable[[], dict]) -> str:
+    schema = calculator_schema()
+    try:  # the openai package's own type for a function tool, validated by pydantic
+        pydantic.TypeAdapter(ChatCompletionFunctionToolParam).validate_python(schema, strict=True)
+    except pydantic.ValidationError as e:
+        fail(f"not a valid OpenAI function tool ({{'type': 'function', 'function': {{...}}}}): {e.errors()[0]['msg']} "
+             f"at {e.errors()[0]['loc']}")
+    fn = schema["function"]
+    assert_equal(fn.get("name"), "calculate", "function name", "it must match the Python function the loop calls")
+    if not fn.get("description"):
+        fail("give the function a description: it is the only documentation the model sees")
+    params = fn.get("parameters")
+    if not isinstance(params, dict):
+        fail("function.parameters should be a JSON schema object")
+    try:
+        jsonschema.Draft202012Validator.check_schema(params)
+    except jsonschema.SchemaError as e:
+        fail(f"parameters is not a valid JSON schema: {e.message}")
+    validator = jsonschema.Draft202012Validator(params)
+    if not validator.is_valid({"expression": "1 + 2"}):
+        fail("parameters should accept {'expression': '1 + 2'}")
+    for bad, why in [({}, "'expression' should be required"), ({"expression": 3}, "'expression' should be a string")]:
+        if validator.is_valid(bad):
+            fail(f"parameters accepts {bad!r}: {why}")
+    return "valid OpenAI tool; arguments schema checked with jsonschema"
+
+
+@check
+def check_execute_tool_calls(execute_tool_calls: Callable) -> str:
+    def boom(**kwargs: Any) -> str:
+        raise RuntimeError("disk on fire")
+
+    tools = {"calculate": ref.calculate, "boom": boom}
+    calls = [
+        tool_call("calculate", '{"expression": "6 * 7"}', "call_ok"),
+        tool_call("calculate", '{"expression": "6 *', "call_malformed"),
+        tool_call("search_web", '{"q": "x"}', "call_unknown"),
+        tool_call("boom", "{}", "call_raises"),
+        tool_call("calculate", '{"expr": "1"}', "call_wrong_arg"),
+        tool_call("calculate", "[1, 2]", "call_not_object"),
+    ]
+    try:
+        out = execute_tool_calls(calls, tools)
+    except Exception as e:  # noqa: BLE001
+        fail(f"execute_tool_calls raised {type(e).__name__}: {e}. A bad tool call must become an 'Error: ...' tool "
+             "message for the model, never an exception that kills the agent")
+    if not isinstance(out, list) or len(out) != len(calls):
+        fail(f"expected one tool message per call ({len(calls)}), got {out!r:.200}. The API rejects a history in which "
+             "a tool call has no tool message, so errors need one too")
+    for call, msg in zip(calls, out):
+        if not isinstance(msg, dict) or msg.get("role") != "tool":
+            fail(f"each result should be a dict with role 'tool', got {msg!r}")
+        assert_equal(msg.get("tool_call_id"), call.id, "tool_call_id", "it links the result to its call (use call.id)")
+        if not isinstance(msg.get("content"), str):
+            fail(f"content should be a string, got {type(msg.get('content')).__name__}")
+    assert_equal(out[0]["content"], "42", "content of a successful calculate call")
+    for msg, what in zip(out[1:], ["malformed JSON arguments", "an unknown tool", "a tool that raises",
+                                    "a wrong argument name", "arguments that are not a JSON object"]):
+        if not msg["content"].startswith("Error"):
+            fail(f"for {what} the content should start with 'Error', got {msg['content']!r}")
+    if "search_web" not in out[2]["content"]:
+        fail(f"the unknown-tool error should name the tool the model asked for: {out[2]['content']!r}")
+    if "calculate" not in out[2]["content"]:
+        fail(f"the unknown-tool error should list the available tools so the model can recover: {out[2]['content']!r}")
+    return "results, malformed JSON, unknown tool, crashing tool and bad arguments all handled"
+
+
+def _arith_model(request: dict) -> Any:
+    """Calls calculate once, then answers with what the tool said."""
+    msgs = request["messages"]
+    if msgs[-1].get("role") == "tool":
+        return f"The answer is {msgs[-1]['content']}."
+    return ToolCall("calculate", {"expression": "(3 + 4) * 5"}, id="call_1")
+
+
+@check
+def check_run_agent(run_agent: Callable) -> str:
+    tools = [ref.Tool(ref.calculator_schema(), ref.calculate)]
+    start = [{"role": "system", "content": "Use the calculator."}, {"role": "user", "content": "What is (3 + 4) * 5?"}]
+    snapshot = json.dumps(start)
+    with serve() as loop:
+        mark = loop.script(_arith_model)
+        out = run_agent(loop.client, "loopback", start, tools, max_steps=5)
+        requests = loop.since(mark)
+        mark = loop.script(lambda r: ToolCall("calculate", {"expression": "1 + 1"}))
+        run_agent(loop.client, "loopback", start, tools, max_steps=3)
+        n = len(loop.since(mark))
+    if json.dumps(start) != snapshot:
+        fail("run_agent changed the list it was given: copy it (messages = list(messages)) before appending")
+    if not isinstance(out, list) or len(out) != 5:
+        fail(f"expected 5 messages (system, user, assistant tool call, tool result, final answer), got "
+             f"{len(out) if isinstance(out, list) else out!r}")
+    roles = [m["role"] if isinstance(m, dict) else getattr(m, "role", None) for m in out]
+    assert_equal(roles, ["system", "user", "assistant", "tool", "assistant"], "roles of the returned messages")
+    if len(requests) != 2:
+        fail(f"expected 2 model calls (one with the tool call, one after the result), the server saw {len(requests)}")
+    if not requests[0].get("tools") or requests[0]["tools"][0]["function"]["name"] != "calculate":
+        fail("the first request did not offer the calculate tool: pass tools=[t.schema for t in tools]")
+    second = requests[1]["messages"]
+    assistant = [m for m in second if m.get("role") == "assistant"]
+    if not assistant or not assistant[-1].get("tool_calls"):
+        fail("the second request's history lacks the assistant message with its tool_calls: append the assistant "
+             "turn itself (not only the tool results), or the API rejects the tool message")
+    if second[-1].get("role") != "tool" or second[-1].get("content") != "35":
+        fail(f"the second request should end with the tool result '35', got {second[-1]!r}")
+    final = out[-1]["content"] if isinstance(out[-1], dict) else out[-1].content
+    assert_equal(final, "The answer is 35.", "final answer")
+
+    if n != 3:
+        fail(f"with a model that never stops calling tools, max_steps=3 should mean 3 model calls; the server saw {n}")
+    return "tool call, result, final answer and the max_steps budget"
+
+
+# ----------------------------------------------------------------------------------------------
+# Part 2: the WikiGame
+# ----------------------------------------------------------------------------------------------
+
+
+@check
+def check_wiki_game(WikiGame: type) -> str:
+    game = WikiGame(WIKI, "Pizza", "Milk")
+    content = game.get_content()
+    page = WIKI.get_page("Pizza")
+    if not isinstance(content, str) or not content.startswith("Page: Pizza"):
+        fail(f"get_content should start with 'Page: Pizza', got {str(content)[:80]!r}")
+    if page.content not in content:
+        fail("get_content should include the page's text")
+    if not content.rstrip().endswith("Links: " + " | ".join(page.links)):
+        fail("get_content should end with 'Links: ' and the page's links joined by ' | '")
+
+    msg = game.move_page("Milk")  # the target, but not linked from Pizza
+    if game.current != "Pizza" or game.path != ["Pizza"]:
+        fail("move_page('Milk') from Pizza moved the game, but Milk is not linked from Pizza: only links may be followed")
+    assert_equal(game.invalid_moves, 1, "invalid_moves after a refused move")
+    if not isinstance(msg, str) or not msg:
+        fail("a refused move should return a message telling the model what went wrong")
+
+    game.move_page("cheese")  # Wikipedia titles are case-insensitive in practice; the model often lowercases
+    if game.current != "Cheese":
+        fail(f"move_page('cheese') should move to the linked page 'Cheese' (match case-insensitively), current is {game.current!r}")
+    if "Page: Cheese" not in game.get_content():
+        fail("after moving, get_content should show the new page")
+    game.move_page("Milk")
+    assert_equal(game.path, ["Pizza", "Cheese", "Milk"], "path", "append each page you move to")
+    if not game.is_won():
+        fail("reaching the target should win the game")
+    assert_equal(game.invalid_moves, 1, "invalid_moves (valid moves must not count)")
+
+    other = WikiGame(WIKI, "Photosynthesis", "DNA")
+    other.move_page("Cell_(biology)")
+    assert_equal(other.current, "Cell (biology)", "current page after move_page('Cell_(biology)')",
+                 "titles with underscores name the same page (normalise them)")
+    return "content, link-only moves, case/underscore-insensitive titles, path and win"
+
+
+# ----------------------------------------------------------------------------------------------
+# Scripted models for the loop checks
+# ----------------------------------------------------------------------------------------------
+
+
+class PathFollower:
+    """Reads the page when needed, then moves along a fixed path. Optional scripted detours first."""
+
+    def __init__(self, path: list[str], detours: list[Any] = ()):
+        self.path, self.detours = path, list(detours)
+
+    def __call__(self, request: dict) -> Any:
+        if request.get("tool_choice") == "none":
+            return "Thinking: follow the plan."
+        if self.detours:
+            return self.detours.pop(0)
+        tool_msgs = [m["content"] for m in request["messages"] if m.get("role") == "tool"]
+        pages = [c for c in tool_msgs if c.startswith("Page: ")]
+        if not pages or tool_msgs[-1].startswith("Moved to"):
+            return ToolCall("get_content", {})
+        here = re.match(r"Page: (.+)", pages[-1])[1]
+        return ToolCall("move_page", {"new_page": self.path[self.path.index(here) + 1]})
+
+
+def bouncer(request: dict) -> Any:
+    """Moves Pizza -> Italy -> Pizza -> ... forever, never reading a page."""
+    moves = sum(1 for m in request["messages"] if m.get("role") == "tool")
+    return ToolCall("move_page", {"new_page": "Italy" if moves % 2 == 0 else "Pizza"})
+
+
+def _play(loop: Loopback, play: Callable, responder: Any, variant: str = "baseline", max_steps: int = 12):
+    mark = loop.script(responder)
+    episode = play(loop.client, ref.WikiGame(WIKI, "Pizza", "Milk"), ref.AgentConfig(variant=variant, max_steps=max_steps))
+    return episode, loop.since(mark)
+
+
+@check
+def check_react_act(react_act: Callable) -> str:
+    messages = [{"role": "system", "content": 'target page "Milk"'}, {"role": "user", "content": "start"}]
+    schemas = [ref.GET_CONTENT_SCHEMA, ref.MOVE_PAGE_SCHEMA]
+    with serve() as loop:
+        mark = loop.script(PathFollower(["Pizza", "Cheese", "Milk"]))
+        action = react_act(loop.client, ref.AgentConfig(), messages, schemas)
+        requests = loop.since(mark)
+    if len(requests) != 2:
+        fail(f"ReAct makes two calls per step (think, then act); the server saw {len(requests)}")
+    think, act = requests
+    if think.get("tool_choice") != "none":
+        fail(f"the thinking call should forbid tools (tool_choice='none'), it sent tool_choice={think.get('tool_choice')!r}")
+    if act.get("tool_choice") != "required":
+        fail(f"the acting call should require a tool (tool_choice='required'), it sent {act.get('tool_choice')!r}")
+    if not any(m.get("role") == "assistant" and "Thinking: follow the plan." in str(m.get("content")) for m in act["messages"]):
+        fail("the acting call's history does not contain the model's reasoning: append it as an assistant message")
+    contents = [m.get("content") for m in messages]
+    if ref.REACT_THINK not in contents or ref.REACT_ACT not in contents:
+        fail("append the REACT_THINK and REACT_ACT user turns to `messages` (the caller keeps the history)")
+    if not getattr(action, "tool_calls", None):
+        fail("react_act should return the action message (with its tool_calls), as plain_act does")
+    return "think (no tools) then act (tool required), reasoning kept in the history"
+
+
+@check
+def check_play(play: Callable) -> str:
+    with serve() as loop:
+        return _check_play(loop, play)
+
+
+def _check_play(loop: Loopback, play: Callable) -> str:
+    ep, _ = _play(loop, play, PathFollower(["Pizza", "Cheese", "Milk"]))
+    if not all(hasattr(ep, a) for a in ("success", "path", "steps", "failure", "tool_errors")):
+        fail(f"play should return an Episode, got {type(ep).__name__}")
+    if not ep.success or ep.failure is not None:
+        fail(f"a model following Pizza -> Cheese -> Milk should win, got success={ep.success}, failure={ep.failure!r}")
+    assert_equal(ep.path, ["Pizza", "Cheese", "Milk"], "episode path")
+    assert_equal(ep.steps, 4, "steps (read, move, read, move)", "stop as soon as the game is won")
+
+    ep, reqs = _play(loop, play, bouncer, max_steps=12)
+    assert_equal(ep.failure, "loop", "failure of a model bouncing Pizza <-> Italy",
+                 "stop when the current page has been reached max_visits (3) times")
+    assert_equal(ep.steps, 4, "steps before the loop is detected")
+
+    ep, reqs = _play(loop, play, lambda r: "I would rather chat about pizza.", max_steps=12)
+    assert_equal(ep.failure, "no_tool_call", "failure of a model that never calls a tool")
+    assert_equal(len(reqs), 2, "model calls before giving up (max_text_turns=2)")
+    if reqs[1]["messages"][-1].get("role") != "user":
+        fail("after a reply without tool calls, add a user message reminding the model to use the tools")
+
+    ep, reqs = _play(loop, play, lambda r: ToolCall("get_content", {}), max_steps=5)
+    assert_equal(ep.failure, "out_of_steps", "failure of a model that only ever reads")
+    assert_equal(len(reqs), 5, "model calls with max_steps=5")
+
+    detours = [ToolCall("teleport", {"page": "Milk"}), ToolCall("move_page", '{"new_page": "Chee')]
+    ep, reqs = _play(loop, play, PathFollower(["Pizza", "Cheese", "Milk"], detours))
+    if not ep.success:
+        fail(f"after an unknown tool and malformed JSON the model recovered and played on, but the episode "
+             f"ended with {ep.failure!r}: report tool errors to the model and continue")
+    assert_equal(ep.tool_errors, 2, "tool_errors (unknown tool + malformed JSON)")
+
+    def down(request: dict) -> Any:
+        raise HTTPError(500, "the model is down")
+
+    ep, _ = _play(loop, play, down)
+    assert_equal(ep.failure, "api_error", "failure when the API errors", "catch openai.APIError")
+
+    ep, reqs = _play(loop, play, PathFollower(["Pizza", "Cheese", "Milk"]), variant="react")
+    if not ep.success or not any(r.get("tool_choice") == "none" for r in reqs):
+        fail("with variant='react', play should act through react_act (think, then act)")
+    return "win, loop, no tool call, out of steps, tool errors, API error and the ReAct variant"
+
+
+def _lesson_model(request: dict) -> Any:
+    """Bounces (and loops) until the system prompt carries a lesson; then follows the good path."""
+    last = request["messages"][-1]
+    if last.get("role") == "user" and str(last.get("content", "")).startswith("REFLECTION"):
+        return "Dead ends: Italy."
+    if "Dead ends: Italy" in request["messages"][0]["content"]:
+        return PathFollower(["Pizza", "Cheese", "Milk"])(request)
+    return bouncer(request)
+
+
+@check
+def check_reflexion(reflexion: Callable) -> str:
+    with serve() as loop:
+        mark = loop.script(_lesson_model)
+        episodes = reflexion(loop.client, WIKI, "Pizza", "Milk", ref.AgentConfig(max_steps=12), attempts=3)
+        requests = loop.since(mark)
+    if not isinstance(episodes, list) or not all(hasattr(e, "success") and hasattr(e, "path") for e in episodes):
+        fail(f"reflexion should return the list of Episodes played, got {episodes!r:.200}")
+    if len(episodes) != 2:
+        fail(f"expected 2 episodes (a loop, then a win using the lesson), got {len(episodes)}: "
+             f"{[e.failure for e in episodes]}. Stop after the first success; pass the lessons to play")
+    first, second = episodes
+    assert_equal(first.failure, "loop", "first attempt's failure")
+    if not second.success:
+        fail(f"the second attempt should win with the lesson 'Dead ends: Italy.' in its system prompt, got {second.failure!r}")
+    assert_equal(second.path, ["Pizza", "Cheese", "Milk"], "second attempt's path", "start each attempt with a fresh WikiGame")
+    reflections = [r for r in requests if str(r["messages"][-1].get("content", "")).startswith("REFLECTION")]
+    if len(reflections) != 1:
+        fail(f"expected one reflection request (after the failure only), the server saw {len(reflections)}")
+    if "Pizza -> Italy" not in reflections[0]["messages"][-1]["content"]:
+        fail("the reflection prompt should show the failed path (use reflect(client, config, episode))")
+    return "fail, reflect, retry with the lesson, stop on success"
+
+
+def _episode(success: bool, moves: int, steps: int, failure: str | None, start: str = "A", target: str = "B") -> ref.Episode:
+    return ref.Episode(start, target, success, [start] + ["x"] * (moves - 1) + [target] if moves else [start], steps, failure)
+
+
+@check
+def check_summarise(summarise: Callable) -> str:
+    eps = [
+        _episode(True, 2, 4, None, "A", "B"),
+        _episode(True, 4, 9, None, "C", "D"),
+        _episode(False, 7, 12, "loop", "A", "B"),
+        _episode(False, 10, 40, "out_of_steps", "C", "D"),
+        _episode(False, 0, 1, "api_error", "A", "B"),
+        _episode(False, 6, 12, "loop", "C", "D"),
+    ]
+    s = summarise(eps, par={("A", "B"): 2, ("C", "D"): 3})
+    assert_equal(s.n, 6, "n")
+    if not math.isclose(s.success_rate, 2 / 6):
+        fail(f"success_rate: expected {2 / 6:.4f}, got {s.success_rate}")
+    if not math.isclose(s.mean_moves, 3.0):
+        fail(f"mean_moves: expected 3.0 (successes only: failed games have no meaningful move count), got {s.mean_moves}")
+    if not math.isclose(s.mean_excess_moves, 0.5):
+        fail(f"mean_excess_moves: expected 0.5 (moves - par for each success, averaged), got {s.mean_excess_moves}")
+    if not math.isclose(s.mean_steps, 78 / 6):
+        fail(f"mean_steps: expected {78 / 6:.4f} (over all episodes: failures cost steps too), got {s.mean_steps}")
+    assert_equal(dict(s.failures), {"loop": 2, "out_of_steps": 1, "api_error": 1}, "failures")
+    none_won = summarise(eps[2:])
+    if not (math.isnan(none_won.mean_moves) and none_won.success_rate == 0.0 and math.isnan(none_won.mean_excess_moves)):
+        fail("with no successes, mean_moves and mean_excess_moves should be nan and success_rate 0.0 (no crash)")
+    return "success rate, moves over successes, excess over par, cost and failure counts"

@@ -1,0 +1,149 @@
+"""API keys, and the one helper that points LLM code at the real API or at the loopback server.
+
+Keys come only from the environment or a `.env` file (repository root or the current directory);
+they are never printed, logged or written into a notebook. Nothing here puts a key into
+`os.environ`, so subprocesses and inspect logs never see one we loaded from `.env`.
+
+    from curriculum.utils.secrets import llm_endpoint
+
+    with llm_endpoint("gpt-4o-mini", responder=my_offline_policy) as llm:
+        llm.client.chat.completions.create(model=llm.model, messages=[...])   # openai client
+        inspect_ai.eval(task, model=llm.inspect_model())                       # inspect-ai
+
+Online (`curriculum.utils.offline.use_real_resources()` and a key is set) `llm.client` talks to
+api.openai.com; otherwise to a `LoopbackServer` on 127.0.0.1 running `responder`, and
+`llm.inspect_model()` is inspect's `openai/<model>` provider pointed at the same server.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import openai
+from dotenv import dotenv_values
+
+from curriculum.utils.offline import use_real_resources
+from curriculum.utils.openai_server import Failures, LoopbackServer, Responder
+
+ROOT = Path(__file__).resolve().parents[2]
+LOOPBACK_KEY = "loopback-no-key"  # what the offline client sends; the loopback server ignores it
+
+MISSING_KEY_HELP = """No {name} is set, so this notebook cannot call the real API.
+To use a real model, do ONE of:
+  - in the shell that starts Jupyter:   export {name}=<your key>
+  - in Colab: add it under Secrets (key icon) and run  os.environ["{name}"] = userdata.get("{name}")
+  - put the line  {name}=<your key>  in a file named .env at the repository root (git ignores it)
+Never paste a key into a notebook cell: cell outputs and history get committed and shared.
+Without a key everything still runs against the offline loopback server (a scripted stand-in model);
+pass offline=True or set CURRICULUM_OFFLINE=1 to choose it explicitly."""
+
+
+class MissingAPIKey(RuntimeError):
+    """No key in the environment or .env; the message says how to set one."""
+
+
+def _env_files() -> list[Path]:
+    return [p for p in (Path.cwd() / ".env", ROOT / ".env") if p.is_file()]
+
+
+def get_api_key(name: str = "OPENAI_API_KEY") -> str | None:
+    """The key from the environment, else from a .env file; None if neither has it. Never print it."""
+    if value := os.environ.get(name, "").strip():
+        return value
+    for path in _env_files():
+        if value := (dotenv_values(path).get(name) or "").strip():
+            return value
+    return None
+
+
+def require_api_key(name: str = "OPENAI_API_KEY") -> str:
+    key = get_api_key(name)
+    if key is None:
+        raise MissingAPIKey(MISSING_KEY_HELP.format(name=name))
+    return key
+
+
+def redact(text: str, names: tuple[str, ...] = ("OPENAI_API_KEY", "ANTHROPIC_API_KEY")) -> str:
+    """`text` with every configured key's value replaced by a placeholder (for logs and error messages)."""
+    for name in names:
+        if (key := get_api_key(name)) and len(key) >= 8:
+            text = text.replace(key, f"<{name} redacted>")
+    return text
+
+
+@dataclass
+class LLMEndpoint:
+    """Where LLM calls go: an `openai.OpenAI` client, the model id, and inspect's view of the same."""
+
+    client: openai.OpenAI
+    model: str
+    real: bool
+    base_url: str | None = None  # None: the real API's default URL
+    server: LoopbackServer | None = None
+    _api_key: str = field(default=LOOPBACK_KEY, repr=False)
+
+    @property
+    def inspect_model_name(self) -> str:
+        """The model string for inspect-ai, e.g. "openai/gpt-4o-mini"."""
+        return f"openai/{self.model}"
+
+    def inspect_model(self, **config: Any):
+        """inspect's `openai/<model>` provider with this endpoint's base_url and key (config: GenerateConfig fields)."""
+        from inspect_ai.model import GenerateConfig, get_model
+
+        return get_model(
+            self.inspect_model_name,
+            base_url=self.base_url,
+            api_key=self._api_key,
+            config=GenerateConfig(**config),
+            memoize=False,
+        )
+
+    def describe(self) -> None:
+        where = "the real OpenAI API" if self.real else f"the offline loopback server at {self.base_url}"
+        print(f"[{'real' if self.real else 'offline stand-in'}] model {self.model!r} via {where}")
+
+    def close(self) -> None:
+        self.client.close()
+        if self.server is not None:
+            self.server.stop()
+
+    def __enter__(self) -> "LLMEndpoint":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def llm_endpoint(
+    model: str = "gpt-4o-mini",
+    responder: Responder | None = None,
+    *,
+    offline: bool | None = None,
+    latency: float = 0.0,
+    failures: Failures | None = None,
+    max_retries: int = 2,
+    timeout: float = 60.0,
+) -> LLMEndpoint:
+    """The real API when online with a key, else a fresh loopback server running `responder`.
+
+    offline: None decides automatically (use_real_resources() and a key); True forces the loopback
+        server; False requires the real API and raises MissingAPIKey (with how-to) if no key is set.
+    latency, failures: loopback-server settings (ignored online).
+    max_retries, timeout: passed to `openai.OpenAI` (max_retries=0 when your code does its own retries).
+    """
+    if offline is None:
+        online, has_key = use_real_resources(), get_api_key() is not None
+        if online and not has_key:
+            print(MISSING_KEY_HELP.format(name="OPENAI_API_KEY") + "\n-> using the offline loopback server.\n")
+        offline = not (online and has_key)
+    if not offline:
+        key = require_api_key()
+        client = openai.OpenAI(api_key=key, max_retries=max_retries, timeout=timeout)
+        return LLMEndpoint(client, model, real=True, _api_key=key)
+    server = LoopbackServer(responder, latency=latency, failures=failures).start()
+    client = openai.OpenAI(base_url=server.base_url, api_key=LOOPBACK_KEY, max_retries=max_retries, timeout=timeout)
+    return LLMEndpoint(client, model, real=False, base_url=server.base_url, server=server)
