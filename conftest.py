@@ -3,7 +3,7 @@ and inherited by the Jupyter kernels nbval starts. Export a variable yourself to
 
 import os
 
-os.environ.setdefault("CURRICULUM_CI", "1")
+os.environ.setdefault("CURRICULUM_QUICK", "1")
 os.environ.setdefault("CURRICULUM_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("WANDB_MODE", "offline")

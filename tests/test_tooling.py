@@ -12,7 +12,7 @@ import torch
 from curriculum.checking import CheckFailed, assert_check_fails, assert_close, assert_shape, check, fail
 from curriculum.tools import build_notebooks as build
 from curriculum.utils import plotting
-from curriculum.utils.sizes import ci_size
+from curriculum.utils.sizes import full_or_quick
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -140,7 +140,7 @@ def test_assert_shape_hints_at_missing_axis():
 
 
 def test_ci_size_picks_ci_value_in_the_test_suite():
-    assert ci_size(1000, 10) == 10
+    assert full_or_quick(1000, 10) == 10
 
 
 def test_plotting_rejects_bad_shapes_with_a_fix():

@@ -25,12 +25,28 @@ The exercise notebook replaces each fence with `raise NotImplementedError("<hint
 notebook keeps the code and drops the two marker lines. Fences also work inside ordinary code
 cells of the source. Generated notebooks carry no outputs. Every notebook starts with the same
 setup cell (Colab install + environment summary), written here and nowhere else.
+
+Teaching apparatus, all declared in the source and rendered here:
+
+- **Metadata.** Every exercise header ends with `difficulty=1..5 importance=1..5 minutes=N`:
+
+      # %% exercise curriculum.solutions.chapter1.gpt2:LayerNorm difficulty=2 importance=4 minutes=10
+
+  The markdown just before the exercise must hold its own `### Exercise: ...` heading; both
+  notebooks show the tags on the line under it. A missing tag or heading is a build error.
+- **Hints.** `# %% hint` cells (markdown) right after an exercise cell are its graded hints, in
+  order. The exercise notebook shows them as collapsed blocks (Hint 1, Hint 2, ...) under the
+  exercise, then the reference solution as a last collapsed block, taken from the solution module.
+- **Figures.** A markdown image with a relative path, `![The residual stream](figures/x.svg)`
+  (relative to the section source), is embedded in the notebook as a data URI, so it renders
+  offline, in Jupyter and on Colab, with no file beside the notebook.
 """
 
 from __future__ import annotations
 
 import argparse
 import ast
+import base64
 import hashlib
 import importlib.util
 import json
@@ -46,10 +62,20 @@ REPO_URL = "https://github.com/open-alignment-curriculum/curriculum"
 
 MARK_START = re.compile(r"^(?P<indent>\s*)# EXERCISE:\s*(?P<hint>.*)$")
 MARK_END = re.compile(r"^\s*# END EXERCISE\s*$")
-EXERCISE_HEADER = re.compile(r"^exercise\s+(?P<module>[\w.]+):(?P<names>[\w, ]+)$")
+EXERCISE_HEADER = re.compile(r"^exercise\s+(?P<module>[\w.]+):(?P<names>\w+(?:\s*,\s*\w+)*)(?P<meta>(?:\s+\w+=\S+)*)\s*$")
+EXERCISE_HEADING = re.compile(r"^#{2,4} Exercise: ")
+IMAGE = re.compile(r"!\[(?P<alt>[^\]]*)\]\((?P<path>(?!https?:|data:|attachment:)[^)\s]+)\)")
+META_KEYS = {"difficulty": range(1, 6), "importance": range(1, 6), "minutes": range(1, 241)}
+IMAGE_TYPES = {".svg": "image/svg+xml", ".png": "image/png"}
 
 SETUP_CELL = f'''# Setup. On Colab this installs the curriculum (keeping Colab's own CUDA torch); elsewhere it does nothing.
+# Sizes: by default every model, step count and sample count is the full size the text describes.
+# Quick mode shrinks them so each cell finishes in seconds on a laptop CPU, with weaker results:
+# set the environment variable CURRICULUM_QUICK=1 before starting Jupyter (or uncomment the line below).
+import os
 import sys
+
+# os.environ["CURRICULUM_QUICK"] = "1"
 
 if "google.colab" in sys.modules:
     import subprocess
@@ -69,6 +95,28 @@ class Cell:
     lines: list[str]
     module: str = ""
     names: list[str] = field(default_factory=list)
+    meta: dict[str, int] = field(default_factory=dict)
+    hints: list[str] = field(default_factory=list)  # markdown of each `# %% hint` cell after an exercise
+    lineno: int = 0
+
+
+def parse_meta(text: str, where: str) -> dict[str, int]:
+    meta: dict[str, int] = {}
+    for item in text.split():
+        key, _, value = item.partition("=")
+        if key not in META_KEYS:
+            raise SourceError(f"{where}: unknown exercise tag {key!r} (expected {', '.join(META_KEYS)})")
+        if not value.isdigit() or int(value) not in META_KEYS[key]:
+            allowed = META_KEYS[key]
+            raise SourceError(f"{where}: {key}={value} should be a whole number from {allowed.start} to {allowed.stop - 1}")
+        meta[key] = int(value)
+    missing = [k for k in META_KEYS if k not in meta]
+    if missing:
+        raise SourceError(
+            f"{where}: the exercise header lacks {', '.join(missing)}; end it with e.g. "
+            "`difficulty=2 importance=4 minutes=10`"
+        )
+    return meta
 
 
 class SourceError(ValueError):
@@ -89,7 +137,10 @@ def parse_section(path: Path) -> list[Cell]:
                 current = Cell("setup", [])
             elif m := EXERCISE_HEADER.match(header):
                 names = [n.strip() for n in m["names"].split(",") if n.strip()]
-                current = Cell("exercise", [], m["module"], names)
+                meta = parse_meta(m["meta"], f"{path}:{lineno}")
+                current = Cell("exercise", [], m["module"], names, meta, lineno=lineno)
+            elif header == "hint":
+                current = Cell("hint", [], lineno=lineno)
             else:
                 raise SourceError(f"{path}:{lineno}: unknown cell header {line!r}")
             cells.append(current)
@@ -103,7 +154,41 @@ def parse_section(path: Path) -> list[Cell]:
             c.lines.pop()
         while c.lines and not c.lines[0].strip():
             c.lines.pop(0)
+    return _attach_hints(_check_headings(cells, path), path)
+
+
+def _check_headings(cells: list[Cell], path: Path) -> list[Cell]:
+    """Each exercise needs its own `### Exercise:` heading in the markdown since the previous exercise."""
+    seen_heading = False
+    for c in cells:
+        if c.kind == "markdown" and any(EXERCISE_HEADING.match(markdown_text(l)) for l in c.lines):
+            seen_heading = True
+        elif c.kind == "exercise":
+            if not seen_heading:
+                raise SourceError(
+                    f"{path}:{c.lineno}: exercise {', '.join(c.names)} has no heading of its own: put a markdown "
+                    "line `### Exercise: <what the learner builds>` between it and the previous exercise"
+                )
+            seen_heading = False
     return cells
+
+
+def _attach_hints(cells: list[Cell], path: Path) -> list[Cell]:
+    """Fold each `# %% hint` cell into the exercise cell it follows."""
+    out: list[Cell] = []
+    for c in cells:
+        if c.kind != "hint":
+            out.append(c)
+        elif out and out[-1].kind == "exercise":
+            out[-1].hints.append("\n".join(markdown_text(l) for l in c.lines))
+        else:
+            raise SourceError(f"{path}:{c.lineno}: a `# %% hint` cell must follow an exercise cell (or another hint)")
+    return out
+
+
+def markdown_text(line: str) -> str:
+    """A markdown line of the source without its leading `# `."""
+    return re.sub(r"^# ?", "", line) if line.startswith("#") else line
 
 
 def module_file(module: str) -> Path:
@@ -169,9 +254,68 @@ def exercise_code(cell: Cell, solution: bool) -> str:
     return "\n\n\n".join(parts) + ("\n\n" + own if own else "")
 
 
+def tag_line(meta: dict[str, int]) -> str:
+    dots = lambda n: "●" * n + "○" * (5 - n)  # noqa: E731
+    return (
+        f"> **Difficulty** {dots(meta['difficulty'])} &nbsp;·&nbsp; **Importance** {dots(meta['importance'])} "
+        f"&nbsp;·&nbsp; **Time** about {meta['minutes']} min"
+    )
+
+
+def embed_images(text: str, base: Path) -> str:
+    """Replace `![alt](relative/path.svg)` with a data URI, so the figure travels inside the notebook."""
+
+    def data_uri(m: re.Match) -> str:
+        file = (base / m["path"]).resolve()
+        mime = IMAGE_TYPES.get(file.suffix.lower())
+        if mime is None:
+            raise SourceError(f"figure {m['path']}: only {', '.join(IMAGE_TYPES)} files can be embedded")
+        if not file.is_file():
+            raise SourceError(f"figure {m['path']} not found (looked for {file})")
+        return f"![{m['alt']}](data:{mime};base64,{base64.b64encode(file.read_bytes()).decode()})"
+
+    return IMAGE.sub(data_uri, text)
+
+
+def exercise_headings(cells: list[Cell]) -> dict[int, Cell]:
+    """Index of the markdown cell holding each exercise's heading (the last one before it) -> the exercise."""
+    out: dict[int, Cell] = {}
+    last_heading = None
+    for i, c in enumerate(cells):
+        if c.kind == "markdown" and any(EXERCISE_HEADING.match(markdown_text(l)) for l in c.lines):
+            last_heading = i
+        elif c.kind == "exercise" and last_heading is not None:
+            out[last_heading] = c
+            last_heading = None
+    return out
+
+
+def markdown_source(cell: Cell, exercise: Cell | None, base: Path) -> str:
+    lines = [markdown_text(l) for l in cell.lines]
+    if exercise is not None:
+        # the tags go on the line under the cell's last exercise heading
+        last = max(i for i, l in enumerate(lines) if EXERCISE_HEADING.match(l))
+        lines[last + 1 : last + 1] = ["", tag_line(exercise.meta)]
+    return embed_images("\n".join(lines), base)
+
+
+def details(summary: str, body: str) -> str:
+    # blank lines around the body let Jupyter and Colab render the markdown inside the HTML block
+    return f"<details>\n<summary>{summary}</summary>\n\n{body.strip()}\n\n</details>"
+
+
+def help_source(cell: Cell, solution: bool) -> str | None:
+    """The collapsed blocks under an exercise: graded hints, then (exercise notebook) the solution."""
+    blocks = [details(f"Hint {i}", h) for i, h in enumerate(cell.hints, 1)]
+    if not solution:
+        code = "\n\n\n".join(solve(object_source(cell.module, n)) for n in cell.names)
+        blocks.append(details("Solution", f"```python\n{code}\n```"))
+    return "\n\n".join(blocks) or None
+
+
 def cell_source(cell: Cell, solution: bool) -> str:
     if cell.kind == "markdown":
-        return "\n".join(re.sub(r"^# ?", "", l) if l.startswith("#") else l for l in cell.lines)
+        return "\n".join(markdown_text(l) for l in cell.lines)
     if cell.kind == "exercise":
         return exercise_code(cell, solution)
     code = "\n".join(cell.lines)
@@ -186,11 +330,16 @@ def _nb_cell(kind: str, source: str, key: str) -> dict:
     return {"cell_type": "code", "execution_count": None, "id": cid, "metadata": {}, "outputs": [], "source": lines}
 
 
-def build_notebook(cells: list[Cell], solution: bool, name: str) -> dict:
+def build_notebook(cells: list[Cell], solution: bool, name: str, base: Path = SECTIONS) -> dict:
     nb_cells = [_nb_cell("code", SETUP_CELL, f"{name}:setup")]
+    headed = exercise_headings(cells)
     for i, c in enumerate(cells):
-        kind = "markdown" if c.kind == "markdown" else "code"
-        nb_cells.append(_nb_cell(kind, cell_source(c, solution), f"{name}:{i}"))
+        if c.kind == "markdown":
+            nb_cells.append(_nb_cell("markdown", markdown_source(c, headed.get(i), base), f"{name}:{i}"))
+            continue
+        nb_cells.append(_nb_cell("code", cell_source(c, solution), f"{name}:{i}"))
+        if c.kind == "exercise" and (help_md := help_source(c, solution)):
+            nb_cells.append(_nb_cell("markdown", help_md, f"{name}:{i}:help"))
     return {
         "cells": nb_cells,
         "metadata": {
@@ -213,8 +362,8 @@ def render(source: Path) -> dict[Path, str]:
     cells = parse_section(source)
     exercise, solution = output_paths(source)
     return {
-        exercise: json.dumps(build_notebook(cells, False, source.stem), indent=1, ensure_ascii=False) + "\n",
-        solution: json.dumps(build_notebook(cells, True, source.stem), indent=1, ensure_ascii=False) + "\n",
+        exercise: json.dumps(build_notebook(cells, False, source.stem, source.parent), indent=1, ensure_ascii=False) + "\n",
+        solution: json.dumps(build_notebook(cells, True, source.stem, source.parent), indent=1, ensure_ascii=False) + "\n",
     }
 
 
@@ -237,14 +386,24 @@ def section_title(source: Path) -> str:
 
 
 def readme_table(sources: list[Path]) -> str:
-    rows = ["| section | exercises | solutions | Colab |", "|---|---|---|---|"]
+    rows = ["| section | exercises | solutions | expected time | Colab |", "|---|---|---|---|---|"]
     for src in sources:
         exercise, solution = (p.relative_to(ROOT).as_posix() for p in output_paths(src))
         rows.append(
             f"| {section_title(src)} | [{Path(exercise).name}]({exercise}) | [solutions]({solution}) "
+            f"| {format_minutes(section_minutes(src))} "
             f"| [![Open in Colab](https://colab.research.google.com/assets/colab-badge.svg)]({COLAB}{exercise}) |"
         )
     return "\n".join(rows)
+
+
+def section_minutes(source: Path) -> int:
+    return sum(c.meta["minutes"] for c in parse_section(source) if c.kind == "exercise")
+
+
+def format_minutes(minutes: int) -> str:
+    hours, rest = divmod(minutes, 60)
+    return f"{hours} h {rest:02d} min" if hours else f"{rest} min"
 
 
 def render_readme(sources: list[Path]) -> str | None:

@@ -2,6 +2,6 @@
 
 from curriculum.utils.device import get_device
 from curriculum.utils.environment import describe_environment
-from curriculum.utils.sizes import IS_CI, ci_size
+from curriculum.utils.sizes import QUICK, full_or_quick
 
-__all__ = ["get_device", "describe_environment", "IS_CI", "ci_size"]
+__all__ = ["get_device", "describe_environment", "QUICK", "full_or_quick"]

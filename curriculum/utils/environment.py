@@ -8,7 +8,7 @@ import torch
 
 from curriculum.utils.device import get_device
 from curriculum.utils.offline import use_real_resources
-from curriculum.utils.sizes import IS_CI
+from curriculum.utils.sizes import QUICK
 
 
 def describe_environment() -> None:
@@ -19,6 +19,6 @@ def describe_environment() -> None:
         "resources: "
         + ("online: pretrained models and real datasets" if use_real_resources() else "offline: the project's stand-ins")
     )
-    print("size: " + ("CI (small and fast)" if IS_CI else "full learner size"))
+    print("size: " + ("quick mode (CURRICULUM_QUICK=1: small models, few steps)" if QUICK else "full size (set CURRICULUM_QUICK=1 for quick mode)"))
     if in_colab and device.type != "cuda":
         print("No GPU: in Colab choose Runtime > Change runtime type > GPU, then rerun this cell.")

@@ -1,7 +1,9 @@
-"""The CI-size switch. `.ci/run` sets CURRICULUM_CI=1; learners never need to.
+"""Quick mode: small sizes so a notebook runs in a few minutes on a laptop CPU.
 
-Notebooks write sizes as `ci_size(full, ci)`: learners get `full`, CI gets `ci`, so each notebook
-executes in a few minutes on 2 CPU cores while the learner default stays at full size.
+Notebooks write sizes as `full_or_quick(full, quick)`. By default you get `full`, the size the
+prose describes (a GPU is best). Set `CURRICULUM_QUICK=1` before starting Jupyter (the test suite
+does) and you get `quick`: smaller models, fewer steps and samples, so every cell finishes fast,
+at the price of weaker results.
 """
 
 from __future__ import annotations
@@ -11,9 +13,9 @@ from typing import TypeVar
 
 T = TypeVar("T")
 
-IS_CI: bool = os.environ.get("CURRICULUM_CI", "").lower() in {"1", "true", "yes"}
+QUICK: bool = os.environ.get("CURRICULUM_QUICK", "").lower() in {"1", "true", "yes"}
 
 
-def ci_size(full: T, ci: T) -> T:
-    """`full` for learners, `ci` when CURRICULUM_CI=1 (CI's small, fast setting)."""
-    return ci if IS_CI else full
+def full_or_quick(full: T, quick: T) -> T:
+    """`full` normally, `quick` in quick mode (CURRICULUM_QUICK=1)."""
+    return quick if QUICK else full

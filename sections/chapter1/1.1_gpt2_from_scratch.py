@@ -223,11 +223,11 @@ train_tokens, val_tokens = all_tokens[:split], all_tokens[split:]
 print(f"{len(train_tokens):,} training tokens, {len(val_tokens):,} validation tokens")
 
 small_cfg = Config(
-    d_model=utils.ci_size(256, 64),
-    n_layers=utils.ci_size(4, 2),
-    n_heads=utils.ci_size(8, 4),
-    d_head=utils.ci_size(32, 16),
-    d_mlp=utils.ci_size(1024, 256),
+    d_model=utils.full_or_quick(256, 64),
+    n_layers=utils.full_or_quick(4, 2),
+    n_heads=utils.full_or_quick(8, 4),
+    d_head=utils.full_or_quick(32, 16),
+    d_mlp=utils.full_or_quick(1024, 256),
     d_vocab=len(tokenizer),
     n_ctx=128,
     tie_embeddings=True,
@@ -237,11 +237,11 @@ history = train_lm(
     small_gpt2,
     train_tokens,
     val_tokens,
-    steps=utils.ci_size(2000, 400),
-    batch_size=utils.ci_size(32, 16),
-    seq_len=utils.ci_size(128, 64),
-    lr=utils.ci_size(1e-3, 3e-3),
-    eval_every=utils.ci_size(100, 50),
+    steps=utils.full_or_quick(2000, 400),
+    batch_size=utils.full_or_quick(32, 16),
+    seq_len=utils.full_or_quick(128, 64),
+    lr=utils.full_or_quick(1e-3, 3e-3),
+    eval_every=utils.full_or_quick(100, 50),
 )
 print(f"uniform guessing: {math.log(len(tokenizer)):.2f}; final validation loss: {history['val_loss'][-1]:.2f}")
 # Expect a fast drop to ~6.5 (the model learns which tokens are common: unigram statistics), a
@@ -298,7 +298,7 @@ strategies = {
     "top-p 0.9, frequency penalty 0.5": SamplingConfig(top_p=0.9, freq_penalty=0.5),
 }
 for name, sampling in strategies.items():
-    out = generate(sampling_model, prompt_tokens, utils.ci_size(40, 20), sampling, seed=0)
+    out = generate(sampling_model, prompt_tokens, utils.full_or_quick(40, 20), sampling, seed=0)
     print(f"--- {name}\n{tokenizer.decode(out[0].tolist())!r}\n")
 
 # %% [markdown]
@@ -315,7 +315,7 @@ for name, sampling in strategies.items():
 tests.check_beam_search(beam_search)
 
 # %%
-beams, scores = beam_search(sampling_model, prompt_tokens, num_beams=4, max_new_tokens=utils.ci_size(20, 8))
+beams, scores = beam_search(sampling_model, prompt_tokens, num_beams=4, max_new_tokens=utils.full_or_quick(20, 8))
 for beam, score in zip(beams, scores):
     print(f"{score.item():7.2f}  {tokenizer.decode(beam.tolist())!r}")
 
@@ -338,7 +338,7 @@ tests.check_layer_kv_cache(LayerKVCache)
 # `curriculum/benchmarks/kv_cache.py` measures this on a GPT-2-small-shaped model.
 
 # %%
-n_new = utils.ci_size(200, 30)
+n_new = utils.full_or_quick(200, 30)
 timings = {}
 for use_cache in (False, True):
     start = time.perf_counter()

@@ -250,8 +250,8 @@ for overrides in (["max_step=10"], ["block_size=4096"], ["tokens_per_step=1000"]
 # curve compares like with like.
 
 # %%
-overrides = [f"out_dir={RUN_DIR / 'smoke'}", f"max_steps={utils.ci_size(200, 40)}", f"eval_interval={utils.ci_size(25, 10)}"]
-if ON_GPU and not utils.IS_CI:
+overrides = [f"out_dir={RUN_DIR / 'smoke'}", f"max_steps={utils.full_or_quick(200, 40)}", f"eval_interval={utils.full_or_quick(25, 10)}"]
+if ON_GPU and not utils.QUICK:
     overrides += ["device=cuda", "dtype=auto", "n_layers=6", "d_model=384", "n_heads=6", "n_ctx=256", "block_size=256",
                   "micro_batch_size=64", "tokens_per_step=32768", "max_steps=1000", "eval_interval=100"]
 cfg = load_config(CONFIG_DIR / "smoke_cpu.toml", overrides)
@@ -315,7 +315,7 @@ print("identical:", killed["loss"][:3] + resumed["loss"] == full["loss"])
 # To see it on this machine, run the cell below (two CPU processes with gloo, a few steps).
 
 # %%
-if not utils.IS_CI:  # starting two more Python processes takes longer than CI's budget for this notebook
+if not utils.QUICK:  # starting two more Python processes takes longer than CI's budget for this notebook
     import json
     import subprocess
     import sys

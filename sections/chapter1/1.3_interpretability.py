@@ -132,7 +132,7 @@ tests.check_per_token_loss(per_token_loss)
 
 # %%
 HALF = 24
-rep_tokens = generate_repeated_tokens(utils.ci_size(16, 4), HALF, cfg.d_vocab, model.tokenizer.bos_token_id,
+rep_tokens = generate_repeated_tokens(utils.full_or_quick(16, 4), HALF, cfg.d_vocab, model.tokenizer.bos_token_id,
                                       torch.Generator().manual_seed(0))
 rep_logits, rep_cache = model.run_with_cache(rep_tokens)
 rep_loss = per_token_loss(rep_logits, rep_tokens)
@@ -288,7 +288,7 @@ tests.check_collect_activations(collect_activations)
 from curriculum.utils.offline import load_text_corpus
 
 corpus = load_text_corpus().value
-ids = model.tokenizer(corpus[: utils.ci_size(400_000, 40_000)])["input_ids"]
+ids = model.tokenizer(corpus[: utils.full_or_quick(400_000, 40_000)])["input_ids"]
 SEQ = 48  # the offline model was trained on 49-token contexts (BOS + 48)
 n_seq = len(ids) // (SEQ - 1)
 text_tokens = torch.tensor(ids[: n_seq * (SEQ - 1)]).reshape(n_seq, SEQ - 1)
@@ -298,7 +298,7 @@ acts = collect_activations(model, text_tokens, HOOK)
 print(f"{acts.shape[0]:,} activations of size {acts.shape[1]} from {HOOK}")
 
 sae_cfg = SAEConfig(d_in=cfg.d_model, d_sae=4 * cfg.d_model, l1_coeff=3e-3, lr=1e-3,
-                    batch_size=512, n_steps=utils.ci_size(3000, 200), resample_every=utils.ci_size(750, 100), dead_window=100)
+                    batch_size=512, n_steps=utils.full_or_quick(3000, 200), resample_every=utils.full_or_quick(750, 100), dead_window=100)
 sae = SAE(sae_cfg)
 acts_scaled = acts / acts.norm(dim=-1).mean() * cfg.d_model**0.5  # unit average per-dimension scale: l1_coeff transfers between models
 history = train_sae(sae, acts_scaled)

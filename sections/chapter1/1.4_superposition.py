@@ -41,7 +41,7 @@ from curriculum.solutions.chapter1.superposition import (
     plot_norms_and_superposition,
 )
 from curriculum.checks.chapter1 import superposition as tests
-from curriculum.utils import ci_size, get_device
+from curriculum.utils import full_or_quick, get_device
 from curriculum.utils.plotting import imshow, line
 
 device = get_device()
@@ -116,8 +116,8 @@ tests.check_train_toy_model(train_toy_model)
 # Watch what each instance does with its two dimensions.
 
 # %%
-N_STEPS = ci_size(10_000, 1500)
-BATCH = ci_size(1024, 512)
+N_STEPS = full_or_quick(10_000, 1500)
+BATCH = full_or_quick(1024, 512)
 
 torch.manual_seed(0)
 cfg = ToyConfig(n_instances=8, n_features=5, n_hidden=2)
@@ -184,7 +184,7 @@ plot_norms_and_superposition(model.W, titles=titles);
 # superposition (yellow). The change is not gradual per feature: a feature is either dropped or packed in.
 
 # %%
-N_STEPS = ci_size(10_000, 1500)
+N_STEPS = full_or_quick(10_000, 1500)
 torch.manual_seed(0)
 sparsity = torch.tensor([0.0, 0.7, 0.9, 0.97, 0.99, 0.997, 0.999])
 cfg = ToyConfig(n_instances=len(sparsity), n_features=20, n_hidden=5)
@@ -221,13 +221,13 @@ fig.update_xaxes(type="log").show()
 # show; the default 200 features in 20 dimensions draws the paper's picture.)
 
 # %%
-N_STEPS = ci_size(10_000, 1500)
+N_STEPS = full_or_quick(10_000, 1500)
 torch.manual_seed(0)
-n_inst = ci_size(20, 10)
-cfg = ToyConfig(n_instances=n_inst, n_features=ci_size(200, 40), n_hidden=ci_size(20, 4))
+n_inst = full_or_quick(20, 10)
+cfg = ToyConfig(n_instances=n_inst, n_features=full_or_quick(200, 40), n_hidden=full_or_quick(20, 4))
 feature_probability = 30 ** -torch.linspace(0, 1, n_inst)  # from dense to 1 in 30
 model = ToyModel(cfg, feature_probability[:, None], 1.0).to(device)
-train_toy_model(model, steps=N_STEPS, batch_size=ci_size(1024, 256), lr=ci_size(1e-3, 5e-3), seed=0)
+train_toy_model(model, steps=N_STEPS, batch_size=full_or_quick(1024, 256), lr=full_or_quick(1e-3, 5e-3), seed=0)
 plot_feature_dimensionality(model.W, feature_probability);
 
 # %% [markdown]
@@ -253,7 +253,7 @@ tests.check_feature_recovery(feature_recovery)
 torch.manual_seed(0)
 cfg = ToyConfig(n_instances=1, n_features=5, n_hidden=2)
 toy = ToyModel(cfg, 1 / 50, 0.9 ** torch.arange(cfg.n_features)).to(device)
-train_toy_model(toy, steps=ci_size(10_000, 1500), batch_size=BATCH, lr=5e-3, seed=0)
+train_toy_model(toy, steps=full_or_quick(10_000, 1500), batch_size=BATCH, lr=5e-3, seed=0)
 
 
 @torch.no_grad()
@@ -262,7 +262,7 @@ def toy_activations(batch_size: int) -> torch.Tensor:
     return toy.hidden(toy.generate_batch(batch_size))[:, 0]
 
 
-sae_cfg = SAEConfig(d_in=cfg.n_hidden, d_sae=10, l1_coeff=0.1, lr=3e-3, n_steps=ci_size(5000, 1000), batch_size=BATCH)
+sae_cfg = SAEConfig(d_in=cfg.n_hidden, d_sae=10, l1_coeff=0.1, lr=3e-3, n_steps=full_or_quick(5000, 1000), batch_size=BATCH)
 sae = SAE(sae_cfg).to(device)
 history = train_sae(sae, toy_activations)
 line({"L0 (latents firing per input)": history["l0"], "fraction of variance unexplained": history["fvu"]},

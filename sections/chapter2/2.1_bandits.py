@@ -31,7 +31,7 @@ from curriculum.solutions.chapter2.bandits import (
     run_testbed,
 )
 from curriculum.checks.chapter2 import bandits as tests
-from curriculum.utils import ci_size
+from curriculum.utils import full_or_quick
 from curriculum.utils.plotting import line
 
 # %% [markdown]
@@ -58,8 +58,8 @@ print("five pulls of arm 0:", [round(env.step(0)[1], 2) for _ in range(5)])
 # `reset(seed)`, `get_action() -> int`, `observe(action, reward)`. The random agent is the floor:
 
 # %%
-N_RUNS = ci_size(2000, 50)
-N_STEPS = ci_size(1000, 300)
+N_RUNS = full_or_quick(2000, 50)
+N_STEPS = full_or_quick(1000, 300)
 rewards_random, optimal_random = run_testbed(RandomAgent(10), N_RUNS, N_STEPS)
 print(f"random agent: mean reward {rewards_random.mean():.3f}, optimal action {optimal_random.mean():.1%}")
 
@@ -180,8 +180,8 @@ agents = {
     "random": RandomAgent(10),
 }
 comparison = {name: run_testbed(agent, N_RUNS, N_STEPS) for name, agent in agents.items()}
-line({k: r for k, (r, _) in comparison.items()}, smooth=ci_size(10, 5), title="Average reward (S&B fig. 2.4, extended)", ylabel="average reward")
-line({k: 100 * o for k, (_, o) in comparison.items()}, smooth=ci_size(10, 5), title="% optimal action", ylabel="% optimal action")
+line({k: r for k, (r, _) in comparison.items()}, smooth=full_or_quick(10, 5), title="Average reward (S&B fig. 2.4, extended)", ylabel="average reward")
+line({k: 100 * o for k, (_, o) in comparison.items()}, smooth=full_or_quick(10, 5), title="% optimal action", ylabel="% optimal action")
 for name, (r, o) in comparison.items():
     print(f"{name:16s} mean reward {r.mean():.3f}   optimal action over the last 100 steps {o[-100:].mean():.1%}")
 

@@ -42,7 +42,7 @@ from curriculum.solutions.chapter2.tabular import (
 )
 from curriculum.checks.chapter2 import dqn as dqn_tests
 from curriculum.checks.chapter2 import tabular as tests
-from curriculum.utils import ci_size
+from curriculum.utils import full_or_quick
 from curriculum.utils.plotting import imshow, line
 from curriculum.utils.device import torch_threads
 from curriculum.utils.rl import EpisodeTracker, make_vec_env, seed_everything
@@ -110,7 +110,7 @@ lake_env = gym.make("FrozenLake-v1")
 lake = model_from_P(lake_env.unwrapped.P)
 lake_policy, lake_V = policy_iteration(lake, gamma=0.99)
 imshow(lake_V.reshape(4, 4), title="FrozenLake-v1: optimal V(s), gamma = 0.99", zmid=None)
-lake_optimal = success_rate(lake_env, lake_policy.argmax(1), episodes=ci_size(2000, 300))
+lake_optimal = success_rate(lake_env, lake_policy.argmax(1), episodes=full_or_quick(2000, 300))
 print(f"optimal policy reaches the goal {lake_optimal:.0%} of the time")
 
 # %% [markdown]
@@ -178,9 +178,9 @@ for name, Q in [("Q-learning", Q_q), ("SARSA", Q_s)]:
 # iteration computed from the model:
 
 # %%
-lake_cfg = TabularConfig(episodes=ci_size(20_000, 500), alpha=0.1, epsilon=0.1, gamma=0.99, seed=0)
+lake_cfg = TabularConfig(episodes=full_or_quick(20_000, 500), alpha=0.1, epsilon=0.1, gamma=0.99, seed=0)
 Q_lake, returns_lake = train_tabular(lake_env, "q_learning", lake_cfg)
-learned = success_rate(lake_env, Q_lake.argmax(1), episodes=ci_size(2000, 300))
+learned = success_rate(lake_env, Q_lake.argmax(1), episodes=full_or_quick(2000, 300))
 print(f"Q-learning's greedy policy reaches the goal {learned:.0%} of the time (optimal: {lake_optimal:.0%})")
 
 # %% [markdown]
@@ -302,7 +302,7 @@ dqn_tests.check_train_dqn_on_probes(train_dqn)
 # already vouched for it).
 
 # %%
-cfg = DQNConfig(seed=0, total_timesteps=ci_size(100_000, 3_000), stop_when_solved=False)
+cfg = DQNConfig(seed=0, total_timesteps=full_or_quick(100_000, 3_000), stop_when_solved=False)
 result = train_dqn(cfg)
 tracker = result.tracker
 print(f"{len(tracker)} episodes; mean return of the last 20: {tracker.mean_return(20):.1f}; "

@@ -48,7 +48,7 @@ from curriculum.solutions.chapter2.ppo import (
     nature_cnn,
 )
 from curriculum.checks.chapter2 import ppo as tests
-from curriculum.utils import ci_size
+from curriculum.utils import full_or_quick
 from curriculum.utils.logging import wandb_run
 from curriculum.utils.plotting import image_grid, line
 from curriculum.utils.rl import EpisodeTracker, make_vec_env, seed_everything
@@ -205,7 +205,7 @@ tests.check_train_ppo(train_ppo)
 # run; the full run reaches a mean return of 475+ within ~50k steps (see `curriculum/benchmarks/ppo_cartpole.py`).
 
 # %%
-args = PPOArgs(seed=1, total_timesteps=ci_size(100_000, 6_144))
+args = PPOArgs(seed=1, total_timesteps=full_or_quick(100_000, 6_144))
 with wandb_run("ppo-cartpole", args, name=f"cartpole-seed{args.seed}") as run:
     result = train_ppo(args, run=run)
 print(f"{result.env_steps} steps in {result.seconds:.0f}s; mean return of the last 20 episodes: "
@@ -249,8 +249,8 @@ env.close()
 # 400. In CI we only run a few updates to check that the pipeline works end to end.
 
 # %%
-atari_args = PPOArgs.atari(total_timesteps=ci_size(10_000_000, 64), num_envs=ci_size(8, 2), num_steps=ci_size(128, 16),
-                           update_epochs=ci_size(4, 1))
+atari_args = PPOArgs.atari(total_timesteps=full_or_quick(10_000_000, 64), num_envs=full_or_quick(8, 2), num_steps=full_or_quick(128, 16),
+                           update_epochs=full_or_quick(4, 1))
 with wandb_run("ppo-atari", atari_args, name="breakout") as run:
     atari_result = train_ppo(atari_args, run=run, device=utils.get_device())
 print(f"{atari_result.env_steps} steps, {len(atari_result.tracker)} finished games, "

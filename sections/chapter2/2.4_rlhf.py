@@ -57,7 +57,7 @@ from curriculum.solutions.chapter2.rlhf import (
     train_reward_model,
 )
 from curriculum.checks.chapter2 import rlhf as tests
-from curriculum.utils import ci_size
+from curriculum.utils import full_or_quick
 from curriculum.utils.logging import wandb_run
 from curriculum.utils.offline import describe, load_text_corpus
 from curriculum.utils.plotting import line
@@ -185,8 +185,8 @@ tests.check_make_batch(make_batch)
 # %%
 DOT = tokenizer(".")["input_ids"][-1]
 rlhf_args = RLHFArgs(
-    batch_size=ci_size(64, 16), gen_len=ci_size(24, 12), total_phases=ci_size(150, 24),
-    update_epochs=ci_size(4, 2), num_minibatches=ci_size(4, 1),
+    batch_size=full_or_quick(64, 16), gen_len=full_or_quick(24, 12), total_phases=full_or_quick(150, 24),
+    update_epochs=full_or_quick(4, 2), num_minibatches=full_or_quick(4, 1),
     base_lr=2e-5 if loaded.real else 5e-4,  # pretrained GPT-2 needs small steps; our small LM tolerates larger ones
     head_lr=1e-3, kl_coef=0.2,
 )
@@ -239,7 +239,7 @@ line({"kl_coef=0.2": [h["kl"] for h in with_kl.history], "kl_coef=0": [h["kl"] f
 corpus = load_text_corpus()
 describe(corpus)
 rm_tokens, rm_labels = sentiment_dataset(corpus.value, tokenizer, n_tokens=rlhf_args.gen_len,
-                                         max_examples=ci_size(4000, 800))
+                                         max_examples=full_or_quick(4000, 800))
 print(f"{len(rm_labels)} labelled windows, {rm_labels.float().mean():.0%} positive. Example:")
 print(repr(tokenizer.decode(rm_tokens[0])), "->", int(rm_labels[0]))
 reward_model = RewardModel(load_base_model(device).value).to(device)

@@ -55,7 +55,7 @@ from curriculum.solutions.chapter3.dataset_generation import (
     scoring_messages,
 )
 from curriculum.checks.chapter3 import dataset_generation as tests
-from curriculum.utils import ci_size
+from curriculum.utils import full_or_quick
 from curriculum.utils.mcq_standin import mcq_responder
 from curriculum.utils.openai_server import Failures
 from curriculum.utils.secrets import llm_endpoint
@@ -203,7 +203,7 @@ for ex in scoring_examples:
 # function you wrote.
 
 # %%
-cfg = GenerationConfig(model=llm.model, n_target=ci_size(300, 24), questions_per_request=4, max_workers=8, seed=0)
+cfg = GenerationConfig(model=llm.model, n_target=full_or_quick(300, 24), questions_per_request=4, max_workers=8, seed=0)
 questions, stats = generate_dataset(llm.client, cfg, prompts, scoring_examples=scoring_examples)
 print(f"kept {len(questions)} questions; " + ", ".join(f"{k}: {v}" for k, v in stats.items() if k != "scores"))
 

@@ -46,7 +46,7 @@ from curriculum.solutions.chapter3.inspect_evals import (
     power_seeking,
 )
 from curriculum.checks.chapter3 import inspect_evals as tests
-from curriculum.utils import ci_size
+from curriculum.utils import full_or_quick
 from curriculum.utils.mcq_standin import mcq_responder
 from curriculum.utils.secrets import llm_endpoint
 
@@ -54,7 +54,7 @@ from curriculum.utils.secrets import llm_endpoint
 llm = llm_endpoint("gpt-4o-mini", responder=mcq_responder)
 llm.describe()
 LOG_DIR = tempfile.mkdtemp(prefix="inspect_logs_")  # eval logs are big; keep them out of the repository
-LIMIT = ci_size(None, 12)  # questions per eval: all of them for you, a dozen in CI
+LIMIT = full_or_quick(None, 12)  # questions per eval: all of them for you, a dozen in CI
 
 # %% [markdown]
 # ## 1. The dataset

@@ -56,7 +56,7 @@ from curriculum.solutions.chapter3.agents import (
 )
 from curriculum.solutions.chapter3.wiki import OfflineWiki, WikiPage, WikiSource, load_wiki, normalise_title
 from curriculum.checks.chapter3 import agents as tests
-from curriculum.utils import ci_size
+from curriculum.utils import full_or_quick
 from curriculum.utils.offline import describe
 from curriculum.utils.openai_server import Failures
 from curriculum.utils.secrets import llm_endpoint
@@ -205,8 +205,8 @@ tests.check_play(play)
 # baseline does not keep track of where it has been.
 
 # %%
-N_GAMES = ci_size(20, 3)
-MAX_STEPS = ci_size(40, 20)
+N_GAMES = full_or_quick(20, 3)
+MAX_STEPS = full_or_quick(40, 20)
 games = sample_games(offline_graph, N_GAMES, min_moves=2, max_moves=4, seed=0)
 par = None if loaded.real else {g: len(offline_graph.shortest_path(*g)) - 1 for g in games}
 

@@ -53,7 +53,7 @@ from curriculum.solutions.chapter3.alignment_faking import (
     tier_counts,
 )
 from curriculum.checks.chapter3 import alignment_faking as tests
-from curriculum.utils import ci_size
+from curriculum.utils import full_or_quick
 from curriculum.utils.secrets import llm_endpoint
 
 # %% [markdown]
@@ -119,7 +119,7 @@ tests.check_classify_compliance(classify_compliance)
 # end).
 
 # %%
-SAMPLES_PER_REQUEST = ci_size(10, 2)
+SAMPLES_PER_REQUEST = full_or_quick(10, 2)
 with llm_endpoint("gpt-4o-mini", responder=AlignmentFakingModel(seed=0)) as llm:
     llm.describe()
     samples = run_experiment(llm.client, llm.model, REQUESTS, samples_per_request=SAMPLES_PER_REQUEST)

@@ -40,7 +40,7 @@ from curriculum.solutions.chapter4.toy_diffusion import (
     train_toy,
 )
 from curriculum.checks.chapter4 import toy_diffusion as tests
-from curriculum.utils import ci_size
+from curriculum.utils import full_or_quick
 from curriculum.utils.plotting import line
 
 # %% [markdown]
@@ -136,8 +136,8 @@ tests.check_diffusion_loss(diffusion_loss)
 
 # %%
 sched = Schedule(linear_betas(T))
-model = MLPDenoiser(d_hidden=ci_size(256, 64))
-losses = train_toy(model, roll, sched, ToyTrainConfig(n_steps=ci_size(8000, 300), batch_size=ci_size(1024, 256)))
+model = MLPDenoiser(d_hidden=full_or_quick(256, 64))
+losses = train_toy(model, roll, sched, ToyTrainConfig(n_steps=full_or_quick(8000, 300), batch_size=full_or_quick(1024, 256)))
 line(losses, smooth=100, title="epsilon-prediction loss on the swiss roll", ylabel="MSE")
 
 # %% [markdown]
@@ -205,8 +205,8 @@ fig.show()
 
 # %%
 cos_sched = Schedule(cosine_betas(T))
-ring_model = MLPDenoiser(d_hidden=ci_size(256, 64))
-train_toy(ring_model, ring, cos_sched, ToyTrainConfig(n_steps=ci_size(8000, 300), batch_size=ci_size(1024, 256)))
+ring_model = MLPDenoiser(d_hidden=full_or_quick(256, 64))
+train_toy(ring_model, ring, cos_sched, ToyTrainConfig(n_steps=full_or_quick(8000, 300), batch_size=full_or_quick(1024, 256)))
 ring_samples = ddpm_sample(ring_model, (2000, 2), cos_sched, generator=torch.Generator().manual_seed(0))
 scatter_panels([ring[:2000], ring_samples], ["data", "samples (cosine schedule)"])
 

@@ -31,14 +31,14 @@ from torch import Tensor, nn
 from curriculum.solutions.chapter4.ddpm import Downsample, TrainConfig, UNetConfig, Upsample, ddim_sample, train_unet
 from curriculum.solutions.chapter4.toy_diffusion import Schedule, ddpm_sample, linear_betas, sinusoidal_embedding
 from curriculum.checks.chapter4 import ddpm as tests
-from curriculum.utils import IS_CI, ci_size, get_device
+from curriculum.utils import QUICK, full_or_quick, get_device
 from curriculum.utils.image_data import load_image_dataset
 from curriculum.utils.offline import describe
 from curriculum.utils.plotting import image_grid, line
 
 # %%
 device = get_device()
-loaded = load_image_dataset(online_name="mnist", offline_size=ci_size(16, 8))
+loaded = load_image_dataset(online_name="mnist", offline_size=full_or_quick(16, 8))
 describe(loaded)
 data = loaded.value
 print("images:", tuple(data.images.shape), "range", (data.images.min().item(), data.images.max().item()))
@@ -116,17 +116,17 @@ tests.check_ema(EMA)
 # its samples are blobs; the code path is the same.
 
 # %%
-T = ci_size(1000, 200)
+T = full_or_quick(1000, 200)
 sched = Schedule(linear_betas(T, 1e-4 * 1000 / T, 0.02 * 1000 / T))  # the same noise levels with fewer steps
 c, h, _ = data.image_shape
 cfg = (
     UNetConfig(image_size=h, in_channels=c, base_channels=16, channel_mults=(1, 2), attn_resolutions=(4,), n_heads=2, dropout=0.0)
-    if IS_CI
+    if QUICK
     else UNetConfig(image_size=h, in_channels=c)
 )
 model = UNet(cfg)
 print(f"U-Net: {sum(p.numel() for p in model.parameters()) / 1e6:.2f}M parameters")
-train_cfg = TrainConfig(n_steps=ci_size(20_000, 60), batch_size=ci_size(128, 32), device=str(device))
+train_cfg = TrainConfig(n_steps=full_or_quick(20_000, 60), batch_size=full_or_quick(128, 32), device=str(device))
 ema, losses = train_unet(model, data.images, sched, train_cfg)
 line(losses, smooth=100, title="U-Net epsilon loss", ylabel="MSE")
 
@@ -138,7 +138,7 @@ line(losses, smooth=100, title="U-Net epsilon loss", ylabel="MSE")
 # keeps early, wild predictions from derailing the chain.
 
 # %%
-n_show = ci_size(64, 16)
+n_show = full_or_quick(64, 16)
 net = ema.model.to(device)
 start = time.perf_counter()
 ddpm_images = ddpm_sample(net, (n_show, c, h, h), sched, generator=torch.Generator().manual_seed(0), clip_x0=1.0, device=device)

@@ -33,16 +33,16 @@ from curriculum.solutions.chapter4.ddpm import TrainConfig, UNet, UNetConfig, dd
 from curriculum.solutions.chapter4.guidance import NoisyClassifier, judge_features, train_classifier
 from curriculum.solutions.chapter4.toy_diffusion import Schedule, _broadcast, linear_betas
 from curriculum.checks.chapter4 import clip_guidance as tests
-from curriculum.utils import IS_CI, ci_size, get_device
+from curriculum.utils import QUICK, full_or_quick, get_device
 from curriculum.utils.image_data import load_image_dataset
 from curriculum.utils.offline import describe, use_real_resources
 from curriculum.utils.plotting import image_grid, imshow, line
 
 # %%
 torch.manual_seed(0)
-loaded = load_image_dataset(online_name="mnist", offline_size=ci_size(16, 8), online_limit=20_000)
+loaded = load_image_dataset(online_name="mnist", offline_size=full_or_quick(16, 8), online_limit=20_000)
 describe(loaded)
-train, test = loaded.value.split(n_test=ci_size(500, 300))
+train, test = loaded.value.split(n_test=full_or_quick(500, 300))
 c, h, _ = train.image_shape
 n_classes = len(train.class_names)
 print("captions:", train.captions(train.labels[:6], seed=0))
@@ -73,9 +73,9 @@ tests.check_zero_shot_classify(zero_shot_classify)
 # %%
 tok = tokenizer_for(train)
 clip_cfg = CLIPConfig(image_shape=train.image_shape, vocab_size=len(tok.vocab), max_len=tok.max_len,
-                      image_channels=ci_size(32, 16), d_text=ci_size(64, 32), n_text_layers=ci_size(2, 1))
+                      image_channels=full_or_quick(32, 16), d_text=full_or_quick(64, 32), n_text_layers=full_or_quick(2, 1))
 clip = CLIP(clip_cfg)
-clip_losses = train_clip(clip, train, tok, CLIPTrainConfig(n_steps=ci_size(3000, 100), batch_size=ci_size(256, 128), lr=3e-3))
+clip_losses = train_clip(clip, train, tok, CLIPTrainConfig(n_steps=full_or_quick(3000, 100), batch_size=full_or_quick(256, 128), lr=3e-3))
 line(clip_losses, smooth=20, title="CLIP contrastive loss", ylabel="loss")
 
 # %%
@@ -115,19 +115,19 @@ else:
 # guidance: at high noise its gradients point nowhere in particular.)
 
 # %%
-T = ci_size(1000, 200)
+T = full_or_quick(1000, 200)
 sched = Schedule(linear_betas(T, 1e-4 * 1000 / T, 0.02 * 1000 / T))
 ucfg = (
     UNetConfig(image_size=h, in_channels=c, base_channels=16, channel_mults=(1, 2), attn_resolutions=(4,), n_heads=2, dropout=0.0, num_classes=n_classes)
-    if IS_CI
+    if QUICK
     else UNetConfig(image_size=h, in_channels=c, num_classes=n_classes)
 )
 device = get_device()
-unet_cfg = TrainConfig(n_steps=ci_size(20_000, 60), batch_size=ci_size(128, 32), p_uncond=0.1, device=str(device))
+unet_cfg = TrainConfig(n_steps=full_or_quick(20_000, 60), batch_size=full_or_quick(128, 32), p_uncond=0.1, device=str(device))
 ema, _ = train_unet(UNet(ucfg), train.images, sched, unet_cfg, labels=train.labels)
 net = ema.model
-noisy_clf = NoisyClassifier(c, n_classes, base=ci_size(32, 16))
-train_classifier(noisy_clf, train.images, train.labels, sched.alpha_bars, n_steps=ci_size(5000, 100))
+noisy_clf = NoisyClassifier(c, n_classes, base=full_or_quick(32, 16))
+train_classifier(noisy_clf, train.images, train.labels, sched.alpha_bars, n_steps=full_or_quick(5000, 100))
 # Sampling runs on the device: move the guiding models there too.
 noisy_clf, clip = noisy_clf.to(device), clip.to(device).eval()
 null = torch.tensor(n_classes, device=device)
@@ -149,9 +149,9 @@ uncond = lambda x, t: net(x, t, null.expand(len(x)))  # noqa: E731
 tests.check_classifier_guided_eps(classifier_guided_eps)
 
 # %%
-per_class = ci_size(8, 2)
+per_class = full_or_quick(8, 2)
 targets = torch.arange(n_classes, device=device).repeat_interleave(per_class)
-steps = ci_size(50, 20)
+steps = full_or_quick(50, 20)
 shape = (len(targets), c, h, h)
 
 
@@ -242,8 +242,8 @@ show_per_class(clip_samples, "CLIP guidance towards 'a handwritten <digit>'")
 # unclamped, in the eps term.
 
 # %%
-judge = NoisyClassifier(c, n_classes, base=ci_size(32, 16))
-train_classifier(judge, train.images, train.labels, None, n_steps=ci_size(2000, 100))
+judge = NoisyClassifier(c, n_classes, base=full_or_quick(32, 16))
+train_classifier(judge, train.images, train.labels, None, n_steps=full_or_quick(2000, 100))
 _, judged = judge_features(judge, test.images)
 print(f"judge accuracy on real test images: {(judged == test.labels).float().mean():.3f}")
 for name, samples in [("classifier", clf_samples), ("classifier-free", cfg_samples), ("CLIP", clip_samples)]:
