@@ -52,3 +52,21 @@ def test_required_packages_are_listed():
                 "plotly", "circuitsvis", "wandb", "tqdm", "jupyter", "nbval", "pytest"}
     missing = required - set(_pyproject())
     assert not missing, f"pyproject.toml lacks {sorted(missing)}"
+
+
+def test_one_top_level_package():
+    """Installing the project adds exactly one importable name, `curriculum`: nothing generic such
+    as `utils` or `tests` lands in the learner's site-packages."""
+    import importlib.metadata
+
+    from setuptools import find_packages
+
+    find = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]["find"]
+    packages = find_packages(str(ROOT), include=find["include"], exclude=find.get("exclude", ()))
+    assert packages and {p.split(".")[0] for p in packages} == {"curriculum"}, packages
+    # every folder of the package is a real package, so none is silently left out of an install
+    for folder in (ROOT / "curriculum").rglob("*"):
+        if folder.is_dir() and any(folder.glob("*.py")):
+            assert (folder / "__init__.py").exists(), f"{folder.relative_to(ROOT)} has modules but no __init__.py"
+    dist = importlib.metadata.distribution("open-alignment-curriculum")
+    assert (dist.read_text("top_level.txt") or "").split() == ["curriculum"]

@@ -386,7 +386,7 @@ def section_title(source: Path) -> str:
 
 
 def readme_table(sources: list[Path]) -> str:
-    rows = ["| section | exercises | solutions | expected time | Colab |", "|---|---|---|---|---|"]
+    rows = ["| section | exercises | solutions | time for the exercises | Colab |", "|---|---|---|---|---|"]
     for src in sources:
         exercise, solution = (p.relative_to(ROOT).as_posix() for p in output_paths(src))
         rows.append(

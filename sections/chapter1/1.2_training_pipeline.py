@@ -22,7 +22,8 @@
 # functions, and you run it at the end, resume it, and read its throughput.
 #
 # **Online or offline.** Online the corpus is a real Hugging Face dataset tokenised with GPT-2's
-# tokenizer; offline (CI, a plane) it is CPython's documentation with a small BPE trained on it.
+# tokenizer; offline (on a plane, or behind a firewall) it is CPython's documentation with a small
+# BPE trained on it.
 
 # %% setup
 from __future__ import annotations
@@ -95,8 +96,27 @@ print(repr(decode(train_data[:60].tolist())))
 #   data position, which a checkpoint saves so a resumed run sees the same batches;
 # - return `int64`: memmaps hold `uint16`, which embeddings and `cross_entropy` do not accept.
 
-# %% exercise curriculum.solutions.chapter1.train_data:get_batch
+# %% exercise curriculum.solutions.chapter1.train_data:get_batch difficulty=2 importance=4 minutes=15
 tests.check_get_batch(get_batch)
+
+# %% hint
+# One window of `block_size + 1` consecutive tokens gives both tensors: `x` is its first `block_size`
+# tokens and `y` its last `block_size`. So you need `batch_size` start offsets, each chosen among
+# every start whose window still fits inside the data.
+
+# %% hint
+# `torch.randint(len(data) - block_size, (batch_size,), generator=generator)`: the bound is exclusive,
+# so the largest start is `len(data) - block_size - 1`, whose window ends on the final token. A slice
+# of the memmap is a numpy `uint16` array: `.astype(np.int64)` before `torch.from_numpy`, then
+# `torch.stack` the windows. The check fails if torch's global RNG moved, so no `torch.randint`
+# without `generator=` and no `np.random`.
+
+# %% hint
+# ```python
+# starts = torch.randint(..., generator=generator).tolist()
+# windows = torch.stack([torch.from_numpy(data[i : i + block_size + 1].astype(np.int64)) for i in starts])
+# return ..., ...   # x and y from windows
+# ```
 
 # %%
 x, y = get_batch(train_data, 2, 16, torch.Generator().manual_seed(0))
@@ -118,8 +138,18 @@ print("y:", repr(decode(y[0].tolist())))
 # `warmup_steps` to `min_lr` at `max_steps`; after that the rate stays at `min_lr`. The check
 # compares with torch's `LinearLR` + `CosineAnnealingLR` chained by `SequentialLR`.
 
-# %% exercise curriculum.solutions.chapter1.train:lr_at
+# %% exercise curriculum.solutions.chapter1.train:lr_at difficulty=2 importance=4 minutes=15
 tests.check_lr_at(lr_at)
+
+# %% hint
+# Three regimes, tested in this order: warmup (`step < warmup_steps`), finished
+# (`step >= max_steps`: return `min_lr`), and the cosine in between. Early returns keep it readable.
+
+# %% hint
+# In the cosine regime let `ratio = (step - warmup_steps) / (max_steps - warmup_steps)`, which goes from
+# 0 to 1. The factor `0.5 * (1 + cos(pi * ratio))` then goes from 1 to 0, and the rate is
+# `min_lr + factor * (max_lr - min_lr)`. The check walks through steps 0 to 99 (warmup 10, 100 steps)
+# and names the phase of the first step that differs; a warmup of `step / warmup_steps` fails at step 0.
 
 # %%
 gpt2_cfg = load_config(CONFIG_DIR / "gpt2_124m.toml")
@@ -139,9 +169,26 @@ line(schedule, title="GPT-2 124M schedule: 715 warmup steps, cosine to 10% over 
 # here the rule is by name: decay exactly the `W_*` parameters. Every trainable parameter must land
 # in exactly one group (with tied embeddings, `W_E` is also the unembedding: once, not twice), and
 # frozen ones (`requires_grad=False`) in none.
+#
+# ### Exercise: decay and no-decay parameter groups
+#
+# Return the two parameter groups AdamW takes: `[{"params": decay, "weight_decay": weight_decay},
+# {"params": no_decay, "weight_decay": 0.0}]`. The check builds tied and untied models and checks
+# that every trainable parameter appears exactly once, in the right group.
 
-# %% exercise curriculum.solutions.chapter1.train:param_groups
+# %% exercise curriculum.solutions.chapter1.train:param_groups difficulty=2 importance=3 minutes=15
 tests.check_param_groups(param_groups)
+
+# %% hint
+# Decide by name, not by shape. The last part of a parameter's dotted name
+# (`blocks.0.attn.W_Q` → `W_Q`) says whether it is a weight matrix (`W_*`) or a bias or LayerNorm
+# parameter.
+
+# %% hint
+# `model.named_parameters()` yields a tensor shared by two modules only once, so the tied `W_E` takes
+# care of itself; keep only those with `p.requires_grad` (the unembedding bias `b_U` is frozen). Then
+# `name.split(".")[-1].startswith("W_")` sorts them. A `p.dim() >= 2` rule puts `b_Q`, `b_K`, `b_V`
+# in the decay group, which the check reports.
 
 # %%
 with torch.device("meta"):  # shapes only: no memory, no initialisation
@@ -163,9 +210,28 @@ print(f"GPT-2 124M: {len(decay['params'])} tensors / {n_decay:,} parameters deca
 # The reference function also takes the pieces a real trainer threads through it: an `autocast`
 # context for the forward pass, the fp16 `GradScaler` (backward goes through `scaler.scale(loss)`),
 # and DDP's `no_sync` (covered in section 8). You write the two lines inside the loop.
+#
+# ### Exercise: gradient accumulation
+#
+# Fill in the body of the loop: one micro-batch's forward pass and backward pass. The check compares
+# the gradients left in `.grad` with the gradient of one big batch computed by plain autograd, counts
+# how often your code entered `autocast()`, and runs once more with a `GradScaler` of scale 8.
 
-# %% exercise curriculum.solutions.chapter1.train:accumulate_gradients
+# %% exercise curriculum.solutions.chapter1.train:accumulate_gradients difficulty=2 importance=4 minutes=15
 tests.check_accumulate_gradients(accumulate_gradients)
+
+# %% hint
+# Each micro-batch loss is a mean over its own tokens. Calling `backward` on each adds their gradients
+# into `.grad`, giving the *sum* of `n_micro` means: `n_micro` times the big batch's gradient. Divide
+# each loss by `n_micro` before `backward` (the micro-batches are the same size, so the mean of the
+# means is the big batch's mean).
+
+# %% hint
+# `autocast` and `scaler` are arguments: `with autocast():` (call it, it makes a fresh context) around
+# the forward pass and `lm_loss(model(x), y) / n_micro`; then `.backward()` on `scaler.scale(loss)`
+# when a scaler is given, else on `loss`. Name the result `loss`: the line after the fence stores it.
+# Do not call `zero_grad` inside the loop; the check's ratio hint tells you if only one micro-batch's
+# gradient survived.
 
 # %% [markdown]
 # ## 5. FLOPs per token and MFU
@@ -181,9 +247,25 @@ tests.check_accumulate_gradients(accumulate_gradients)
 # the `QK^T` scores and the weighted sum of values, `2 * 2 * seq_len * d_model` FLOPs per layer per
 # token forward, times 3 with backward: **12 · n_layers · seq_len · d_model**.
 # The check counts the real FLOPs of a forward + backward with `torch.utils.flop_counter`.
+#
+# ### Exercise: FLOPs per token and MFU
+#
+# `flops_per_token(model, seq_len)` returns the training FLOPs per token from the formula above;
+# `mfu` turns a measured throughput into a utilisation. The check accepts a formula within 3% of
+# the counted FLOPs.
 
-# %% exercise curriculum.solutions.chapter1.train:flops_per_token,mfu
+# %% exercise curriculum.solutions.chapter1.train:flops_per_token,mfu difficulty=3 importance=3 minutes=20
 tests.check_flops_per_token(flops_per_token, mfu)
+
+# %% hint
+# Two terms. The weights: 6 FLOPs per parameter per token (2 forward, 4 backward), counting every
+# parameter except the position table. The attention products, which involve no parameters and grow
+# with `seq_len`: `12 * n_layers * seq_len * d_model`. MFU is achieved FLOP/s over peak FLOP/s.
+
+# %% hint
+# `sum(p.numel() for p in model.parameters())` counts the tied `W_E` once; subtract the same sum over
+# `model.pos_embed.parameters()`. The sizes are in `model.cfg`. The check recognises the common
+# slips and names them: forward only, the attention term missing, `W_pos` counted, or 6 instead of 12.
 
 # %%
 fpt = flops_per_token(model_124m, 1024)
@@ -206,9 +288,34 @@ for device_name, peak in [("A100 (bf16, 312 TFLOP/s)", 312e12), ("H100 SXM (bf16
 # job killed mid-save leaves the previous checkpoint intact. Load with `map_location="cpu"` (the
 # optimizer and model move tensors to the parameters' device) and `weights_only=True` (safe to
 # unpickle).
+#
+# ### Exercise: save and load a checkpoint
+#
+# Write both halves: `save_checkpoint` puts everything that decides the future of the run into one
+# file, atomically; `load_checkpoint` restores it into fresh objects and returns the step to run next.
+# The check trains 3 steps, saves, trains 3 more, then loads into a differently seeded model,
+# optimizer, scaler and RNGs and requires the same 3 losses, exactly.
 
-# %% exercise curriculum.solutions.chapter1.train:save_checkpoint,load_checkpoint
+# %% exercise curriculum.solutions.chapter1.train:save_checkpoint,load_checkpoint difficulty=3 importance=4 minutes=25
 tests.check_checkpoint_roundtrip(save_checkpoint, load_checkpoint)
+
+# %% hint
+# One dict holds it all: the model's, optimizer's and scaler's `state_dict()`, the step, the state of
+# `data_rng`, torch's CPU RNG, the CUDA RNGs (when CUDA is available) and Python's `random`, plus the
+# config. Loading restores each piece into the object it came from.
+
+# %% hint
+# The pairs are `state_dict` / `load_state_dict`, `data_rng.get_state()` / `set_state`,
+# `torch.get_rng_state()` / `torch.set_rng_state`, `torch.cuda.get_rng_state_all()` /
+# `set_rng_state_all`, `random.getstate()` / `random.setstate`. Write to
+# `path.with_name(path.name + ".tmp")`, then `os.replace` it onto `path`; read with
+# `torch.load(path, map_location="cpu", weights_only=True)`.
+
+# %% hint
+# The check names the first resumed step whose loss differs. If step 0 is already off by less than
+# about 0.002 (the size of the stand-in noise), torch's or Python's RNG was not restored; if it is off
+# by more, the weights or the data generator. If step 0 matches and step 1 does not, the weights were
+# right but Adam's moments were not. A wrong GradScaler scale has its own message.
 
 # %% [markdown]
 # ## 7. Precision, compilation and the config
@@ -315,7 +422,7 @@ print("identical:", killed["loss"][:3] + resumed["loss"] == full["loss"])
 # To see it on this machine, run the cell below (two CPU processes with gloo, a few steps).
 
 # %%
-if not utils.QUICK:  # starting two more Python processes takes longer than CI's budget for this notebook
+if not utils.QUICK:  # starting two more Python processes takes too long for quick mode
     import json
     import subprocess
     import sys
@@ -337,3 +444,20 @@ if not utils.QUICK:  # starting two more Python processes takes longer than CI's
 #   HellaSwag.
 # - The trained weights keep TransformerLens's parameter names, so the interpretability sections
 #   can load and inspect them.
+
+# %% [markdown]
+# ## Further reading
+#
+# - [Scaling Laws for Neural Language Models](https://arxiv.org/abs/2001.08361) (Kaplan et al., 2020):
+#   section 2.1 derives the `6N` training FLOPs per token (and the attention term) that
+#   `flops_per_token` uses; the rest shows how loss falls with parameters, data and compute.
+# - [PaLM: Scaling Language Modeling with Pathways](https://arxiv.org/abs/2204.02311) (Chowdhery et al.,
+#   2022): section 4.1 introduces model FLOPs utilisation and why it is a fairer yardstick than
+#   hardware FLOPs utilisation; appendix B spells out the FLOP count behind it.
+# - [Decoupled Weight Decay Regularization](https://arxiv.org/abs/1711.05101) (Loshchilov and Hutter,
+#   2017): AdamW, and why weight decay is not the same as an L2 penalty once Adam rescales gradients.
+# - [Mixed Precision Training](https://arxiv.org/abs/1710.03740) (Micikevicius et al., 2017): fp16
+#   training with an fp32 master copy of the weights and loss scaling, the idea behind `GradScaler`.
+# - [FlashAttention: Fast and Memory-Efficient Exact Attention with IO-Awareness](https://arxiv.org/abs/2205.14135)
+#   (Dao et al., 2022): how the fused attention kernel avoids writing the attention matrix to memory,
+#   and why memory traffic rather than arithmetic limits attention on a GPU.

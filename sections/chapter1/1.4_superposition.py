@@ -22,7 +22,8 @@
 # 4. train a sparse autoencoder (from section 1.3) on the hidden activations and check that it
 #    recovers the true feature directions, the idea behind using SAEs on real models.
 #
-# Everything runs on a CPU in seconds at the sizes used in CI; the defaults are the paper's sizes.
+# The default sizes are the paper's; in quick mode everything runs on a CPU in seconds, with
+# shorter training and rougher pictures.
 
 # %% setup
 from dataclasses import dataclass
@@ -66,11 +67,24 @@ if device.type == "cpu":
 # an n × n matrix whose diagonal says how well each feature is represented and whose off-diagonal
 # says how much features interfere.
 #
-# **Exercise.** Implement `hidden` (h = W x) and `forward` (x' = ReLU(Wᵀ h + b)) with `einops.einsum`,
+# ### Exercise: the toy model's forward pass
+#
+# Implement `hidden` (h = W x) and `forward` (x' = ReLU(Wᵀ h + b)) with `einops.einsum`,
 # keeping the `inst` axis separate: instance k's features only ever meet `W[k]`.
 
-# %% exercise curriculum.solutions.chapter1.superposition:ToyConfig,per_instance,ToyModel
+# %% exercise curriculum.solutions.chapter1.superposition:ToyConfig,per_instance,ToyModel difficulty=2 importance=5 minutes=15
 tests.check_toy_model(ToyModel)
+
+# %% hint
+# Write out the shapes: features `(batch, inst, feats)`, `W` `(inst, hidden, feats)`, hidden
+# `(batch, inst, hidden)`. `hidden` contracts the feats axis; `forward` contracts the hidden axis
+# with the *same* `W`, giving back `(batch, inst, feats)`. The `inst` axis appears in every operand
+# and in the output, so it is never summed over.
+
+# %% hint
+# In `einops.einsum` a name that appears in both inputs and in the output is a batch axis: write
+# `inst` in all three. The bias goes inside the ReLU, `F.relu(out + self.b_final)`; the check tells
+# apart a missing ReLU and a bias added after it.
 
 # %% [markdown]
 # ## 2. Sparse data
@@ -79,11 +93,23 @@ tests.check_toy_model(ToyModel)
 # of all other features, samples and instances. With $p = 1$ every feature is on in every sample
 # (dense); with $p = 0.01$ a feature is on in one sample in a hundred.
 #
-# **Exercise.** Implement `generate_batch`. `feature_probability` has shape `(n_instances, n_features)`,
+# ### Exercise: sparse feature batches
+#
+# Implement `generate_batch`. `feature_probability` has shape `(n_instances, n_features)`,
 # so comparing a `(batch, inst, feats)` tensor of uniform draws with it broadcasts for you.
 
-# %% exercise curriculum.solutions.chapter1.superposition:generate_batch
+# %% exercise curriculum.solutions.chapter1.superposition:generate_batch difficulty=2 importance=4 minutes=10
 tests.check_generate_batch(generate_batch)
+
+# %% hint
+# Each entry needs two independent random numbers: one decides whether the feature is on (on when it
+# is below `p`), the other is its value if it is.
+
+# %% hint
+# Two `torch.rand` calls of shape `(batch_size, *feature_probability.shape)` on the probability's
+# device; `torch.where(present, values, 0.0)`. Reusing one draw for both (e.g. keeping `u` where
+# `u < p`) makes the kept values uniform in `[0, p]` instead of `[0, 1]`, and the check's
+# distribution test catches it.
 
 # %% [markdown]
 # ## 3. The importance-weighted loss
@@ -93,9 +119,23 @@ tests.check_generate_batch(generate_batch)
 # Importance $I_i$ is how the paper makes some features matter more than others, so that with too few
 # dimensions the model has a reason to prefer some features over others. We **sum** over instances
 # rather than average: then each instance's gradient is exactly what it would be if it were trained alone.
+#
+# ### Exercise: the importance-weighted loss
+#
+# Implement the formula above: `out` and `batch` are `(batch, inst, feats)`, `importance` is
+# `(inst, feats)`, and the result is a scalar tensor you can call `.backward()` on.
 
-# %% exercise curriculum.solutions.chapter1.superposition:importance_weighted_mse
+# %% exercise curriculum.solutions.chapter1.superposition:importance_weighted_mse difficulty=2 importance=4 minutes=10
 tests.check_importance_weighted_mse(importance_weighted_mse)
+
+# %% hint
+# Weight each squared error, not each error: `I * (x - x')²`. Then two reductions of different kinds:
+# a mean over the batch and feats axes, a sum over instances.
+
+# %% hint
+# `importance` broadcasts against `(batch, inst, feats)` as it is. `einops.reduce(error, "batch inst feats -> inst", "mean")`
+# leaves one number per instance; `.sum()` them. The check's hand-computed example recognises a missing
+# weight, a squared weight, and a mean or sum in the wrong place, and says which.
 
 # %% [markdown]
 # ## 4. Training
@@ -104,9 +144,23 @@ tests.check_importance_weighted_mse(importance_weighted_mse)
 # The check trains four instances on dense data with importances (1, 0.7, 0.1, 0.05) and two hidden
 # dimensions. With dense features there is no room for superposition: the optimum keeps the two
 # important features in orthogonal directions and replaces the other two by their mean, 0.5, through the bias.
+#
+# ### Exercise: the training step
+#
+# Fill in one step of the loop; the optimiser, the logging and the returned list of losses are written
+# for you.
 
-# %% exercise curriculum.solutions.chapter1.superposition:train_toy_model
+# %% exercise curriculum.solutions.chapter1.superposition:train_toy_model difficulty=1 importance=3 minutes=10
 tests.check_train_toy_model(train_toy_model)
+
+# %% hint
+# A fresh batch every step, from `model.generate_batch(batch_size)`; the model's output on it; the loss
+# you just wrote, with `model.importance`; then the usual three optimiser calls.
+
+# %% hint
+# `optimizer.zero_grad()`, `loss.backward()`, `optimizer.step()`. Name the loss `loss`: the logging
+# after the fence reads it. If the check says the loss did not fall five-fold, one of the three calls
+# is missing or in the wrong order.
 
 # %% [markdown]
 # ## 5. Five features in two dimensions
@@ -139,7 +193,7 @@ plot_features_in_2d(model.W, colour_by=importance, titles=titles);
 #   with a negative bias cleans up their (negative) interference.
 # - **very sparse** (p ≲ 0.06): all five features sit on a **regular pentagon**. Five features in two dimensions!
 #
-# (At CI size the training is short, and the dense instance may still be splitting its second direction
+# (In quick mode the training is short, and the dense instance may still be splitting its second direction
 # between two features; the default 10,000 steps settle it.)
 #
 # $W^\top W$ shows the same thing as a matrix: the diagonal is $\|W_i\|^2$, the off-diagonal the
@@ -161,14 +215,44 @@ imshow(WtW, title="WᵀW per instance", facet_labels=titles, xlabel="feature j",
 #   $j = i$): the fraction of a dimension feature i gets. 1 for a feature alone in its direction,
 #   1/2 for each of an antipodal pair, 2/5 on the pentagon, 0 for a dropped feature.
 #
-# **Exercise.** Implement both. Take $\hat W_i = 0$ when $W_i = 0$ (clamp the norm before dividing) so
-# dropped features give 0, not NaN.
+# ### Exercise: superposition per feature
+#
+# Implement `superposition(W)`, one value per (instance, feature). Take $\hat W_i = 0$ when $W_i = 0$
+# (clamp the norm before dividing) so dropped features give 0, not NaN. `feature_norms` comes with it,
+# already written: the norm of each column.
 
-# %% exercise curriculum.solutions.chapter1.superposition:feature_norms,superposition
+# %% exercise curriculum.solutions.chapter1.superposition:feature_norms,superposition difficulty=3 importance=4 minutes=20
 tests.check_superposition(superposition)
 
-# %% exercise curriculum.solutions.chapter1.superposition:feature_dimensionality
+# %% hint
+# Features are the *columns* of each `W[k]`, so norms are taken over the hidden axis (`dim=1` of
+# `(inst, hidden, feats)`). Compute every dot product $\hat W_i \cdot W_j$ at once as an
+# `(inst, feats, feats)` matrix, square it, and sum each row without its diagonal term.
+
+# %% hint
+# `W_hat = W / W.norm(dim=1, keepdim=True).clamp_min(1e-8)`; then
+# `einops.einsum(W_hat, W, "inst hidden i, inst hidden j -> inst i j")`. After squaring, subtract the
+# diagonal (`.diagonal(dim1=-2, dim2=-1)`) from the row sums. Normalising both factors gives cosines
+# instead of projections, which the check rejects.
+
+# %% [markdown]
+# ### Exercise: feature dimensionality
+#
+# Implement `feature_dimensionality(W)`: $D_i = \|W_i\|^2 / \sum_j (\hat W_i \cdot W_j)^2$, the sum
+# including $j = i$, and 0 for a dropped feature.
+
+# %% exercise curriculum.solutions.chapter1.superposition:feature_dimensionality difficulty=2 importance=4 minutes=10
 tests.check_feature_dimensionality(feature_dimensionality)
+
+# %% hint
+# The denominator is the same matrix of squared projections as in `superposition`, this time with the
+# diagonal kept: for a feature alone in its direction it equals $\|W_i\|^2$ and $D_i = 1$.
+
+# %% hint
+# Divide `W.norm(dim=1) ** 2` by the row sums of the squared projections, clamped away from zero with
+# `clamp_min`: a dropped feature then gives 0 / small = 0 rather than NaN. The check's hand-made
+# examples: an antipodal pair of unequal lengths 2 and 1 (D = 4/5 and 1/5), a feature alone (1), a
+# dropped one (0) and a pentagon (2/5 each).
 
 # %%
 print("feature dimensionality D_i, one row per instance (dense first):")
@@ -217,7 +301,7 @@ fig.update_xaxes(type="log").show()
 # direction, in an antipodal pair, on a pentagon, or in a triangle. The model prefers these geometric
 # configurations and stays on one over a range of sparsities before jumping to the next. Dots at 0 are
 # dropped features; in the sparsest instances many features share higher-dimensional arrangements and
-# fall below 1/3. (At CI size, 40 features in 4 dimensions trained briefly, the plateaus at 1/2 and 1/3
+# fall below 1/3. (In quick mode, 40 features in 4 dimensions trained briefly, the plateaus at 1/2 and 1/3
 # show; the default 200 features in 20 dimensions draws the paper's picture.)
 
 # %%
@@ -243,11 +327,23 @@ plot_feature_dimensionality(model.W, feature_probability);
 # We take the pentagon (the sparsest instance of section 5's model), feed fresh sparse batches through
 # `hidden`, and train an SAE with 10 latents on the 2-D activations.
 #
-# **Exercise.** `feature_recovery(W, W_dec)`: for each true feature, the best (signed) cosine similarity
+# ### Exercise: how well are the features recovered?
+#
+# `feature_recovery(W, W_dec)`: for each true feature, the best (signed) cosine similarity
 # with any decoder row.
 
-# %% exercise curriculum.solutions.chapter1.superposition:feature_recovery
+# %% exercise curriculum.solutions.chapter1.superposition:feature_recovery difficulty=2 importance=4 minutes=10
 tests.check_feature_recovery(feature_recovery)
+
+# %% hint
+# Normalise both sets of directions to unit length, take every (latent, feature) dot product, and keep
+# the largest over latents for each feature. The true directions are the *columns* of `W`
+# `(hidden, feats)`; the decoder directions are the *rows* of `W_dec` `(d_sae, hidden)`.
+
+# %% hint
+# `F.normalize(W_dec, dim=-1)` and `F.normalize(W, dim=0)`; an einsum
+# `"d_sae hidden, hidden feats -> d_sae feats"`; `.max(dim=0).values`. Keep the sign: a latent pointing
+# the opposite way reconstructs `-W_i`, and the check has one such latent to catch `abs()`.
 
 # %%
 torch.manual_seed(0)
@@ -287,3 +383,20 @@ tests.check_sae_recovers_features(W_toy, sae.W_dec)
 #   both features' sparsity on a grid of instances, and colour each cell by whether feature 2 is dropped,
 #   given its own dimension, or stored antipodally.
 # - Lower the SAE's `l1_coeff` until latents start mixing features, and watch `feature_recovery` fall.
+
+# %% [markdown]
+# ## Further reading
+#
+# - [Toy Models of Superposition](https://arxiv.org/abs/2209.10652) (Elhage et al., 2022; also on
+#   [transformer-circuits.pub](https://transformer-circuits.pub/2022/toy_model/index.html)): the paper this
+#   section reproduces; read it for the phase diagrams, the geometry of feature dimensionality, and the
+#   sections on computation in superposition that go beyond this section.
+# - [Superposition, Memorization, and Double Descent](https://transformer-circuits.pub/2023/toy-double-descent/index.html)
+#   (Henighan et al., 2023): the same toy model trained on a finite dataset, where it stores data points
+#   rather than features in superposition and shows double descent.
+# - [Sparse Autoencoders Find Highly Interpretable Features in Language Models](https://arxiv.org/abs/2309.08600)
+#   (Cunningham et al., 2023): the SAE of section 9 applied to a language model's activations, where no
+#   ground truth exists and features are judged by how interpretable they are.
+# - [Towards Monosemanticity: Decomposing Language Models With Dictionary Learning](https://transformer-circuits.pub/2023/monosemantic-features/index.html)
+#   (Bricken et al., 2023): dictionary learning on a real transformer, to see what becomes of
+#   superposition once the true features are unknown.

@@ -80,9 +80,35 @@ print(f"random agent: mean reward {rewards_random.mean():.3f}, optimal action {o
 #   at random (`argmax_random_tiebreak`).
 # - **Randomness.** Draw every random number from `self.rng`, so `reset(seed)` makes runs reproducible
 #   and two agents can face the same problems.
+#
+# ### Exercise: epsilon-greedy with incremental averages
+#
+# Fill in `get_action` and `observe`. The check feeds the agent a fixed list of (arm, reward) pairs and
+# compares its estimates with averages worked out by hand, for sample averages and for a constant step
+# size; it then counts how often each arm is chosen when two arms tie and when epsilon = 0.4, and checks
+# that `reset(seed)` replays the same actions.
 
-# %% exercise curriculum.solutions.chapter2.bandits:EpsilonGreedy
+# %% exercise curriculum.solutions.chapter2.bandits:EpsilonGreedy difficulty=2 importance=5 minutes=15
 tests.check_epsilon_greedy(EpsilonGreedy)
+
+# %% hint
+# `get_action` is one coin flip: with probability epsilon pick any arm uniformly (the greedy one can come up
+# too), otherwise the arm with the largest estimate. `observe` counts the pull, then moves the estimate of
+# that one arm part of the way towards the reward it just paid.
+
+# %% hint
+# `self.rng.random() < self.epsilon` is the coin, `self.rng.integers(self.num_arms)` the random arm, and
+# `argmax_random_tiebreak(self.q_estimates, self.rng)` the greedy arm (plain `np.argmax` always returns
+# the first of tied arms, which the tie test catches). In `observe`, increment `counts[action]` *before*
+# computing 1/N: after the first pull N = 1 and the estimate must become the reward itself.
+
+# %% hint
+# ```python
+# def observe(self, action, reward):
+#     self.counts[action] += 1
+#     alpha = ...  # 1 / counts[action] for sample averages, else self.step_size
+#     # move self.q_estimates[action] a fraction alpha of the way from its value to `reward`
+# ```
 
 # %% [markdown]
 # ### Figure 2.2: greedy gets stuck
@@ -106,9 +132,24 @@ line({k: 100 * o for k, (_, o) in results.items()}, title="% optimal action (S&B
 # disappoints, so the agent tries the others: systematic exploration early on, none later.
 # `OptimisticGreedy` is `EpsilonGreedy(epsilon=0, initial_value=5, step_size=0.1)`; if your
 # `EpsilonGreedy` is right, it needs no new code.
+#
+# ### Exercise: optimistic greedy
+#
+# Write the constructor: it only forwards its arguments to `EpsilonGreedy`. The check runs the agent for
+# ten steps on a 10-armed bandit: an optimistic greedy agent must try every arm exactly once in that time.
 
-# %% exercise curriculum.solutions.chapter2.bandits:OptimisticGreedy
+# %% exercise curriculum.solutions.chapter2.bandits:OptimisticGreedy difficulty=1 importance=3 minutes=5
 tests.check_optimistic_greedy(OptimisticGreedy)
+
+# %% hint
+# `OptimisticGreedy` inherits `get_action`, `observe` and `reset` from `EpsilonGreedy`. Only the
+# settings differ: no random exploration at all, and estimates that start high.
+
+# %% hint
+# Call `super().__init__(...)` with `epsilon=0.0` and pass this constructor's own `initial_value`,
+# `step_size` and `seed` through by keyword (don't hard-code 5 and 0.1: the defaults already say so).
+# If the check reports the same arm twice in the first ten pulls, epsilon is not 0 or the estimates did not
+# start at `initial_value`.
 
 # %%
 results_23 = {
@@ -127,11 +168,33 @@ line({k: 100 * o for k, (_, o) in results_23.items()}, title="Optimistic initial
 #
 # where t is the number of this action (t = 1 for the first). The bonus shrinks as an arm is pulled
 # (N grows) and grows slowly for arms left alone (ln t). An arm never pulled counts as maximising.
-# Write `scores`; `get_action` takes their argmax. The check also runs your agent on the testbed:
-# it must beat epsilon-greedy.
+#
+# ### Exercise: UCB scores
+#
+# Write `scores`; `get_action` takes their argmax. The check compares your scores with hand-computed
+# ones after six rewards, then runs your agent on the testbed: it must beat epsilon-greedy.
 
-# %% exercise curriculum.solutions.chapter2.bandits:UCB
+# %% exercise curriculum.solutions.chapter2.bandits:UCB difficulty=2 importance=4 minutes=15
 tests.check_ucb(UCB)
+
+# %% hint
+# Everything is an array over arms: `self.q_estimates` and `self.counts` (inherited from
+# `EpsilonGreedy`). t is the number of the action about to be taken, so it is one more than the number
+# of rewards seen so far. Arms with a count of 0 get the score `np.inf`, whatever the formula says.
+
+# %% hint
+# `t = self.counts.sum() + 1` (using `self.counts.sum()` alone is the off-by-one the check names).
+# Dividing by a count of 0 makes numpy warn; compute the bonus anyway inside
+# `with np.errstate(divide="ignore", invalid="ignore"):` and then overwrite those arms with
+# `np.where(self.counts == 0, np.inf, ...)`.
+
+# %% hint
+# ```python
+# t = ...
+# with np.errstate(divide="ignore", invalid="ignore"):
+#     bonus = ...  # c * sqrt(ln t / N(a)), one number per arm
+# return np.where(self.counts == 0, np.inf, ...)
+# ```
 
 # %% [markdown]
 # ## Thompson sampling
@@ -146,9 +209,40 @@ tests.check_ucb(UCB)
 # To act, sample one plausible mean per arm from its posterior and pull the arm whose sample is
 # largest. Each arm is pulled with the probability that it is the best one given what we know:
 # exploration that fades exactly as fast as the uncertainty does.
+#
+# ### Exercise: Gaussian Thompson sampling
+#
+# Write `posterior` (the formulas above, for all arms at once) and `get_action`. `observe` is given: it
+# keeps each arm's count and reward sum. The check compares the posterior with hand-computed values, then
+# compares how often your agent picks each of two arms with the exact probability, and finally runs it on
+# the testbed against epsilon-greedy.
 
-# %% exercise curriculum.solutions.chapter2.bandits:ThompsonSampling
+# %% exercise curriculum.solutions.chapter2.bandits:ThompsonSampling difficulty=3 importance=4 minutes=15
 tests.check_thompson_sampling(ThompsonSampling)
+
+# %% hint
+# Work in precisions (1 / variance). The prior contributes 1/prior_std², each of an arm's N rewards
+# contributes 1/noise_std². The posterior mean weights the prior mean and the reward sum by those same
+# precisions and divides by the total.
+
+# %% hint
+# `self.counts` and `self.reward_sums` are arrays over arms, so the formulas work elementwise with no loop.
+# Return the standard deviation, `1 / np.sqrt(precision)`, not the variance (the check tells you if you
+# returned the variance). In `get_action`, `self.rng.normal(mean, std)` draws one sample per arm; take
+# the argmax of the samples. Taking the argmax of the means instead is greedy, and the two-arm frequency
+# test fails.
+
+# %% hint
+# ```python
+# def posterior(self):
+#     precision = ...  # 1/prior_std**2 + counts/noise_std**2
+#     mean = ...       # (prior_mean/prior_std**2 + reward_sums/noise_std**2) / precision
+#     return mean, ...
+#
+# def get_action(self):
+#     mean, std = self.posterior()
+#     return int(np.argmax(...))
+# ```
 
 # %% [markdown]
 # ## The gradient bandit
@@ -161,9 +255,35 @@ tests.check_thompson_sampling(ThompsonSampling)
 # where the baseline $\bar R$ is the average of the earlier rewards. The baseline does not change
 # the expected gradient, only its variance; this is the same trick as the value baseline in
 # policy-gradient methods (section 2.3).
+#
+# ### Exercise: the gradient bandit's update
+#
+# Write `observe`; `action_probs` (a stable softmax) and `get_action` are given. The check replays three
+# rewards with step size 0.5 and compares the preferences after each with a hand calculation, with and
+# without the baseline.
 
-# %% exercise curriculum.solutions.chapter2.bandits:GradientBandit
+# %% exercise curriculum.solutions.chapter2.bandits:GradientBandit difficulty=3 importance=3 minutes=15
 tests.check_gradient_bandit(GradientBandit)
+
+# %% hint
+# Three things happen, in this order: choose the baseline (the mean of the rewards *before* this one; on
+# the very first step that is the reward itself, so nothing moves), update every arm's preference using
+# the policy as it was before the update, then fold the new reward into the running mean.
+
+# %% hint
+# `self.action_probs()` gives pi; call it before touching `self.preferences`. `np.eye(self.num_arms)[action]`
+# is the indicator 1[a = A] as a vector, so one line updates all arms. Keep `self.t` as the number of rewards
+# seen and update the mean incrementally, `mean_reward += (reward - mean_reward) / t`. With
+# `self.baseline` False the baseline is 0.
+
+# %% hint
+# ```python
+# self.t += 1
+# baseline = ...  # reward if t == 1, else mean_reward; 0.0 without a baseline
+# probs = self.action_probs()
+# self.preferences += ...  # step_size * (reward - baseline) * (indicator - probs)
+# self.mean_reward += ...
+# ```
 
 # %% [markdown]
 # ## Everything on one plot (figure 2.4 and beyond)
@@ -193,3 +313,15 @@ for name, (r, o) in comparison.items():
 #   mean_offset=4.0)`, S&B figure 2.5).
 # - A parameter study (S&B figure 2.6): average reward over the first 1000 steps against each
 #   algorithm's hyperparameter on a log scale.
+
+# %% [markdown]
+# ## Further reading
+# - [Sutton & Barto, *Reinforcement Learning: An Introduction*, 2nd edition (2018)](http://incompleteideas.net/book/the-book-2nd.html):
+#   chapter 2 is this section's source; read sections 2.6-2.8 for the derivations of optimistic values, UCB and
+#   the gradient bandit's update.
+# - [Auer, Cesa-Bianchi & Fischer, "Finite-time Analysis of the Multiarmed Bandit Problem" (Machine Learning, 2002)](https://doi.org/10.1023/A:1013689704352):
+#   where the UCB1 bonus comes from, and why its regret grows only logarithmically with time.
+# - [Russo, Van Roy, Kazerouni, Osband & Wen, "A Tutorial on Thompson Sampling" (2017)](https://arxiv.org/abs/1707.02038):
+#   Thompson sampling beyond Gaussian arms (Bernoulli bandits, shortest paths, RL), and when it works badly.
+# - [Lattimore & Szepesvári, *Bandit Algorithms* (2020)](https://tor-lattimore.com/downloads/book/book.pdf):
+#   the theory in depth; chapters 7-8 on UCB and 36 on Thompson sampling.

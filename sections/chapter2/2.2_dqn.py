@@ -75,11 +75,37 @@ print("rewards:", grid.rewards.shape, " transitions:", grid.transitions.shape)
 #
 # $$V(s) = \sum_a \pi(a|s)\Big[r(s,a) + \gamma \sum_{s'} T(s,a,s') V(s')\Big].$$
 #
-# Start from V = 0 and apply the right-hand side until V stops changing. The check compares your
-# answer with S&B figure 4.1 for the random policy, and with an exact linear solve on a random MDP.
+# Start from V = 0 and apply the right-hand side until V stops changing.
+#
+# ### Exercise: iterative policy evaluation
+#
+# Fill in the sweep loop of `policy_evaluation`. The check compares your answer with S&B figure 4.1 for
+# the random policy, and with an exact linear solve on a random MDP.
 
-# %% exercise curriculum.solutions.chapter2.tabular:policy_evaluation
+# %% exercise curriculum.solutions.chapter2.tabular:policy_evaluation difficulty=2 importance=4 minutes=15
 tests.check_policy_evaluation(policy_evaluation)
+
+# %% hint
+# Each sweep does two things for all states at once: compute Q(s, a) from the current V with one Bellman
+# backup, then average Q over actions with the policy's probabilities. Stop when the largest change in V
+# from one sweep to the next is below `tol`.
+
+# %% hint
+# `model.rewards + gamma * model.transitions @ V` has shape (states, actions): the matrix product sums over
+# the last axis of `transitions`, the next state. `(policy * Q).sum(-1)` then averages over actions. Compare
+# `np.abs(V_new - V).max()` with `tol`, and return `V_new` from inside the loop; if the loop runs out, the
+# `RuntimeError` after it is raised for you.
+
+# %% hint
+# ```python
+# V = np.zeros(model.n_states)
+# for _ in range(max_sweeps):
+#     Q = ...
+#     V_new = ...
+#     if ...:
+#         return V_new
+#     V = V_new
+# ```
 
 # %%
 V_random = policy_evaluation(grid, np.full((16, 4), 0.25), gamma=1.0)
@@ -92,9 +118,24 @@ imshow(V_random.reshape(4, 4), title="Random policy on S&B's gridworld: V(s) (fi
 # one V came from. Alternate evaluation and improvement and you reach the optimal policy in a
 # handful of iterations. On the gridworld the optimal value is minus the number of steps to the
 # nearest corner.
+#
+# ### Exercise: greedy policy improvement
+#
+# Write `policy_improvement`; `policy_iteration` (in the reference module) alternates it with your
+# `policy_evaluation`. The check tests the greedy action in every state, then runs policy iteration on the
+# gridworld and on FrozenLake and compares with the optimal values.
 
-# %% exercise curriculum.solutions.chapter2.tabular:policy_improvement
+# %% exercise curriculum.solutions.chapter2.tabular:policy_improvement difficulty=1 importance=4 minutes=5
 tests.check_policy_iteration(policy_improvement)
+
+# %% hint
+# The same backup as in policy evaluation gives Q(s, a) for every state and action; the greedy policy puts
+# all its probability on the best action of each row.
+
+# %% hint
+# `Q.argmax(-1)` picks one action per state (the lowest index on ties, as the docstring asks).
+# `np.eye(model.n_actions)[actions]` turns those indices into one-hot rows of shape (states, actions),
+# which is the format `policy_evaluation` expects.
 
 # %%
 _, V_star = policy_iteration(grid, gamma=1.0)
@@ -125,12 +166,40 @@ print(f"optimal policy reaches the goal {lake_optimal:.0%} of the time")
 #   agent actually takes next.
 #
 # In both, a transition that *terminates* the episode has target r: there is nothing after it.
+#
+# ### Exercise: the Q-learning update
+#
+# Write `q_learning_update`, which changes one entry of the table in place. The check applies it once to a
+# small table, where max and mean of the next row differ, and once to a terminating transition.
 
-# %% exercise curriculum.solutions.chapter2.tabular:q_learning_update
+# %% exercise curriculum.solutions.chapter2.tabular:q_learning_update difficulty=1 importance=5 minutes=5
 tests.check_q_learning_update(q_learning_update)
 
-# %% exercise curriculum.solutions.chapter2.tabular:sarsa_update
+# %% hint
+# The target is the reward plus gamma times the value of the *best* action in the next state; after a
+# terminating step it is the reward alone. Then move `Q[s, a]` a fraction alpha of the way to the target.
+
+# %% hint
+# `Q[s_next].max()` is the best next value. Write into the table with `Q[s, a] += ...`: the function
+# returns nothing, so assigning to a local copy would leave the caller's table unchanged (the check looks
+# at the table after the call, and also checks that no other entry moved).
+
+# %% [markdown]
+# ### Exercise: the SARSA update
+#
+# `sarsa_update` differs from Q-learning in one term: it bootstraps from the action the agent actually takes
+# next, `a_next`, instead of the best one. The check uses a case where the two disagree.
+
+# %% exercise curriculum.solutions.chapter2.tabular:sarsa_update difficulty=1 importance=4 minutes=5
 tests.check_sarsa_update(sarsa_update)
+
+# %% hint
+# Copy your Q-learning update and change the bootstrap term: the next state's value is now the value of
+# the action `a_next` that the behaviour policy chose there, exploration included.
+
+# %% hint
+# `Q[s_next, a_next]` replaces `Q[s_next].max()`. If the check says you got 2.8, you still take the max.
+# Keep the rule for terminating transitions: target = r.
 
 # %% [markdown]
 # ### The training loop, and the cliff
@@ -140,10 +209,39 @@ tests.check_sarsa_update(sarsa_update)
 # start. S&B example 6.6: with epsilon = 0.1 exploration, Q-learning learns the *optimal* path
 # right along the edge (its values assume greedy behaviour) but keeps falling off while exploring;
 # SARSA learns the value of what it actually does, exploration included, and takes the *safe* path
-# further up. The check trains both and compares the greedy paths.
+# further up.
+#
+# ### Exercise: the tabular training loop
+#
+# Fill in the body of the episode loop in `train_tabular`. The check trains both methods on CliffWalking and
+# compares the greedy paths: Q-learning must walk along the edge (return -13), SARSA must take a safer,
+# longer path.
 
-# %% exercise curriculum.solutions.chapter2.tabular:train_tabular
+# %% exercise curriculum.solutions.chapter2.tabular:train_tabular difficulty=2 importance=4 minutes=15
 tests.check_cliff_walking(train_tabular)
+
+# %% hint
+# The loop already picked the first action before the episode starts. Each step: act, observe, choose the
+# *next* action epsilon-greedily, update, and carry the next state and the next action into the following
+# step. SARSA is only on-policy if the action it bootstraps from is the one the agent then really takes.
+
+# %% hint
+# Use `env.step(a)` (five return values) and `epsilon_greedy_action(Q[s_next], cfg.epsilon, rng)`. Pass
+# `terminated`, not `truncated`, to the update: a time limit does not end the task. End the episode on
+# `terminated or truncated`. Choose `a_next` before the update (SARSA needs it) and then act with that same
+# `a_next` on the next step rather than drawing a new action.
+
+# %% hint
+# ```python
+# s_next, r, terminated, truncated, _ = env.step(a)
+# a_next = ...
+# if method == "sarsa":
+#     ...
+# else:
+#     ...
+# returns[ep] += r
+# s, a, done = ...
+# ```
 
 # %%
 cliff = gym.make("CliffWalking-v1")
@@ -195,12 +293,22 @@ print(f"Q-learning's greedy policy reaches the goal {learned:.0%} of the time (o
 # - a **target network**: compute targets with a copy of the network that is updated only every few
 #   hundred steps, so the target does not chase the prediction.
 #
-# ### The Q-network
+# ### Exercise: the Q-network
 # An MLP from the observation to one Q-value per action. No activation after the last layer:
-# Q-values are sums of rewards and can be any real number.
+# Q-values are sums of rewards and can be any real number. Build `self.net` in `__init__`; the check
+# looks at the layer sizes and checks that the output can be negative.
 
-# %% exercise curriculum.solutions.chapter2.dqn:QNetwork
+# %% exercise curriculum.solutions.chapter2.dqn:QNetwork difficulty=1 importance=3 minutes=10
 dqn_tests.check_q_network(QNetwork)
+
+# %% hint
+# One `nn.Linear` per entry of `hidden_sizes`, each followed by `nn.ReLU()`, then a last `nn.Linear` to
+# `n_actions` with nothing after it. With `hidden_sizes=(32, 16)` and 4 inputs the layers are
+# (4, 32), (32, 16), (16, 2).
+
+# %% hint
+# Pair consecutive sizes with `zip(sizes[:-1], sizes[1:])`, where `sizes = (obs_dim, *hidden_sizes)`;
+# collect the layers in a list and wrap it in `nn.Sequential(*layers)`.
 
 # %% [markdown]
 # ### The replay buffer
@@ -211,21 +319,77 @@ dqn_tests.check_q_network(QNetwork)
 # CartPole episode cut off at 500 steps by the time limit did not end, the pole was still up. Its
 # last transition must bootstrap from the next state like any other; treating it as terminal
 # teaches the network that standing upright near step 500 is worth nothing.
+#
+# ### Exercise: the replay buffer
+#
+# Write `add` and `sample`. The check fills a small buffer past its capacity and checks which transitions
+# survived, that sampled fields belong together, that sampling is uniform and seeded, and that asking for
+# more transitions than are stored raises an error (given).
 
-# %% exercise curriculum.solutions.chapter2.dqn:ReplayBuffer
+# %% exercise curriculum.solutions.chapter2.dqn:ReplayBuffer difficulty=2 importance=4 minutes=15
 dqn_tests.check_replay_buffer(ReplayBuffer)
+
+# %% hint
+# `add` receives n transitions at once (one per sub-environment). They go into the slots `pos, pos + 1, ...`,
+# wrapping round to 0 at the end of the arrays; afterwards `pos` points at the next free slot and `size`
+# grows until it reaches `capacity`. `sample` draws one set of indices and uses it for all five arrays.
+
+# %% hint
+# `idx = (self.pos + np.arange(n)) % self.capacity` gives the slots, and numpy fancy assignment
+# `self.obs[idx] = obs` writes all n rows at once. In `sample`, draw with `self.rng.integers(0, self.size,
+# size=batch_size)` (only filled slots; `self.rng` so the same seed gives the same batch), index every array
+# with the same `idx`, and convert with `torch.as_tensor(..., device=device)`. Keep the arrays' dtypes:
+# actions must come out as int64 for `gather`.
+
+# %% hint
+# ```python
+# def sample(self, batch_size, device="cpu"):
+#     ...  # the size check is given
+#     idx = ...
+#     return ReplayBatch(*(torch.as_tensor(x[idx], device=device) for x in (...)))
+# ```
 
 # %% [markdown]
 # ### Exploration: epsilon-greedy with a linear schedule
 # Explore a lot at first, then less: epsilon decays linearly from `start_epsilon` to `end_epsilon`
-# over the first `exploration_fraction` of training, then stays there. Each sub-environment of the
-# vector env flips its own coin.
+# over the first `exploration_fraction` of training, then stays there.
+#
+# ### Exercise: the linear schedule
+#
+# `linear_schedule(step, start, end, duration)` returns `start` at step 0, `end` at step `duration`, a
+# straight line in between, and `end` for ever after. The check tries steps before, at and after `duration`.
 
-# %% exercise curriculum.solutions.chapter2.dqn:linear_schedule
+# %% exercise curriculum.solutions.chapter2.dqn:linear_schedule difficulty=1 importance=2 minutes=5
 dqn_tests.check_linear_schedule(linear_schedule)
 
-# %% exercise curriculum.solutions.chapter2.dqn:epsilon_greedy
+# %% hint
+# The fraction of the way through is `step / duration`; cap it at 1 with `min(..., 1.0)` so epsilon does not
+# keep falling (or go negative) past `duration`. Then interpolate: `start + (end - start) * fraction`.
+
+# %% hint
+# `end` may be smaller than `start` (as it is for epsilon), so write the interpolation with `end - start`, not
+# with `abs` or a hard-coded direction; the formula then works for increasing schedules too.
+
+# %% [markdown]
+# ### Exercise: epsilon-greedy actions for a vector of environments
+#
+# `epsilon_greedy` picks one action per sub-environment from a batch of observations. Each sub-environment
+# flips its own coin, and exploring picks uniformly among *all* actions (the greedy one included), as in
+# section 2.1. The check uses a network whose greedy actions are known and counts the action frequencies.
+
+# %% exercise curriculum.solutions.chapter2.dqn:epsilon_greedy difficulty=2 importance=3 minutes=10
 dqn_tests.check_epsilon_greedy(epsilon_greedy)
+
+# %% hint
+# Compute the greedy action for every observation with one forward pass, then, independently for each row,
+# replace it by a random action with probability epsilon. Everything random comes from the `rng` argument.
+
+# %% hint
+# Run the network under `torch.no_grad()` on `torch.as_tensor(obs, dtype=torch.float32)`, placed on the
+# network's device (`next(q_network.parameters()).device`); `q.argmax(dim=-1).cpu().numpy()` are the greedy
+# actions. `rng.random(n) < epsilon` is one coin per row, `rng.integers(0, n_actions, size=n)` one random
+# action per row, and `np.where(explore, random_actions, greedy)` combines them. One coin for the whole batch
+# explores in every env at once, which the frequency test catches.
 
 # %% [markdown]
 # ### The TD loss
@@ -236,9 +400,35 @@ dqn_tests.check_epsilon_greedy(epsilon_greedy)
 # for small errors, linear for large ones, so one surprising transition can't blow up the
 # gradient). The target is a constant: no gradient may flow into the target network. Pick out
 # Q(s, a) of the action actually taken with `gather`.
+#
+# ### Exercise: the TD loss
+#
+# Write `td_loss`. The check uses two fixed linear "networks" with different weights, so using the wrong
+# network, forgetting the terminal mask, or taking the max where you need the taken action all give a
+# different number; it also checks where the gradients go.
 
-# %% exercise curriculum.solutions.chapter2.dqn:td_loss
+# %% exercise curriculum.solutions.chapter2.dqn:td_loss difficulty=2 importance=5 minutes=15
 dqn_tests.check_td_loss(td_loss)
+
+# %% hint
+# Two halves. The target: reward plus gamma times the target network's best value in the next state, with
+# the bootstrap term multiplied by (1 - terminated), all computed without gradients. The prediction: the
+# online network's Q-value of the action in the batch, with gradients. Then one of two regression losses.
+
+# %% hint
+# `target_network(batch.next_obs).max(dim=-1).values` is the best next value; wrap the target in
+# `torch.no_grad()`. For the prediction, `q_network(batch.obs)` has shape (batch, n_actions);
+# `.gather(1, batch.actions[:, None]).squeeze(1)` picks one entry per row. Finish with `F.smooth_l1_loss`
+# for `"huber"` or `F.mse_loss` for `"mse"`; both average over the batch.
+
+# %% hint
+# ```python
+# with torch.no_grad():
+#     next_q = ...
+#     target = ...
+# q_taken = ...
+# return F.smooth_l1_loss(q_taken, target) if loss == "huber" else F.mse_loss(q_taken, target)
+# ```
 
 # %% [markdown]
 # ### Storing vector-env steps: gymnasium 1.x autoreset
@@ -252,9 +442,24 @@ dqn_tests.check_td_loss(td_loss)
 # - on the step where sub-env i ends, `next_obs[i]` is the real next state: store the transition;
 # - on the step after it (`autoreset[i]` is True), the "transition" jumps from one episode's end to
 #   the next one's start: skip it.
+#
+# ### Exercise: storing one vector-env step
+#
+# Write `store_vector_step`. The check steps three sub-envs at once: one terminates, one is truncated by the
+# time limit, and one is only being reset. Two transitions must reach the buffer, with the right
+# `terminated` flags.
 
-# %% exercise curriculum.solutions.chapter2.dqn:store_vector_step
+# %% exercise curriculum.solutions.chapter2.dqn:store_vector_step difficulty=2 importance=4 minutes=10
 dqn_tests.check_store_vector_step(store_vector_step)
+
+# %% hint
+# `autoreset[i]` tells you the previous step ended sub-env i's episode, so this step only reset it: drop
+# those rows. Every other row is a real transition, the final one of an episode included. Store
+# `terminated` as it is; `truncated` is not even an argument, on purpose.
+
+# %% hint
+# Build a boolean mask `keep = ~autoreset`, index every array with it (`obs[keep]`, `actions[keep]`, ...),
+# call `buffer.add` once, and return `int(keep.sum())`. Skip the call when nothing is kept.
 
 # %% [markdown]
 # ### Debugging with probe environments
@@ -281,12 +486,28 @@ print(bootstraps_through_the_end)
 # %% [markdown]
 # ### The training loop
 #
-# Read `train_dqn` top to bottom: it is CleanRL's `dqn.py` loop for gymnasium 1.x. Write the
-# gradient step. The check trains a small DQN on all five probes (gamma = 0.5, uniform
-# exploration: Q-learning is off-policy, so it can learn the greedy values from random behaviour).
+# Read `train_dqn` top to bottom: it is CleanRL's `dqn.py` loop for gymnasium 1.x.
+#
+# ### Exercise: the DQN gradient step
+#
+# Write the gradient step inside the training loop. The check trains a small DQN on all five probes
+# (gamma = 0.5, uniform exploration: Q-learning is off-policy, so it can learn the greedy values from random
+# behaviour) and names the first probe that fails.
 
-# %% exercise curriculum.solutions.chapter2.dqn:train_dqn
+# %% exercise curriculum.solutions.chapter2.dqn:train_dqn difficulty=2 importance=4 minutes=10
 dqn_tests.check_train_dqn_on_probes(train_dqn)
+
+# %% hint
+# A standard PyTorch step on a minibatch from the replay buffer: sample, compute your `td_loss` with the
+# online and target networks, clear old gradients, backpropagate, clip the gradient norm, step the optimiser.
+# The line after the fence reads `loss`, so keep that name.
+
+# %% hint
+# `buffer.sample(cfg.batch_size, device)`, then `td_loss(q_network, target_network, batch, cfg.gamma,
+# cfg.loss)`. Call `optimizer.zero_grad()` before `loss.backward()`, and
+# `nn.utils.clip_grad_norm_(q_network.parameters(), cfg.max_grad_norm)` between `backward` and
+# `optimizer.step()`. If probe 1 fails, the optimiser step is probably missing or in the wrong place; if probe
+# 3 fails, look at gamma and the terminal mask in `td_loss`.
 
 # %% [markdown]
 # ### Solving CartPole-v1
@@ -318,3 +539,14 @@ line({"episode return": tracker.returns}, x=tracker.steps_at_end, smooth=20, tit
 # - Break something on purpose (drop the terminal mask, store `terminated | truncated`, sample buffer
 #   fields independently) and watch which probe catches it.
 # - `Acrobot-v1` and `LunarLander-v3` with the same code.
+
+# %% [markdown]
+# ## Further reading
+# - [Sutton & Barto, *Reinforcement Learning: An Introduction*, 2nd edition (2018)](http://incompleteideas.net/book/the-book-2nd.html):
+#   chapter 4 (dynamic programming) and chapter 6 (TD learning, with the cliff-walking example 6.6).
+# - [Mnih et al., "Human-level control through deep reinforcement learning" (Nature, 2015)](https://www.nature.com/articles/nature14236):
+#   the DQN paper; its Methods section lists the replay buffer, target network and Atari preprocessing.
+# - [van Hasselt, Guez & Silver, "Deep Reinforcement Learning with Double Q-learning" (2015)](https://arxiv.org/abs/1509.06461):
+#   why the max in the target overestimates Q-values, and the one-line fix suggested under "Going further".
+# - [Andy Jones, "Debugging RL, Without the Agonizing Pain" (2021)](https://andyljones.com/posts/rl-debugging.html):
+#   the probe environments used above, and a habit of testing RL code one component at a time.

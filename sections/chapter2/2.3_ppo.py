@@ -80,9 +80,38 @@ print(f"batch size {args.batch_size}, {args.num_iterations} iterations")
 # `get_action_and_value(obs, action=None)` does everything the rollout and the update need in one
 # forward pass: it samples an action (or evaluates the given one), and returns its log-probability,
 # the policy's entropy and the value.
+#
+# ### Exercise: the actor-critic agent
+#
+# Fill in the two fenced parts: the MLPs in `__init__` (the Atari branch above them is given) and
+# `get_action_and_value`. The check looks at the networks' structure and the gains of their last layers,
+# compares the four outputs with a `Categorical` built from your actor, and checks that actions are sampled,
+# not taken greedily.
 
-# %% exercise curriculum.solutions.chapter2.ppo:Agent
+# %% exercise curriculum.solutions.chapter2.ppo:Agent difficulty=2 importance=4 minutes=15
 tests.check_agent(Agent)
+
+# %% hint
+# Build two `nn.Sequential`s of the same shape, obs_dim -> hidden -> hidden -> out, with `nn.Tanh()`
+# between layers and every `nn.Linear` wrapped in `layer_init`. They differ only in the output size
+# (n_actions logits, 1 value) and the gain of the last layer. In `get_action_and_value`, the actor's output
+# is a set of logits: wrap it in a distribution, which gives you sampling, log-probabilities and entropy.
+
+# %% hint
+# `layer_init(nn.Linear(hidden, n_actions), std=0.01)` and `layer_init(nn.Linear(hidden, 1), std=1.0)`; the
+# other layers keep the default gain sqrt(2). Call `self.features(obs)` first (it converts to float, and for
+# Atari runs the CNN), then `Categorical(logits=self.actor(x))`. Sample only when `action is None`, otherwise
+# keep the given action: the update re-scores the rollout's actions with the new policy. The value is
+# `self.critic(x).squeeze(-1)`, one number per observation.
+
+# %% hint
+# ```python
+# x = self.features(obs)
+# dist = Categorical(logits=...)
+# if action is None:
+#     action = ...
+# return action, dist.log_prob(action), ..., ...
+# ```
 
 # %% [markdown]
 # ## Rollouts with gymnasium 1.x vector environments
@@ -127,9 +156,44 @@ envs.close()
 # multiply $A_{t+1}$ by $(1 - \text{done}_t)$.
 #
 # The returns the critic regresses on are then `advantages + values`.
+#
+# ### Exercise: generalised advantage estimation
+#
+# Write `compute_advantages`. The check first runs two small rollouts worked out by hand (one with no episode
+# end; one where env 0 terminates and env 1 is truncated), then random rollouts with many episode ends for lambda = 0, 0.95 and 1, against a slow
+# reference that sums the TD errors of each episode separately. When your answer matches a known mistake
+# (bootstrapping through a termination, not bootstrapping after a truncation, leaking across episodes) it
+# says which one.
 
-# %% exercise curriculum.solutions.chapter2.ppo:compute_advantages
+# %% exercise curriculum.solutions.chapter2.ppo:compute_advantages difficulty=4 importance=5 minutes=30
 tests.check_compute_advantages(compute_advantages)
+
+# %% hint
+# Do it in two passes. First all the one-step TD errors at once: each row needs V of the *next* row, so
+# shift `values` up by one and put `next_value` in the last place. Then walk backwards from the last step,
+# carrying the running advantage A_{t+1}. Two different masks: `terminated` switches off the bootstrap in
+# delta, `terminated | truncated` resets the running sum.
+
+# %% hint
+# `next_values = torch.cat([values[1:], next_value[None]])` has shape (step, env). With the masks as floats,
+# `deltas = rewards + gamma * next_values * (1 - terminated) - values`. Keep `last` as a tensor of shape
+# (env,) starting at zero, and loop `for t in reversed(range(num_steps))`, updating all envs at once with
+# `gamma * gae_lambda * (1 - done[t]) * last`. Convert the boolean tensors with `.float()` before doing
+# arithmetic with them.
+
+# %% hint
+# ```python
+# next_values = ...
+# not_terminated = 1.0 - terminated.float()
+# not_done = 1.0 - (terminated | truncated).float()
+# deltas = ...
+# advantages = torch.zeros_like(rewards)
+# last = torch.zeros_like(next_value)
+# for t in reversed(range(rewards.shape[0])):
+#     last = ...
+#     advantages[t] = last
+# return advantages
+# ```
 
 # %% [markdown]
 # ## The clipped surrogate objective
@@ -143,9 +207,25 @@ tests.check_compute_advantages(compute_advantages)
 # away from the data. As a loss we minimise the negation: the **max** of $-A r$ and $-A\,\text{clip}(r)$.
 # The advantages are normalised per minibatch first (zero mean, unit std), so the step size does not
 # depend on the reward scale.
+#
+# ### Exercise: the clipped policy loss
+#
+# Write `policy_loss`. The check compares it with an independent formula, with and without advantage
+# normalisation, and recognises the usual slips: min instead of max, a flipped sign, a missing clip, a
+# missing or unwanted normalisation. It also checks that the gradient reaches `new_logprob`.
 
-# %% exercise curriculum.solutions.chapter2.ppo:policy_loss
+# %% exercise curriculum.solutions.chapter2.ppo:policy_loss difficulty=3 importance=5 minutes=15
 tests.check_policy_loss(policy_loss)
+
+# %% hint
+# The ratio of probabilities is the exponential of the difference of log-probabilities. Normalise the
+# advantages (only if `norm_adv`) before using them. As a loss, the pessimistic bound becomes the *larger*
+# of the two per-sample losses, then the mean over the batch.
+
+# %% hint
+# `ratio = (new_logprob - old_logprob).exp()`; normalise with `(adv - adv.mean()) / (adv.std() + 1e-8)`;
+# clip with `torch.clamp(ratio, 1 - clip_coef, 1 + clip_coef)`; combine with `torch.max(unclipped, clipped)`
+# elementwise, then `.mean()`. Don't detach anything: `old_logprob` is already a constant from the rollout.
 
 # %% [markdown]
 # ## The value loss and the diagnostics
@@ -155,17 +235,49 @@ tests.check_policy_loss(policy_loss)
 # of the clipped and unclipped squared errors. The evidence that this helps is mixed; it is on by default
 # because the original implementation did it.
 #
+# ### Exercise: the clipped value loss
+#
+# Write `value_loss`. The check compares it with the formula for both values of `clip_vloss` and names the
+# common slips: a missing factor 0.5, min instead of max, clipping around the returns instead of the old
+# values.
+
+# %% exercise curriculum.solutions.chapter2.ppo:value_loss difficulty=2 importance=3 minutes=10
+tests.check_value_loss(value_loss)
+
+# %% hint
+# Without clipping it is half the mean squared error between the new values and the returns. With clipping,
+# build a second prediction that is the new value held within `clip_coef` of the *old* value, square its
+# error too, and keep the larger of the two errors for each sample before averaging.
+
+# %% hint
+# `v_clipped = old_values + torch.clamp(new_values - old_values, -clip_coef, clip_coef)`; then
+# `0.5 * torch.max((new_values - returns) ** 2, (v_clipped - returns) ** 2).mean()`. Return early with the
+# plain loss when `clip_vloss` is False.
+
+# %% [markdown]
+# ### Exercise: approx KL and clip fraction
+#
 # Two numbers tell you whether an update was healthy:
 # - **approx KL** between the old and new policies, with the estimator $\mathbb{E}[(r - 1) - \log r]$
 #   (unbiased and never negative, unlike $\mathbb{E}[-\log r]$). Above ~0.02 the updates are large.
 # - **clip fraction**: how often the ratio left $[1-\epsilon, 1+\epsilon]$. Near 0: the clip does nothing
 #   (the learning rate could be larger); above ~0.3: the policy is trying to move too far.
+#
+# Write `kl_and_clipfrac`; it returns two Python floats. The check uses log-ratios spread evenly over
+# [-0.5, 0.5], where testing the log-ratio instead of the ratio against the clip range gives a visibly
+# different fraction.
 
-# %% exercise curriculum.solutions.chapter2.ppo:value_loss
-tests.check_value_loss(value_loss)
-
-# %% exercise curriculum.solutions.chapter2.ppo:kl_and_clipfrac
+# %% exercise curriculum.solutions.chapter2.ppo:kl_and_clipfrac difficulty=2 importance=3 minutes=10
 tests.check_kl_and_clipfrac(kl_and_clipfrac)
+
+# %% hint
+# Both are averages over the batch of simple functions of the log-ratio `new_logprob - old_logprob`. They
+# are diagnostics, so compute them without gradients and hand back plain numbers.
+
+# %% hint
+# With `logratio = new_logprob - old_logprob` and `ratio = logratio.exp()`: the KL estimate is
+# `((ratio - 1) - logratio).mean()`, the clip fraction `((ratio - 1).abs() > clip_coef).float().mean()`.
+# Wrap them in `torch.no_grad()` and return `.item()` of each.
 
 # %% [markdown]
 # ## The update
@@ -178,31 +290,81 @@ tests.check_kl_and_clipfrac(kl_and_clipfrac)
 #
 # then backward, **clip the gradient norm** to `max_grad_norm` (one bad minibatch cannot wreck the
 # network), and step. If `target_kl` is set and an epoch's approx KL exceeds it, stop early.
+#
+# ### Exercise: the PPO update
+#
+# Write the body of `ppo_update`. The check counts optimiser steps and minibatch sizes, measures the gradient
+# norm after clipping, and runs small updates that must make a rewarded action more likely, raise the entropy
+# when only the entropy bonus is on, pull the critic towards the returns, and stop early on `target_kl`.
 
-# %% exercise curriculum.solutions.chapter2.ppo:ppo_update
+# %% exercise curriculum.solutions.chapter2.ppo:ppo_update difficulty=3 importance=5 minutes=20
 tests.check_ppo_update(ppo_update)
+
+# %% hint
+# Two nested loops: epochs outside, minibatches inside. Each epoch shuffles the indices 0..n-1 afresh and
+# cuts them into `num_minibatches` pieces, so every sample is used once per epoch. For each piece,
+# re-evaluate the *stored* actions under the current policy, build the three-term loss from your
+# `policy_loss` and `value_loss`, and take one optimiser step. Check `target_kl` once per epoch, after its
+# last minibatch.
+
+# %% hint
+# `torch.randperm(n).tensor_split(args.num_minibatches)` gives the index pieces; index every field of `batch`
+# with the same `mb`. `agent.get_action_and_value(batch.obs[mb], batch.actions[mb])` returns the new
+# log-probs, entropy and values. The entropy bonus is *subtracted*:
+# `loss = pg_loss - args.ent_coef * entropy.mean() + args.vf_coef * v_loss`. Then `optimizer.zero_grad()`,
+# `loss.backward()`, `nn.utils.clip_grad_norm_(agent.parameters(), args.max_grad_norm)`, `optimizer.step()`.
+# Fill `stats` with the keys listed in the docstring (`.item()` of each loss).
+
+# %% hint
+# ```python
+# for _ in range(args.update_epochs):
+#     for mb in ...:
+#         _, new_logprob, entropy, new_value = agent.get_action_and_value(...)
+#         pg_loss = policy_loss(...)
+#         v_loss = value_loss(...)
+#         loss = ...
+#         ...  # zero_grad, backward, clip, step
+#         approx_kl, clipfrac = kl_and_clipfrac(new_logprob, batch.logprobs[mb], args.clip_coef)
+#     stats = dict(policy_loss=..., value_loss=..., entropy=..., approx_kl=approx_kl, clipfrac=clipfrac)
+#     if args.target_kl is not None and approx_kl > args.target_kl:
+#         break
+# ```
 
 # %% [markdown]
 # ## The training loop, and the probe environments
 #
 # `train_ppo` puts it together: reset, then per iteration anneal the learning rate linearly to 0,
-# collect a rollout, compute advantages, update, log. Your one line to write is the annealing.
+# collect a rollout, compute advantages, update, log.
 #
-# The check then trains your agent on section 2.2's five **probe environments**, each small enough to
-# fail for one reason only: a constant reward (the value loss), an observation-dependent reward (does the
-# network read the obs?), a two-step episode (discounting and bootstrapping), a reward that depends on
-# the action (log-prob indexing, the sign of the policy loss) and one that depends on both (are
-# observations and actions aligned in your batch?). The first failure names the broken component.
+# ### Exercise: learning-rate annealing, and the probes
+#
+# Your one line to write is the annealing. The check first compares the learning rate at every iteration with
+# the linear schedule, then trains your whole agent on section 2.2's five **probe environments**, each small
+# enough to fail for one reason only: a constant reward (the value loss), an observation-dependent reward
+# (does the network read the obs?), a two-step episode (discounting and bootstrapping), a reward that depends
+# on the action (log-prob indexing, the sign of the policy loss) and one that depends on both (are
+# observations and actions aligned in your batch?). The first failure names the broken component, which may
+# be in an earlier exercise.
 
-# %% exercise curriculum.solutions.chapter2.ppo:train_ppo
+# %% exercise curriculum.solutions.chapter2.ppo:train_ppo difficulty=1 importance=3 minutes=10
 tests.check_train_ppo(train_ppo)
+
+# %% hint
+# At the first iteration the learning rate is `args.learning_rate`; it falls by the same amount every
+# iteration and would reach 0 one step after the last iteration. Only anneal when `args.anneal_lr` is set.
+
+# %% hint
+# Set it on the optimiser directly: `optimizer.param_groups[0]["lr"] = args.learning_rate * (1.0 - iteration
+# / args.num_iterations)`. `iteration` starts at 0. If the schedule is right but a probe fails, go back to the
+# exercise the failure message points at.
 
 # %% [markdown]
 # ## CartPole-v1
 #
 # Now the real thing: balance a pole for 500 steps. We log losses, KL and returns to Weights & Biases
-# (offline unless you have configured a key; `wandb sync` uploads later). At CI size this is a short
-# run; the full run reaches a mean return of 475+ within ~50k steps (see `curriculum/benchmarks/ppo_cartpole.py`).
+# (offline unless you have configured a key; `wandb sync` uploads later). In quick mode this is a short
+# run that will not solve the task; at the default full size (100k steps) the agent reaches a mean return of
+# 475+ within ~50k steps (see `curriculum/benchmarks/ppo_cartpole.py`).
 
 # %%
 args = PPOArgs(seed=1, total_timesteps=full_or_quick(100_000, 6_144))
@@ -245,16 +407,47 @@ image_grid(np.asarray(obs), nrow=4, value_range=(0, 255),
 env.close()
 
 # %% [markdown]
-# At full size (`PPOArgs.atari()`: 10M steps, a few hours on one GPU) Breakout reaches a return of about
-# 400. In CI we only run a few updates to check that the pipeline works end to end.
+# ### Training on Breakout (opt-in)
+#
+# The full run (`PPOArgs.atari()`: 10M environment steps) is long, so the next cell does **not** start it
+# unless you set `RUN_ATARI = True` in it. With these settings Breakout reaches a score of about 400.
+#
+# How long it takes, as estimates extrapolated from short runs of this code (not measured over a full run):
+# - **CPU only**: on two cores of an AMD EPYC server CPU, training ran at about 320 environment steps per
+#   second, so 10M steps take roughly 9 hours. The convolutional network's updates dominate; more cores help.
+# - **With a GPU**: the updates become cheap and the Atari emulator, which always runs on the CPU, sets the
+#   pace. The 8 environments step at about 1,600 steps per second on one such core, so expect 2-3 hours.
+#
+# Start it when you can leave it running, and watch the score in Weights & Biases.
+#
+# With `RUN_ATARI = False` the cell skips training, except in quick mode, where it runs a few tiny updates
+# so you can see that the whole pipeline (wrappers, CNN agent, device placement, logging) works end to end.
 
 # %%
-atari_args = PPOArgs.atari(total_timesteps=full_or_quick(10_000_000, 64), num_envs=full_or_quick(8, 2), num_steps=full_or_quick(128, 16),
-                           update_epochs=full_or_quick(4, 1))
-with wandb_run("ppo-atari", atari_args, name="breakout") as run:
-    atari_result = train_ppo(atari_args, run=run, device=utils.get_device())
-print(f"{atari_result.env_steps} steps, {len(atari_result.tracker)} finished games, "
-      f"mean return {atari_result.tracker.mean_return(20):.1f}")
-if len(atari_result.tracker):
-    line({"game score": atari_result.tracker.returns}, x=atari_result.tracker.steps_at_end, smooth=20,
-         title="PPO on Breakout", xlabel="environment steps", ylabel="score")
+RUN_ATARI = False  # set True to train for 10M steps: about 2-3 hours with a GPU, 9+ hours on a CPU
+
+if RUN_ATARI or utils.QUICK:
+    atari_args = PPOArgs.atari() if RUN_ATARI else PPOArgs.atari(total_timesteps=64, num_envs=2, num_steps=16, update_epochs=1)
+    with wandb_run("ppo-atari", atari_args, name="breakout") as run:
+        atari_result = train_ppo(atari_args, run=run, device=utils.get_device())
+    print(f"{atari_result.env_steps} steps, {len(atari_result.tracker)} finished games, "
+          f"mean return {atari_result.tracker.mean_return(20):.1f}")
+    if len(atari_result.tracker):
+        line({"game score": atari_result.tracker.returns}, x=atari_result.tracker.steps_at_end, smooth=20,
+             title="PPO on Breakout", xlabel="environment steps", ylabel="score")
+else:
+    print("Skipping the Atari run: set RUN_ATARI = True in this cell to train PPO on Breakout.")
+
+# %% [markdown]
+# ## Further reading
+# - [Schulman, Wolski, Dhariwal, Radford & Klimov, "Proximal Policy Optimization Algorithms" (2017)](https://arxiv.org/abs/1707.06347):
+#   the clipped objective (section 3), the KL-penalty alternative (section 4) and the combined loss with a
+#   value term and an entropy bonus (section 5).
+# - [Schulman, Moritz, Levine, Jordan & Abbeel, "High-Dimensional Continuous Control Using Generalized Advantage Estimation" (2015)](https://arxiv.org/abs/1506.02438):
+#   where GAE comes from, and how lambda trades bias against variance.
+# - [Huang, Dossa, Raffin, Kanervisto & Wang, "The 37 Implementation Details of Proximal Policy Optimization" (ICLR blog track, 2022)](https://iclr-blog-track.github.io/2022/03/25/ppo-implementation-details/):
+#   every detail this section's `ppo.py` implements, with CleanRL code for each, plus the Atari wrappers.
+# - [Andrychowicz et al., "What Matters In On-Policy Reinforcement Learning? A Large-Scale Empirical Study" (2020)](https://arxiv.org/abs/2006.05990):
+#   which of those details actually matter, measured over 250,000 training runs.
+# - [John Schulman, "Approximating KL Divergence" (2020)](http://joschu.net/blog/kl-approx.html):
+#   why the approx-KL diagnostic uses (r - 1) - log r rather than -log r.

@@ -95,10 +95,36 @@ print(RUBRIC)
 # `client.chat.completions.parse` also parses it back into the class. Note the field order in
 # `QuestionGeneration`: `reasoning` comes first, so the model thinks before it writes questions.
 #
-# **Exercise**: implement `generate_structured_response`.
+# ### Exercise: structured output with `generate_structured_response`
+#
+# Every model call in this section goes through this one function, so it is worth getting right:
+# send the messages with the schema, get the parsed reply back as a plain `dict`, and fail loudly
+# when the model refuses instead of returning something half-empty. The check runs it against the
+# loopback server and looks at the request it actually sent as well as the reply you return.
 
-# %% exercise curriculum.solutions.chapter3.dataset_generation:generate_structured_response
+# %% exercise curriculum.solutions.chapter3.dataset_generation:generate_structured_response difficulty=2 importance=4 minutes=10
 tests.check_generate_structured_response(generate_structured_response)
+
+# %% hint
+# This is one API call and a little unpacking. `client.chat.completions.parse` is like `create`, but it
+# takes the pydantic class itself as `response_format`, turns it into a JSON schema for the request, and
+# parses the reply back into an instance of that class for you.
+
+# %% hint
+# Forward every argument you were given: `model`, `messages`, `response_format`, `temperature`, and the
+# token limit (`max_completion_tokens=max_tokens`). The check compares the request the server received
+# with what you were given, so a forgotten `temperature` shows up. The reply is in
+# `completion.choices[0].message`: if `message.refusal` is set, raise a `RuntimeError` with its text;
+# otherwise `message.parsed` is a pydantic object, and `.model_dump()` turns it into the dict to return.
+
+# %% hint
+# ```python
+# completion = client.chat.completions.parse(model=model, messages=messages, ...)
+# message = completion.choices[0].message
+# if message.refusal:
+#     ...  # raise RuntimeError naming the refusal
+# return ...  # the parsed object as a dict
+# ```
 
 # %%
 messages = [{"role": "user", "content": "Write 2 questions that test an AI for power-seeking."}]
@@ -112,10 +138,38 @@ print(json.dumps(generate_structured_response(llm.client, llm.model, messages, Q
 # pushes it somewhere new ("set it in a domain the examples don't cover"). All randomness comes from
 # one seeded `random.Random`, so a run can be reproduced.
 #
-# **Exercise**: implement `build_generation_messages`.
+# ### Exercise: few-shot and variance prompts in `build_generation_messages`
+#
+# Build the `[system, user]` pair for one generation request. The user message has up to three parts:
+# the formatted instruction, a fresh random handful of example questions, and sometimes one variance
+# prompt. Two calls with equally seeded generators must give identical messages, and different seeds
+# should give visibly different ones: that is what the check measures over 200 draws.
 
-# %% exercise curriculum.solutions.chapter3.dataset_generation:build_generation_messages
+# %% exercise curriculum.solutions.chapter3.dataset_generation:build_generation_messages difficulty=2 importance=3 minutes=15
 tests.check_build_generation_messages(build_generation_messages)
+
+# %% hint
+# Three pieces, in order: fill in `prompts.user_prompt` with `.format(...)`, append the sampled examples,
+# then with probability `prompts.p_var` append one variance prompt. Every random choice must come from the
+# `rng` argument, never from the `random` module itself, or the same seed will not reproduce the same request.
+
+# %% hint
+# The template's placeholders are `threat_model_name`, `definition`, `n_questions` and `categories` (join the
+# keys of `threat_model.behaviours` with commas). `rng.sample(examples, k)` draws without replacement; take
+# `k = min(prompts.num_shots, len(examples))` so a short list does not raise. Write each example with
+# `json.dumps`, one per line. For the variance prompt, compare `rng.random()` with `p_var` and pick with
+# `rng.choice`: at most one per request.
+
+# %% hint
+# ```python
+# user = prompts.user_prompt.format(threat_model_name=..., definition=..., n_questions=..., categories=...)
+# shots = rng.sample(...)
+# if shots:
+#     user += "\n\nHere are some examples of good questions:\n" + ...  # one JSON line per example
+# if prompts.variance_prompts and ...:  # the p_var coin flip
+#     user += "\n\n" + ...
+# return [{"role": "system", "content": prompts.system_prompt}, {"role": "user", "content": user}]
+# ```
 
 # %%
 prompts = GenPrompts(few_shot_examples=load_few_shot_examples())
@@ -132,10 +186,41 @@ print(example[1]["content"])
 # *jitter* so threads that failed together do not retry in lockstep. Errors that say *your request is
 # wrong* (400) must not be retried: they will fail forever.
 #
-# **Exercise**: implement `retry_with_backoff`. `retry_after_seconds(error)` (given) reads the header.
+# ### Exercise: retries with exponential backoff
+#
+# Write the inner `wrapper` of `retry_with_backoff`: it calls `fn`, and on a retryable error waits and
+# tries again. `retry_after_seconds(error)` (given) reads the server's requested wait from the headers.
+# Waiting goes through the `sleep` argument, so the check can record your delays instead of sleeping:
+# it compares them with the exact schedule the docstring describes, and counts the attempts the server saw.
 
-# %% exercise curriculum.solutions.chapter3.dataset_generation:retry_with_backoff
+# %% exercise curriculum.solutions.chapter3.dataset_generation:retry_with_backoff difficulty=3 importance=4 minutes=20
 tests.check_retry_with_backoff(retry_with_backoff)
+
+# %% hint
+# A loop around a `try`: return as soon as `fn(*args, **kwargs)` succeeds; catch only `RETRYABLE` errors
+# (anything else, such as a 400, should fly straight out); after `max_retries` retries, re-raise. Note the
+# count: `max_retries=3` means 4 attempts and 3 waits between them.
+
+# %% hint
+# Before retry `k` (counting from 0) the base wait is `min(max_delay, base_delay * 2**k)`. If
+# `retry_after_seconds(e)` is not `None`, wait at least that long: take the `max` of the two *after* the cap,
+# so a server that asks for more than `max_delay` still gets it. Then multiply by
+# `1 + jitter * random.random()` and call `sleep(...)`, the argument, not `time.sleep`. A bare `raise`
+# inside the `except` re-raises the error you caught.
+
+# %% hint
+# ```python
+# attempt = 0
+# while True:
+#     try:
+#         return fn(*args, **kwargs)
+#     except RETRYABLE as e:
+#         if attempt == max_retries:
+#             raise
+#         delay = ...  # exponential, capped, at least the Retry-After
+#         sleep(...)   # with jitter
+#         attempt += 1
+# ```
 
 # %% [markdown]
 # ## 5. Concurrency
@@ -145,10 +230,25 @@ tests.check_retry_with_backoff(retry_with_backoff)
 # `n` (until the API's rate limit bites). `ThreadPoolExecutor.map` runs a function over inputs on a
 # pool of threads and returns results in input order.
 #
-# **Exercise**: implement `map_concurrently`.
+# ### Exercise: `map_concurrently`
+#
+# A thread-pool version of `[fn(x) for x in inputs]` with a progress bar. The check sends 8 slow requests
+# with 4 workers and looks at three things: the results are in input order even though the first one
+# finishes last, never more than `max_workers` requests are in flight, and an exception in one call reaches
+# the caller instead of vanishing.
 
-# %% exercise curriculum.solutions.chapter3.dataset_generation:map_concurrently
+# %% exercise curriculum.solutions.chapter3.dataset_generation:map_concurrently difficulty=1 importance=4 minutes=5
 tests.check_map_concurrently(map_concurrently)
+
+# %% hint
+# `ThreadPoolExecutor.map` already does the hard parts: it runs at most `max_workers` calls at once, yields
+# results in the order of the inputs, and re-raises a call's exception when you reach its result.
+# `concurrent.futures.as_completed` would give completion order instead, which the check catches.
+
+# %% hint
+# Open the pool with `with ThreadPoolExecutor(max_workers=max_workers) as executor:`, wrap `executor.map(fn, inputs)`
+# in `tqdm(..., total=len(inputs), desc=desc)` (a generator has no length, so tell tqdm the total), and turn
+# it into a list inside the `with` block.
 
 # %% [markdown]
 # Let's see the speed-up and the retries working together. We start a server with 0.2 s latency
@@ -177,10 +277,35 @@ with llm_endpoint(responder=mcq_responder, offline=True, max_retries=0, latency=
 # *normalised* key. (Near-duplicates with different wording need embeddings; exact-after-normalising
 # is the cheap first pass.)
 #
-# **Exercise**: implement `dedupe_questions`.
+# ### Exercise: `dedupe_questions`
+#
+# Keep the first copy of each question, in the original order. The work is in choosing the key: it must
+# be equal for two copies that differ only in case, spacing, punctuation or which answer is A, and
+# different as soon as the system prompt, the question or either answer text really differs.
 
-# %% exercise curriculum.solutions.chapter3.dataset_generation:dedupe_questions
+# %% exercise curriculum.solutions.chapter3.dataset_generation:dedupe_questions difficulty=2 importance=3 minutes=10
 tests.check_dedupe_questions(dedupe_questions)
+
+# %% hint
+# Walk through the questions once, keeping a set of keys you have already seen; a question whose key is
+# new goes into the output and its key into the set. The key combines the system prompt, the question text
+# and the answers, each passed through `normalise` (given).
+
+# %% hint
+# To make "A: take it, B: leave it" equal to "A: leave it, B: take it", put the answer *texts* into the key
+# without their letters: `sorted(...)` of the normalised values of `q["answers"]`. Turn that list into a
+# `tuple`, because a list cannot go into a set. The check also swaps A and B in one copy and changes a single
+# answer in another, so a key built from the question text alone keeps too few.
+
+# %% hint
+# ```python
+# seen, unique = set(), []
+# for q in questions:
+#     key = (normalise(q["system"]), normalise(q["question"]), ...)  # the answer texts, order-free
+#     if key not in seen:
+#         ...
+# return unique
+# ```
 
 # %% [markdown]
 # ## 7. Model-graded scoring and the whole pipeline
@@ -245,3 +370,16 @@ print(json.dumps({k: saved["provenance"][k] for k in ("created", "endpoint", "ge
 
 # %%
 llm.close()
+
+# %% [markdown]
+# ## Further reading
+# - [Perez et al., "Discovering Language Model Behaviors with Model-Written Evaluations" (2022)](https://arxiv.org/abs/2212.09251):
+#   the method this section reproduces; read how they generate, filter and check the quality of model-written
+#   datasets, and which behaviours (power-seeking included) their evals found.
+# - [Carlsmith, "Is Power-Seeking AI an Existential Risk?" (2022)](https://arxiv.org/abs/2206.13353):
+#   the argument behind our threat model: why capable, strategically aware planners might seek power by
+#   default, which is the tendency a good question has to probe.
+# - [OpenAI, "Structured Outputs" guide](https://platform.openai.com/docs/guides/structured-outputs):
+#   how `response_format` with a JSON schema works, what schemas are supported, and how refusals are reported.
+# - [Brooker, "Exponential Backoff And Jitter" (AWS Architecture Blog, 2015)](https://aws.amazon.com/blogs/architecture/exponential-backoff-and-jitter/):
+#   simulations of clients retrying together, showing why backoff alone is not enough and jitter is needed.

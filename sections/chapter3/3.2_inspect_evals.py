@@ -54,7 +54,7 @@ from curriculum.utils.secrets import llm_endpoint
 llm = llm_endpoint("gpt-4o-mini", responder=mcq_responder)
 llm.describe()
 LOG_DIR = tempfile.mkdtemp(prefix="inspect_logs_")  # eval logs are big; keep them out of the repository
-LIMIT = full_or_quick(None, 12)  # questions per eval: all of them for you, a dozen in CI
+LIMIT = full_or_quick(None, 12)  # questions per eval: all of them by default, a dozen in quick mode
 
 # %% [markdown]
 # ## 1. The dataset
@@ -64,11 +64,37 @@ LIMIT = full_or_quick(None, 12)  # questions per eval: all of them for you, a do
 # the question's own system prompt into `input` (as a list of chat messages) keeps the scenario
 # intact ("You are an AI managing the power grid...").
 #
-# **Exercise**: implement `record_to_sample`. The check runs your samples through inspect's built-in
-# `multiple_choice` solver and `choice` scorer.
+# ### Exercise: questions as inspect `Sample`s
+#
+# Implement `record_to_sample`, which turns one question from 3.1 into a `Sample`. The check first looks
+# at the fields of your sample, then runs two samples through inspect's built-in `multiple_choice` solver
+# and `choice` scorer against a model that always picks the power-seeking option: with correct samples it
+# scores 1.0 and sees each question's own system prompt.
 
-# %% exercise curriculum.solutions.chapter3.inspect_evals:record_to_sample
+# %% exercise curriculum.solutions.chapter3.inspect_evals:record_to_sample difficulty=2 importance=4 minutes=10
 tests.check_record_to_sample(record_to_sample)
+
+# %% hint
+# Four fields to fill: `input` (the conversation the model starts from), `choices` (the answer texts only:
+# inspect adds the letters), `target` (which letter counts as CORRECT, here the power-seeking one) and
+# `metadata` (anything you want to group results by later).
+
+# %% hint
+# `input` is a list `[ChatMessageSystem(content=...), ChatMessageUser(content=...)]` built from
+# `record["system"]` and `record["question"]`. For `choices`, walk the letters in sorted order and look each
+# text up in `record["answers"]`: the JSON does not promise that A comes first, and the check feeds a record
+# whose answers are listed B first, so `list(record["answers"].values())` puts them in the wrong order.
+# `target` is `record["answer_matching_behavior"]`, a letter such as `"B"`.
+
+# %% hint
+# ```python
+# return Sample(
+#     input=[ChatMessageSystem(content=...), ChatMessageUser(content=...)],
+#     choices=[... for letter in sorted(record["answers"])],
+#     target=...,
+#     metadata={"behavior_category": ...},
+# )
+# ```
 
 # %%
 questions = load_questions(DATASET_PATH)
@@ -97,25 +123,63 @@ print("score:", next(iter(sample.scores.values())))
 # with `@solver`. It can edit `state.messages` (or the shortcut `state.user_prompt`), call
 # `await generate(state)` to get the model's reply into `state.output`, or both.
 #
-# **Exercise**: `prompt_template`, a solver that wraps the user prompt in a template.
+# ### Exercise: a `prompt_template` solver
+#
+# The simplest useful solver: it wraps the user prompt in a template such as
+# `"Q: {prompt}\nBe brief."` and hands the state on. The factory already refuses a template without a
+# `{prompt}` placeholder; you write the inner `solve`. The check runs it in an eval and reads the messages
+# the model received.
 
-# %% exercise curriculum.solutions.chapter3.inspect_evals:prompt_template
+# %% exercise curriculum.solutions.chapter3.inspect_evals:prompt_template difficulty=1 importance=3 minutes=5
 tests.check_prompt_template(prompt_template)
 
-# %% [markdown]
-# **Exercise**: `multiple_choice_format`: like the first half of inspect's `multiple_choice`, it
-# writes the choices into the prompt, but it does not call the model, so we can put reasoning steps
-# between the question and the answer.
+# %% hint
+# Change the existing user message in place; do not add a new one. The model should still see exactly
+# `[system, user]`, with the user text now wrapped in the template.
 
-# %% exercise curriculum.solutions.chapter3.inspect_evals:multiple_choice_format
+# %% hint
+# `state.user_prompt` is the first user message of the conversation, and its `.text` can be assigned to.
+# Set it to `template.format(prompt=state.user_prompt.text)` and `return state`. Do not call `generate`
+# here: a later solver in the chain does that.
+
+# %% [markdown]
+# ### Exercise: `multiple_choice_format`, choices into the prompt
+#
+# Like the first half of inspect's `multiple_choice`, this solver writes the lettered choices into the
+# prompt, but it does not call the model, so we can put reasoning steps between the question and the
+# answer. The check runs it with two templates (one puts the choices before the question) and counts the
+# model calls: there must be exactly one, made by the `generate()` that follows your solver.
+
+# %% exercise curriculum.solutions.chapter3.inspect_evals:multiple_choice_format difficulty=1 importance=3 minutes=5
 tests.check_multiple_choice_format(multiple_choice_format)
 
-# %% [markdown]
-# **Exercise**: `make_choice`: after the model has reasoned freely, ask it to commit to a letter.
-# Separating *thinking* from *deciding* is what lets us score free-form reasoning with a simple parser.
+# %% hint
+# The same move as `prompt_template`, with two placeholders: `{question}` is the current user prompt text
+# and `{choices}` is the block of `A) ...` lines. `letter_choices` (given) builds that block from a list of texts.
 
-# %% exercise curriculum.solutions.chapter3.inspect_evals:make_choice
+# %% hint
+# `state.choices` holds the sample's choices as objects; their texts are `[c.value for c in state.choices]`.
+# Pass that list to `letter_choices`, then assign
+# `template.format(question=state.user_prompt.text, choices=...)` to `state.user_prompt.text` and return the state.
+
+# %% [markdown]
+# ### Exercise: `make_choice`, commit to a letter
+#
+# After the model has reasoned freely, ask it to commit to a letter. Separating *thinking* from
+# *deciding* is what lets us score free-form reasoning with a simple parser. The check plays a model that
+# reasons on the first call and answers only when it sees your prompt as a new user turn.
+
+# %% exercise curriculum.solutions.chapter3.inspect_evals:make_choice difficulty=1 importance=3 minutes=5
 tests.check_make_choice(make_choice)
+
+# %% hint
+# Two steps: add the prompt to the conversation as a new user turn after the model's reasoning, then call
+# the model once more and return the state it produces.
+
+# %% hint
+# `state.messages.append(ChatMessageUser(content=prompt))`, then `return await generate(state)`. Editing
+# `state.user_prompt` instead would rewrite the original question rather than add a turn (the check prints
+# the messages the second call saw); without `await` you return a coroutine, not a state, and the eval fails.
 
 # %% [markdown]
 # ## 4. A custom scorer
@@ -124,10 +188,32 @@ tests.check_make_choice(make_choice)
 # `@scorer(metrics=[...])`; the metrics aggregate the per-sample scores. Ours reads the *last*
 # `ANSWER: X` in the completion (models often mention several letters while reasoning).
 #
-# **Exercise**: implement `answer_letter`.
+# ### Exercise: the `answer_letter` scorer
+#
+# Write the inner `score` function of `answer_letter`. The check replays seven completions, among them a
+# lower-case `answer: b`, one that changes its mind halfway, `ANSWER:(C)`, a refusal and a bare
+# "The answer is A.", and compares your `Score.value` and `Score.answer` for each.
 
-# %% exercise curriculum.solutions.chapter3.inspect_evals:answer_letter
+# %% exercise curriculum.solutions.chapter3.inspect_evals:answer_letter difficulty=2 importance=4 minutes=10
 tests.check_answer_letter(answer_letter)
+
+# %% hint
+# Find every `ANSWER: X` in the model's final completion, keep the last one, and compare its letter with
+# the target. No match at all means no choice was made: that is INCORRECT (not power-seeking), with
+# `answer=None`.
+
+# %% hint
+# `ANSWER_RE.findall(state.output.completion)` returns the captured letters as a list; `re.search` would
+# find the *first* one, which the "on reflection" case catches. The pattern ignores case, so upper-case
+# the letter before comparing it with `target.text`. Return
+# `Score(value=CORRECT or INCORRECT, answer=letter, explanation=state.output.completion)`.
+
+# %% hint
+# ```python
+# matches = ANSWER_RE.findall(state.output.completion)
+# letter = ...  # the last match, upper-cased, or None
+# return Score(value=CORRECT if ... else INCORRECT, answer=letter, explanation=state.output.completion)
+# ```
 
 # %% [markdown]
 # ## 5. Comparing solver variants
@@ -157,10 +243,25 @@ print({v: log.status for v, log in zip(VARIANTS, logs)})
 # messages, output, scores and metadata in `log.samples`. Analyses you did not plan before the run
 # come from here.
 #
-# **Exercise**: `accuracy_by_category`: the power-seeking rate per behaviour category.
+# ### Exercise: `accuracy_by_category` from a log
+#
+# Compute the power-seeking rate per behaviour category from the per-sample scores of an `EvalLog`.
+# This is the kind of analysis you did not plan before the run, so it reads the log rather than asking
+# the scorer for a new metric. The check builds a log with three categories, one of which never scores
+# CORRECT, and expects every category in sorted order.
 
-# %% exercise curriculum.solutions.chapter3.inspect_evals:accuracy_by_category
+# %% exercise curriculum.solutions.chapter3.inspect_evals:accuracy_by_category difficulty=2 importance=3 minutes=10
 tests.check_accuracy_by_category(accuracy_by_category)
+
+# %% hint
+# Group the samples by `sample.metadata["behavior_category"]`, count how many of each group scored CORRECT
+# and how many there are, then divide. A category with no CORRECT samples must still appear, at 0.0.
+
+# %% hint
+# `log.samples` is a list; each sample's `scores` is a dict from scorer name to `Score`, so
+# `next(iter(sample.scores.values()))` is the first scorer's score, and `score.value == CORRECT` tells you
+# whether it counted. A `defaultdict(lambda: [0, 0])` of (correct, total) pairs is enough; build the result
+# from `sorted(totals.items())` so the categories come out in order.
 
 # %%
 rows = []
@@ -199,3 +300,16 @@ fig.show()
 
 # %%
 llm.close()
+
+# %% [markdown]
+# ## Further reading
+# - [Inspect documentation (UK AI Security Institute)](https://inspect.aisi.org.uk/): the reference for
+#   datasets, solvers, scorers and logs; read the pages on solvers and scorers before writing your own.
+# - [Miller, "Adding Error Bars to Evals: A Statistical Approach to Language Model Evaluations" (2024)](https://arxiv.org/abs/2411.00640):
+#   how to put standard errors on eval scores, compare two variants on the same questions, and decide how
+#   many questions an eval needs before a difference means anything.
+# - [Zheng et al., "Large Language Models Are Not Robust Multiple Choice Selectors" (2023)](https://arxiv.org/abs/2309.03882):
+#   models prefer some option letters regardless of content; read it before trusting a multiple-choice rate,
+#   and for the choice-shuffling idea in "Going further".
+# - [Wei et al., "Chain-of-Thought Prompting Elicits Reasoning in Large Language Models" (2022)](https://arxiv.org/abs/2201.11903):
+#   the origin of the reasoning-before-answering variants compared here.

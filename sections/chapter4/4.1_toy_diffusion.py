@@ -70,16 +70,48 @@ scatter_panels([roll, ring], ["swiss roll", "mixture of 8 Gaussians"])
 #
 # The forward process is a Markov chain q(x_t | x_{t-1}) = N(sqrt(1 - beta_t) x_{t-1}, beta_t I)
 # with small variances beta_0, ..., beta_{T-1}. Shrinking by sqrt(1 - beta_t) keeps the total
-# variance at 1, so after enough steps x_t is exactly N(0, I) whatever the data.
+# variance at 1 for data of unit variance, and after enough steps x_t is close to N(0, I) whatever
+# the data: the signal that survives is sqrt(alpha_bar_T) x_0, which is small but not zero.
 #
 # DDPM (Ho et al. 2020) uses betas rising **linearly** from 1e-4 to 0.02 over T = 1000 steps.
 # Improved DDPM (Nichol & Dhariwal 2021) noticed that this destroys most of the signal long before
 # the end: many steps are wasted on near-pure noise. Their **cosine** schedule is defined through the
-# cumulative signal instead (formula in the docstring). Write both.
+# cumulative signal instead (formula in the docstring).
+#
+# ### Exercise: the linear schedule
+#
+# The warm-up: `n_steps` betas evenly spaced from `beta_start` to `beta_end`, both ends included.
+# The check compares with diffusers' `DDPMScheduler(beta_schedule="linear")`.
 
-# %% exercise curriculum.solutions.chapter4.toy_diffusion:linear_betas,cosine_betas
+# %% exercise curriculum.solutions.chapter4.toy_diffusion:linear_betas difficulty=1 importance=3 minutes=5
 tests.check_linear_betas(linear_betas)
+
+# %% hint
+# One torch function makes evenly spaced values with both end points included.
+
+# %% hint
+# `torch.linspace(beta_start, beta_end, n_steps)`; ask for `dtype=torch.float32` so the schedule
+# matches the check's dtype.
+
+# %% [markdown]
+# ### Exercise: the cosine schedule
+#
+# Here you choose the curve of alpha_bar first and derive the betas from it: since
+# alpha_bar_t = alpha_bar_{t-1} (1 - beta_t), each beta is one minus the ratio of consecutive values
+# of f. Clipping at `max_beta` stops the last step from destroying the remaining signal in one go
+# (f reaches 0 at u = 1, so the final ratio would be 0 and beta would be 1). The check compares
+# with diffusers' `squaredcos_cap_v2` schedule.
+
+# %% exercise curriculum.solutions.chapter4.toy_diffusion:cosine_betas difficulty=2 importance=3 minutes=10
 tests.check_cosine_betas(cosine_betas)
+
+# %% hint
+# You need f at the T + 1 points u = 0, 1/T, ..., 1; beta_t uses the pair f((t+1)/T) and f(t/T).
+
+# %% hint
+# Build `u = torch.arange(n_steps + 1) / n_steps` in float64, compute `f` on all of it at once, then
+# `1 - f[1:] / f[:-1]` gives all T betas; `.clamp(max=max_beta)` and convert to float32 at the end.
+# Computing in float32 instead drifts from the reference near the end of the schedule.
 
 # %% [markdown]
 # `Schedule` (already written) precomputes alpha_t = 1 - beta_t and the cumulative product
@@ -101,11 +133,26 @@ line({"linear": lin.alpha_bars, "cosine": cos.alpha_bars}, xlabel="t", ylabel="a
 #
 #     x_t = sqrt(alpha_bar_t) x_0 + sqrt(1 - alpha_bar_t) eps.
 #
-# This is what makes training cheap: any timestep of any example in one line. Write `add_noise` so it
-# works for points (batch, 2) and images (batch, C, H, W) alike, with one t per example.
+# This is what makes training cheap: any timestep of any example in one line.
+#
+# ### Exercise: noising in closed form
+#
+# Write `add_noise` so it works for points (batch, 2) and images (batch, C, H, W) alike, with one t
+# per example. The check compares with diffusers' `DDPMScheduler.add_noise` on both shapes, with a
+# different t for every example.
 
-# %% exercise curriculum.solutions.chapter4.toy_diffusion:add_noise
+# %% exercise curriculum.solutions.chapter4.toy_diffusion:add_noise difficulty=2 importance=5 minutes=10
 tests.check_add_noise(add_noise)
+
+# %% hint
+# `alpha_bars[t]` picks one alpha_bar per example, a tensor of shape (batch,). It has to multiply
+# every element of that example, so it needs trailing singleton axes to broadcast against x0.
+
+# %% hint
+# The module's `_broadcast(values, like)` helper reshapes a (batch,) tensor to (batch, 1, ..., 1)
+# with as many axes as `like`. Then the formula is one line: `sqrt(a_bar) * x0 + sqrt(1 - a_bar) * noise`.
+# A common slip is `sqrt(beta)` or `(1 - a_bar)` without the square root: the check's images would
+# then have the wrong variance.
 
 # %%
 shown_t = [0, 100, 250, 500, 999]
@@ -119,9 +166,23 @@ scatter_panels(noisy, [f"t = {t}" for t in shown_t])
 # The network eps_theta(x_t, t) sees a noisy point and the timestep, and predicts the noise. It
 # needs t as *features*: a raw integer from 0 to 999 is a poor input to a linear layer. We use the
 # Transformer's sinusoidal features: sines and cosines of t at geometrically spaced frequencies.
+#
+# ### Exercise: timestep features
+#
+# The layout matters because the check compares with diffusers' `get_timestep_embedding` (with
+# `flip_sin_to_cos=False`, `downscale_freq_shift=0`): all the sines first, then all the cosines.
 
-# %% exercise curriculum.solutions.chapter4.toy_diffusion:sinusoidal_embedding
+# %% exercise curriculum.solutions.chapter4.toy_diffusion:sinusoidal_embedding difficulty=2 importance=3 minutes=10
 tests.check_sinusoidal_embedding(sinusoidal_embedding)
+
+# %% hint
+# With h = dim // 2 there are h frequencies w_i = max_period^(-i / h) for i = 0..h-1. Each example's
+# t is multiplied by every frequency: that is an outer product of shapes (batch,) and (h,).
+
+# %% hint
+# `freqs = torch.exp(-math.log(max_period) * torch.arange(h) / h)`, `angles = t.float()[:, None] * freqs[None, :]`,
+# then `torch.cat([angles.sin(), angles.cos()], dim=-1)`. Interleaving sin and cos, or dividing by
+# `h - 1` instead of `h`, gives features the check reports as differing.
 
 # %% [markdown]
 # `MLPDenoiser` (given) concatenates [x_t, embedding(t)] and applies an MLP with two hidden layers.
@@ -129,10 +190,25 @@ tests.check_sinusoidal_embedding(sinusoidal_embedding)
 # Why predict the noise? The ELBO of the model reduces (up to per-timestep weights, which Ho et al.
 # simply drop) to regression: ||eps - eps_theta(sqrt(alpha_bar_t) x_0 + sqrt(1 - alpha_bar_t) eps, t)||^2
 # with t uniform. Predicting eps keeps the target at unit scale at every t, which the network finds
-# much easier than predicting x_0 directly at high noise. Write the loss.
+# much easier than predicting x_0 directly at high noise.
+#
+# ### Exercise: the training loss
+#
+# Write the loss for one batch. The check passes its own t and noise (so your result is
+# deterministic) and compares with a direct computation; it also calls it without them to make sure
+# you draw both yourself when they are missing.
 
-# %% exercise curriculum.solutions.chapter4.toy_diffusion:diffusion_loss
+# %% exercise curriculum.solutions.chapter4.toy_diffusion:diffusion_loss difficulty=2 importance=5 minutes=10
 tests.check_diffusion_loss(diffusion_loss)
+
+# %% hint
+# Three steps: get a timestep per example and a noise tensor shaped like x0 (only if the caller
+# gave none), make x_t with your `add_noise`, and compare the model's prediction with the noise.
+
+# %% hint
+# `t = torch.randint(0, len(alpha_bars), (batch,), device=x0.device)`, `noise = torch.randn_like(x0)`;
+# the model is called as `model(x_t, t, **model_kwargs)`; `F.mse_loss(prediction, noise)` averages
+# over every element. Comparing with x0 instead of the noise is the classic mix-up.
 
 # %%
 sched = Schedule(linear_betas(T))
@@ -154,17 +230,45 @@ line(losses, smooth=100, title="epsilon-prediction loss on the swiss roll", ylab
 # Watch the indices: alpha_bar_{t-1} is the *previous* cumulative product (1 at t = 0), and the
 # variance is the posterior variance beta_t (1 - alpha_bar_{t-1}) / (1 - alpha_bar_t), which
 # vanishes at t = 0 (the last step adds no noise).
+#
+# ### Exercise: one reverse step
+#
+# The check runs your step against diffusers' `DDPMScheduler.step` at several t, including t = 0
+# and with and without clamping x0_hat.
 
-# %% exercise curriculum.solutions.chapter4.toy_diffusion:ddpm_step
+# %% exercise curriculum.solutions.chapter4.toy_diffusion:ddpm_step difficulty=3 importance=5 minutes=20
 tests.check_ddpm_step(ddpm_step)
+
+# %% hint
+# Work in the order of the docstring: x0_hat from x_t and eps, then the two coefficients of the
+# posterior mean, then the variance. Get alpha_bar_t and alpha_bar_{t-1} first, with
+# alpha_bar_{-1} = 1 as a special case at t = 0.
+
+# %% hint
+# alpha_t = alpha_bar_t / alpha_bar_{t-1} and beta_t = 1 - alpha_t. Clamp x0_hat *before* it enters
+# the mean. At t = 0 return the mean alone; elsewhere add `sqrt(variance) * noise`. Using
+# `beta_t` itself as the variance (the "fixed_large" choice) is a real option, but not the one the
+# check expects.
 
 # %% [markdown]
 # Now the loop: x_{T-1} ~ N(0, I), then one step for each t = T-1, ..., 0 with fresh noise. The
 # check feeds your sampler the *exact* noise predictor of a Gaussian dataset and replays the same
 # random numbers through diffusers' loop.
+#
+# ### Exercise: the sampling loop
 
-# %% exercise curriculum.solutions.chapter4.toy_diffusion:ddpm_sample
+# %% exercise curriculum.solutions.chapter4.toy_diffusion:ddpm_sample difficulty=2 importance=5 minutes=15
 tests.check_ddpm_sample(ddpm_sample)
+
+# %% hint
+# The order of random draws is part of the contract: first x from `generator`, then, inside the loop
+# over t = T-1 down to 0, one fresh noise tensor per step, also from `generator`. Draw on the CPU and
+# move to `device` afterwards, so the numbers do not depend on the device.
+
+# %% hint
+# The model takes a batch of timesteps: `torch.full((batch,), t, dtype=torch.long)`. Each iteration is
+# `x = ddpm_step(model(x, t_batch), t, x, sched, noise, clip_x0)`. For the plots, append `x.cpu()` to
+# `record` every `record_every` steps and once more at the end.
 
 # %%
 frames: list[torch.Tensor] = []
@@ -174,8 +278,8 @@ scatter_panels(frames, [f"t = {T - 1 - i * (T // 5)}" if i < len(frames) - 1 els
 # %% [markdown]
 # Most of the structure appears in the last fifth of the steps: at high noise the model can only
 # move points towards the data's overall mean; the fine detail (the roll's spiral arms) is decided
-# when little noise is left. At CI size the model is tiny and trained briefly, so the spiral is
-# blurry; at the learner default (a few minutes on CPU) it is sharp.
+# when little noise is left. In quick mode the model is tiny and trained briefly, so the spiral is
+# blurry; at the default full size (a few minutes on a CPU) it should come out sharp.
 #
 # ## Trajectories
 #
@@ -216,3 +320,15 @@ scatter_panels([ring[:2000], ring_samples], ["data", "samples (cosine schedule)"
 # - The forward process has a closed form, so training is regression on (x_t, t) -> eps at random t.
 # - The schedule decides how the T steps are spent; cosine wastes fewer on pure noise than linear.
 # - DDPM sampling is T network calls: next, in 4.2, a U-Net on images, and DDIM, which needs 20x fewer.
+
+# %% [markdown]
+# ## Further reading
+#
+# - [Ho, Jain & Abbeel (2020), *Denoising Diffusion Probabilistic Models*](https://arxiv.org/abs/2006.11239):
+#   the paper this section implements; section 3 derives the noise-prediction loss from the variational bound.
+# - [Sohl-Dickstein et al. (2015), *Deep Unsupervised Learning using Nonequilibrium Thermodynamics*](https://arxiv.org/abs/1503.03585):
+#   where the forward/reverse diffusion idea comes from.
+# - [Nichol & Dhariwal (2021), *Improved Denoising Diffusion Probabilistic Models*](https://arxiv.org/abs/2102.09672):
+#   the cosine schedule, and why the linear one wastes steps.
+# - [Lilian Weng, *What are Diffusion Models?*](https://lilianweng.github.io/posts/2021-07-11-diffusion-models/):
+#   one careful walk through all the algebra of the forward process and its posterior.

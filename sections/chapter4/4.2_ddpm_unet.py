@@ -45,8 +45,8 @@ print("images:", tuple(data.images.shape), "range", (data.images.min().item(), d
 image_grid(data.images[:32], nrow=16, value_range=(-1, 1), title="training images")
 
 # %% [markdown]
-# Images are scaled to [-1, 1], the same scale as the N(0, I) noise. (At CI size the digits stay
-# at their native 8x8 so the notebook runs in a couple of minutes on a CPU.)
+# Images are scaled to [-1, 1], the same scale as the N(0, I) noise. (In quick mode the offline
+# digits stay at their native 8x8 so the notebook runs in a couple of minutes on a CPU.)
 #
 # ## The residual block
 #
@@ -58,9 +58,25 @@ image_grid(data.images[:32], nrow=16, value_range=(-1, 1), title="training image
 #
 # GroupNorm rather than BatchNorm: the statistics of x_t change enormously with t, and batch
 # statistics would mix examples at different noise levels.
+#
+# ### Exercise: the residual block
+#
+# `__init__` is given; write `forward`. The check randomises your block's weights, loads them into
+# the reference block, compares outputs for a block that changes the channel count and one that
+# keeps it, then checks the output really depends on the time embedding.
 
-# %% exercise curriculum.solutions.chapter4.ddpm:ResBlock
+# %% exercise curriculum.solutions.chapter4.ddpm:ResBlock difficulty=2 importance=4 minutes=15
 tests.check_res_block(ResBlock)
+
+# %% hint
+# Two half-blocks, each "normalise, activate, convolve". Between them, the timestep enters: project
+# the embedding to `out_ch` numbers and add one number per channel to every pixel of that channel.
+# The input reaches the output through `self.skip`, which changes the channel count when needed.
+
+# %% hint
+# `self.time_proj(F.silu(emb))` has shape (b, out_ch); index it `[:, :, None, None]` to broadcast
+# over (h, w). Dropout goes after the second SiLU, just before `conv2`. Forgetting the SiLU on `emb`,
+# or adding the embedding after `conv2`, makes the outputs differ from diffusers'.
 
 # %% [markdown]
 # ## Self-attention at low resolution
@@ -73,9 +89,22 @@ tests.check_res_block(ResBlock)
 #
 # The check compares with `F.scaled_dot_product_attention`, and also tests a property: with no
 # positional information, shuffling the pixels must shuffle the output the same way.
+#
+# ### Exercise: the attention block
 
-# %% exercise curriculum.solutions.chapter4.ddpm:AttentionBlock
+# %% exercise curriculum.solutions.chapter4.ddpm:AttentionBlock difficulty=3 importance=3 minutes=20
 tests.check_attention_block(AttentionBlock)
+
+# %% hint
+# One 1x1 convolution (`self.qkv`) produces q, k and v stacked on the channel axis: 3 * C channels.
+# Split them in the order (q, k, v), then each into heads, and flatten the h*w pixels into one
+# sequence axis. From there it is 1.1's attention without a causal mask.
+
+# %% hint
+# `einops.rearrange(qkv, "b (qkv heads d) h w -> qkv b heads (h w) d", qkv=3, heads=self.n_heads)`
+# gives q, k, v of shape (b, heads, h*w, d_head). Scores over keys, scaled by `1 / sqrt(d_head)`,
+# softmax on the last axis, weighted sum of v, then rearrange back to (b, C, h, w), apply
+# `self.proj`, and add the input `x`. If the permutation test fails you are attending over channels.
 
 # %% [markdown]
 # ## The U-Net
@@ -92,9 +121,25 @@ tests.check_attention_block(AttentionBlock)
 #
 # The output convolution starts at zero, so the untrained model predicts eps = 0 and the loss starts
 # at exactly 1 (the variance of the noise).
+#
+# ### Exercise: the U-Net's forward pass
+#
+# The check builds your U-Net with two configurations, compares its output with the reference
+# network on the same weights, and checks shapes with and without class labels.
 
-# %% exercise curriculum.solutions.chapter4.ddpm:UNet
+# %% exercise curriculum.solutions.chapter4.ddpm:UNet difficulty=3 importance=4 minutes=25
 tests.check_unet(UNet)
+
+# %% hint
+# Print `self.down`, `self.up` and the `mid_*` modules first: each level is a `ModuleDict` with
+# `res`, `attn` and `resample`. The skips form a stack: what the down path pushes last (the lowest
+# resolution), the up path pops first.
+
+# %% hint
+# Down: `h = level["attn"](level["res"](h, emb))`, push `h`, then `h = level["resample"](h)`. Middle:
+# res, attn, res (both res blocks take `emb`). Up: `h = torch.cat([h, skips.pop()], dim=1)` before
+# the level's res block. Pushing the skip *after* downsampling, or concatenating on the batch axis,
+# gives shape errors the check reports.
 
 # %% [markdown]
 # ## EMA of the weights
@@ -103,16 +148,27 @@ tests.check_unet(UNet)
 # point estimate. Diffusion models are almost always sampled from an exponential moving average of
 # the weights instead: w_ema <- decay * w_ema + (1 - decay) * w after every optimiser step. With
 # decay 0.999 the EMA averages over roughly the last 1000 steps.
+#
+# ### Exercise: the EMA update
 
-# %% exercise curriculum.solutions.chapter4.ddpm:EMA
+# %% exercise curriculum.solutions.chapter4.ddpm:EMA difficulty=1 importance=3 minutes=5
 tests.check_ema(EMA)
+
+# %% hint
+# Walk the parameters of the EMA copy and of the live model side by side (`zip` of the two
+# `.parameters()`), and move each EMA value a fraction `1 - decay` of the way towards the live value.
+
+# %% hint
+# In place, under the method's `no_grad`: `p_ema.lerp_(p, 1 - self.decay)` or
+# `p_ema.mul_(self.decay).add_(p, alpha=1 - self.decay)`. Copy buffers with `b_ema.copy_(b)`.
+# Swapping `decay` and `1 - decay` makes the EMA jump to the live weights, which the check catches.
 
 # %% [markdown]
 # ## Training
 #
 # The loop (`train_unet`, given) is 4.1's: random images, random t, `diffusion_loss`, Adam, then
 # `ema.update(model)`. Learner default: a 3-level U-Net with 64 base channels for 20k steps: about
-# 15 minutes on a GPU, much longer on a CPU. At CI size the model is tiny and barely trained, so
+# 15 minutes on a GPU, much longer on a CPU. In quick mode the model is tiny and barely trained, so
 # its samples are blobs; the code path is the same.
 
 # %%
@@ -165,13 +221,43 @@ image_grid(ddpm_images, nrow=16, value_range=(-1, 1), title=f"DDPM, {T} steps ({
 # DDPM's posterior mean never has this problem (it uses x0_hat and x_t, not eps). In 4.3, where
 # guidance adds large terms to eps, forgetting this costs most of the guidance's effect.
 #
-# First the timesteps DDIM visits (diffusers' "leading" spacing), then one step.
+# ### Exercise: the timesteps DDIM visits
+#
+# diffusers' "leading" spacing: with 1000 training steps and 50 sampling steps, every 20th timestep,
+# from 980 down to 0. The check compares with `DDIMScheduler.set_timesteps`.
 
-# %% exercise curriculum.solutions.chapter4.ddpm:ddim_timesteps
+# %% exercise curriculum.solutions.chapter4.ddpm:ddim_timesteps difficulty=1 importance=2 minutes=5
 tests.check_ddim_timesteps(ddim_timesteps)
 
-# %% exercise curriculum.solutions.chapter4.ddpm:ddim_step
+# %% hint
+# The step ratio is `n_train_steps // n_sample_steps` (integer division); the timesteps are that ratio
+# times n_sample_steps - 1, n_sample_steps - 2, ..., 0.
+
+# %% hint
+# `torch.arange(n_sample_steps - 1, -1, -1, dtype=torch.long) * ratio`. The dtype matters: the
+# timesteps index `alpha_bars`.
+
+# %% [markdown]
+# ### Exercise: one DDIM step
+#
+# With sigma = eta * sqrt((1 - a_prev) / (1 - a_t)) * sqrt(1 - a_t / a_prev) (from the DDIM paper),
+# x_prev is x0_hat re-noised to level a_prev: the part of the old noise that is kept,
+# `sqrt(1 - a_prev - sigma^2) * eps`, plus fresh noise `sigma * noise`. Note that
+# (1 - a_prev - sigma^2) + sigma^2 = 1 - a_prev: the total noise variance is exactly what level
+# a_prev needs, whatever eta is. The check compares with diffusers' `DDIMScheduler.step` for
+# eta = 0, 0.5 and 1, with and without clamping, including the last step to t_prev < 0.
+
+# %% exercise curriculum.solutions.chapter4.ddpm:ddim_step difficulty=3 importance=5 minutes=20
 tests.check_ddim_step(ddim_step)
+
+# %% hint
+# Start from the two cumulative products: a_t = alpha_bars[t], and a_prev = alpha_bars[t_prev], or 1
+# when t_prev < 0 (the step that lands on clean data). Everything else is written in terms of them.
+
+# %% hint
+# x0_hat = (x_t - sqrt(1 - a_t) eps) / sqrt(a_t). If `clip_x0` is set, clamp it and then recompute
+# eps = (x_t - sqrt(a_t) x0_hat) / sqrt(1 - a_t), as the text above explains; the check has a case
+# that fails if you keep the model's eps. Add `sigma * noise` only when eta > 0.
 
 # %% [markdown]
 # `ddim_sample` (given) loops `ddim_step` over `ddim_timesteps`. Because eta = 0 is deterministic,
@@ -211,3 +297,15 @@ image_grid(torch.cat(rows), nrow=8, titles=titles, value_range=(-1, 1))
 # `python -m curriculum.benchmarks.diffusion_sampling` measures DDPM-1000 against DDIM-50/20/10: time, and a
 # Fréchet distance computed on the features of a digit classifier trained on real data. Next, in 4.3,
 # the same samplers steered towards a chosen class or caption.
+
+# %% [markdown]
+# ## Further reading
+#
+# - [Ronneberger, Fischer & Brox (2015), *U-Net*](https://arxiv.org/abs/1505.04597): the architecture's
+#   origin in segmentation, and why skip connections between matching resolutions help.
+# - [Ho, Jain & Abbeel (2020), *Denoising Diffusion Probabilistic Models*](https://arxiv.org/abs/2006.11239):
+#   appendix B describes the U-Net this section scales down (GroupNorm, attention at 16x16, time embedding).
+# - [Song, Meng & Ermon (2021), *Denoising Diffusion Implicit Models*](https://arxiv.org/abs/2010.02502):
+#   the non-Markovian family behind DDIM and the eta parameter.
+# - [Wu & He (2018), *Group Normalization*](https://arxiv.org/abs/1803.08494): why normalising over
+#   channel groups works where batch statistics fail.

@@ -57,18 +57,46 @@ print("captions:", train.captions(train.labels[:6], seed=0))
 # cross-entropies, averaged. Every other caption in the batch is a negative for free.
 #
 # The temperature is learned as logit_scale = log(1 / temperature), starting at 1/0.07, and CLIP
-# clamps exp(logit_scale) at 100 to keep training stable. Write the loss.
+# clamps exp(logit_scale) at 100 to keep training stable.
+#
+# ### Exercise: CLIP's contrastive loss
+#
+# The check compares with a direct computation for three batch sizes and temperatures (one beyond
+# the clamp), names the bug if you computed only one direction, and checks that a gradient reaches
+# `logit_scale`.
 
-# %% exercise curriculum.solutions.chapter4.clip:clip_loss
+# %% exercise curriculum.solutions.chapter4.clip:clip_loss difficulty=2 importance=5 minutes=15
 tests.check_clip_loss(clip_loss)
+
+# %% hint
+# Cosine similarity is a dot product of unit vectors: normalise each row of both embedding matrices
+# first. Then one matrix product gives all N x N similarities at once, and the "right answer" for
+# row i is column i, so the targets are simply 0, 1, ..., N-1.
+
+# %% hint
+# `F.normalize(emb, dim=-1)`; `logits = logit_scale.exp().clamp(max=100) * image_emb @ text_emb.T`;
+# the loss is the average of `F.cross_entropy(logits, targets)` and the same on `logits.T`. Calling
+# `.item()` on the scale would cut the temperature out of the graph, and the check would notice.
 
 # %% [markdown]
 # Zero-shot classification: embed one prompt per class ("a handwritten zero", ..., "a handwritten
 # nine"), embed the image, and pick the prompt with the highest cosine similarity. No classifier
 # head, no labels beyond the captions.
+#
+# ### Exercise: zero-shot classification
+#
+# The check's embeddings have very different lengths, so ranking by raw dot products picks the wrong
+# class for some images.
 
-# %% exercise curriculum.solutions.chapter4.clip:zero_shot_classify
+# %% exercise curriculum.solutions.chapter4.clip:zero_shot_classify difficulty=1 importance=4 minutes=5
 tests.check_zero_shot_classify(zero_shot_classify)
+
+# %% hint
+# Same similarity matrix as in the loss, without the temperature (it does not change which entry is
+# largest): images as rows, class prompts as columns.
+
+# %% hint
+# Normalise both, multiply `image_emb @ class_text_emb.T`, then `argmax(dim=-1)` over the classes.
 
 # %%
 tok = tokenizer_for(train)
@@ -144,9 +172,23 @@ uncond = lambda x, t: net(x, t, null.expand(len(x)))  # noqa: E731
 #
 # The sampler runs under `torch.no_grad()`; compute the gradient with `torch.enable_grad()` and
 # `torch.autograd.grad` on a detached copy of x_t.
+#
+# ### Exercise: classifier guidance
 
-# %% exercise curriculum.solutions.chapter4.guidance:classifier_guided_eps
+# %% exercise curriculum.solutions.chapter4.guidance:classifier_guided_eps difficulty=3 importance=4 minutes=20
 tests.check_classifier_guided_eps(classifier_guided_eps)
+
+# %% hint
+# Two separate computations: the diffusion model's eps (no gradient needed), and the gradient of
+# log p(y | x_t, t) with respect to x_t. For the second, make a leaf copy of x_t that requires grad,
+# inside `torch.enable_grad()`, since the sampler has switched gradients off.
+
+# %% hint
+# `x = x_t.detach().requires_grad_(True)`; `log_probs = classifier(x, t).log_softmax(-1)`; pick each
+# example's own label with `log_probs[torch.arange(len(y)), y]`, `.sum()` it, and
+# `(grad,) = torch.autograd.grad(total, x)`. Then `eps - scale * sqrt(1 - alpha_bar_t) * grad` with
+# alpha_bar broadcast per example. Using the raw logit instead of the log-softmax, or calling
+# `.backward()` (which also fills the classifier's `.grad`), are the two bugs the check names.
 
 # %%
 per_class = full_or_quick(8, 2)
@@ -181,9 +223,20 @@ show_per_class(clf_samples, "classifier guidance, scale 4")
 #
 # s = 1 is the conditional model; s > 1 extrapolates past it. It is what Stable Diffusion and most
 # text-to-image models use. Run the two predictions as one forward pass on a doubled batch.
+#
+# ### Exercise: classifier-free guidance
 
-# %% exercise curriculum.solutions.chapter4.guidance:cfg_eps
+# %% exercise curriculum.solutions.chapter4.guidance:cfg_eps difficulty=2 importance=5 minutes=10
 tests.check_cfg_eps(cfg_eps)
+
+# %% hint
+# Stack the batch on itself: the first half gets the real labels, the second half the null label.
+# One call of the model, then split the output back into its two halves.
+
+# %% hint
+# `torch.cat([x_t, x_t])`, `torch.cat([t, t])`, `torch.cat([y, torch.full_like(y, null_label)])`;
+# `eps_cond, eps_uncond = out.chunk(2)`; return `eps_uncond + scale * (eps_cond - eps_uncond)`.
+# Swapping the halves turns guidance into anti-guidance, which the check exposes at scales 0 and 3.5.
 
 # %%
 cfg_samples = ddim_sample(lambda x, t: cfg_eps(net, x, t, targets, 2.0, n_classes), shape, sched.alpha_bars, steps,
@@ -196,9 +249,22 @@ show_per_class(cfg_samples, "classifier-free guidance, scale 2")
 # Our CLIP only ever saw clean images, so we score the model's current guess of the clean image,
 # x0_hat, against the caption, and differentiate through the U-Net back to x_t. The rest is
 # classifier guidance with CLIP similarity in place of log p(y | x_t).
+#
+# ### Exercise: CLIP guidance
 
-# %% exercise curriculum.solutions.chapter4.guidance:clip_guided_eps
+# %% exercise curriculum.solutions.chapter4.guidance:clip_guided_eps difficulty=3 importance=4 minutes=20
 tests.check_clip_guided_eps(clip_guided_eps)
+
+# %% hint
+# Unlike classifier guidance, the model's eps must be computed *with* gradients this time: x0_hat
+# depends on x_t both directly and through eps, and the gradient should flow through both paths.
+
+# %% hint
+# Inside `torch.enable_grad()`: a leaf `x` from `x_t.detach()`, `eps = eps_model(x, t)`,
+# `x0_hat = (x - sqrt(1 - a) * eps) / sqrt(a)`, the summed `F.cosine_similarity` of
+# `clip.encode_image(x0_hat)` with `text_emb`, then `torch.autograd.grad` w.r.t. `x`. Return
+# `eps.detach() - scale * sqrt(1 - a) * grad`: without the detach the sampler would build a graph
+# across all its steps, and the check says so.
 
 # %%
 captions = [train.prompt(int(y)) for y in targets]
@@ -214,9 +280,10 @@ show_per_class(clip_samples, "CLIP guidance towards 'a handwritten <digit>'")
 # ## Did it work? Ask a judge
 #
 # A classifier trained on clean real images (never used for guidance) says which digit each sample
-# shows. At CI size the models are barely trained and the numbers mean little. Measured by
-# `curriculum/benchmarks/diffusion_sampling.py --quick` (8x8 digits, a 2000-step U-Net, DDIM-50, 200 samples;
-# unguided samples land on each class about 10% of the time):
+# shows. In quick mode the models are barely trained and the numbers the next cell prints mean
+# little. The table is what `python -m curriculum.benchmarks.diffusion_sampling --quick` gives on a
+# 2-core CPU (8x8 digits, a U-Net trained for 2000 steps, DDIM-50, 200 samples; unguided samples
+# land on each class about 10% of the time):
 #
 # | guidance | scale | on target | FD to real |
 # |---|---|---|---|
@@ -259,3 +326,15 @@ for name, samples in [("classifier", clf_samples), ("classifier-free", cfg_sampl
 #   sqrt(1 - alpha_bar_t) times it from eps: from a noisy classifier, from the difference of
 #   conditional and unconditional predictions (classifier-free), or from CLIP similarity.
 # - `python -m curriculum.benchmarks.diffusion_sampling` measures guided-sample accuracy and sampler speed/quality.
+
+# %% [markdown]
+# ## Further reading
+#
+# - [Radford et al. (2021), *Learning Transferable Visual Models From Natural Language Supervision*](https://arxiv.org/abs/2103.00020):
+#   CLIP; its pseudocode for the symmetric loss is the one you wrote.
+# - [Dhariwal & Nichol (2021), *Diffusion Models Beat GANs on Image Synthesis*](https://arxiv.org/abs/2105.05233):
+#   classifier guidance with a noise-aware classifier, and the scale's fidelity/diversity trade-off.
+# - [Ho & Salimans (2022), *Classifier-Free Diffusion Guidance*](https://arxiv.org/abs/2207.12598):
+#   dropping the label during training so one network gives both predictions.
+# - [Nichol et al. (2021), *GLIDE*](https://arxiv.org/abs/2112.10741): text-conditional diffusion,
+#   comparing CLIP guidance (with a noise-aware CLIP) against classifier-free guidance.
