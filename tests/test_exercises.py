@@ -12,8 +12,8 @@ import io
 
 import pytest
 
-from curriculum.checking import CheckFailed
 from curriculum.tools import build_notebooks as build
+from tests.support import assert_check_fails
 
 
 def _exercises():
@@ -51,5 +51,4 @@ def test_check_passes_on_solution(src, setup, cell):
 
 @pytest.mark.parametrize("src,setup,cell", EXERCISES)
 def test_check_fails_on_stub(src, setup, cell):
-    with pytest.raises(CheckFailed):
-        _run(setup, cell, solution=False)
+    assert_check_fails(_run, setup, cell, solution=False)

@@ -9,10 +9,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from curriculum.checking import CheckFailed, assert_check_fails, assert_close, assert_shape, check, fail
+from curriculum.checking import assert_close, assert_shape, check, fail
 from curriculum.tools import build_notebooks as build
 from curriculum.utils import plotting
 from curriculum.utils.sizes import full_or_quick
+from tests.support import assert_check_fails
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -127,13 +128,11 @@ def test_check_passes_and_says_so(capsys):
     ids=["returns None", "returns tuple", "wrong shape", "wrong dtype", "wrong value", "crashes in torch", "stub"],
 )
 def test_check_explains_failures(learner, message):
-    with pytest.raises(CheckFailed, match=message):
-        check_double(learner)
+    assert_check_fails(check_double, learner, match=message)
 
 
 def test_assert_shape_hints_at_missing_axis():
-    with pytest.raises(CheckFailed, match="one axis too few"):
-        assert_shape(torch.zeros(2, 5), (2, 3, 5), "logits")
+    assert_check_fails(assert_shape, torch.zeros(2, 5), (2, 3, 5), "logits", match="one axis too few")
 
 
 # --- utils --------------------------------------------------------------------------------------
@@ -193,3 +192,19 @@ def test_assert_check_fails_rejects_a_check_that_passes_and_a_wrong_message():
         assert_check_fails(check_positive, 1)
     with pytest.raises(AssertionError, match="does not match"):
         assert_check_fails(check_positive, -1, match="negative")
+
+
+def test_one_idiom_for_planted_bugs():
+    """Mutant tests go through tests.support.assert_check_fails, the test-only helper, never a
+    hand-rolled `with pytest.raises(...)` on the check's exception; the learner's package does not ship it."""
+    import curriculum.checking
+
+    assert not hasattr(curriculum.checking, "assert_check_fails")
+    offenders = [
+        f"{p.relative_to(ROOT)}:{i}"
+        for p in sorted((ROOT / "tests").rglob("*.py"))
+        if p.name != "support.py"
+        for i, line in enumerate(p.read_text().splitlines(), 1)
+        if "raises(" + "CheckFailed" in line
+    ]
+    assert not offenders, f"use tests.support.assert_check_fails for planted bugs: {offenders}"

@@ -528,3 +528,16 @@ class _Handler(BaseHTTPRequestHandler):
                 srv.stats.in_flight -= 1
                 if status == 200:
                     srv.stats.completed += 1
+
+
+def loopback_client(server: LoopbackServer, *, fresh_connections: bool = False, api_key: str = "loopback", **kw: Any):
+    """The real `openai.OpenAI` client pointed at `server` (max_retries=0 unless given: code under test
+    does its own retries). `fresh_connections` opens a connection per request: on a kept-alive
+    loopback connection each reply waits ~40 ms for a delayed ACK (the server writes headers and body
+    separately), which makes request-heavy checks several times slower."""
+    import httpx
+    import openai
+
+    if fresh_connections:
+        kw.setdefault("http_client", httpx.Client(limits=httpx.Limits(max_keepalive_connections=0), timeout=20))
+    return openai.OpenAI(base_url=server.base_url, api_key=api_key, **{"max_retries": 0, **kw})

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 
 from curriculum.solutions.chapter1 import gpt2 as ref
 from curriculum.checks.chapter1 import gpt2 as checks
-from curriculum.checking import assert_check_fails
+from tests.support import assert_check_fails
 
 
 # --- LayerNorm ----------------------------------------------------------------------------------

@@ -9,8 +9,8 @@ import torch
 
 from curriculum.solutions.chapter1 import interp as sol
 from curriculum.checks.chapter1 import interp as checks
-from curriculum.checking import CheckFailed
 from curriculum.utils.interp_models import load_shipped_induction_model
+from tests.support import assert_check_fails
 
 
 @pytest.fixture(scope="module")
@@ -75,8 +75,7 @@ def pattern_softmax_queries(q, k):
 
 @pytest.mark.parametrize("mutant", [pattern_no_scale, pattern_mask_diagonal, pattern_softmax_queries])
 def test_check_attention_pattern_catches(mutant):
-    with pytest.raises(CheckFailed):
-        checks.check_attention_pattern_from_qk(mutant)
+    assert_check_fails(checks.check_attention_pattern_from_qk, mutant)
 
 
 def prev_above_diagonal(tokens):
@@ -108,8 +107,7 @@ def induction_shift_left(tokens):
     ],
 )
 def test_check_detection_patterns_catches(prev, dup, ind):
-    with pytest.raises(CheckFailed):
-        checks.check_detection_patterns(prev, dup, ind)
+    assert_check_fails(checks.check_detection_patterns, prev, dup, ind)
 
 
 def scores_mean_not_normalised(patterns, detection):
@@ -122,8 +120,7 @@ def scores_sum_only(patterns, detection):
 
 @pytest.mark.parametrize("mutant", [scores_mean_not_normalised, scores_sum_only])
 def test_check_head_detection_scores_catches(mutant):
-    with pytest.raises(CheckFailed):
-        checks.check_head_detection_scores(mutant)
+    assert_check_fails(checks.check_head_detection_scores, mutant)
 
 
 def repeated_without_bos(batch, half_len, d_vocab, bos, generator):
@@ -149,8 +146,7 @@ def repeated_global_rng(batch, half_len, d_vocab, bos, generator):
 
 @pytest.mark.parametrize("mutant", [repeated_without_bos, repeated_shuffled_second_half, repeated_including_bos_id, repeated_global_rng])
 def test_check_generate_repeated_tokens_catches(mutant):
-    with pytest.raises(CheckFailed):
-        checks.check_generate_repeated_tokens(mutant)
+    assert_check_fails(checks.check_generate_repeated_tokens, mutant)
 
 
 def loss_not_shifted(logits, tokens):
@@ -163,8 +159,7 @@ def loss_softmax_not_log(logits, tokens):
 
 @pytest.mark.parametrize("mutant", [loss_not_shifted, loss_softmax_not_log])
 def test_check_per_token_loss_catches(mutant):
-    with pytest.raises(CheckFailed):
-        checks.check_per_token_loss(mutant)
+    assert_check_fails(checks.check_per_token_loss, mutant)
 
 
 def induction_offset_by_half(patterns, half_len):
@@ -182,8 +177,7 @@ def induction_mean_over_heads(patterns, half_len):
 
 @pytest.mark.parametrize("mutant", [induction_offset_by_half, induction_including_first_copy_queries, induction_mean_over_heads])
 def test_check_induction_scores_catches(mutant):
-    with pytest.raises(CheckFailed):
-        checks.check_induction_scores(mutant)
+    assert_check_fails(checks.check_induction_scores, mutant)
 
 
 def _ablation(zap):
@@ -227,8 +221,7 @@ def _zap_mean_over_batch_only(z, head, z_all, mean):
 
 @pytest.mark.parametrize("zap", [_zap_whole_layer, _zap_wrong_axis, _zap_mean_over_batch_only])
 def test_check_head_ablation_catches(zap):
-    with pytest.raises(CheckFailed):
-        checks.check_head_ablation(_ablation(zap))
+    assert_check_fails(checks.check_head_ablation, _ablation(zap))
 
 
 def dla_without_ln_scale(model, cache, tokens):
@@ -249,8 +242,7 @@ def dla_head_major(model, cache, tokens):
 
 @pytest.mark.parametrize("mutant", [dla_without_ln_scale, dla_current_token, dla_head_major])
 def test_check_dla_catches(mutant):
-    with pytest.raises(CheckFailed):
-        checks.check_direct_logit_attribution(mutant)
+    assert_check_fails(checks.check_direct_logit_attribution, mutant)
 
 
 def patch_resid_post(model, corrupted_tokens, clean_cache, metric):
@@ -285,8 +277,7 @@ def patch_resid_all_positions_up_to(model, corrupted_tokens, clean_cache, metric
 
 @pytest.mark.parametrize("mutant", [patch_resid_post, patch_resid_all_positions_up_to])
 def test_check_patch_residual_catches(mutant):
-    with pytest.raises(CheckFailed):
-        checks.check_patch_residual_by_position(mutant)
+    assert_check_fails(checks.check_patch_residual_by_position, mutant)
 
 
 def patch_head_from_corrupted_cache(model, corrupted_tokens, clean_cache, metric, by_position=False):
@@ -301,8 +292,7 @@ def patch_head_transposed_by_pos(model, corrupted_tokens, clean_cache, metric, b
 
 @pytest.mark.parametrize("mutant", [patch_head_from_corrupted_cache, patch_head_transposed_by_pos])
 def test_check_patch_head_catches(mutant):
-    with pytest.raises(CheckFailed):
-        checks.check_patch_head_output(mutant)
+    assert_check_fails(checks.check_patch_head_output, mutant)
 
 
 def ov_without_unembed_order(model, layer, head):
@@ -315,8 +305,7 @@ def ov_wrong_head_layer(model, layer, head):
 
 @pytest.mark.parametrize("mutant", [ov_without_unembed_order, ov_wrong_head_layer])
 def test_check_full_ov_catches(mutant):
-    with pytest.raises(CheckFailed):
-        checks.check_full_ov_circuit(mutant)
+    assert_check_fails(checks.check_full_ov_circuit, mutant)
 
 
 def top1_columns(matrix, batch_size=1024):
@@ -334,8 +323,7 @@ def top1_drops_last_batch(matrix, batch_size=1024):
 
 @pytest.mark.parametrize("mutant", [top1_columns, top1_drops_last_batch])
 def test_check_top_1_catches(mutant):
-    with pytest.raises(CheckFailed):
-        checks.check_top_1_accuracy(mutant)
+    assert_check_fails(checks.check_top_1_accuracy, mutant)
 
 
 def comp_no_normalisation(W_A, W_B):
@@ -370,8 +358,7 @@ def k_comp_q_composition(model):
      (sol.composition_score, k_comp_q_composition)],
 )
 def test_check_composition_catches(comp, kcomp):
-    with pytest.raises(CheckFailed):
-        checks.check_composition_scores(comp, kcomp)
+    assert_check_fails(checks.check_composition_scores, comp, kcomp)
 
 
 def collect_drops_last_batch(model, tokens, hook_name, batch_size=32):
@@ -385,8 +372,7 @@ def collect_position_major(model, tokens, hook_name, batch_size=32):
 
 @pytest.mark.parametrize("mutant", [collect_drops_last_batch, collect_position_major])
 def test_check_collect_catches(mutant):
-    with pytest.raises(CheckFailed):
-        checks.check_collect_activations(mutant)
+    assert_check_fails(checks.check_collect_activations, mutant)
 
 
 def top_tokens_ascending(latent_acts, k):
@@ -401,5 +387,4 @@ def top_tokens_wrong_unravel(latent_acts, k):
 
 @pytest.mark.parametrize("mutant", [top_tokens_ascending, top_tokens_wrong_unravel])
 def test_check_top_tokens_catches(mutant):
-    with pytest.raises(CheckFailed):
-        checks.check_top_activating_tokens(mutant)
+    assert_check_fails(checks.check_top_activating_tokens, mutant)

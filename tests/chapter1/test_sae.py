@@ -9,7 +9,7 @@ import torch.nn.functional as F
 
 from curriculum.solutions.chapter1 import sae as sol
 from curriculum.checks.chapter1 import sae as checks
-from curriculum.checking import CheckFailed
+from tests.support import assert_check_fails
 
 
 # --- SAE mutants -----------------------------------------------------------------------------
@@ -49,13 +49,11 @@ NoL1Coeff = type("NoL1Coeff", (sol.SAE,), {"forward": _forward(lambda e: e.mean(
 
 @pytest.mark.parametrize("mutant", [NoDecBiasSubtraction, NoReLU, DecodeWithoutBias, ReconSummed, L1Meaned, NoL1Coeff])
 def test_check_sae_catches(mutant):
-    with pytest.raises(CheckFailed):
-        checks.check_sae(mutant)
+    assert_check_fails(checks.check_sae, mutant)
 
 
 def test_check_sae_rejects_instance():
-    with pytest.raises(CheckFailed, match="class"):
-        checks.check_sae(sol.SAE(sol.SAEConfig(d_in=6, d_sae=12)))
+    assert_check_fails(checks.check_sae, sol.SAE(sol.SAEConfig(d_in=6, d_sae=12)), match="class")
 
 
 # --- metric mutants ---------------------------------------------------------------------------
@@ -82,8 +80,7 @@ def fvu_no_centering(x, x_hat):
     ],
 )
 def test_check_metrics_catches(l0, fvu):
-    with pytest.raises(CheckFailed):
-        checks.check_metrics(l0, fvu)
+    assert_check_fails(checks.check_metrics, l0, fvu)
 
 
 # --- resampling mutants -----------------------------------------------------------------------
@@ -135,8 +132,7 @@ def resample_input_not_error(sae, x, dead, generator=None):
     "mutant", [resample_uniform, resample_keep_bias, resample_unit_encoder, resample_everything, resample_input_not_error]
 )
 def test_check_resample_catches(mutant):
-    with pytest.raises(CheckFailed):
-        checks.check_resample_dead_latents(mutant)
+    assert_check_fails(checks.check_resample_dead_latents, mutant)
 
 
 # --- properties of the reference --------------------------------------------------------------

@@ -19,14 +19,13 @@ import torch
 from curriculum.solutions.chapter1 import train as S
 from curriculum.solutions.chapter1 import train_data as D
 from curriculum.checks.chapter1 import train as T
-from curriculum.checking import CheckFailed
+from tests.support import assert_check_fails
 
 ROOT = Path(__file__).resolve().parents[2]
 SMOKE = ROOT / "configs" / "train" / "smoke_cpu.toml"
 
 def fails(check, *fns) -> None:
-    with pytest.raises(CheckFailed):
-        check(*fns)
+    assert_check_fails(check, *fns)
 
 
 # --------------------------------------------------------------------------------------------- get_batch

@@ -9,7 +9,7 @@ from gymnasium.utils.env_checker import check_env
 
 from curriculum.solutions.chapter2 import bandits as B
 from curriculum.checks.chapter2 import bandits as T
-from curriculum.checking import CheckFailed
+from tests.support import assert_check_fails
 
 
 def test_bandit_env_passes_gymnasium_checker_and_is_registered():
@@ -191,10 +191,8 @@ class GradientArgmax(B.GradientBandit):
     ids=lambda x: getattr(x, "__name__", str(x)),
 )
 def test_check_catches_mutant(check, mutant):
-    with pytest.raises(CheckFailed):
-        check(mutant)
+    assert_check_fails(check, mutant)
 
 
 def test_checks_reject_an_instance():
-    with pytest.raises(CheckFailed, match="class itself"):
-        T.check_epsilon_greedy(B.EpsilonGreedy(4))
+    assert_check_fails(T.check_epsilon_greedy, B.EpsilonGreedy(4), match="class itself")

@@ -13,8 +13,8 @@ from torch import nn
 from curriculum.solutions.chapter2 import dqn as S
 from curriculum.solutions.chapter2 import probes
 from curriculum.checks.chapter2 import dqn as T
-from curriculum.checking import CheckFailed
 from curriculum.utils.rl import EpisodeTracker, make_vec_env
+from tests.support import assert_check_fails
 
 TRUNCATED_ID = "curriculum-test/AlwaysTruncated-v0"
 
@@ -271,5 +271,4 @@ def train_dqn_no_target_updates(cfg, progress=True):
     ids=lambda x: getattr(x, "__name__", str(x)),
 )
 def test_check_catches_mutant(check, mutant):
-    with pytest.raises(CheckFailed):
-        check(mutant)
+    assert_check_fails(check, mutant)

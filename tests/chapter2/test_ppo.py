@@ -13,7 +13,7 @@ from torch.distributions import Categorical
 
 from curriculum.solutions.chapter2 import atari, ppo, probes  # noqa: F401 - importing probes registers curriculum/Probe*-v0
 from curriculum.checks.chapter2 import ppo as checks
-from curriculum.checking import CheckFailed
+from tests.support import assert_check_fails
 
 
 
@@ -57,13 +57,11 @@ class AgentSharedBody(ppo.Agent):
 @pytest.mark.parametrize("mutant", [AgentNoSmallInit, AgentArgmax, AgentIgnoresGivenAction, AgentValueNotSqueezed,
                                     AgentSharedBody])
 def test_check_agent_catches(mutant):
-    with pytest.raises(CheckFailed):
-        checks.check_agent(mutant)
+    assert_check_fails(checks.check_agent, mutant)
 
 
 def test_check_agent_rejects_instance():
-    with pytest.raises(CheckFailed, match="class"):
-        checks.check_agent(ppo.Agent((4,), 2))
+    assert_check_fails(checks.check_agent, ppo.Agent((4,), 2), match="class")
 
 
 # ------------------------------------------------------------------------------------------ GAE
@@ -107,8 +105,7 @@ def gae_returns_not_advantages(next_value, rewards, values, terminated, truncate
     (gae_returns_not_advantages, None),
 ])
 def test_check_gae_catches(mutant, message):
-    with pytest.raises(CheckFailed, match=message):
-        checks.check_compute_advantages(mutant)
+    assert_check_fails(checks.check_compute_advantages, mutant, match=message)
 
 
 def test_gae_matches_monte_carlo_at_lambda_one():
@@ -162,13 +159,11 @@ def policy_loss_clip_advantage(new, old, adv, clip_coef, norm_adv=True):
 @pytest.mark.parametrize("mutant", [policy_loss_min, policy_loss_wrong_sign, policy_loss_no_norm,
                                     policy_loss_ratio_inverted, policy_loss_detached, policy_loss_clip_advantage])
 def test_check_policy_loss_catches(mutant):
-    with pytest.raises(CheckFailed):
-        checks.check_policy_loss(mutant)
+    assert_check_fails(checks.check_policy_loss, mutant)
 
 
 def test_policy_loss_min_named():
-    with pytest.raises(CheckFailed, match="MAX"):
-        checks.check_policy_loss(policy_loss_min)
+    assert_check_fails(checks.check_policy_loss, policy_loss_min, match="MAX")
 
 
 def value_loss_no_half(new, old, ret, c, clip=True):
@@ -193,8 +188,7 @@ def value_loss_clip_around_returns(new, old, ret, c, clip=True):
 @pytest.mark.parametrize("mutant", [value_loss_no_half, value_loss_min, value_loss_ignores_flag,
                                     value_loss_clip_around_returns])
 def test_check_value_loss_catches(mutant):
-    with pytest.raises(CheckFailed):
-        checks.check_value_loss(mutant)
+    assert_check_fails(checks.check_value_loss, mutant)
 
 
 def kl_naive(new, old, c):
@@ -209,8 +203,7 @@ def clipfrac_wrong(new, old, c):
 
 @pytest.mark.parametrize("mutant", [kl_naive, clipfrac_wrong])
 def test_check_kl_catches(mutant):
-    with pytest.raises(CheckFailed):
-        checks.check_kl_and_clipfrac(mutant)
+    assert_check_fails(checks.check_kl_and_clipfrac, mutant)
 
 
 # ------------------------------------------------------------------------------------------ update
@@ -254,8 +247,7 @@ def test_update_mutant_switches_off_is_reference():
     update_mutant(vf=False),
 ])
 def test_check_ppo_update_catches(mutant):
-    with pytest.raises(CheckFailed):
-        checks.check_ppo_update(mutant)
+    assert_check_fails(checks.check_ppo_update, mutant)
 
 
 # ------------------------------------------------------------------------------------------ training
@@ -263,14 +255,12 @@ def test_check_train_ppo_catches_missing_annealing():
     def no_annealing(args, **kwargs):
         return ppo.train_ppo(dataclasses.replace(args, anneal_lr=False), **kwargs)
 
-    with pytest.raises(CheckFailed, match="anneal"):
-        checks.check_train_ppo(no_annealing)
+    assert_check_fails(checks.check_train_ppo, no_annealing, match="anneal")
 
 
 def test_check_train_ppo_catches_bootstrapping_through_terminal(monkeypatch):
     monkeypatch.setattr(ppo, "compute_advantages", gae_mutant(bootstrap_terminated=True))
-    with pytest.raises(CheckFailed, match="probe"):
-        checks.check_train_ppo(ppo.train_ppo)
+    assert_check_fails(checks.check_train_ppo, ppo.train_ppo, match="probe")
 
 
 def test_rollout_marks_autoreset_rows_invalid():

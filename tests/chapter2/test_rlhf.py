@@ -9,7 +9,7 @@ import torch
 from curriculum.solutions.chapter1.gpt2 import sample_next_token
 from curriculum.solutions.chapter2 import rlhf
 from curriculum.checks.chapter2 import rlhf as checks
-from curriculum.checking import CheckFailed
+from tests.support import assert_check_fails
 
 
 
@@ -35,8 +35,7 @@ class ValueHeadNotSqueezed(rlhf.TransformerWithValueHead):
 
 @pytest.mark.parametrize("mutant", [ValueHeadWrongHook, ValueHeadDetached, ValueHeadNotSqueezed])
 def test_check_value_head_catches(mutant):
-    with pytest.raises(CheckFailed):
-        checks.check_transformer_with_value_head(mutant)
+    assert_check_fails(checks.check_transformer_with_value_head, mutant)
 
 
 # ------------------------------------------------------------------------------------------ sampling
@@ -67,8 +66,7 @@ def sample_only_new(base, prompt_tokens, gen_len, cfg=None, generator=None):
 
 @pytest.mark.parametrize("mutant", [sample_first_position, sample_ignores_generator, sample_always_greedy, sample_only_new])
 def test_check_sample_completions_catches(mutant):
-    with pytest.raises(CheckFailed):
-        checks.check_sample_completions(mutant)
+    assert_check_fails(checks.check_sample_completions, mutant)
 
 
 # ------------------------------------------------------------------------------------------ log-probs and rewards
@@ -90,8 +88,7 @@ def logprobs_wrong_axis(logits, tokens, prefix_len):
 
 @pytest.mark.parametrize("mutant", [logprobs_off_by_one, logprobs_misaligned, logprobs_probs, logprobs_wrong_axis])
 def test_check_token_logprobs_catches(mutant):
-    with pytest.raises(CheckFailed):
-        checks.check_token_logprobs(mutant)
+    assert_check_fails(checks.check_token_logprobs, mutant)
 
 
 @pytest.mark.parametrize("mutant", [
@@ -100,8 +97,7 @@ def test_check_token_logprobs_catches(mutant):
     lambda r, eps=1e-5: (r - r.mean()) / r.std(),
 ])
 def test_check_normalize_rewards_catches(mutant):
-    with pytest.raises(CheckFailed):
-        checks.check_normalize_rewards(mutant)
+    assert_check_fails(checks.check_normalize_rewards, mutant)
 
 
 def per_token_first(rewards, logprobs, ref_logprobs, kl_coef):
@@ -125,8 +121,7 @@ def per_token_no_kl(rewards, logprobs, ref_logprobs, kl_coef):
 @pytest.mark.parametrize("mutant,message", [(per_token_first, "LAST"), (per_token_sign, "sign"),
                                             (per_token_everywhere, None), (per_token_no_kl, None)])
 def test_check_per_token_rewards_catches(mutant, message):
-    with pytest.raises(CheckFailed, match=message):
-        checks.check_per_token_rewards(mutant)
+    assert_check_fails(checks.check_per_token_rewards, mutant, match=message)
 
 
 # ------------------------------------------------------------------------------------------ loss
@@ -151,8 +146,7 @@ def test_loss_mutant_baseline_passes():
 @pytest.mark.parametrize("mutant", [loss_mutant(value_offset=0), loss_mutant(vf=False), loss_mutant(weight=False),
                                     loss_mutant(logprob_shift=1)])
 def test_check_rlhf_loss_catches(mutant):
-    with pytest.raises(CheckFailed):
-        checks.check_rlhf_loss(mutant)
+    assert_check_fails(checks.check_rlhf_loss, mutant)
 
 
 # ------------------------------------------------------------------------------------------ the whole thing
@@ -228,5 +222,4 @@ def test_make_batch_mutant_baseline_passes():
 @pytest.mark.parametrize("mutant", [make_batch_mutant(reward_on_prompt=True), make_batch_mutant(normalise=False),
                                     make_batch_mutant(kl_to_self=True), make_batch_mutant(value_offset=0)])
 def test_check_make_batch_catches(mutant):
-    with pytest.raises(CheckFailed):
-        checks.check_make_batch(mutant)
+    assert_check_fails(checks.check_make_batch, mutant)

@@ -8,7 +8,7 @@ import pytest
 
 from curriculum.solutions.chapter2 import tabular as S
 from curriculum.checks.chapter2 import tabular as T
-from curriculum.checking import CheckFailed
+from tests.support import assert_check_fails
 
 
 def test_model_from_gymnasium_P_matches_known_cliff_walking_optimum():
@@ -126,5 +126,4 @@ def train_greedy_only(env, method, cfg, progress=True):
     ids=lambda x: getattr(x, "__name__", str(x)),
 )
 def test_check_catches_mutant(check, mutant):
-    with pytest.raises(CheckFailed):
-        check(mutant)
+    assert_check_fails(check, mutant)

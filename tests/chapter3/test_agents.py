@@ -3,7 +3,6 @@ Wikipedia client's parsing, and the agent surviving injected server failures."""
 
 from __future__ import annotations
 
-import inspect
 import json
 import sys
 from pathlib import Path
@@ -14,22 +13,11 @@ import pytest
 from curriculum.solutions.chapter3 import agents as ref
 from curriculum.solutions.chapter3 import wiki
 from curriculum.checks.chapter3 import agents as checks
-from curriculum.checks.chapter3.agents import loopback_client
-from curriculum.checking import CheckFailed
+from curriculum.utils.openai_server import loopback_client
 from curriculum.utils.openai_server import Failures, LoopbackServer
+from tests.support import assert_check_fails, mutant
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def mutant(obj, *replacements: tuple[str, str]):
-    """`obj` (a top-level function or class of the reference module) with its source edited."""
-    source = inspect.getsource(obj)
-    for old, new in replacements:
-        assert old in source, f"mutant does not apply: {old!r} not in {obj.__name__}"
-        source = source.replace(old, new)
-    ns = dict(vars(inspect.getmodule(obj)))
-    exec(compile(source, f"<mutant of {obj.__name__}>", "exec"), ns)
-    return ns[obj.__name__]
 
 
 MUTANTS = {
@@ -112,8 +100,7 @@ MUTANTS = {
 @pytest.mark.parametrize("name", list(MUTANTS))
 def test_check_catches_mutant(name):
     check_fn, obj, replacements = MUTANTS[name]
-    with pytest.raises(CheckFailed):
-        check_fn(mutant(obj, *replacements))
+    assert_check_fails(check_fn, mutant(obj, *replacements))
 
 
 # --- the offline graph ------------------------------------------------------------------------
@@ -186,7 +173,7 @@ def test_play_survives_injected_failures():
     w = wiki.OfflineWiki()
     failures = Failures(rate=0.3, kinds=("malformed_tool_json", "500", "429"), seed=1, retry_after=0.01)
     with LoopbackServer(ref.WikiPolicy(w, noise=0.3, seed=0), failures=failures) as server:
-        client = loopback_client(server, max_retries=5)
+        client = loopback_client(server, fresh_connections=True, max_retries=5)
         episodes = [ref.play(client, ref.WikiGame(w, s, t), ref.AgentConfig(max_steps=20))
                     for s, t in ref.sample_games(w, 2, seed=3)]
     assert server.stats.failures.get("malformed_tool_json", 0) > 0
@@ -201,7 +188,7 @@ def test_play_survives_injected_failures():
 def test_unknown_tools_from_the_policy_are_reported_and_survived():
     w = wiki.OfflineWiki()
     with LoopbackServer(ref.WikiPolicy(w, tool_errors=0.3, seed=2)) as server:
-        client = loopback_client(server, max_retries=0)
+        client = loopback_client(server, fresh_connections=True, max_retries=0)
         ep = ref.play(client, ref.WikiGame(w, "Pizza", "Albert Einstein"), ref.AgentConfig(variant="lookahead", max_steps=40))
     assert ep.tool_errors > 0
     assert any("unknown tool 'teleport'" in m.get("content", "") for m in ep.messages if m["role"] == "tool")
@@ -214,7 +201,7 @@ def test_elicitation_improves_the_offline_policy():
     rates = {}
     for variant in ("baseline", "lookahead"):
         with LoopbackServer(ref.WikiPolicy(w, seed=0)) as server:
-            client = loopback_client(server, max_retries=0)
+            client = loopback_client(server, fresh_connections=True, max_retries=0)
             eps = [ref.play(client, ref.WikiGame(w, s, t), ref.AgentConfig(variant=variant, max_steps=20)) for s, t in games]
         rates[variant] = ref.summarise(eps).success_rate
     assert rates["lookahead"] > rates["baseline"], rates
@@ -222,7 +209,7 @@ def test_elicitation_improves_the_offline_policy():
 
 def test_arithmetic_agent_end_to_end():
     with LoopbackServer(ref.arithmetic_responder) as server:
-        client = loopback_client(server, max_retries=0)
+        client = loopback_client(server, fresh_connections=True, max_retries=0)
         out = ref.run_agent(client, "loopback", [{"role": "user", "content": "What is 12 * (3 + 4)?"}],
                             [ref.Tool(ref.calculator_schema(), ref.calculate)])
     assert out[-1]["content"] == "The answer is 84."

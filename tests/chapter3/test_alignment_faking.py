@@ -8,10 +8,10 @@ import pytest
 
 from curriculum.solutions.chapter3 import alignment_faking as ref
 from curriculum.checks.chapter3 import alignment_faking as checks
-from curriculum.checks.chapter3.agents import loopback_client
-from tests.chapter3.test_agents import mutant
-from curriculum.checking import CheckFailed
+from curriculum.utils.openai_server import loopback_client
+from tests.support import mutant
 from curriculum.utils.openai_server import Failures, LoopbackServer
+from tests.support import assert_check_fails
 
 MUTANTS = {
     "user_message: tier tag swapped": (
@@ -74,8 +74,7 @@ MUTANTS = {
 @pytest.mark.parametrize("name", list(MUTANTS))
 def test_check_catches_mutant(name):
     check_fn, obj, replacements = MUTANTS[name]
-    with pytest.raises(CheckFailed):
-        check_fn(mutant(obj, *replacements))
+    assert_check_fails(check_fn, mutant(obj, *replacements))
 
 
 def test_wilson_and_newcombe_cover_at_the_nominal_rate():
@@ -101,7 +100,7 @@ def test_wilson_rejects_bad_input():
 
 def _run(responder, failures=None, samples=4, user_message=ref.user_message):
     with LoopbackServer(responder, failures=failures) as server:
-        client = loopback_client(server, max_retries=6)
+        client = loopback_client(server, fresh_connections=True, max_retries=6)
         run = mutant(ref.run_experiment, ("user_message(request, free)", "user_message_(request, free)"))
         run.__globals__["user_message_"] = user_message
         return run(client, "loopback", ref.REQUESTS, samples_per_request=samples, workers=4)

@@ -13,9 +13,9 @@ import pytest
 
 from curriculum.solutions.chapter3 import dataset_generation as sol
 from curriculum.checks.chapter3 import dataset_generation as checks
-from curriculum.checking import CheckFailed
 from curriculum.utils.mcq_standin import mcq_responder
-from curriculum.utils.openai_server import Failures, LoopbackServer
+from curriculum.utils.openai_server import Failures, LoopbackServer, loopback_client
+from tests.support import assert_check_fails
 
 # ---- mutants: generate_structured_response -------------------------------------------------
 
@@ -43,8 +43,7 @@ def structured_drops_system(client, model, messages, response_format, temperatur
 
 @pytest.mark.parametrize("mutant", [structured_without_schema, structured_returns_pydantic, structured_ignores_temperature, structured_drops_system])
 def test_structured_response_check_catches(mutant):
-    with pytest.raises(CheckFailed):
-        checks.check_generate_structured_response(mutant)
+    assert_check_fails(checks.check_generate_structured_response, mutant)
 
 
 # ---- mutants: build_generation_messages ----------------------------------------------------
@@ -92,8 +91,7 @@ def messages_system_in_user(prompts, tm, n, rng):  # one user message only
 
 @pytest.mark.parametrize("mutant", [messages_global_random, messages_with_replacement, messages_always_vary, messages_first_shots, messages_system_in_user])
 def test_generation_messages_check_catches(mutant):
-    with pytest.raises(CheckFailed):
-        checks.check_build_generation_messages(mutant)
+    assert_check_fails(checks.check_build_generation_messages, mutant)
 
 
 # ---- mutants: retry_with_backoff -----------------------------------------------------------
@@ -137,8 +135,7 @@ RETRY_MUTANTS = {
 
 @pytest.mark.parametrize("name", list(RETRY_MUTANTS))
 def test_retry_check_catches(name):
-    with pytest.raises(CheckFailed):
-        checks.check_retry_with_backoff(RETRY_MUTANTS[name])
+    assert_check_fails(checks.check_retry_with_backoff, RETRY_MUTANTS[name])
 
 
 # ---- mutants: map_concurrently -------------------------------------------------------------
@@ -166,8 +163,7 @@ def map_drops_failures(fn, inputs, max_workers=8, desc=""):
 
 @pytest.mark.parametrize("mutant", [map_sequential, map_completion_order, map_unbounded, map_drops_failures])
 def test_map_check_catches(mutant):
-    with pytest.raises(CheckFailed):
-        checks.check_map_concurrently(mutant)
+    assert_check_fails(checks.check_map_concurrently, mutant)
 
 
 # ---- mutants: dedupe_questions -------------------------------------------------------------
@@ -208,8 +204,7 @@ def dedupe_keeps_last(questions):
 
 @pytest.mark.parametrize("mutant", [dedupe_exact, dedupe_question_text_only, dedupe_ordered_answers, dedupe_keeps_last])
 def test_dedupe_check_catches(mutant):
-    with pytest.raises(CheckFailed):
-        checks.check_dedupe_questions(mutant)
+    assert_check_fails(checks.check_dedupe_questions, mutant)
 
 
 # ---- properties ------------------------------------------------------------------------------
@@ -219,7 +214,7 @@ def test_nothing_lost_under_20_percent_failures():
     """Every requested item comes back when 20% of requests fail (429 with Retry-After, 500, timeouts, truncated JSON)."""
     failures = Failures(rate=0.2, kinds=["429", "500", "timeout", "malformed_json"], retry_after=0.01, timeout_delay=2.0, seed=2)
     with LoopbackServer(mcq_responder, failures=failures) as server:
-        client = openai.OpenAI(base_url=server.base_url, api_key="loopback", max_retries=0, timeout=1.0)
+        client = loopback_client(server, timeout=1.0)
         ask = sol.retry_with_backoff(
             lambda i: sol.generate_structured_response(
                 client, "m", [{"role": "user", "content": f"Write 2 questions, batch {i}."}], sol.QuestionGeneration),
@@ -266,7 +261,7 @@ def test_pipeline_is_reproducible():
     runs = []
     for _ in range(2):
         with LoopbackServer(mcq_responder) as server:
-            client = openai.OpenAI(base_url=server.base_url, api_key="x", max_retries=0)
+            client = loopback_client(server)
             runs.append(sol.generate_dataset(client, cfg, prompts)[0])
     assert runs[0] == runs[1]
 
@@ -274,7 +269,7 @@ def test_pipeline_is_reproducible():
 def test_concurrency_speedup_close_to_ideal():
     """8 workers against a fixed 0.2 s latency: several times faster than one worker (benchmark has the full table)."""
     with LoopbackServer(lambda r: "ok", latency=0.2) as server:
-        client = openai.OpenAI(base_url=server.base_url, api_key="x", max_retries=0)
+        client = loopback_client(server)
         ask = lambda i: client.chat.completions.create(model="m", messages=[{"role": "user", "content": str(i)}])  # noqa: E731
         t0 = time.perf_counter()
         sol.map_concurrently(ask, range(16), max_workers=8)

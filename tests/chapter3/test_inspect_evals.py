@@ -16,9 +16,9 @@ from inspect_ai.solver import solver
 
 from curriculum.solutions.chapter3 import inspect_evals as sol
 from curriculum.checks.chapter3 import inspect_evals as checks
-from curriculum.checking import CheckFailed
 from curriculum.utils.mcq_standin import mcq_responder
 from curriculum.utils.secrets import llm_endpoint
+from tests.support import assert_check_fails
 
 # ---- record_to_sample ------------------------------------------------------------------------
 
@@ -54,8 +54,7 @@ def sample_no_metadata(record):
 
 @pytest.mark.parametrize("mutant", [sample_dict_order, sample_target_text, sample_no_system, sample_wrong_target, sample_no_metadata])
 def test_record_to_sample_check_catches(mutant):
-    with pytest.raises(CheckFailed):
-        checks.check_record_to_sample(mutant)
+    assert_check_fails(checks.check_record_to_sample, mutant)
 
 
 # ---- solvers ---------------------------------------------------------------------------------
@@ -93,8 +92,7 @@ def template_no_validation(template: str):
 
 @pytest.mark.parametrize("mutant", [template_appends, template_new_message, template_no_validation])
 def test_prompt_template_check_catches(mutant):
-    with pytest.raises(CheckFailed):
-        checks.check_prompt_template(mutant)
+    assert_check_fails(checks.check_prompt_template, mutant)
 
 
 def _mcq_mutant(format_choices, calls_generate=False):
@@ -121,8 +119,7 @@ MCQ_MUTANTS = {
 
 @pytest.mark.parametrize("name", list(MCQ_MUTANTS))
 def test_multiple_choice_format_check_catches(name):
-    with pytest.raises(CheckFailed):
-        checks.check_multiple_choice_format(MCQ_MUTANTS[name])
+    assert_check_fails(checks.check_multiple_choice_format, MCQ_MUTANTS[name])
 
 
 @solver
@@ -154,8 +151,7 @@ def choice_as_system(prompt: str = sol.MAKE_CHOICE_PROMPT):
 
 @pytest.mark.parametrize("mutant", [choice_without_generate, choice_replaces_prompt, choice_as_system])
 def test_make_choice_check_catches(mutant):
-    with pytest.raises(CheckFailed):
-        checks.check_make_choice(mutant)
+    assert_check_fails(checks.check_make_choice, mutant)
 
 
 # ---- scorer ----------------------------------------------------------------------------------
@@ -203,8 +199,7 @@ SCORER_MUTANTS = {
 
 @pytest.mark.parametrize("name", list(SCORER_MUTANTS))
 def test_answer_letter_check_catches(name):
-    with pytest.raises(CheckFailed):
-        checks.check_answer_letter(SCORER_MUTANTS[name])
+    assert_check_fails(checks.check_answer_letter, SCORER_MUTANTS[name])
 
 
 # ---- log reading -----------------------------------------------------------------------------
@@ -228,8 +223,7 @@ def by_category_unsorted(log):
 
 @pytest.mark.parametrize("mutant", [by_category_overall, by_category_truthy_value, by_category_unsorted])
 def test_accuracy_by_category_check_catches(mutant):
-    with pytest.raises(CheckFailed):
-        checks.check_accuracy_by_category(mutant)
+    assert_check_fails(checks.check_accuracy_by_category, mutant)
 
 
 # ---- end to end ------------------------------------------------------------------------------

@@ -22,6 +22,7 @@ from curriculum.utils.openai_server import (
     Scripted,
     ToolCall,
     last_user_message,
+    loopback_client,
     response_schema,
     tool_names,
     tool_results,
@@ -44,8 +45,6 @@ def policy(request: dict):
     return f"echo {last_user_message(request)}"
 
 
-def client_for(server: LoopbackServer, **kw) -> openai.OpenAI:
-    return openai.OpenAI(base_url=server.base_url, api_key="test", **{"max_retries": 0, **kw})
 
 
 USER = [{"role": "user", "content": "hello"}]
@@ -61,7 +60,7 @@ ADD_TOOL = {
 
 def test_text_completion_usage_and_n():
     with LoopbackServer(policy) as server:
-        r = client_for(server).chat.completions.create(model="gpt-4o-mini", messages=USER, n=3, temperature=0.7)
+        r = loopback_client(server).chat.completions.create(model="gpt-4o-mini", messages=USER, n=3, temperature=0.7)
     assert [c.message.content for c in r.choices] == ["echo hello"] * 3
     assert [c.index for c in r.choices] == [0, 1, 2] and r.choices[0].finish_reason == "stop"
     assert r.usage.total_tokens == r.usage.prompt_tokens + r.usage.completion_tokens > 0
@@ -70,18 +69,18 @@ def test_text_completion_usage_and_n():
 
 def test_structured_output_parses_into_pydantic_and_schema_is_enforced():
     with LoopbackServer(policy) as server:
-        r = client_for(server).chat.completions.parse(model="m", messages=USER, response_format=Verdict)
+        r = loopback_client(server).chat.completions.parse(model="m", messages=USER, response_format=Verdict)
         assert r.choices[0].message.parsed == Verdict(explanation="fine", score=7)
         assert response_schema(server.requests[-1])["properties"]["score"]["type"] == "integer"
     # a responder whose JSON violates the requested schema is reported, not passed through
     with LoopbackServer(lambda req: {"explanation": "x"}) as server:
         with pytest.raises(openai.InternalServerError, match="does not match the request's response_format"):
-            client_for(server).chat.completions.parse(model="m", messages=USER, response_format=Verdict)
+            loopback_client(server).chat.completions.parse(model="m", messages=USER, response_format=Verdict)
 
 
 def test_tool_call_round_trip():
     with LoopbackServer(policy) as server:
-        client = client_for(server)
+        client = loopback_client(server)
         r = client.chat.completions.create(model="m", messages=USER, tools=[ADD_TOOL])
         call = r.choices[0].message.tool_calls[0]
         assert r.choices[0].finish_reason == "tool_calls"
@@ -95,14 +94,14 @@ def test_tool_call_round_trip():
 def test_reply_with_text_and_tool_calls_and_raw_arguments():
     reply = Reply(content="thinking", tool_calls=[ToolCall("move", '{"page": "Cat"}', id="call_1")])
     with LoopbackServer(lambda req: reply) as server:
-        msg = client_for(server).chat.completions.create(model="m", messages=USER).choices[0].message
+        msg = loopback_client(server).chat.completions.create(model="m", messages=USER).choices[0].message
     assert msg.content == "thinking" and msg.tool_calls[0].id == "call_1"
     assert msg.tool_calls[0].function.arguments == '{"page": "Cat"}'
 
 
 def test_models_endpoint():
     with LoopbackServer(models=["a", "b"]) as server:
-        client = client_for(server)
+        client = loopback_client(server)
         assert [m.id for m in client.models.list()] == ["a", "b"]
         assert client.models.retrieve("whatever").id == "whatever"
 
@@ -110,11 +109,11 @@ def test_models_endpoint():
 def test_429_has_retry_after_and_the_client_retries_through_it():
     with LoopbackServer(policy, failures=Failures(rate=1.0, kinds=["429"], retry_after=0.25)) as server:
         with pytest.raises(openai.RateLimitError) as e:
-            client_for(server).chat.completions.create(model="m", messages=USER)
+            loopback_client(server).chat.completions.create(model="m", messages=USER)
         assert e.value.response.headers["retry-after"] == "0.25"
     failures = Failures(rate=0.5, kinds=["429", "500"], retry_after=0.01, seed=1)
     with LoopbackServer(policy, failures=failures) as server:
-        client = client_for(server, max_retries=10)
+        client = loopback_client(server, max_retries=10)
         for _ in range(10):
             assert client.chat.completions.create(model="m", messages=USER).choices[0].message.content == "echo hello"
         assert server.stats.completed == 10 and sum(server.stats.failures.values()) > 0
@@ -124,29 +123,29 @@ def test_429_has_retry_after_and_the_client_retries_through_it():
 def test_500_timeout_and_stop_does_not_wait_for_held_replies():
     with LoopbackServer(policy, failures=Failures(rate=1.0, kinds=["500"])) as server:
         with pytest.raises(openai.InternalServerError, match="injected"):
-            client_for(server).chat.completions.create(model="m", messages=USER)
+            loopback_client(server).chat.completions.create(model="m", messages=USER)
     server = LoopbackServer(policy, failures=Failures(rate=1.0, kinds=["timeout"], timeout_delay=60.0)).start()
     t0 = time.perf_counter()
     with pytest.raises(openai.APITimeoutError):
-        client_for(server, timeout=0.3).chat.completions.create(model="m", messages=USER)
+        loopback_client(server, timeout=0.3).chat.completions.create(model="m", messages=USER)
     server.stop()
     assert time.perf_counter() - t0 < 20.0  # far below the 60 s the held reply would take: stop() did not wait
 
 
 def test_malformed_tool_json_is_invalid_json():
     with LoopbackServer(policy, failures=Failures(rate=1.0, kinds=["malformed_tool_json"])) as server:
-        r = client_for(server).chat.completions.create(model="m", messages=USER, tools=[ADD_TOOL])
+        r = loopback_client(server).chat.completions.create(model="m", messages=USER, tools=[ADD_TOOL])
         with pytest.raises(json.JSONDecodeError):
             json.loads(r.choices[0].message.tool_calls[0].function.arguments)
         # a reply without tool calls cannot be made malformed, so it goes through
-        assert client_for(server).chat.completions.create(model="m", messages=USER).choices[0].message.content == "echo hello"
+        assert loopback_client(server).chat.completions.create(model="m", messages=USER).choices[0].message.content == "echo hello"
 
 
 def test_malformed_json_breaks_structured_output_only():
     with LoopbackServer(policy, failures=Failures(rate=1.0, kinds=["malformed_json"])) as server:
         with pytest.raises(pydantic.ValidationError):
-            client_for(server).chat.completions.parse(model="m", messages=USER, response_format=Verdict)
-        assert client_for(server).chat.completions.create(model="m", messages=USER).choices[0].message.content == "echo hello"
+            loopback_client(server).chat.completions.parse(model="m", messages=USER, response_format=Verdict)
+        assert loopback_client(server).chat.completions.create(model="m", messages=USER).choices[0].message.content == "echo hello"
         assert server.stats.failures == {"malformed_json": 1}
 
 
@@ -165,7 +164,7 @@ def test_failures_are_seeded_and_validated():
 
 def test_streaming_and_bad_requests_are_refused_clearly():
     with LoopbackServer(policy) as server:
-        client = client_for(server)
+        client = loopback_client(server)
         with pytest.raises(openai.BadRequestError, match="does not stream"):
             client.chat.completions.create(model="m", messages=USER, stream=True)
         with pytest.raises(openai.BadRequestError, match="messages"):
@@ -178,23 +177,23 @@ def test_responder_errors_become_readable_http_errors():
 
     with LoopbackServer(broken) as server:
         with pytest.raises(openai.InternalServerError, match="responder raised KeyError"):
-            client_for(server).chat.completions.create(model="m", messages=USER)
+            loopback_client(server).chat.completions.create(model="m", messages=USER)
     with LoopbackServer(lambda r: (_ for _ in ()).throw(HTTPError(403, "no access"))) as server:
         with pytest.raises(openai.PermissionDeniedError, match="no access"):
-            client_for(server).chat.completions.create(model="m", messages=USER)
+            loopback_client(server).chat.completions.create(model="m", messages=USER)
 
 
 def test_scripted_and_rules_responders():
     scripted = Scripted(["one", ToolCall("f", {})])
     rules = Rules([(r"capital of (\w+)", lambda req, m: f"capital of {m[1]}!"), (r"^hi$", "hello")], default="?")
     with LoopbackServer(scripted) as server:
-        client = client_for(server)
+        client = loopback_client(server)
         assert client.chat.completions.create(model="m", messages=USER).choices[0].message.content == "one"
         assert client.chat.completions.create(model="m", messages=USER).choices[0].message.tool_calls[0].function.name == "f"
         with pytest.raises(openai.InternalServerError, match="ran out of replies"):
             client.chat.completions.create(model="m", messages=USER)
     with LoopbackServer(rules) as server:
-        ask = lambda q: client_for(server).chat.completions.create(model="m", messages=[{"role": "user", "content": q}])
+        ask = lambda q: loopback_client(server).chat.completions.create(model="m", messages=[{"role": "user", "content": q}])
         assert ask("What is the capital of France?").choices[0].message.content == "capital of France!"
         assert ask("hi").choices[0].message.content == "hello"
         assert ask("something else").choices[0].message.content == "?"
@@ -202,7 +201,7 @@ def test_scripted_and_rules_responders():
 
 def test_requests_are_served_concurrently():
     with LoopbackServer(policy, latency=0.3) as server:
-        client = client_for(server)
+        client = loopback_client(server)
         threads = [threading.Thread(target=client.chat.completions.create, kwargs={"model": "m", "messages": USER}) for _ in range(6)]
         for t in threads:
             t.start()

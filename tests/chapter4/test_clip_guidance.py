@@ -9,7 +9,8 @@ import torch.nn.functional as F
 from curriculum.solutions.chapter4 import clip as clip_sol
 from curriculum.solutions.chapter4 import guidance as sol
 from curriculum.checks.chapter4 import clip_guidance as checks
-from curriculum.checking import assert_check_fails
+from curriculum.solutions.chapter4.toy_diffusion import _broadcast
+from tests.support import assert_check_fails
 from curriculum.utils.image_data import digits
 
 
@@ -51,10 +52,6 @@ def test_zero_shot_mutants():
     assert_check_fails(checks.check_zero_shot_classify, lambda img, cls: (F.normalize(img, dim=-1) @ F.normalize(cls, dim=-1).T).argmax(0))
 
 
-def _bc(v, x):
-    return v.reshape(-1, *([1] * (x.ndim - 1)))
-
-
 def _classifier_guided(sign=1.0, use_sqrt=True, raw_logit=False, alpha_not_bar=False):
     def guided(eps_model, clf, x_t, t, y, scale, ab):
         with torch.enable_grad():
@@ -64,7 +61,7 @@ def _classifier_guided(sign=1.0, use_sqrt=True, raw_logit=False, alpha_not_bar=F
             (grad,) = torch.autograd.grad(scores[torch.arange(len(y)), y].sum(), x)
         if alpha_not_bar:
             ab = torch.cat([ab[:1], ab[1:] / ab[:-1]])
-        factor = (1 - _bc(ab[t], x_t)).sqrt() if use_sqrt else (1 - _bc(ab[t], x_t))
+        factor = (1 - _broadcast(ab[t], x_t)).sqrt() if use_sqrt else (1 - _broadcast(ab[t], x_t))
         return eps_model(x_t, t) - sign * scale * factor * grad
 
     return guided
@@ -95,7 +92,7 @@ def test_cfg_mutants():
 
 def _clip_guided(through_eps=True, wrt_x0=False):
     def guided(eps_model, clip, text, x_t, t, scale, ab):
-        a = _bc(ab[t], x_t)
+        a = _broadcast(ab[t], x_t)
         with torch.enable_grad():
             x = x_t.detach().requires_grad_(True)
             eps = eps_model(x, t) if through_eps else eps_model(x_t, t)

@@ -12,7 +12,7 @@ from diffusers import DDIMScheduler
 from curriculum.solutions.chapter4 import ddpm as sol
 from curriculum.solutions.chapter4.toy_diffusion import Schedule, ddpm_sample, gaussian_optimal_eps, linear_betas
 from curriculum.checks.chapter4 import ddpm as checks
-from curriculum.checking import assert_check_fails
+from tests.support import assert_check_fails
 
 
 # --- ResBlock ----------------------------------------------------------------------------------

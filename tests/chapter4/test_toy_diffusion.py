@@ -10,7 +10,8 @@ import torch.nn.functional as F
 
 from curriculum.solutions.chapter4 import toy_diffusion as sol
 from curriculum.checks.chapter4 import toy_diffusion as checks
-from curriculum.checking import assert_check_fails
+from curriculum.solutions.chapter4.toy_diffusion import _broadcast
+from tests.support import assert_check_fails
 
 
 # --- schedules ---------------------------------------------------------------------------------
@@ -35,16 +36,12 @@ def test_cosine_betas_mutants():
 
 
 # --- add_noise ---------------------------------------------------------------------------------
-def _bc(v, x):
-    return v.reshape(-1, *([1] * (x.ndim - 1)))
-
-
 def test_add_noise_mutants():
-    assert_check_fails(checks.check_add_noise, lambda x0, n, t, ab: _bc(ab[t], x0) * x0 + (1 - _bc(ab[t], x0)) * n)  # sqrt missing
-    assert_check_fails(checks.check_add_noise, lambda x0, n, t, ab: _bc(ab[t], x0).sqrt() * x0 + _bc(1 - ab[t], x0).sqrt() * x0)
+    assert_check_fails(checks.check_add_noise, lambda x0, n, t, ab: _broadcast(ab[t], x0) * x0 + (1 - _broadcast(ab[t], x0)) * n)  # sqrt missing
+    assert_check_fails(checks.check_add_noise, lambda x0, n, t, ab: _broadcast(ab[t], x0).sqrt() * x0 + _broadcast(1 - ab[t], x0).sqrt() * x0)
     alphas = lambda ab: torch.cat([ab[:1], ab[1:] / ab[:-1]])  # noqa: E731  alpha instead of alpha_bar
-    assert_check_fails(checks.check_add_noise, lambda x0, n, t, ab: _bc(alphas(ab)[t], x0).sqrt() * x0 + _bc(1 - alphas(ab)[t], x0).sqrt() * n)
-    assert_check_fails(checks.check_add_noise, lambda x0, n, t, ab: _bc(ab[(t - 1).clamp(min=0)], x0).sqrt() * x0 + _bc(1 - ab[(t - 1).clamp(min=0)], x0).sqrt() * n)
+    assert_check_fails(checks.check_add_noise, lambda x0, n, t, ab: _broadcast(alphas(ab)[t], x0).sqrt() * x0 + _broadcast(1 - alphas(ab)[t], x0).sqrt() * n)
+    assert_check_fails(checks.check_add_noise, lambda x0, n, t, ab: _broadcast(ab[(t - 1).clamp(min=0)], x0).sqrt() * x0 + _broadcast(1 - ab[(t - 1).clamp(min=0)], x0).sqrt() * n)
 
 
 def test_add_noise_rejects_mismatched_shapes():
@@ -78,7 +75,7 @@ def _loss(target="noise", alpha=False, sqrt=True, detach=False):
         t = torch.randint(0, len(ab), (len(x0),)) if t is None else t
         noise = torch.randn_like(x0) if noise is None else noise
         a = torch.cat([ab[:1], ab[1:] / ab[:-1]]) if alpha else ab
-        a = _bc(a[t], x0)
+        a = _broadcast(a[t], x0)
         x_t = (a.sqrt() * x0 + (1 - a).sqrt() * noise) if sqrt else (a * x0 + (1 - a) * noise)
         out = F.mse_loss(model(x_t, t, **kw), noise if target == "noise" else x0)
         return out.detach() if detach else out

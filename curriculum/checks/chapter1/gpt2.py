@@ -26,6 +26,7 @@ from curriculum.checking import (
     check,
     fail,
     module_instance,
+    randomise_parameters,
 )
 from curriculum.utils.offline import load_tokenizer, offline_gpt2_config
 
@@ -37,14 +38,6 @@ BATCH, SEQ = 2, 7
 def _seed(s: int = 0) -> torch.Generator:
     torch.manual_seed(s)
     return torch.Generator().manual_seed(s)
-
-
-def _randomise(module: torch.nn.Module, std: float = 0.5, seed: int = 0) -> None:
-    """Give every parameter (even biases and LN weights) distinct random values, so a bug cannot hide behind zeros/ones."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in module.parameters():
-            p.copy_(torch.randn(p.shape, generator=g) * std)
 
 
 def _params(module: torch.nn.Module, expected: dict[str, tuple[int, ...]]) -> None:
@@ -65,7 +58,7 @@ def _params(module: torch.nn.Module, expected: dict[str, tuple[int, ...]]) -> No
 def check_layer_norm(LayerNorm) -> None:
     ln = module_instance(LayerNorm, CFG)
     _params(ln, {"w": (CFG.d_model,), "b": (CFG.d_model,)})
-    _randomise(ln)
+    randomise_parameters(ln)
     x = torch.randn(BATCH, SEQ, CFG.d_model) * 3 + 1
     expected = F.layer_norm(x, (CFG.d_model,), ln.w, ln.b, CFG.layer_norm_eps)
     assert_close(
@@ -124,7 +117,7 @@ def check_attention(Attention) -> None:
     attn = module_instance(Attention, CFG)
     _params(attn, {"W_Q": (CFG.n_heads, CFG.d_model, CFG.d_head), "W_O": (CFG.n_heads, CFG.d_head, CFG.d_model),
                    "b_Q": (CFG.n_heads, CFG.d_head), "b_O": (CFG.d_model,)})
-    _randomise(attn, std=0.3)
+    randomise_parameters(attn, std=0.3)
     x = torch.randn(BATCH, SEQ, CFG.d_model, generator=_seed())
     with torch.no_grad():
         got = attn(x)
@@ -149,7 +142,7 @@ def check_attention(Attention) -> None:
 def check_mlp(MLP) -> None:
     mlp = module_instance(MLP, CFG)
     _params(mlp, {"W_in": (CFG.d_model, CFG.d_mlp), "W_out": (CFG.d_mlp, CFG.d_model), "b_in": (CFG.d_mlp,), "b_out": (CFG.d_model,)})
-    _randomise(mlp)
+    randomise_parameters(mlp)
     x = torch.randn(BATCH, SEQ, CFG.d_model, generator=_seed())
     expected = F.linear(F.gelu(F.linear(x, mlp.W_in.T, mlp.b_in), approximate="tanh"), mlp.W_out.T, mlp.b_out)
     assert_close(mlp(x), expected, "MLP output", atol=1e-4, hint="GPT-2's GELU is the tanh approximation: F.gelu(x, approximate='tanh')")
@@ -158,7 +151,7 @@ def check_mlp(MLP) -> None:
 @check
 def check_transformer_block(TransformerBlock) -> None:
     block = module_instance(TransformerBlock, CFG)
-    _randomise(block, std=0.3)
+    randomise_parameters(block, std=0.3)
     x = torch.randn(BATCH, SEQ, CFG.d_model, generator=_seed())
     eps = CFG.layer_norm_eps
 
@@ -178,7 +171,7 @@ def check_transformer_block(TransformerBlock) -> None:
 def check_unembed(Unembed) -> None:
     unembed = module_instance(Unembed, CFG)
     _params(unembed, {"W_U": (CFG.d_model, CFG.d_vocab), "b_U": (CFG.d_vocab,)})
-    _randomise(unembed)
+    randomise_parameters(unembed)
     x = torch.randn(BATCH, SEQ, CFG.d_model, generator=_seed())
     assert_close(unembed(x), F.linear(x, unembed.W_U.T, unembed.b_U), "Unembed output", atol=1e-4)
 

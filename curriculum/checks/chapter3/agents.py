@@ -9,7 +9,6 @@ import math
 import re
 from typing import Any, Callable, Iterator
 
-import httpx
 import jsonschema
 import openai
 import pydantic
@@ -18,17 +17,9 @@ from openai.types.chat import ChatCompletionFunctionToolParam, ChatCompletionMes
 from curriculum.solutions.chapter3 import agents as ref
 from curriculum.solutions.chapter3.wiki import OfflineWiki
 from curriculum.checking import assert_equal, check, fail
-from curriculum.utils.openai_server import HTTPError, LoopbackServer, ToolCall
+from curriculum.utils.openai_server import HTTPError, LoopbackServer, ToolCall, loopback_client
 
 WIKI = OfflineWiki()
-
-
-def loopback_client(server: LoopbackServer, max_retries: int = 0) -> openai.OpenAI:
-    """A real openai client for `server`. A fresh connection per request: on a kept-alive loopback
-    connection every reply waits ~40 ms for a delayed ACK (the server writes headers and body
-    separately), which would make these checks several times slower."""
-    http = httpx.Client(limits=httpx.Limits(max_keepalive_connections=0), timeout=20)
-    return openai.OpenAI(base_url=server.base_url, api_key="loopback", max_retries=max_retries, http_client=http)
 
 
 class Loopback:
@@ -54,7 +45,7 @@ def serve() -> Iterator[Loopback]:
     """A loopback server whose model you script with `.script(responder)`, and a real openai client (no retries)."""
     server = LoopbackServer()
     with server:
-        loop = Loopback(server, loopback_client(server))
+        loop = Loopback(server, loopback_client(server, fresh_connections=True))
         server.responder = loop
         try:
             yield loop

@@ -12,13 +12,9 @@ import openai
 
 from curriculum.checking import check, fail
 from curriculum.utils.mcq_standin import mcq_responder
-from curriculum.utils.openai_server import Failures, HTTPError, LoopbackServer, last_user_message, response_schema
+from curriculum.utils.openai_server import Failures, HTTPError, LoopbackServer, last_user_message, loopback_client, response_schema
 
 MODEL = "gpt-4o-mini"
-
-
-def _client(server: LoopbackServer, **kw) -> openai.OpenAI:
-    return openai.OpenAI(base_url=server.base_url, api_key="loopback", **{"max_retries": 0, **kw})
 
 
 @check
@@ -27,7 +23,7 @@ def check_generate_structured_response(generate_structured_response):
 
     messages = [{"role": "system", "content": "You write evals."}, {"role": "user", "content": "Write 3 questions about power-seeking."}]
     with LoopbackServer(mcq_responder) as server:
-        out = generate_structured_response(_client(server), MODEL, messages, QuestionGeneration, temperature=0.3)
+        out = generate_structured_response(loopback_client(server), MODEL, messages, QuestionGeneration, temperature=0.3)
         sent = server.requests[-1] if server.requests else None
     if sent is None:
         fail("no request reached the server: call client.chat.completions.parse(...)")
@@ -46,7 +42,7 @@ def check_generate_structured_response(generate_structured_response):
     if len(out.get("questions", [])) != 3 or not isinstance(out["questions"][0], dict):
         fail(f"expected a dict with 3 questions (each a dict), got {json.dumps(out)[:200]}")
     with LoopbackServer(lambda r: {"explanation": "ok", "score": 8}) as server:
-        out = generate_structured_response(_client(server), MODEL, messages, QCResponse)
+        out = generate_structured_response(loopback_client(server), MODEL, messages, QCResponse)
     if out != {"explanation": "ok", "score": 8}:
         fail(f"with response_format=QCResponse expected {{'explanation': 'ok', 'score': 8}}, got {out!r}")
     return "structured output parsed into a dict"
@@ -113,7 +109,7 @@ def check_retry_with_backoff(retry_with_backoff):
     with LoopbackServer(failures=Failures(rate=1.0, kinds=["429"], retry_after=2.5)) as server:
         sleep = _Recorder()
         try:
-            retry_with_backoff(_ask, max_retries=3, base_delay=0.1, jitter=0.0, sleep=sleep)(_client(server))
+            retry_with_backoff(_ask, max_retries=3, base_delay=0.1, jitter=0.0, sleep=sleep)(loopback_client(server))
             fail("every request was rate-limited, yet the wrapper returned: re-raise the last error when retries run out")
         except openai.RateLimitError:
             pass
@@ -127,7 +123,7 @@ def check_retry_with_backoff(retry_with_backoff):
     with LoopbackServer(failures=Failures(rate=1.0, kinds=["500"])) as server:
         sleep = _Recorder()
         try:
-            retry_with_backoff(_ask, max_retries=5, base_delay=0.5, max_delay=4.0, jitter=0.0, sleep=sleep)(_client(server))
+            retry_with_backoff(_ask, max_retries=5, base_delay=0.5, max_delay=4.0, jitter=0.0, sleep=sleep)(loopback_client(server))
         except openai.InternalServerError:
             pass
         expected = [0.5, 1.0, 2.0, 4.0, 4.0]
@@ -135,7 +131,7 @@ def check_retry_with_backoff(retry_with_backoff):
             fail(f"with base_delay=0.5, max_delay=4, jitter=0 expected waits {expected}, got {sleep.delays}")
         sleep = _Recorder()
         try:
-            retry_with_backoff(_ask, max_retries=2, base_delay=1.0, jitter=0.5, sleep=sleep)(_client(server))
+            retry_with_backoff(_ask, max_retries=2, base_delay=1.0, jitter=0.5, sleep=sleep)(loopback_client(server))
         except openai.InternalServerError:
             pass
         if not (1.0 <= sleep.delays[0] <= 1.5 and 2.0 <= sleep.delays[1] <= 3.0):
@@ -144,7 +140,7 @@ def check_retry_with_backoff(retry_with_backoff):
     with LoopbackServer(lambda r: (_ for _ in ()).throw(HTTPError(400, "bad request", type="invalid_request_error"))) as server:
         sleep = _Recorder()
         try:
-            retry_with_backoff(_ask, max_retries=4, sleep=sleep)(_client(server))
+            retry_with_backoff(_ask, max_retries=4, sleep=sleep)(loopback_client(server))
             fail("a 400 error was swallowed: re-raise errors that are not RETRYABLE")
         except openai.BadRequestError:
             pass
@@ -155,7 +151,7 @@ def check_retry_with_backoff(retry_with_backoff):
         ask = lambda client, text: client.chat.completions.create(  # noqa: E731
             model=MODEL, messages=[{"role": "user", "content": text}]).choices[0].message.content
         wrapped = retry_with_backoff(ask, max_retries=20, base_delay=0.0, sleep=_Recorder())
-        got = [wrapped(_client(server), f"q{i}") for i in range(10)]
+        got = [wrapped(loopback_client(server), f"q{i}") for i in range(10)]
         if got != [f"ok q{i}" for i in range(10)]:
             fail(f"with 50% transient failures every call should still return its own result, got {got}")
     return "retries honour Retry-After, back off exponentially and give up cleanly"
@@ -170,7 +166,7 @@ def check_map_concurrently(map_concurrently):
         return last_user_message(request)
 
     with LoopbackServer(slow_echo, latency=latency) as server:
-        client = _client(server)
+        client = loopback_client(server)
         ask = lambda x: client.chat.completions.create(  # noqa: E731
             model=MODEL, messages=[{"role": "user", "content": str(x)}]).choices[0].message.content
         t0 = time.perf_counter()

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from diffusers import DDIMScheduler
 from torch import nn
 
-from curriculum.checking import assert_close, assert_equal, assert_shape, check, fail, module_instance
+from curriculum.checking import assert_close, assert_equal, assert_shape, check, fail, module_instance, randomise_parameters
 
 
 def _load_reference(ref: nn.Module, learner: nn.Module, what: str) -> None:
@@ -25,21 +25,13 @@ def _load_reference(ref: nn.Module, learner: nn.Module, what: str) -> None:
     ref.load_state_dict(learner.state_dict())
 
 
-def _randomise(module: nn.Module, seed: int) -> None:
-    """Give every parameter a random value (zero-initialised layers would hide bugs behind them)."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in module.parameters():
-            p.copy_(torch.randn(p.shape, generator=g) * 0.3)
-
-
 @check
 def check_res_block(ResBlock):
     from curriculum.solutions.chapter4.ddpm import ResBlock as Ref
 
     for in_ch, out_ch in [(16, 32), (16, 16)]:
         block = module_instance(ResBlock, in_ch, out_ch, 24, n_groups=4).eval()
-        _randomise(block, in_ch + out_ch)
+        randomise_parameters(block, std=0.3, seed=in_ch + out_ch)
         ref = Ref(in_ch, out_ch, 24, n_groups=4).eval()
         _load_reference(ref, block, "ResBlock")
         g = torch.Generator().manual_seed(0)
@@ -60,7 +52,7 @@ def check_res_block(ResBlock):
 def check_attention_block(AttentionBlock):
     for n_heads in [1, 4]:
         block = module_instance(AttentionBlock, 16, n_heads=n_heads, n_groups=4).eval()
-        _randomise(block, n_heads)
+        randomise_parameters(block, std=0.3, seed=n_heads)
         params = dict(block.named_parameters())
         if set(params) != {"norm.weight", "norm.bias", "qkv.weight", "qkv.bias", "proj.weight", "proj.bias"}:
             fail(f"AttentionBlock should have submodules norm, qkv, proj; got parameters {sorted(params)}")
@@ -97,7 +89,7 @@ def check_unet(UNet):
         UNetConfig(image_size=8, in_channels=3, base_channels=8, channel_mults=(1, 2), attn_resolutions=(8,), n_heads=1, dropout=0.0, num_classes=10),
     ]:
         model = module_instance(UNet, cfg).eval()
-        _randomise(model, cfg.base_channels)
+        randomise_parameters(model, std=0.3, seed=cfg.base_channels)
         ref = Ref(cfg).eval()
         _load_reference(ref, model, "UNet")
         g = torch.Generator().manual_seed(0)
