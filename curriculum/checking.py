@@ -14,27 +14,101 @@ from __future__ import annotations
 
 import functools
 import math
+import sysconfig
 import traceback
+from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import torch
 from torch import Tensor
 
+from curriculum.progress import record_pass
+
 
 class CheckFailed(AssertionError):
     """Raised by a check when the learner's implementation is wrong. The message is for a learner."""
+
+    def _render_traceback_(self) -> list[str]:
+        # IPython prints these lines instead of a traceback through the checking code: the message
+        # already names the bug and, where one is known, the learner's line.
+        return str(self).splitlines()
 
 
 def fail(message: str) -> None:
     raise CheckFailed(message)
 
 
+_CHECKS_DIR = Path(__file__).resolve().parent / "checks"
+_UTILS_DIR = Path(__file__).resolve().parent / "utils"
+_THIS_FILE = Path(__file__).resolve()
+_STDLIB = Path(sysconfig.get_paths()["stdlib"]).resolve()
+
+
+def _origin(filename: str) -> str:
+    """Who wrote the code of a traceback frame: "library" (torch, other packages, the standard library),
+    "check" (this module and curriculum/checks) or "learner" (everything else: notebook cells, and in
+    the project's own tests the reference solutions and their planted-bug mutants)."""
+    if filename.startswith("<frozen") or "site-packages" in filename or "dist-packages" in filename:
+        return "library"
+    if not filename.startswith("<") and Path(filename).resolve().is_relative_to(_UTILS_DIR):
+        return "library"  # the project's shared utilities, called by checks and learners alike
+    path = Path(filename).resolve() if not filename.startswith("<") else None
+    if path is None:
+        return "learner"  # <ipython-input-...>, exec'd code
+    if path == _THIS_FILE or path.is_relative_to(_CHECKS_DIR):
+        return "check"
+    if path.is_relative_to(_STDLIB):
+        return "library"
+    return "learner"
+
+
+def _frames(e: BaseException) -> list[tuple[str, traceback.FrameSummary]]:
+    return [(_origin(f.filename), f) for f in traceback.extract_tb(e.__traceback__)]
+
+
+def _at(frame: traceback.FrameSummary) -> str:
+    return f"\n  (raised at {frame.filename}:{frame.lineno}: {frame.line})"
+
+
+def _explain(name: str, e: Exception) -> str:
+    """The learner-facing message for an exception that escaped a check."""
+    frames = _frames(e)
+    learner = [f for origin, f in frames if origin == "learner"]
+    if isinstance(e, NotImplementedError):
+        # the stub's own `raise NotImplementedError(hint)`, as opposed to one torch raised from C++ or
+        # from its Python code (meta tensors, an op MPS lacks) while running the learner's line
+        origin, last = frames[-1] if frames else ("learner", None)
+        if origin == "learner" and (last is None or not last.line or "NotImplementedError" in last.line):
+            hint = f" Hint: {e}" if str(e) else ""
+            return f"✗ {name}: this exercise still raises NotImplementedError.{hint}"
+        where = _at(learner[-1]) if learner else ""
+        return (
+            f"✗ {name}: torch raised NotImplementedError inside an operation your code called: {e}{where}\n"
+            "  This is not the exercise's stub: the operation is not implemented for this device or kind of tensor "
+            "(a meta tensor, or an op MPS lacks). Try it on the CPU (e.g. device='cpu'), or on a Mac set "
+            "PYTORCH_ENABLE_MPS_FALLBACK=1 before starting Python."
+        )
+    if learner:
+        return f"✗ {name}: your code raised {type(e).__name__}: {e}{_at(learner[-1])}"
+    checking = [f for origin, f in frames if origin == "check"]
+    where = _at(checking[-1]) if checking else ""
+    return (
+        f"✗ {name}: the check itself raised {type(e).__name__}: {e}{where}\n"
+        "  Your code returned without an error, so this usually means it returned something of an unexpected "
+        "type or shape: compare what you return with the docstring. If it matches, this is a bug in the check, "
+        "not in your code: please report it with this message."
+    )
+
+
 def check(fn: Callable[..., Any]) -> Callable[..., Any]:
     """Turn a function of assertions into a learner-facing check.
 
     - success: prints `✓ <name> passed` (plus any returned string) and returns None
-    - `NotImplementedError` from the learner's code: says the exercise is still a stub
-    - any other exception from the learner's code: wrapped with the check's name and the error
+    - `NotImplementedError` raised by the learner's own code: says the exercise is still a stub;
+      one raised inside torch (meta tensors, MPS) says so instead
+    - any other exception: says whether it came from the learner's code (and which line) or from
+      the check itself
+    - a check of the curriculum that passes is recorded in the learner's progress file (curriculum.progress)
     """
     name = fn.__name__
 
@@ -45,27 +119,15 @@ def check(fn: Callable[..., Any]) -> Callable[..., Any]:
         except CheckFailed as e:
             raise CheckFailed(f"✗ {name}: {e}") from None
         except NotImplementedError as e:
-            hint = f" Hint: {e}" if str(e) else ""
-            raise CheckFailed(f"✗ {name}: this exercise still raises NotImplementedError.{hint}") from None
-        except Exception as e:  # noqa: BLE001 - anything the learner's code raised
-            where = _learner_frame(e)
-            raise CheckFailed(
-                f"✗ {name}: your code raised {type(e).__name__}: {e}{where}"
-            ) from e
+            raise CheckFailed(_explain(name, e)) from None
+        except Exception as e:  # noqa: BLE001 - anything the learner's code (or the check) raised
+            raise CheckFailed(_explain(name, e)) from e
         print(f"✓ {name} passed" + (f": {extra}" if isinstance(extra, str) else ""))
+        if fn.__module__.startswith("curriculum.checks."):
+            record_pass(f"{fn.__module__}.{name}")
 
     wrapper.is_check = True  # type: ignore[attr-defined]
     return wrapper
-
-
-def _learner_frame(e: BaseException) -> str:
-    """Point at the innermost frame outside torch/site-packages: usually the learner's line."""
-    frames = [f for f in traceback.extract_tb(e.__traceback__) if "site-packages" not in f.filename]
-    frames = [f for f in frames if not f.filename.endswith("checking.py")]
-    if not frames:
-        return ""
-    f = frames[-1]
-    return f"\n  (raised at {f.filename}:{f.lineno}: {f.line})"
 
 
 def as_tensor(got: Any, what: str) -> Tensor:
@@ -87,6 +149,8 @@ def assert_shape(got: Any, shape: Sequence[int], what: str = "output", hint: str
             msg += " (one axis too few: did you reduce over an axis you should keep?)"
         elif got.ndim == len(shape) + 1:
             msg += " (one axis too many: did you forget a sum/mean or a squeeze?)"
+        if not shape and tuple(got.shape) == (1,):
+            msg += " (a scalar should be 0-d: reduce with .mean()/.sum() over every axis, or .squeeze())"
         fail(msg + (f". {hint}" if hint else ""))
     return got
 
@@ -105,9 +169,13 @@ def assert_close(
         fail(f"{what} should have dtype like {expected.dtype}, got {got.dtype}")
     g = got.detach().to("cpu", torch.float64)
     e = expected.detach().to("cpu", torch.float64)
-    if torch.isnan(g).any() and not torch.isnan(e).any():
-        idx = tuple(int(i) for i in torch.nonzero(torch.isnan(g))[0])
-        fail(f"{what} contains NaN (first at index {idx})" + (f". {hint}" if hint else ""))
+    # NaN or inf where the reference has a finite value (a -inf the reference also has, e.g. from a
+    # causal mask, is fine): say so before any arithmetic turns it into an unreadable difference
+    stray = ~torch.isfinite(g) & ~((g == e) | (torch.isnan(g) & torch.isnan(e)))
+    if stray.any():
+        idx = tuple(int(i) for i in torch.nonzero(stray)[0])
+        fail(f"{what} contains {_nonfinite(g[idx].item())} at index {idx} where {e[idx].item():.6g} was expected "
+             f"({int(stray.sum())}/{stray.numel()} entries)" + (f". {hint}" if hint else ""))
     err = (g - e).abs()
     tol = atol + rtol * e.abs()
     bad = err > tol
@@ -120,6 +188,22 @@ def assert_close(
             f"{what} differs from the expected value{at}: expected {e[idx].item():.6g}, got {g[idx].item():.6g} "
             f"({n_bad}/{n} entries off, largest error {worst:.3g})" + (f". {hint}" if hint else "")
         )
+    return got
+
+
+def _nonfinite(x: float) -> str:
+    return "NaN" if math.isnan(x) else ("inf" if x > 0 else "-inf")
+
+
+def assert_finite(got: Any, what: str = "output", hint: str = "", allow_neg_inf: bool = False) -> Tensor:
+    """Reject NaN and inf (optionally allowing -inf, the value of a masked-out logit)."""
+    got = as_tensor(got, what)
+    if got.is_floating_point():
+        bad = torch.isnan(got) | (torch.isinf(got) if not allow_neg_inf else torch.isposinf(got))
+        if bad.any():
+            idx = tuple(int(i) for i in torch.nonzero(bad)[0])
+            fail(f"{what} contains {_nonfinite(got[idx].item())} (first at index {idx}; {int(bad.sum())} entries)"
+                 + (f". {hint}" if hint else ""))
     return got
 
 
@@ -140,11 +224,17 @@ def assert_equal(got: Any, expected: Any, what: str = "output", hint: str = "") 
 
 def assert_scalar_close(got: Any, expected: float, what: str, rel: float = 1e-4, abs_: float = 1e-6, hint: str = "") -> None:
     if isinstance(got, Tensor):
-        if got.numel() != 1:
-            fail(f"{what} should be a scalar, got a tensor of shape {tuple(got.shape)}")
+        if got.ndim != 0:
+            fail(
+                f"{what} should be a 0-d scalar tensor (shape ()), got shape {tuple(got.shape)}: reduce over every axis "
+                "(.mean() or .sum() with no dim), don't keep a dimension (keepdim=True, or indexing with [i:i+1]), "
+                "or .squeeze() a (1,)-shaped result"
+            )
         got = got.item()
     if not isinstance(got, (int, float)):
         fail(f"{what} should be a number, got {type(got).__name__}")
+    if not math.isfinite(got) and math.isfinite(expected):
+        fail(f"{what} is {_nonfinite(got)}, expected {expected:.6g}" + (f". {hint}" if hint else ""))
     if not math.isclose(got, expected, rel_tol=rel, abs_tol=abs_):
         fail(f"{what}: expected {expected:.6g}, got {got:.6g}" + (f". {hint}" if hint else ""))
 

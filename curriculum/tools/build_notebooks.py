@@ -330,7 +330,20 @@ def _nb_cell(kind: str, source: str, key: str) -> dict:
     return {"cell_type": "code", "execution_count": None, "id": cid, "metadata": {}, "outputs": [], "source": lines}
 
 
-def build_notebook(cells: list[Cell], solution: bool, name: str, base: Path = SECTIONS) -> dict:
+def section_number(source: Path) -> str:
+    return source.name.split("_", 1)[0]
+
+
+def progress_cells(section: str) -> list[tuple[str, str]]:
+    return [
+        ("markdown", "## Your progress\n\nEvery check that passed is remembered on this machine (nowhere else). "
+                     "The table shows what you have done in each section and the expected time of what is left; "
+                     "`python -m curriculum.progress` prints it from a terminal too."),
+        ("code", f"from curriculum.progress import show_progress\n\nshow_progress({section!r})"),
+    ]
+
+
+def build_notebook(cells: list[Cell], solution: bool, name: str, base: Path = SECTIONS, section: str | None = None) -> dict:
     nb_cells = [_nb_cell("code", SETUP_CELL, f"{name}:setup")]
     headed = exercise_headings(cells)
     for i, c in enumerate(cells):
@@ -340,6 +353,8 @@ def build_notebook(cells: list[Cell], solution: bool, name: str, base: Path = SE
         nb_cells.append(_nb_cell("code", cell_source(c, solution), f"{name}:{i}"))
         if c.kind == "exercise" and (help_md := help_source(c, solution)):
             nb_cells.append(_nb_cell("markdown", help_md, f"{name}:{i}:help"))
+    if section is not None:
+        nb_cells += [_nb_cell(kind, src, f"{name}:progress:{j}") for j, (kind, src) in enumerate(progress_cells(section))]
     return {
         "cells": nb_cells,
         "metadata": {
@@ -362,8 +377,8 @@ def render(source: Path) -> dict[Path, str]:
     cells = parse_section(source)
     exercise, solution = output_paths(source)
     return {
-        exercise: json.dumps(build_notebook(cells, False, source.stem, source.parent), indent=1, ensure_ascii=False) + "\n",
-        solution: json.dumps(build_notebook(cells, True, source.stem, source.parent), indent=1, ensure_ascii=False) + "\n",
+        exercise: json.dumps(build_notebook(cells, False, source.stem, source.parent, section_number(source)), indent=1, ensure_ascii=False) + "\n",
+        solution: json.dumps(build_notebook(cells, True, source.stem, source.parent, section_number(source)), indent=1, ensure_ascii=False) + "\n",
     }
 
 
@@ -395,6 +410,47 @@ def readme_table(sources: list[Path]) -> str:
             f"| [![Open in Colab](https://colab.research.google.com/assets/colab-badge.svg)]({COLAB}{exercise}) |"
         )
     return "\n".join(rows)
+
+
+MANIFEST = ROOT / "curriculum" / "exercises.json"
+
+
+def check_calls(cell: Cell, setup: str) -> list[str]:
+    """Qualified names of the checks an exercise cell calls, e.g. 'curriculum.checks.chapter1.gpt2.check_embed'."""
+    aliases: dict[str, str] = {}
+    for node in ast.walk(ast.parse(setup)):
+        if isinstance(node, ast.ImportFrom) and node.module:
+            for a in node.names:
+                aliases[a.asname or a.name] = f"{node.module}.{a.name}"
+        elif isinstance(node, ast.Import):
+            for a in node.names:
+                aliases[a.asname or a.name] = a.name
+    calls = []
+    for node in ast.walk(ast.parse("\n".join(cell.lines))):
+        if not isinstance(node, ast.Call):
+            continue
+        f = node.func
+        if isinstance(f, ast.Attribute) and isinstance(f.value, ast.Name) and f.attr.startswith("check_"):
+            calls.append(f"{aliases.get(f.value.id, f.value.id)}.{f.attr}")
+        elif isinstance(f, ast.Name) and f.id.startswith("check_"):
+            calls.append(aliases.get(f.id, f.id))
+    return calls
+
+
+def render_manifest(sources: list[Path]) -> str:
+    """Every section's exercises with their checks and tags: what the progress table counts."""
+    sections = []
+    for src in sources:
+        cells = parse_section(src)
+        setup = "\n".join("\n".join(c.lines) for c in cells if c.kind == "setup")
+        exercise, _ = output_paths(src)
+        sections.append({
+            "section": section_number(src),
+            "title": section_title(src),
+            "notebook": exercise.relative_to(ROOT).as_posix(),
+            "exercises": [{"names": c.names, "checks": check_calls(c, setup), **c.meta} for c in cells if c.kind == "exercise"],
+        })
+    return json.dumps({"sections": sections}, indent=1, ensure_ascii=False) + "\n"
 
 
 def section_minutes(source: Path) -> int:
@@ -432,6 +488,8 @@ def main(argv: list[str] | None = None) -> int:
     # the README's section table lists every section, so it is rebuilt only in a whole-project build
     if not args.sources and (readme := render_readme(all_sources())) is not None:
         outputs[README] = readme
+    if not args.sources:
+        outputs[MANIFEST] = render_manifest(all_sources())
     for path, text in outputs.items():
         if path.exists() and path.read_text() == text:
             continue

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 
 from curriculum.solutions.chapter1 import gpt2 as ref
 from curriculum.checks.chapter1 import gpt2 as checks
-from tests.support import assert_check_fails
+from tests.support import assert_check_fails, mutant
 
 
 # --- LayerNorm ----------------------------------------------------------------------------------
@@ -311,3 +311,56 @@ def test_training_lowers_loss():
     cfg = ref.Config(d_model=32, n_layers=1, n_heads=2, d_head=16, d_mlp=64, d_vocab=37, n_ctx=32, tie_embeddings=True)
     history = ref.train_lm(ref.GPT2(cfg), text_tokens, text_tokens, steps=60, batch_size=8, seq_len=24, lr=3e-3, eval_every=20)
     assert history["val_loss"][-1] < 0.5 * math.log(37), history["val_loss"]
+
+
+# --- the checks name the bug (softmax axis, mask, scale, eps, NaN) -------------------------------
+
+SCORES = "einops.einsum(q, k, \"b h q e, b h k e -> b h q k\") / math.sqrt(self.cfg.d_head)"
+PATTERN = "self.hook_pattern(apply_causal_mask(attn_scores).softmax(dim=-1))"
+
+
+@pytest.mark.parametrize(
+    "old,new,message",
+    [
+        (PATTERN, "self.hook_pattern(apply_causal_mask(attn_scores).softmax(dim=-2))", r"softmax over the query axis"),
+        (PATTERN, "self.hook_pattern(attn_scores.softmax(dim=-1))", r"above the diagonal.*causal mask"),
+        (PATTERN, "self.hook_pattern(attn_scores.masked_fill(torch.ones(attn_scores.shape[-2:], dtype=torch.bool)"
+                  ".triu(2), float('-inf')).softmax(dim=-1))", r"above the diagonal"),
+        (PATTERN, "self.hook_pattern(attn_scores.masked_fill(torch.ones(attn_scores.shape[-2:], dtype=torch.bool)"
+                  ".triu(0), float('-inf')).softmax(dim=-1))", r"off by one"),
+        (SCORES, SCORES.replace(" / math.sqrt(self.cfg.d_head)", ""), r"sharper .*scale is off.*did not scale at all"),
+        (SCORES, SCORES.replace("math.sqrt(self.cfg.d_head)", "self.cfg.d_head"), r"flatter .*divided by d_head instead"),
+    ],
+    ids=["softmax-over-queries", "no-mask", "mask-lets-next-token-through", "mask-hides-the-diagonal", "no-scale", "scale-by-d_head"],
+)
+def test_attention_check_diagnoses_the_bug_from_the_pattern(old, new, message):
+    assert_check_fails(checks.check_attention, mutant(ref.Attention, (old, new)), match=message)
+
+
+LN_SCALE = "scale = (residual.pow(2).mean(dim=-1, keepdim=True) + self.cfg.layer_norm_eps).sqrt()"
+
+
+@pytest.mark.parametrize(
+    "new",
+    [
+        "scale = residual.pow(2).mean(dim=-1, keepdim=True).sqrt() + self.cfg.layer_norm_eps",  # eps outside the root
+        "scale = residual.std(dim=-1, keepdim=True, unbiased=False) + self.cfg.layer_norm_eps",  # std + eps
+        "scale = (residual.var(dim=-1, keepdim=True, unbiased=True) + self.cfg.layer_norm_eps).sqrt()",  # unbiased variance
+    ],
+    ids=["eps-outside-sqrt", "std-plus-eps", "unbiased-variance"],
+)
+def test_layer_norm_check_catches_eps_and_variance_bugs(new):
+    assert_check_fails(checks.check_layer_norm, mutant(ref.LayerNorm, (LN_SCALE, new)), match="LayerNorm output")
+
+
+def test_eps_outside_the_root_fails_only_on_small_variance_inputs():
+    """The wide inputs alone would let this bug through: the small-variance case is what catches it."""
+    bug = mutant(ref.LayerNorm, (LN_SCALE, "scale = residual.pow(2).mean(dim=-1, keepdim=True).sqrt() + self.cfg.layer_norm_eps"))
+    assert_check_fails(checks.check_layer_norm, bug, match="small-variance inputs")
+
+
+def test_top_k_check_rejects_nan_for_dropped_logits():
+    nan_fill = mutant(ref.top_k_filter, ('float("-inf")', 'float("nan")'))
+    assert_check_fails(checks.check_top_k_filter, nan_fill, match=r"contains NaN.*-inf")
+    nan_fill_p = mutant(ref.top_p_filter, ('float("-inf")', 'float("nan")'))
+    assert_check_fails(checks.check_top_p_filter, nan_fill_p, match=r"contains NaN")

@@ -396,3 +396,8 @@ def test_sparsity_buys_superposition():
     sup = ref.superposition(W)
     assert (sup[0, :4] < 0.1).all(), f"dense: the most important features should not overlap, got {sup[0, :4]}"
     assert sup[1, :10].mean() > 0.5, f"S = 0.99: the represented features should overlap, got {sup[1, :10]}"
+
+
+def test_generate_batch_check_rejects_nan():
+    nan_batch = lambda n, p: torch.full((n, *p.shape), float("nan"))  # noqa: E731
+    assert_check_fails(checks.check_generate_batch, nan_batch, match="contains NaN")

@@ -13,7 +13,7 @@ from torch.distributions import Categorical
 
 from curriculum.solutions.chapter2 import atari, ppo, probes  # noqa: F401 - importing probes registers curriculum/Probe*-v0
 from curriculum.checks.chapter2 import ppo as checks
-from tests.support import assert_check_fails
+from tests.support import assert_check_fails, mutant
 
 
 
@@ -316,3 +316,15 @@ def test_atari_ppo_smoke():
     result = ppo.train_ppo(args, progress=False)
     assert result.env_steps == 32
     assert np.isfinite(result.history[-1]["value_loss"])
+
+
+@pytest.mark.parametrize(
+    "old,new,message",
+    [
+        ("logratio = new_logprob - old_logprob", "logratio = old_logprob - new_logprob", r"ratio inverted \(old / new\)"),
+        ("approx_kl = ((ratio - 1) - logratio).mean()", "approx_kl = (logratio - (ratio - 1)).mean()", r"approx_kl is negative"),
+    ],
+    ids=["inverted-ratio", "sign-flipped"],
+)
+def test_approx_kl_check_catches_an_inverted_ratio_and_a_flipped_sign(old, new, message):
+    assert_check_fails(checks.check_kl_and_clipfrac, mutant(ppo.kl_and_clipfrac, (old, new)), match=message)

@@ -7,6 +7,8 @@ from __future__ import annotations
 import copy
 import functools
 
+import math
+
 import einops
 import torch
 import torch.nn.functional as F
@@ -21,6 +23,7 @@ from curriculum.solutions.chapter1 import gpt2 as ref
 from curriculum.checking import (
     assert_close,
     assert_equal,
+    assert_finite,
     assert_scalar_close,
     assert_shape,
     check,
@@ -59,12 +62,19 @@ def check_layer_norm(LayerNorm) -> None:
     ln = module_instance(LayerNorm, CFG)
     _params(ln, {"w": (CFG.d_model,), "b": (CFG.d_model,)})
     randomise_parameters(ln)
-    x = torch.randn(BATCH, SEQ, CFG.d_model) * 3 + 1
-    expected = F.layer_norm(x, (CFG.d_model,), ln.w, ln.b, CFG.layer_norm_eps)
-    assert_close(
-        ln(x), expected, "LayerNorm output", atol=1e-4,
-        hint="compare with torch.nn.functional.layer_norm: biased variance (unbiased=False / .pow(2).mean()), eps inside the sqrt, normalise over the last axis",
-    )
+    g = _seed()
+    # one wide batch, then vectors whose variance (about 1e-6 to 1e-4) is comparable to eps = 1e-5: there
+    # eps inside vs outside the square root, or std + eps, give visibly different outputs
+    wide = torch.randn(BATCH, SEQ, CFG.d_model, generator=g) * 3 + 1
+    scales = torch.logspace(-3, -2, SEQ)[None, :, None]
+    narrow = torch.randn(BATCH, SEQ, CFG.d_model, generator=g) * scales + 0.5
+    for x, what in [(wide, "LayerNorm output"), (narrow, "LayerNorm output on small-variance inputs")]:
+        expected = F.layer_norm(x, (CFG.d_model,), ln.w, ln.b, CFG.layer_norm_eps)
+        assert_close(
+            ln(x), expected, what, atol=1e-4,
+            hint="compare with torch.nn.functional.layer_norm: biased variance (unbiased=False / .pow(2).mean()), "
+            "eps inside the square root ((var + eps).sqrt(), not std + eps), normalise over the last axis",
+        )
 
 
 @check
@@ -112,6 +122,51 @@ def _reference_attention(attn: torch.nn.Module, x: torch.Tensor) -> torch.Tensor
     return einops.einsum(z, attn.W_O, "b h p e, h e d -> b p d") + attn.b_O
 
 
+def _reference_pattern(attn: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """The causal attention pattern of the learner's weights, computed independently: [batch, head, q, k]."""
+    q = einops.einsum(x, attn.W_Q, "b p d, h d e -> b h p e") + attn.b_Q[:, None]
+    k = einops.einsum(x, attn.W_K, "b p d, h d e -> b h p e") + attn.b_K[:, None]
+    scores = einops.einsum(q, k, "b h q e, b h k e -> b h q k") / math.sqrt(attn.W_Q.shape[-1])
+    future = torch.ones(scores.shape[-2:], dtype=torch.bool).triu(1)
+    return scores.masked_fill(future, float("-inf")).softmax(-1)
+
+
+def _diagnose_pattern(pattern: torch.Tensor, expected: torch.Tensor, d_head: int) -> None:
+    """Name the bug from the recorded pattern: softmax axis, mask, or scale."""
+    sums = pattern.sum(-1)
+    if not torch.allclose(sums, torch.ones_like(sums), atol=1e-4):
+        col_sums = pattern.sum(-2)
+        axis = " (its columns sum to 1: you took the softmax over the query axis)" if torch.allclose(col_sums, torch.ones_like(col_sums), atol=1e-4) else ""
+        fail(f"rows of your attention pattern should sum to 1, but row sums range over "
+             f"[{sums.min().item():.3g}, {sums.max().item():.3g}]{axis}: softmax over the key (last) axis")
+    future = torch.ones(pattern.shape[-2:], dtype=torch.bool).triu(1)
+    if pattern[..., future].abs().max() > 1e-6:
+        fail(f"your pattern puts weight {pattern[..., future].sum(-1).max().item():.3g} above the diagonal: queries attend "
+             "to later positions. Apply the causal mask (scores of keys after the query set to -inf) before the softmax")
+    diagonal = pattern.diagonal(dim1=-2, dim2=-1)
+    if diagonal[..., 0].min() < 1 - 1e-4:
+        fail("the first query does not put all its weight on itself (it is the only key it may see): the mask is "
+             "off by one, a query must be allowed to attend to its own position")
+    if torch.allclose(pattern, expected, atol=1e-5):
+        return
+    # same shape of preference, different sharpness? then log p = c * log p_ref + per-row constant
+    # fit on entries both patterns resolve (a sharper softmax underflows to exactly 0 in float32)
+    valid = ~future & (pattern > 1e-12) & (expected > 1e-12)
+    lp, lr = pattern.clamp_min(1e-30).log(), expected.clamp_min(1e-30).log()
+    rows = valid.sum(-1, keepdim=True).clamp_min(1)
+    centre = lambda a: torch.where(valid, a - torch.where(valid, a, 0).sum(-1, keepdim=True) / rows, 0)  # noqa: E731
+    a, b = centre(lp), centre(lr)
+    c = float((a * b).sum() / (b * b).sum())
+    if (a - c * b).pow(2).sum() < 1e-6 * (a * a).sum() and abs(c - 1) > 1e-3:
+        fail(f"your pattern is the expected one made {'sharper' if c > 1 else 'flatter'} by a factor {c:.3g} in log space: "
+             f"the scale is off. Divide the scores by sqrt(d_head) = {math.sqrt(d_head):.3g}"
+             + (" (you did not scale at all)" if abs(c - math.sqrt(d_head)) < 1e-2 else "")
+             + (" (you divided by d_head instead of its square root)" if abs(c - 1 / math.sqrt(d_head)) < 1e-2 else ""))
+    row = tuple(int(i) for i in torch.nonzero((pattern - expected).abs() > 1e-5)[0][:3])
+    fail(f"your attention pattern differs from the expected one (first at batch, head, query = {row}): check q, k "
+         "(weights and biases b_Q, b_K) and the 1/sqrt(d_head) scale")
+
+
 @check
 def check_attention(Attention) -> None:
     attn = module_instance(Attention, CFG)
@@ -119,23 +174,27 @@ def check_attention(Attention) -> None:
                    "b_Q": (CFG.n_heads, CFG.d_head), "b_O": (CFG.d_model,)})
     randomise_parameters(attn, std=0.3)
     x = torch.randn(BATCH, SEQ, CFG.d_model, generator=_seed())
+    # the pattern must flow through hook_pattern, so that run_with_cache and interpretability tools see it;
+    # recording it first lets the check name the bug (axis, mask, scale) before comparing outputs
+    seen = []
+    handle = attn.hook_pattern.register_forward_hook(lambda m, i, o: seen.append(o))
+    try:
+        with torch.no_grad():
+            got = attn(x)
+    finally:
+        handle.remove()
+    if not seen:
+        fail("the attention pattern never passed through self.hook_pattern: wrap the softmax output in it")
+    pattern = assert_shape(seen[0], (BATCH, CFG.n_heads, SEQ, SEQ), "pattern at hook_pattern",
+                           hint="one pattern per head: [batch, n_heads, query_pos, key_pos]")
+    assert_finite(pattern, "pattern at hook_pattern", hint="a row with every key masked gives NaN: is the mask off by one (a query may attend to itself)? And mask with -inf *before* the softmax")
     with torch.no_grad():
-        got = attn(x)
+        _diagnose_pattern(pattern, _reference_pattern(attn, x), CFG.d_head)
         expected = _reference_attention(attn, x)
     assert_close(
         got, expected, "Attention output", atol=1e-4,
-        hint="check the 1/sqrt(d_head) scale, the causal mask, softmax over the *key* axis, and that b_O is added once",
+        hint="your pattern is right: check the weighted sum of v (over the key axis), W_O (summed over heads) and that b_O is added once",
     )
-    # the pattern must flow through hook_pattern, so that run_with_cache and interpretability tools see it
-    seen = []
-    handle = attn.hook_pattern.register_forward_hook(lambda m, i, o: seen.append(o))
-    with torch.no_grad():
-        attn(x)
-    handle.remove()
-    if not seen:
-        fail("the attention pattern never passed through self.hook_pattern: wrap the softmax output in it")
-    pattern = assert_shape(seen[0], (BATCH, CFG.n_heads, SEQ, SEQ), "pattern at hook_pattern")
-    assert_close(pattern.sum(-1), torch.ones(BATCH, CFG.n_heads, SEQ), "pattern row sums", hint="softmax over the key (last) axis")
 
 
 @check
@@ -299,6 +358,8 @@ def check_top_k_filter(top_k_filter) -> None:
         expected = TopKLogitsWarper(top_k=k)(None, logits.clone())
         got = top_k_filter(logits.clone(), k)
         assert_shape(got, logits.shape, f"top-{k} logits")
+        assert_finite(got, f"top-{k} logits", allow_neg_inf=True,
+                      hint="set the logits you drop to float('-inf') (softmax gives them probability 0); NaN poisons sampling")
         kept, should = torch.isfinite(got), torch.isfinite(expected)
         if not torch.equal(kept, should):
             fail(f"top-{k} kept {int(kept[0].sum())} tokens in row 0, expected {int(should[0].sum())}")
@@ -312,6 +373,8 @@ def check_top_p_filter(top_p_filter) -> None:
         expected = TopPLogitsWarper(top_p=p)(None, logits.clone())
         got = top_p_filter(logits.clone(), p)
         assert_shape(got, logits.shape, f"top-p={p} logits")
+        assert_finite(got, f"top-p={p} logits", allow_neg_inf=True,
+                      hint="set the logits you drop to float('-inf') (softmax gives them probability 0); NaN poisons sampling")
         kept, should = torch.isfinite(got), torch.isfinite(expected)
         if not torch.equal(kept, should):
             row = int(torch.nonzero((kept != should).any(-1))[0])

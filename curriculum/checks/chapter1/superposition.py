@@ -8,7 +8,7 @@ import math
 import torch
 
 from curriculum.solutions.chapter1 import superposition as ref
-from curriculum.checking import assert_close, assert_shape, check, fail, module_instance
+from curriculum.checking import assert_close, assert_finite, assert_shape, check, fail, module_instance
 from curriculum.utils.device import torch_threads
 
 
@@ -62,6 +62,7 @@ def check_generate_batch(generate_batch) -> str:
     batch = assert_shape(generate_batch(n, p), (n, 2, 4), "generate_batch(20000, p)", hint="shape is (batch, inst, feats)")
     if not batch.is_floating_point():
         fail(f"the batch should hold floats, got dtype {batch.dtype}")
+    assert_finite(batch, "generate_batch(20000, p)", hint="features are uniform draws in [0, 1] kept with probability p, else 0")
     if (batch < 0).any() or (batch > 1).any():
         fail(
             f"values should lie in [0, 1], got min {batch.min().item():.3g} and max {batch.max().item():.3g}: "

@@ -243,8 +243,9 @@ def check_value_loss(value_loss) -> None:
 def check_kl_and_clipfrac(kl_and_clipfrac) -> None:
     g = torch.Generator().manual_seed(3)
     old = -torch.rand(500, generator=g) * 2
-    # log ratios spread evenly over [-0.5, 0.5]: |ratio - 1| > 0.2 and |log ratio| > 0.2 then disagree on ~4%
-    new = old + torch.linspace(-0.5, 0.5, 500)[torch.randperm(500, generator=g)]
+    # log ratios spread evenly over [-0.35, 0.6]: lopsided, so a ratio inverted to old/new gives another KL,
+    # and |ratio - 1| > 0.2 and |log ratio| > 0.2 disagree on a few percent of samples
+    new = old + torch.linspace(-0.35, 0.6, 500)[torch.randperm(500, generator=g)]
     out = kl_and_clipfrac(new, old, 0.2)
     if not (isinstance(out, tuple) and len(out) == 2):
         fail(f"kl_and_clipfrac should return a tuple (approx_kl, clipfrac), got {type(out).__name__}")
@@ -254,6 +255,12 @@ def check_kl_and_clipfrac(kl_and_clipfrac) -> None:
     if math.isclose(kl, (-logratio).mean().item(), rel_tol=1e-4):
         fail("approx_kl is mean(-log ratio), the naive estimator (high variance, can go negative): "
              "use mean((ratio - 1) - log ratio)")
+    inverted = ((-logratio).exp() - 1 + logratio).mean().item()
+    if math.isclose(kl, inverted, rel_tol=1e-4):
+        fail(f"approx_kl is {kl:.4g}, the estimator with the ratio inverted (old / new); expected {expected_kl:.4g}: "
+             "logratio = new_logprob - old_logprob, ratio = exp(logratio)")
+    if kl < 0:
+        fail(f"approx_kl is negative ({kl:.4g}): (ratio - 1) - log ratio is never negative, so check the sign of each term")
     assert_scalar_close(kl, expected_kl, "approx_kl", hint="mean((ratio - 1) - logratio) with logratio = new - old")
     expected_frac = ((logratio.exp() - 1).abs() > 0.2).float().mean().item()
     assert_scalar_close(frac, expected_frac, "clipfrac", hint="fraction of samples with |ratio - 1| > clip_coef (the ratio, not the log ratio)")
