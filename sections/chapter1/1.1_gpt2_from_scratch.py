@@ -412,6 +412,11 @@ tests.check_lm_cross_entropy(lm_cross_entropy)
 # Now train a small GPT-2 of your own on a text corpus, with your modules. The loop is in
 # `curriculum/solutions/chapter1/gpt2.py:train_lm`: sample random windows, compute the loss, AdamW step.
 # Section 1.2 turns it into a production trainer.
+#
+# **How long this takes.** At full size (2,000 steps of 32 x 128 tokens) the next cell is a real
+# training run: on a 2-core laptop CPU it is still going after 5 minutes (tens of minutes in all, an
+# estimate); on a Colab GPU, a few minutes (also an estimate). In quick mode (`CURRICULUM_QUICK=1`) it
+# takes seconds and stops early in the curve.
 
 # %%
 corpus_loaded = load_text_corpus()

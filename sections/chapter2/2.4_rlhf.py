@@ -318,6 +318,10 @@ tests.check_make_batch(make_batch)
 #
 # The simplest reward is a rule: the number of times a target token appears in the completion. We reward the
 # full stop. With a moderate KL coefficient the policy should learn to write shorter sentences, not only dots.
+#
+# **How long this takes.** At full size (150 phases of 64 completions) the next cell is still running
+# after 5 minutes on a 2-core laptop CPU (over half an hour in all, an estimate); on a Colab GPU, several minutes
+# (an estimate). Quick mode runs 24 small phases.
 
 # %%
 DOT = tokenizer(".")["input_ids"][-1]
