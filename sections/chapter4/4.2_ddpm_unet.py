@@ -168,8 +168,9 @@ tests.check_ema(EMA)
 #
 # The loop (`train_unet`, given) is 4.1's: random images, random t, `diffusion_loss`, Adam, then
 # `ema.update(model)`. Learner default: a 3-level U-Net with 64 base channels for 20k steps: about
-# 15 minutes on a GPU, much longer on a CPU. In quick mode the model is tiny and barely trained, so
-# its samples are blobs; the code path is the same.
+# 15 minutes on a GPU (an estimate), much longer on a CPU: on a 2-core laptop CPU the next cell is
+# still training after 5 minutes and needs hours in all. In quick mode the model is tiny and barely
+# trained, so its samples are blobs; the code path is the same.
 
 # %%
 T = full_or_quick(1000, 200)

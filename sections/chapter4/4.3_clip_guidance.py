@@ -98,6 +98,12 @@ tests.check_zero_shot_classify(zero_shot_classify)
 # %% hint
 # Normalise both, multiply `image_emb @ class_text_emb.T`, then `argmax(dim=-1)` over the classes.
 
+# %% [markdown]
+# **How long the next cells take.** At full size, training CLIP (3,000 steps) is still running after
+# 5 minutes on a 2-core laptop CPU, and the class-conditional U-Net further down (20,000 steps) needs
+# hours there; on a Colab GPU both take minutes (an estimate). Quick mode runs everything in a few
+# minutes on a CPU, with weak models.
+
 # %%
 tok = tokenizer_for(train)
 clip_cfg = CLIPConfig(image_shape=train.image_shape, vocab_size=len(tok.vocab), max_len=tok.max_len,
