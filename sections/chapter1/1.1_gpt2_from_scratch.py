@@ -92,8 +92,8 @@ print([tokenizer.decode([i]) for i in ids])
 #   individual heads and neurons, as you will do in section 1.3.
 #
 # The dots on the stream are the activation names your model will expose, the same names
-# TransformerLens uses: `blocks.{l}.hook_resid_pre`, `hook_resid_mid`, `hook_resid_post`, and
-# `blocks.{l}.attn.hook_pattern` for the attention pattern.
+# TransformerLens uses: `blocks.{l}.hook_resid_pre`, `hook_resid_mid` and `hook_resid_post`; inside the
+# attention box, `blocks.{l}.attn.hook_pattern` records each head's attention pattern.
 #
 # We use TransformerLens's parameter names and shapes (`W_Q: [n_heads, d_model, d_head]` and so
 # on), so that real GPT-2 weights load straight into your model.
@@ -208,8 +208,8 @@ tests.check_apply_causal_mask(apply_causal_mask)
 # Implement the forward pass with `einops.einsum`, writing the shapes out. The check compares your
 # layer with `torch.nn.functional.scaled_dot_product_attention` on the same weights, and checks the
 # pattern passes through `self.hook_pattern` (that is what lets `run_with_cache` record it, as in
-# TransformerLens). The `sdpa` branch in the reference is the fused kernel section 1.2 uses; you
-# only need the default (`attn_impl="manual"`) path, which is the one the check runs.
+# TransformerLens). (The reference solution also has a second path through PyTorch's fused kernel,
+# `attn_impl="sdpa"`, which section 1.2 uses; you write only the plain path, the one the check runs.)
 
 # %% exercise curriculum.solutions.chapter1.gpt2:Attention difficulty=4 importance=5 minutes=40
 tests.check_attention(Attention)
@@ -218,16 +218,16 @@ tests.check_attention(Attention)
 # Three stages. Project the (already normalised) input to queries, keys and values, one set per head.
 # Compare every query with every key to get scores `[batch, n_heads, query_pos, key_pos]`, scale,
 # mask and softmax them into a pattern. Mix the values with the pattern, then project each head's
-# result back to `d_model` with `W_O` and *sum over heads*. The two fences are separated by the
-# KV-cache line, which is given: after it, use the `k` and `v` it returns.
+# result back to `d_model` with `W_O` and *sum over heads*. The forward pass has two
+# `raise NotImplementedError` lines with a given KV-cache line between them: the first becomes q, k
+# and v, the second everything after, using the `k` and `v` the cache line returns.
 
 # %% hint
-# Einsum strings that work: `"b p d, h d e -> b h p e"` for q, k and v (the biases `b_Q` are
-# `[n_heads, d_head]`, so index them `[:, None]` to broadcast over positions);
-# `"b h q e, b h k e -> b h q k"` for the scores, divided by `sqrt(d_head)`; then `apply_causal_mask`,
-# `softmax(dim=-1)` (over keys) passed through `self.hook_pattern(...)`;
-# `"b h q k, b h k e -> b h q e"` for the weighted values; `"b h q e, h e d -> b q d"` for the output,
-# plus `b_O` once (not once per head).
+# Write every step as an einsum with named axes. The projection to queries, for example, is
+# `"b p d, h d e -> b h p e"`, plus `b_Q[:, None]` (the bias is `[n_heads, d_head]`; the `None`
+# broadcasts it over positions). In the scores, give query and key positions different names so they
+# stay two axes; the output projection sums over heads (an axis that appears on the left only), and
+# `b_O` is added once after that, not once per head.
 
 # %% hint
 # The shape of the second fence:

@@ -364,3 +364,8 @@ def test_top_k_check_rejects_nan_for_dropped_logits():
     assert_check_fails(checks.check_top_k_filter, nan_fill, match=r"contains NaN.*-inf")
     nan_fill_p = mutant(ref.top_p_filter, ('float("-inf")', 'float("nan")'))
     assert_check_fails(checks.check_top_p_filter, nan_fill_p, match=r"contains NaN")
+
+
+def test_block_check_insists_on_the_residual_hooks():
+    no_mid_hook = mutant(ref.TransformerBlock, ("resid_mid = self.hook_resid_mid(resid_pre + ", "resid_mid = (resid_pre + "))
+    assert_check_fails(checks.check_transformer_block, no_mid_hook, match=r"never passed through self.hook_resid_mid")

@@ -108,7 +108,7 @@ def check_apply_causal_mask(apply_causal_mask) -> None:
             bad = tuple(int(i) for i in torch.nonzero(torch.isneginf(got) != ~allowed.expand_as(got))[0])
             q, k = bad[-2:]
             should = "masked (-inf)" if not allowed[q, k] else "kept"
-            fail(f"with {n_q} queries and {n_k} keys, query {q} / key {k} should be {should}. "
+            fail(f"with {n_q} {'query' if n_q == 1 else 'queries'} and {n_k} keys, query {q} / key {k} should be {should}. "
                  "Query i sits at absolute position n_keys - n_queries + i; it may attend to keys up to and including itself")
         assert_close(got[..., allowed], scores[..., allowed], "unmasked scores", hint="only masked entries should change")
 
@@ -221,9 +221,21 @@ def check_transformer_block(TransformerBlock) -> None:
         mid = x + _reference_attention(block.attn, ln(block.ln1, x))
         m = block.mlp
         expected = mid + F.linear(F.gelu(F.linear(ln(block.ln2, mid), m.W_in.T, m.b_in), approximate="tanh"), m.W_out.T, m.b_out)
-        got = block(x)
+        seen: dict[str, torch.Tensor] = {}
+        handles = [getattr(block, name).register_forward_hook(lambda mod, i, o, name=name: seen.__setitem__(name, o))
+                   for name in ("hook_resid_pre", "hook_resid_mid", "hook_resid_post")]
+        try:
+            got = block(x)
+        finally:
+            for h in handles:
+                h.remove()
     assert_close(got, expected, "TransformerBlock output", atol=1e-4,
                  hint="pre-norm: resid_mid = resid_pre + attn(ln1(resid_pre)); resid_post = resid_mid + mlp(ln2(resid_mid))")
+    for name, value in (("hook_resid_pre", x), ("hook_resid_mid", mid), ("hook_resid_post", expected)):
+        if name not in seen:
+            fail(f"the residual stream never passed through self.{name}: route each of the three values through its "
+                 "hook point, so run_with_cache (and section 1.3) can read it")
+        assert_close(seen[name], value, f"the value at {name}", atol=1e-4)
 
 
 @check
@@ -232,7 +244,8 @@ def check_unembed(Unembed) -> None:
     _params(unembed, {"W_U": (CFG.d_model, CFG.d_vocab), "b_U": (CFG.d_vocab,)})
     randomise_parameters(unembed)
     x = torch.randn(BATCH, SEQ, CFG.d_model, generator=_seed())
-    assert_close(unembed(x), F.linear(x, unembed.W_U.T, unembed.b_U), "Unembed output", atol=1e-4)
+    assert_close(unembed(x), F.linear(x, unembed.W_U.T, unembed.b_U), "Unembed output", atol=1e-4,
+                 hint="logits = x @ W_U + b_U: a matrix product over d_model, plus the bias")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -292,7 +305,7 @@ def check_gpt2(GPT2) -> str:
             got = model.eval()(tokens)
         assert_close(got, expected, f"logits (tie_embeddings={tied}) vs Hugging Face GPT-2", atol=1e-4, rtol=1e-4,
                      hint="embed + pos_embed, every block in order, ln_final, then unembed (or W_E^T when tied)")
-    return "logits match Hugging Face's GPT-2 to 1e-4"
+    return "logits match Hugging Face's GPT-2 implementation on the same weights, to 1e-4"
 
 
 @check
