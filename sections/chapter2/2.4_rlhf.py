@@ -363,7 +363,7 @@ line({"kl_coef=0.2": [h["kl"] for h in with_kl.history], "kl_coef=0": [h["kl"] f
      smooth=3, title="KL(policy || reference) per completion (nats)", xlabel="phase", ylabel="KL")
 
 # %% [markdown]
-# With the penalty the reward rises and then levels off where an extra dot is no longer worth its KL cost; the KL
+# With the penalty the reward rises and then levels off where an extra dot stops being worth its KL cost; the KL
 # stays at a few nats. Without it the KL keeps climbing as the policy collapses onto the dots. (In quick mode
 # the runs are short, so the curves are closer together; at the default full size the difference is much
 # clearer.)

@@ -331,7 +331,7 @@ PATTERN = "self.hook_pattern(apply_causal_mask(attn_scores).softmax(dim=-1))"
         (SCORES, SCORES.replace(" / math.sqrt(self.cfg.d_head)", ""), r"sharper .*scale is off.*did not scale at all"),
         (SCORES, SCORES.replace("math.sqrt(self.cfg.d_head)", "self.cfg.d_head"), r"flatter .*divided by d_head instead"),
     ],
-    ids=["softmax-over-queries", "no-mask", "mask-lets-next-token-through", "mask-hides-the-diagonal", "no-scale", "scale-by-d_head"],
+    ids=["softmax-over-queries", "no-mask", "next-token-visible", "diagonal-hidden", "no-scale", "scale-by-d_head"],
 )
 def test_attention_check_diagnoses_the_bug_from_the_pattern(old, new, message):
     assert_check_fails(checks.check_attention, mutant(ref.Attention, (old, new)), match=message)
