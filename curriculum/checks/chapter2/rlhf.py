@@ -1,6 +1,6 @@
 """Checks for section 2.4 (RLHF). They run on the shipped small LM (data/rlhf/base), so they are fast and
 offline, and compare against Hugging Face (greedy `generate`, logits), TransformerLens' activation cache,
-torch's cross-entropy, and the PPO formulas written out in tests/chapter2/ppo.py."""
+torch's cross-entropy, and the PPO formulas written out in curriculum/checks/chapter2/ppo.py."""
 
 from __future__ import annotations
 
