@@ -121,7 +121,7 @@ def load_manifest() -> list[dict]:
     return json.loads(MANIFEST.read_text())["sections"]
 
 
-def _fmt(minutes: int) -> str:
+def format_minutes(minutes: int) -> str:
     hours, rest = divmod(minutes, 60)
     return f"{hours} h {rest:02d} min" if hours else f"{rest} min"
 
@@ -136,9 +136,9 @@ def progress_table(current: str | None = None) -> str:
         done = [all(c in passed for c in ex["checks"]) for ex in exercises]
         left = sum(ex["minutes"] for ex, d in zip(exercises, done) if not d)
         marker = " <- this notebook" if sec["section"] == current else ""
-        rows.append(f"{sec['title'][:58]:<58} {sum(done):>3}/{len(exercises):<3}  {_fmt(left):>12}{marker}")
+        rows.append(f"{sec['title'][:58]:<58} {sum(done):>3}/{len(exercises):<3}  {format_minutes(left):>12}{marker}")
         total_done, total, total_left = total_done + sum(done), total + len(exercises), total_left + left
-    rows.append(f"{'all sections':<58} {total_done:>3}/{total:<3}  {_fmt(total_left):>12}")
+    rows.append(f"{'all sections':<58} {total_done:>3}/{total:<3}  {format_minutes(total_left):>12}")
     return "\n".join(rows)
 
 

@@ -55,6 +55,8 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from curriculum.progress import format_minutes
+
 ROOT = Path(__file__).resolve().parents[2]
 SECTIONS = ROOT / "sections"
 CHAPTERS = ROOT / "chapters"
@@ -159,17 +161,13 @@ def parse_section(path: Path) -> list[Cell]:
 
 def _check_headings(cells: list[Cell], path: Path) -> list[Cell]:
     """Each exercise needs its own `### Exercise:` heading in the markdown since the previous exercise."""
-    seen_heading = False
+    headed = {id(c) for c in exercise_headings(cells).values()}
     for c in cells:
-        if c.kind == "markdown" and any(EXERCISE_HEADING.match(markdown_text(l)) for l in c.lines):
-            seen_heading = True
-        elif c.kind == "exercise":
-            if not seen_heading:
-                raise SourceError(
-                    f"{path}:{c.lineno}: exercise {', '.join(c.names)} has no heading of its own: put a markdown "
-                    "line `### Exercise: <what the learner builds>` between it and the previous exercise"
-                )
-            seen_heading = False
+        if c.kind == "exercise" and id(c) not in headed:
+            raise SourceError(
+                f"{path}:{c.lineno}: exercise {', '.join(c.names)} has no heading of its own: put a markdown "
+                "line `### Exercise: <what the learner builds>` between it and the previous exercise"
+            )
     return cells
 
 
@@ -455,11 +453,6 @@ def render_manifest(sources: list[Path]) -> str:
 
 def section_minutes(source: Path) -> int:
     return sum(c.meta["minutes"] for c in parse_section(source) if c.kind == "exercise")
-
-
-def format_minutes(minutes: int) -> str:
-    hours, rest = divmod(minutes, 60)
-    return f"{hours} h {rest:02d} min" if hours else f"{rest} min"
 
 
 def render_readme(sources: list[Path]) -> str | None:

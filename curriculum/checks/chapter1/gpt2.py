@@ -113,19 +113,21 @@ def check_apply_causal_mask(apply_causal_mask) -> None:
         assert_close(got[..., allowed], scores[..., allowed], "unmasked scores", hint="only masked entries should change")
 
 
+def _project(x: torch.Tensor, W: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Per-head queries, keys or values from the learner's own weights: [batch, head, pos, d_head]."""
+    return einops.einsum(x, W, "b p d, h d e -> b h p e") + b[:, None]
+
+
 def _reference_attention(attn: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
     """Multi-head causal attention from the learner's own weights via torch's fused kernel."""
-    q = einops.einsum(x, attn.W_Q, "b p d, h d e -> b h p e") + attn.b_Q[:, None]
-    k = einops.einsum(x, attn.W_K, "b p d, h d e -> b h p e") + attn.b_K[:, None]
-    v = einops.einsum(x, attn.W_V, "b p d, h d e -> b h p e") + attn.b_V[:, None]
+    q, k, v = (_project(x, W, b) for W, b in ((attn.W_Q, attn.b_Q), (attn.W_K, attn.b_K), (attn.W_V, attn.b_V)))
     z = F.scaled_dot_product_attention(q, k, v, is_causal=True)
     return einops.einsum(z, attn.W_O, "b h p e, h e d -> b p d") + attn.b_O
 
 
 def _reference_pattern(attn: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
     """The causal attention pattern of the learner's weights, computed independently: [batch, head, q, k]."""
-    q = einops.einsum(x, attn.W_Q, "b p d, h d e -> b h p e") + attn.b_Q[:, None]
-    k = einops.einsum(x, attn.W_K, "b p d, h d e -> b h p e") + attn.b_K[:, None]
+    q, k = _project(x, attn.W_Q, attn.b_Q), _project(x, attn.W_K, attn.b_K)
     scores = einops.einsum(q, k, "b h q e, b h k e -> b h q k") / math.sqrt(attn.W_Q.shape[-1])
     future = torch.ones(scores.shape[-2:], dtype=torch.bool).triu(1)
     return scores.masked_fill(future, float("-inf")).softmax(-1)
@@ -364,19 +366,26 @@ def check_apply_frequency_penalty(apply_frequency_penalty) -> None:
                  hint="subtract penalty * (number of times the token already appears in *that row*)")
 
 
+def _compare_filtered(got, expected: torch.Tensor, what: str, which_hint: str) -> None:
+    """A filtered copy of the logits: dropped entries are -inf (never NaN), the same ones as Hugging
+    Face's warper drops, and the kept ones are unchanged."""
+    assert_shape(got, expected.shape, what)
+    assert_finite(got, what, allow_neg_inf=True,
+                  hint="set the logits you drop to float('-inf') (softmax gives them probability 0); NaN poisons sampling")
+    kept, should = torch.isfinite(got), torch.isfinite(expected)
+    if not torch.equal(kept, should):
+        row = int(torch.nonzero((kept != should).any(-1))[0])
+        fail(f"{what}: row {row} kept {int(kept[row].sum())} tokens, expected {int(should[row].sum())}. {which_hint}")
+    assert_close(got[kept], expected[should], f"kept {what}", hint="don't change the logits you keep")
+
+
 @check
 def check_top_k_filter(top_k_filter) -> None:
     logits = _logits()
     for k in (1, 5):
         expected = TopKLogitsWarper(top_k=k)(None, logits.clone())
-        got = top_k_filter(logits.clone(), k)
-        assert_shape(got, logits.shape, f"top-{k} logits")
-        assert_finite(got, f"top-{k} logits", allow_neg_inf=True,
-                      hint="set the logits you drop to float('-inf') (softmax gives them probability 0); NaN poisons sampling")
-        kept, should = torch.isfinite(got), torch.isfinite(expected)
-        if not torch.equal(kept, should):
-            fail(f"top-{k} kept {int(kept[0].sum())} tokens in row 0, expected {int(should[0].sum())}")
-        assert_close(got[kept], expected[should], f"kept top-{k} logits", hint="don't change the logits you keep")
+        _compare_filtered(top_k_filter(logits.clone(), k), expected, f"top-{k} logits",
+                          "Keep the k largest logits of each row (ties with the k-th included)")
 
 
 @check
@@ -384,17 +393,9 @@ def check_top_p_filter(top_p_filter) -> None:
     logits = _logits()
     for p in (0.5, 0.9):
         expected = TopPLogitsWarper(top_p=p)(None, logits.clone())
-        got = top_p_filter(logits.clone(), p)
-        assert_shape(got, logits.shape, f"top-p={p} logits")
-        assert_finite(got, f"top-p={p} logits", allow_neg_inf=True,
-                      hint="set the logits you drop to float('-inf') (softmax gives them probability 0); NaN poisons sampling")
-        kept, should = torch.isfinite(got), torch.isfinite(expected)
-        if not torch.equal(kept, should):
-            row = int(torch.nonzero((kept != should).any(-1))[0])
-            fail(f"top-p={p}: row {row} kept {int(kept[row].sum())} tokens, expected {int(should[row].sum())}. "
-                 "Keep the smallest set of most likely tokens whose total probability reaches top_p, "
-                 "including the token that crosses the threshold, and scatter the mask back to vocabulary order")
-        assert_close(got[kept], expected[should], f"kept logits at top-p={p}")
+        _compare_filtered(top_p_filter(logits.clone(), p), expected, f"top-p={p} logits",
+                          "Keep the smallest set of most likely tokens whose total probability reaches top_p, "
+                          "including the token that crosses the threshold, and scatter the mask back to vocabulary order")
 
 
 @check
