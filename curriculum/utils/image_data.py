@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from curriculum.utils.offline import CACHE_DIR, Loaded, use_real_resources
+from curriculum.utils.offline import Loaded, cache_dir, use_real_resources
 
 DIGIT_WORDS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
 FASHION_WORDS = ["t-shirt", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag", "ankle boot"]
@@ -74,7 +74,7 @@ def torchvision_dataset(name: str, size: int = 32, train: bool = True, limit: in
         "fashion_mnist": (torchvision.datasets.FashionMNIST, FASHION_WORDS, OBJECT_TEMPLATES),
         "cifar10": (torchvision.datasets.CIFAR10, CIFAR_WORDS, OBJECT_TEMPLATES),
     }[name]
-    ds = cls(root=str(CACHE_DIR / "torchvision"), train=train, download=True)
+    ds = cls(root=str(cache_dir("torchvision")), train=train, download=True)
     data = torch.as_tensor(ds.data[:limit])
     x = (data.permute(0, 3, 1, 2) if data.ndim == 4 else data[:, None]).float() / 255.0
     x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False).clamp(0, 1)

@@ -15,12 +15,34 @@ from __future__ import annotations
 import functools
 import os
 import socket
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 CACHE_DIR = Path(os.environ.get("CURRICULUM_CACHE", Path.home() / ".cache" / "open-alignment-curriculum"))
 HF_HOST = "huggingface.co"
+
+
+class CacheNotWritable(OSError):
+    """The cache folder cannot be created or written; the message names CURRICULUM_CACHE, which moves it."""
+
+
+def cache_dir(*parts: str) -> Path:
+    """CACHE_DIR/parts, created and checked writable, or CacheNotWritable saying how to move the cache."""
+    path = CACHE_DIR.joinpath(*parts)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=path):
+            pass
+    except OSError as e:
+        raise CacheNotWritable(
+            f"cannot write to the curriculum's cache folder {path} ({e.strerror or type(e).__name__}). Move the cache "
+            f"to a folder you can write by setting the environment variable CURRICULUM_CACHE before Python starts, "
+            f"e.g. `export CURRICULUM_CACHE=$HOME/curriculum-cache` in the shell that starts Jupyter, or "
+            f"`os.environ[\"CURRICULUM_CACHE\"] = ...` in the first cell, before anything imports curriculum."
+        ) from None
+    return path
 
 
 def _truthy(name: str) -> bool:
@@ -75,11 +97,10 @@ def offline_corpus() -> str:
 def load_text_corpus() -> Loaded:
     """Tiny Shakespeare (~1.1M characters) online; CPython's bundled documentation offline."""
     if use_real_resources():
-        path = CACHE_DIR / "tinyshakespeare.txt"
+        path = cache_dir() / "tinyshakespeare.txt"
         if not path.exists():
             import urllib.request
 
-            path.parent.mkdir(parents=True, exist_ok=True)
             urllib.request.urlretrieve(TINY_SHAKESPEARE_URL, path)
         text = path.read_text()
         return Loaded(text, True, f"Tiny Shakespeare, {len(text):,} characters")
@@ -97,7 +118,7 @@ EOS = "<|endoftext|>"
 
 def offline_tokenizer_dir(vocab_size: int = OFFLINE_VOCAB_SIZE) -> Path:
     """Train (once, ~1 s) a GPT-2-style byte-level BPE on the offline corpus and save it."""
-    path = CACHE_DIR / f"bpe-{vocab_size}"
+    path = cache_dir() / f"bpe-{vocab_size}"
     if (path / "tokenizer.json").exists():
         return path
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers

@@ -49,6 +49,8 @@ def line(
     With `smooth=k` the raw curve is drawn faintly and a k-point moving average on top.
     """
     series: Mapping[str, Any] = y if isinstance(y, Mapping) else {ylabel or "value": y}
+    if not series:
+        raise ValueError("line() got an empty dict: nothing to plot (pass {name: values, ...})")
     fig = go.Figure()
     colours = px.colors.qualitative.Plotly
     for i, (name, values) in enumerate(series.items()):
@@ -85,6 +87,14 @@ def imshow(
     z = to_numpy(z)
     if z.ndim not in (2, 3):
         raise ValueError(f"imshow takes a 2-D array (or 3-D for facets), got shape {z.shape}")
+    if z.size == 0:
+        raise ValueError(f"imshow got an empty array (shape {z.shape}): nothing to draw")
+    if np.isnan(z).all():
+        raise ValueError(f"imshow got an array of shape {z.shape} that is NaN everywhere: the values were never "
+                         f"computed or a computation produced NaN (check what fills it)")
+    if facet_labels is not None and (z.ndim != 3 or len(facet_labels) != z.shape[0]):
+        facets = f"{z.shape[0]} facets (the first axis of shape {z.shape})" if z.ndim == 3 else "a 2-D array, which has no facets"
+        raise ValueError(f"got {len(facet_labels)} facet_labels for {facets}: pass one label per facet")
     colour = dict(color_continuous_scale="RdBu", color_continuous_midpoint=zmid) if zmid is not None else {}
     fig = px.imshow(
         z,
@@ -121,8 +131,18 @@ def image_grid(
         imgs = imgs[:, None]
     if imgs.ndim != 4 or imgs.shape[1] not in (1, 3):
         raise ValueError(f"image_grid expects [N, H, W] or [N, C, H, W] with C in (1, 3), got shape {imgs.shape}")
+    if len(imgs) == 0:
+        raise ValueError(f"image_grid got no images (shape {imgs.shape}): pass at least one")
     if titles is not None and len(titles) != len(imgs):
         raise ValueError(f"got {len(titles)} titles for {len(imgs)} images")
+    if not np.isfinite(imgs).all():
+        bad = [i for i in range(len(imgs)) if not np.isfinite(imgs[i]).all()]
+        blank = [i for i in bad if np.isnan(imgs[i]).all()]
+        raise ValueError(
+            f"{len(bad)} of {len(imgs)} images contain NaN or inf (indices {bad[:10]}{'...' if len(bad) > 10 else ''}"
+            f"{f'; entirely NaN: {blank[:10]}' if blank else ''}); they would draw as black. The model or sampler "
+            f"produced non-finite values: look for a division by a near-zero variance or a diverging loss."
+        )
     lo, hi = value_range if value_range is not None else (float(imgs.min()), float(imgs.max()))
     imgs = np.clip((imgs - lo) / max(hi - lo, 1e-8), 0, 1)
     n = len(imgs)

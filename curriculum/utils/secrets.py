@@ -1,8 +1,17 @@
 """API keys, and the one helper that points LLM code at the real API or at the loopback server.
 
-Keys come only from the environment or a `.env` file (repository root or the current directory);
-they are never printed, logged or written into a notebook. Nothing here puts a key into
-`os.environ`, so subprocesses and inspect logs never see one we loaded from `.env`.
+Keys come only from the environment or a `.env` file; they are never printed, logged or written into
+a notebook. Nothing here puts a key into `os.environ`, so subprocesses and inspect logs never see one
+we loaded from `.env`. Where a key is looked up, in this order (the first that has it wins):
+
+1. the environment (`export OPENAI_API_KEY=...`, or Colab's secrets copied into `os.environ`);
+2. the project's `.env`, at the repository root;
+3. a `.env` in the current directory, for an installed package with no repository root. When it
+   and the project's `.env` both set a key to different values, the project's wins and a warning
+   names both files (never the values), so a stray `.env` never silently changes which key is used.
+
+API errors from the client `llm_endpoint` returns pass through `redact()`: a server that echoes the
+request (a proxy's authentication error, say) never puts the key into a traceback.
 
     from curriculum.utils.secrets import llm_endpoint
 
@@ -18,6 +27,7 @@ api.openai.com; otherwise to a `LoopbackServer` on 127.0.0.1 running `responder`
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -46,17 +56,22 @@ class MissingAPIKey(RuntimeError):
 
 
 def _env_files() -> list[Path]:
-    return [p for p in (Path.cwd() / ".env", ROOT / ".env") if p.is_file()]
+    """The .env files read, the project's first (see the module docstring for the rule)."""
+    paths = [ROOT / ".env", Path.cwd() / ".env"]
+    files = [p for p in paths if p.is_file()]
+    return files[:1] if len(files) == 2 and files[0].resolve() == files[1].resolve() else files
 
 
 def get_api_key(name: str = "OPENAI_API_KEY") -> str | None:
-    """The key from the environment, else from a .env file; None if neither has it. Never print it."""
+    """The key from the environment, else the project's .env, else the current directory's; None if none
+    has it. Never print it."""
     if value := os.environ.get(name, "").strip():
         return value
-    for path in _env_files():
-        if value := (dotenv_values(path).get(name) or "").strip():
-            return value
-    return None
+    found = [(path, value) for path in _env_files() if (value := (dotenv_values(path).get(name) or "").strip())]
+    if len({value for _, value in found}) > 1:
+        warnings.warn(f"{name} is set to different values in {found[0][0]} and {found[1][0]}; using the first "
+                      f"(the project's). Remove one of them to silence this.", stacklevel=2)
+    return found[0][1] if found else None
 
 
 def require_api_key(name: str = "OPENAI_API_KEY") -> str:
@@ -66,12 +81,33 @@ def require_api_key(name: str = "OPENAI_API_KEY") -> str:
     return key
 
 
-def redact(text: str, names: tuple[str, ...] = ("OPENAI_API_KEY", "ANTHROPIC_API_KEY")) -> str:
-    """`text` with every configured key's value replaced by a placeholder (for logs and error messages)."""
-    for name in names:
-        if (key := get_api_key(name)) and len(key) >= 8:
-            text = text.replace(key, f"<{name} redacted>")
+def redact(text: str, names: tuple[str, ...] = ("OPENAI_API_KEY", "ANTHROPIC_API_KEY"),
+           also: tuple[str, ...] = ()) -> str:
+    """`text` with every configured key's value (and each string in `also`) replaced by a placeholder."""
+    secrets = [(key, f"<{name} redacted>") for name in names if (key := get_api_key(name))]
+    secrets += [(value, "<API key redacted>") for value in also if value]
+    for key, placeholder in secrets:
+        if len(key) >= 8:
+            text = text.replace(key, placeholder)
     return text
+
+
+def _redact_body(body: Any, also: tuple[str, ...]) -> Any:
+    if isinstance(body, str):
+        return redact(body, also=also)
+    if isinstance(body, dict):
+        return {k: _redact_body(v, also) for k, v in body.items()}
+    if isinstance(body, list):
+        return [_redact_body(v, also) for v in body]
+    return body
+
+
+class RedactingOpenAI(openai.OpenAI):
+    """`openai.OpenAI` whose API errors never carry the key: message and body pass through `redact()`."""
+
+    def _make_status_error(self, err_msg: str, *, body: object, response: Any) -> openai.APIStatusError:
+        also = (self.api_key,) if isinstance(self.api_key, str) else ()
+        return super()._make_status_error(redact(err_msg, also=also), body=_redact_body(body, also), response=response)
 
 
 @dataclass
@@ -142,7 +178,7 @@ def llm_endpoint(
         offline = not (online and has_key)
     if not offline:
         key = require_api_key()
-        client = openai.OpenAI(api_key=key, max_retries=max_retries, timeout=timeout)
+        client = RedactingOpenAI(api_key=key, max_retries=max_retries, timeout=timeout)
         return LLMEndpoint(client, model, real=True, _api_key=key)
     server = LoopbackServer(responder, latency=latency, failures=failures).start()
     client = openai.OpenAI(base_url=server.base_url, api_key=LOOPBACK_KEY, max_retries=max_retries, timeout=timeout)

@@ -10,6 +10,7 @@ import os
 import random
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -360,11 +361,13 @@ def test_resume_reproduces_the_uninterrupted_run(tmp_path):
     torch.manual_seed(999)  # the resumed process starts with other RNG states: the checkpoint must restore them
     random.seed(999)
     second = S.train(cut, quiet=True)
-    assert second["step"] == [3, 4, 5]
-    resumed = first["loss"][:3] + second["loss"]
-    assert resumed == full["loss"], "resumed losses must be bit-for-bit those of the uninterrupted run"
-    assert second["val_loss"] == full["val_loss"][1:]
+    assert second["step"] == [0, 1, 2, 3, 4, 5], "the resumed history keeps the steps before the resume point"
+    assert second["loss"] == full["loss"], "resumed losses must be bit-for-bit those of the uninterrupted run"
+    assert second["val_loss"] == full["val_loss"] and second["val_step"] == full["val_step"]
     assert second["samples"] == full["samples"]
+    assert second["resumes"] == [{"step": 3, "changed": {}}]
+    on_disk = json.loads((tmp_path / "cut" / "history.json").read_text())
+    assert on_disk["step"] == full["step"] and on_disk["loss"] == full["loss"], "history.json covers the whole run"
     assert full["loss"][-1] < full["loss"][0]
 
 
@@ -394,3 +397,151 @@ def test_memmap_files_roundtrip(tmp_path):
     assert train == [1, 2, 3, 0, 6, 0] and val == [4, 5, 0] and (n_train, n_val) == (6, 3)
     with pytest.raises(ValueError, match="does not fit"):
         D.write_memmaps(["a"], lambda texts: [[70_000]], 0, tmp_path / "big")
+
+
+# --------------------------------------------------------------------------------------------- checkpoint guards
+# Damaged files, changed configs and neighbours: each refused with a message naming the file and the fix.
+
+RESUME_TINY = TINY + ["resume=true"]
+
+def _finished_run(tmp_path, *extra) -> Path:
+    out = tmp_path / "run"
+    S.train(S.load_config(SMOKE, RESUME_TINY + [f"out_dir={out}", *extra]), quiet=True)
+    return out
+
+
+def _resume(out, *extra):
+    return S.train(S.load_config(SMOKE, RESUME_TINY + [f"out_dir={out}", *extra]), quiet=True)
+
+
+def _damage(data: bytes, how: str) -> bytes:
+    mid = len(data) // 2
+    return {
+        "flipped": data[:mid] + bytes(b ^ 0xFF for b in data[mid : mid + 64]) + data[mid + 64 :],
+        "truncated": data[:mid],
+        "empty": b"",
+        "random": np.random.default_rng(0).bytes(len(data)),
+    }[how]
+
+
+# Without the sidecar, flipped bytes inside a tensor load silently (what the SHA-256 is for); the rest still fail.
+@pytest.mark.parametrize("how, sidecar", [(h, True) for h in ("flipped", "truncated", "empty", "random")]
+                         + [(h, False) for h in ("truncated", "empty", "random")])
+def test_damaged_checkpoint_is_refused(tmp_path, how, sidecar):
+    out = _finished_run(tmp_path)
+    ckpt = out / "ckpt.pt"
+    assert (out / "ckpt.pt.sha256").exists()
+    if not sidecar:  # a checkpoint from an older trainer: nothing to verify against, so it must fail to load
+        (out / "ckpt.pt.sha256").unlink()
+    ckpt.write_bytes(_damage(ckpt.read_bytes(), how))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with pytest.raises(S.CheckpointError) as err:
+            _resume(out, "max_steps=6")
+    message = str(err.value)
+    assert str(ckpt) in message and "delete ckpt.pt" in message and "resume=false" in message
+    assert "weights_only=False" not in message, "never pass on torch's advice to load unsafely"
+    if how == "empty":
+        assert "empty (0 bytes)" in message
+    elif sidecar:
+        assert "damaged: its SHA-256 differs" in message
+    else:
+        assert "not a readable checkpoint" in message
+
+
+def test_checkpoint_without_integrity_record_loads_with_warning(tmp_path):
+    out = _finished_run(tmp_path, "max_steps=4", "warmup_steps=1")
+    first = json.loads((out / "history.json").read_text())
+    (out / "ckpt.pt.sha256").unlink()
+    with pytest.warns(UserWarning, match="no integrity record"):
+        with pytest.raises(S.CheckpointError, match=r"max_steps: 4 -> 6"):
+            _resume(out, "max_steps=6", "warmup_steps=1")
+    with pytest.warns(UserWarning, match="no integrity record"):
+        resumed = _resume(out, "max_steps=6", "warmup_steps=1", "resume_override=max_steps")
+    assert resumed["step"] == list(range(6)) and resumed["loss"][:4] == first["loss"]
+
+
+def test_changed_model_shape_is_refused_naming_fields(tmp_path):
+    out = _finished_run(tmp_path)
+    with pytest.raises(S.CheckpointError, match=r"n_heads: 2 in the checkpoint, 4 now, d_model: 32 in the checkpoint, 64 now"):
+        _resume(out, "d_model=64", "n_heads=4")
+    with pytest.raises(S.ConfigError, match="model shapes cannot change"):
+        _resume(out, "d_model=64", "resume_override=d_model")
+
+
+@pytest.mark.parametrize("change", ["max_lr=0.001", "tokens_per_step=512", "seed=7"])
+def test_changed_run_setting_needs_an_override_which_is_recorded(tmp_path, change):
+    out = _finished_run(tmp_path, "max_steps=4")
+    name, _, value = change.partition("=")
+    with pytest.raises(S.CheckpointError, match=rf"{name}: .* -> .*resume_override={name}"):
+        _resume(out, "max_steps=4", change)
+    history = _resume(out, "max_steps=6", change, f"resume_override={name},max_steps")
+    (resume,) = history["resumes"]
+    assert resume["step"] == 4 and set(resume["changed"]) == {name, "max_steps"}
+    assert str(resume["changed"][name][1]) == str(getattr(S.load_config(SMOKE, [change]), name))
+    assert json.loads((out / "history.json").read_text())["resumes"] == [resume]
+
+
+def test_free_settings_resume_without_override(tmp_path):
+    out = _finished_run(tmp_path, "max_steps=4")
+    history = _resume(out, "max_steps=4", "eval_interval=2", "sample_tokens=4", "micro_batch_size=2")
+    assert history["step"] == [0, 1, 2, 3]
+
+
+def test_unknown_override_is_a_config_error():
+    with pytest.raises(S.ConfigError, match="resume_override names .*'max_lrr'"):
+        S.load_config(SMOKE, ["resume_override=max_lrr"]).validate()
+
+
+_WRITER = """
+import sys
+from curriculum.solutions.chapter1 import train as S
+from curriculum.checks.chapter1.train import _fresh_state
+model, optimizer, scaler, rng = _fresh_state(seed=int(sys.argv[2]))
+for step in range(30):
+    S.write_checkpoint(sys.argv[1], model, optimizer, scaler, step, rng, {"seed": int(sys.argv[2])})
+"""
+
+
+def test_two_runs_checkpointing_into_one_folder_both_succeed(tmp_path):
+    path = tmp_path / "shared" / "ckpt.pt"
+    procs = [subprocess.Popen([sys.executable, "-c", _WRITER, str(path), str(seed)], cwd=ROOT, env=_env(),
+                              stderr=subprocess.PIPE, text=True) for seed in (0, 1)]
+    errors = [(p.wait(timeout=120), p.stderr.read()) for p in procs]
+    assert all(code == 0 for code, _ in errors), f"a writer crashed: {errors}"
+    assert not list(path.parent.glob("*.tmp")), "no temporary file is left behind"
+    model, optimizer, scaler, rng = T._fresh_state(seed=0)
+    saved = json.loads((path.parent / "ckpt.pt.sha256").read_text())["config"]
+    step, _ = S.resume_checkpoint(path, model, optimizer, scaler, rng, saved)  # whichever won, it verifies
+    assert step == 29
+
+
+_PREPARER = """
+import sys
+from curriculum.solutions.chapter1.train_data import prepare_data
+print(prepare_data("offline", "", sys.argv[1], 0, 200).n_train_tokens)
+"""
+
+
+def test_two_processes_preparing_one_data_folder_both_succeed(tmp_path):
+    procs = [subprocess.Popen([sys.executable, "-c", _PREPARER, str(tmp_path / "data")], cwd=ROOT, env=_env(),
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    results = [(p.wait(timeout=300), p.stdout.read().strip(), p.stderr.read()[-2000:]) for p in procs]
+    assert all(code == 0 for code, _, _ in results), f"a preparation crashed: {results}"
+    assert results[0][1] == results[1][1] and int(results[0][1]) > 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data"], "scratch folders are cleaned up"
+
+
+
+def test_history_written_ahead_of_a_checkpoint_is_truncated_on_resume(tmp_path):
+    """A job killed after writing history.json but before its checkpoint landed: the resume drops the
+    steps past the checkpoint it actually loads, so no step appears twice."""
+    out = tmp_path / "run"
+    S.train(S.load_config(SMOKE, RESUME_TINY + [f"out_dir={out}"]), stop_after=4, quiet=True)  # checkpoint at 3
+    ahead = json.loads((out / "history.json").read_text())
+    ahead["step"] += [4, 5]
+    ahead["loss"] += [1.0, 1.0]
+    ahead["lr"] += [0.0, 0.0]
+    (out / "history.json").write_text(json.dumps(ahead))
+    history = _resume(out)
+    assert history["step"] == [0, 1, 2, 3, 4, 5] and 1.0 not in history["loss"]

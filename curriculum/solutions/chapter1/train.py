@@ -23,6 +23,8 @@ import random
 import sys
 import time
 import tomllib
+import uuid
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, ContextManager, Sequence, get_type_hints
@@ -39,6 +41,7 @@ from tqdm.auto import tqdm
 from curriculum.solutions.chapter1.gpt2 import GPT2, Config, SamplingConfig, generate
 from curriculum.solutions.chapter1.train_data import DataInfo, get_batch, load_split, prepare_data, tokenizer_fns
 from curriculum.utils import get_device, offline
+from curriculum.utils.files import atomic_write_text, sha256_file
 
 CONFIG_DIR = Path(__file__).resolve().parents[3] / "configs" / "train"  # smoke_cpu, gpt2_124m, gpt2_124m_ddp
 
@@ -92,6 +95,7 @@ class TrainConfig:
     out_dir: str = "runs/train/gpt2_124m"
     ckpt_interval: int = 1000  # steps between checkpoints (0: only at the end)
     resume: bool = True  # continue from out_dir/ckpt.pt when it exists
+    resume_override: str = ""  # run settings (comma-separated, e.g. "max_lr,max_steps") a resume may change
     log_interval: int = 10
     wandb_project: str = ""  # "" = no W&B; otherwise a run, offline when no key is configured
     peak_flops: float = 0.0  # per-device peak for MFU; 0 = datasheet table or a measured matmul
@@ -108,6 +112,9 @@ class TrainConfig:
             attn_impl=self.attn_impl,
             tie_embeddings=True,  # GPT-2 reads logits off W_E^T: 38M fewer parameters at 124M scale
         )
+
+    def resume_overrides(self) -> list[str]:
+        return [name.strip() for name in self.resume_override.split(",") if name.strip()]
 
     def grad_accum_steps(self, world_size: int = 1) -> int:
         return self.tokens_per_step // (self.micro_batch_size * self.block_size * world_size)
@@ -146,6 +153,11 @@ class TrainConfig:
             raise ConfigError(f"warmup_steps={self.warmup_steps} must be below max_steps={self.max_steps}")
         if not (0 <= self.beta1 < 1 and 0 <= self.beta2 < 1):
             raise ConfigError(f"betas must lie in [0, 1), got beta1={self.beta1}, beta2={self.beta2}")
+        if unknown := set(self.resume_overrides()) - set(RUN_FIELDS):
+            raise ConfigError(
+                f"resume_override names {sorted(unknown)}, which a resume cannot change or which do not exist; "
+                f"it takes run settings from: {', '.join(RUN_FIELDS)} (model shapes cannot change on resume)"
+            )
         choices = {"attn_impl": ("sdpa", "manual"), "dtype": ("auto", "float32", "bfloat16", "float16")}
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
@@ -154,6 +166,15 @@ class TrainConfig:
 
 class ConfigError(ValueError):
     """A config value that cannot work; the message names the fix."""
+
+
+# What a resume compares with the checkpoint's config. Model fields decide the parameters' shapes, so a
+# change can never load. Run fields decide which run this is (data, schedule, optimiser, seed): a change
+# mixes two runs in one, so it needs `resume_override`. Everything else (device, precision, compile,
+# micro_batch_size, evaluation, logging, out_dir) may change freely.
+MODEL_FIELDS = ("n_layers", "n_heads", "d_model", "n_ctx")
+RUN_FIELDS = ("dataset", "dataset_config", "max_tokens", "val_every", "block_size", "tokens_per_step", "max_lr",
+              "min_lr", "warmup_steps", "max_steps", "weight_decay", "beta1", "beta2", "grad_clip", "seed")
 
 
 def _parse_value(name: str, raw: Any, typ: type) -> Any:
@@ -335,7 +356,7 @@ def save_checkpoint(
         "python_rng": random.getstate(),
         "config": config or {},
     }
-    tmp = path.with_name(path.name + ".tmp")
+    tmp = path.with_name(f"{path.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp")  # unique: runs may share a folder
     torch.save(state, tmp)
     os.replace(tmp, path)
     # END EXERCISE
@@ -361,6 +382,128 @@ def load_checkpoint(
     random.setstate(state["python_rng"])
     return state["step"]
     # END EXERCISE
+
+
+# ---------------------------------------------------------------------------------------------
+# Guards around the checkpoint exercise: integrity, readable errors, no mixing of two runs
+# ---------------------------------------------------------------------------------------------
+
+HISTORY_KEYS = ("step", "loss", "lr", "val_step", "val_loss", "samples", "resumes")
+SIDECAR_SUFFIX = ".sha256"  # ckpt.pt.sha256: JSON {sha256, bytes, step, config}, written after the checkpoint
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint a run refuses to resume from; the message names the file and what to do."""
+
+
+def _start_over(path: Path) -> str:
+    return (f"To start this run over, delete {path.name} and {path.name}{SIDECAR_SUFFIX} in {path.parent} (or set "
+            f"resume=false); to keep them, point out_dir at a new folder. If you kept a copy of the checkpoint, put it back.")
+
+
+def write_checkpoint(path: str | Path, model: nn.Module, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler,
+                     step: int, data_rng: torch.Generator, config: dict[str, Any]) -> None:
+    """`save_checkpoint`, then a sidecar with the file's SHA-256 and the run's config.
+
+    The old sidecar is removed first: a run killed between the two writes leaves a checkpoint with no
+    record (loaded with a warning), never one whose record belongs to another file (refused as damaged)."""
+    path = Path(path)
+    sidecar = path.with_name(path.name + SIDECAR_SUFFIX)
+    sidecar.unlink(missing_ok=True)
+    save_checkpoint(path, model, optimizer, scaler, step, data_rng, config)
+    record = {"sha256": sha256_file(path), "bytes": path.stat().st_size, "step": step, "config": config}
+    atomic_write_text(sidecar, json.dumps(record, indent=1))
+
+
+def _read_checkpoint_config(path: Path) -> dict[str, Any]:
+    """The config stored in a checkpoint with no sidecar, or a CheckpointError if it is not a checkpoint."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - torch raises EOFError, UnpicklingError, RuntimeError... for a bad file
+        raise CheckpointError(f"{path} is not a readable checkpoint ({type(e).__name__} while unpickling): it is "
+                              f"damaged or is some other file. {_start_over(path)}") from None
+    if not isinstance(state, dict) or "model" not in state:
+        raise CheckpointError(f"{path} holds no model state_dict: it is not a checkpoint this trainer wrote. {_start_over(path)}")
+    return state.get("config") or {}
+
+
+def config_changes(saved: dict[str, Any], new: dict[str, Any], allowed: Sequence[str], path: Path) -> dict[str, list]:
+    """The run settings that differ from the checkpoint's and are allowed to; refuse any other difference."""
+    def diff(fields):
+        return {k: [saved[k], new.get(k)] for k in fields if k in saved and saved[k] != new.get(k)}
+
+    if model := diff(MODEL_FIELDS):
+        listed = ", ".join(f"{k}: {old} in the checkpoint, {new_} now" for k, (old, new_) in model.items())
+        raise CheckpointError(f"{path} holds a different model ({listed}): its weights cannot fit the model this "
+                              f"config builds. Resume with the checkpoint's model settings, or train the new shape "
+                              f"in a new out_dir (or with resume=false).")
+    run = diff(RUN_FIELDS)
+    if refused := {k: v for k, v in run.items() if k not in allowed}:
+        listed = ", ".join(f"{k}: {old!r} -> {new_!r}" for k, (old, new_) in refused.items())
+        raise CheckpointError(f"the config differs from the one {path} was trained with ({listed}); resuming would "
+                              f"mix two runs in one. Put the old values back, start the new settings in a new out_dir, "
+                              f"or accept the change with resume_override={','.join(refused)} (it is recorded in "
+                              f"history.json).")
+    return run
+
+
+def resume_checkpoint(path: str | Path, model: nn.Module, optimizer: torch.optim.Optimizer,
+                      scaler: torch.amp.GradScaler, data_rng: torch.Generator, config: dict[str, Any],
+                      allowed_changes: Sequence[str] = ()) -> tuple[int, dict[str, list]]:
+    """Verify a checkpoint, compare its config with this run's, then `load_checkpoint` it.
+
+    Returns (the step to run next, the run settings that changed, as {name: [old, new]})."""
+    path = Path(path)
+    sidecar = path.with_name(path.name + SIDECAR_SUFFIX)
+    size = path.stat().st_size
+    if size == 0:
+        raise CheckpointError(f"{path} is empty (0 bytes): it was never written. {_start_over(path)}")
+    if sidecar.exists():
+        try:
+            record = json.loads(sidecar.read_text())
+            expected, saved = record["sha256"], record.get("config") or {}
+        except (json.JSONDecodeError, KeyError, TypeError):
+            raise CheckpointError(f"{sidecar} (the integrity record of {path.name}) is unreadable, so the checkpoint "
+                                  f"cannot be verified. {_start_over(path)}") from None
+        if sha256_file(path) != expected:
+            raise CheckpointError(f"{path} is damaged: its SHA-256 differs from the one recorded when it was saved "
+                                  f"({size:,} bytes now, {record.get('bytes', 0):,} then). Resuming from it would train "
+                                  f"on corrupted weights. {_start_over(path)}")
+    else:
+        warnings.warn(f"{path} has no integrity record ({sidecar.name}): it comes from an older trainer or from a run "
+                      f"killed while saving, and cannot be verified. Loading it anyway.", stacklevel=2)
+        saved = _read_checkpoint_config(path)
+    changes = config_changes(saved, config, allowed_changes, path) if saved else {}
+    try:
+        step = load_checkpoint(path, model, optimizer, scaler, data_rng)
+    except Exception as e:  # noqa: BLE001 - torch's message for a bad pickle recommends weights_only=False (unsafe)
+        first = str(e).strip().splitlines()[0][:200] if isinstance(e, (KeyError, RuntimeError, ValueError)) else ""
+        raise CheckpointError(f"{path} could not be loaded into this run ({type(e).__name__}{': ' + first if first else ''}). "
+                              f"{_start_over(path)}") from None
+    return step, changes
+
+
+def load_history(out_dir: Path, start: int) -> dict[str, list]:
+    """The run's history before step `start` (what a resumed run continues), from out_dir/history.json."""
+    history: dict[str, list] = {k: [] for k in HISTORY_KEYS}
+    path = out_dir / "history.json"
+    if start == 0 or not path.exists():
+        return history
+    try:
+        saved = json.loads(path.read_text())
+        keep = [i for i, s in enumerate(saved["step"]) if s < start]
+        history["step"] = [saved["step"][i] for i in keep]
+        history["loss"] = [saved["loss"][i] for i in keep]
+        history["lr"] = [saved["lr"][i] for i in keep]
+        keep = [i for i, s in enumerate(saved["val_step"]) if s < start]
+        history["val_step"] = [saved["val_step"][i] for i in keep]
+        history["val_loss"] = [saved["val_loss"][i] for i in keep]
+        history["samples"] = [(s, text) for s, text in saved["samples"] if s < start]
+        history["resumes"] = list(saved.get("resumes", []))
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError, IndexError):
+        warnings.warn(f"{path} is unreadable: the history of steps before {start} is lost; training continues.", stacklevel=2)
+        return {k: [] for k in HISTORY_KEYS}
+    return history
 
 
 # ---------------------------------------------------------------------------------------------
@@ -504,8 +647,10 @@ def sample_text(model: GPT2, tokenizer, prompt: str, n_tokens: int, device: torc
 
 
 def train(cfg: TrainConfig, stop_after: int | None = None, quiet: bool = False) -> dict[str, list]:
-    """Train per `cfg`; return the history {"step", "loss", "lr", "val_step", "val_loss", "samples"},
-    also written to out_dir/history.json.
+    """Train per `cfg`; return the history {"step", "loss", "lr", "val_step", "val_loss", "samples", "resumes"},
+    also written to out_dir/history.json (with every checkpoint, and at the end). A resumed run's history
+    starts at step 0: the steps before the resume point come from the history.json it continues, and
+    "resumes" lists each resume's step and the settings `resume_override` let it change.
 
     `stop_after=k` ends the run after step k as if the job were killed there (after its checkpoint, if
     one falls due): resuming from out_dir must then reproduce the uninterrupted run.
@@ -549,11 +694,13 @@ def _train(cfg: TrainConfig, dist_: Distributed, stop_after: int | None, quiet: 
     )
     autocast = lambda: torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None)  # noqa: E731
 
-    ckpt_path = Path(cfg.out_dir) / "ckpt.pt"
-    start = 0
+    out_dir = Path(cfg.out_dir)
+    ckpt_path = out_dir / "ckpt.pt"
+    start, changes = 0, {}
     if cfg.resume and ckpt_path.exists():
-        start = load_checkpoint(ckpt_path, model, optimizer, scaler, data_rng)
-        log(f"resumed from {ckpt_path} at step {start}")
+        start, changes = resume_checkpoint(ckpt_path, model, optimizer, scaler, data_rng, dataclasses.asdict(cfg),
+                                           cfg.resume_overrides())
+        log(f"resumed from {ckpt_path} at step {start}" + (f"; changed by resume_override: {changes}" if changes else ""))
 
     train_model: nn.Module = torch.compile(model) if cfg.compile else model
     if dist_.world_size > 1:
@@ -569,7 +716,14 @@ def _train(cfg: TrainConfig, dist_: Distributed, stop_after: int | None, quiet: 
         f"{cfg.micro_batch_size}x{cfg.block_size} per process per step; peak {peak / 1e12:.3g} TFLOP/s ({peak_source})")
 
     tokenizer = offline.load_tokenizer().value
-    history: dict[str, list] = {k: [] for k in ("step", "loss", "lr", "val_step", "val_loss", "samples")}
+    history = load_history(out_dir, start)  # a resumed run keeps the steps before the resume point
+    if start:
+        history["resumes"].append({"step": start, "changed": changes})
+
+    def save(step: int) -> None:
+        # history first: if the job dies before the checkpoint lands, resume truncates it to the old checkpoint's step
+        atomic_write_text(out_dir / "history.json", json.dumps(history))
+        write_checkpoint(ckpt_path, model, optimizer, scaler, step, data_rng, dataclasses.asdict(cfg))
 
     def eval_and_sample(step: int, final: bool = False) -> None:
         if final or (cfg.eval_interval and step % cfg.eval_interval == 0):
@@ -619,17 +773,16 @@ def _train(cfg: TrainConfig, dist_: Distributed, stop_after: int | None, quiet: 
                          "perf/tokens_per_s": tokens_per_s, "perf/mfu": step_mfu}, step=step)
             done = step + 1
             if main and cfg.ckpt_interval and done % cfg.ckpt_interval == 0:
-                save_checkpoint(ckpt_path, model, optimizer, scaler, done, data_rng, dataclasses.asdict(cfg))
+                save(done)
             if stop_after is not None and done >= stop_after:
                 break
         else:
             eval_and_sample(cfg.max_steps, final=True)
             if main:
-                save_checkpoint(ckpt_path, model, optimizer, scaler, cfg.max_steps, data_rng, dataclasses.asdict(cfg))
+                save(cfg.max_steps)
         bar.close()
     if main:  # the metrics as JSON too: for plots, and for tests that launch the CLI through torchrun
-        Path(cfg.out_dir).mkdir(parents=True, exist_ok=True)
-        (Path(cfg.out_dir) / "history.json").write_text(json.dumps(history))
+        atomic_write_text(out_dir / "history.json", json.dumps(history))
     return history
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
@@ -152,21 +153,30 @@ def prepare_data(
     if vocab_size > np.iinfo(TOKEN_DTYPE).max + 1:
         raise ValueError(f"vocabulary of {vocab_size} does not fit in {TOKEN_DTYPE.__name__} token files")
     name = f"{dataset if real else OFFLINE}-{dataset_config}-{tok.description}-{max_tokens}-{val_every}"
-    out = Path(data_dir) if data_dir else offline.CACHE_DIR / "train_data" / re.sub(r"[^\w.-]+", "_", name)[:120]
+    out = Path(data_dir) if data_dir else offline.cache_dir("train_data") / re.sub(r"[^\w.-]+", "_", name)[:120]
     meta_path = out / META_FILE
     if not meta_path.exists():
         docs, corpus = _documents(dataset, dataset_config, real)
-        # Write into a scratch folder and rename at the end: an interrupted run leaves no half corpus.
-        tmp = out.with_name(out.name + ".tmp")
-        shutil.rmtree(tmp, ignore_errors=True)
-        n_train, n_val = write_memmaps(docs, encode_batch, eot, tmp, val_every=val_every, max_tokens=max_tokens)
-        if n_val == 0:
-            raise ValueError(f"corpus {corpus!r} has fewer than {val_every} documents: lower val_every")
-        meta = dict(vocab_size=vocab_size, eot_token=eot, n_train_tokens=n_train, n_val_tokens=n_val,
-                    tokenizer=tok.description, corpus=corpus)
-        (tmp / META_FILE).write_text(json.dumps(meta, indent=1))
-        shutil.rmtree(out, ignore_errors=True)
-        tmp.rename(out)
+        # Write into a scratch folder of our own and rename it at the end: an interrupted run leaves no half
+        # corpus, and two processes preparing the same corpus at once never share a scratch folder.
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f"{out.name}.", suffix=".tmp", dir=out.parent))
+        try:
+            n_train, n_val = write_memmaps(docs, encode_batch, eot, tmp, val_every=val_every, max_tokens=max_tokens)
+            if n_val == 0:
+                raise ValueError(f"corpus {corpus!r} has fewer than {val_every} documents: lower val_every")
+            meta = dict(vocab_size=vocab_size, eot_token=eot, n_train_tokens=n_train, n_val_tokens=n_val,
+                        tokenizer=tok.description, corpus=corpus)
+            (tmp / META_FILE).write_text(json.dumps(meta, indent=1))
+            if out.exists() and not meta_path.exists():
+                shutil.rmtree(out, ignore_errors=True)  # a folder left without meta.json is not a finished corpus
+            try:
+                tmp.rename(out)
+            except OSError:
+                if not meta_path.exists():  # not "another process finished first": a real error
+                    raise
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
     meta = json.loads(meta_path.read_text())
     return DataInfo(data_dir=out, **meta)
 
