@@ -545,3 +545,14 @@ def test_history_written_ahead_of_a_checkpoint_is_truncated_on_resume(tmp_path):
     (out / "history.json").write_text(json.dumps(ahead))
     history = _resume(out)
     assert history["step"] == [0, 1, 2, 3, 4, 5] and 1.0 not in history["loss"]
+
+
+def test_two_training_runs_sharing_an_out_dir_both_finish(tmp_path):
+    """Two trainer processes (say, a notebook and a terminal) checkpointing every step into one folder."""
+    cmd = [sys.executable, "-m", "curriculum.solutions.chapter1.train", "--config", str(SMOKE), *TINY, "ckpt_interval=1",
+           f"out_dir={tmp_path / 'shared'}"]
+    procs = [subprocess.Popen(cmd + [f"seed={seed}"], cwd=ROOT, env=_env(), stdout=subprocess.DEVNULL,
+                              stderr=subprocess.PIPE, text=True) for seed in (0, 1)]
+    results = [(p.wait(timeout=300), p.stderr.read()[-2000:]) for p in procs]
+    assert all(code == 0 for code, _ in results), f"a run crashed: {results}"
+    assert not list((tmp_path / "shared").glob("*.tmp"))
