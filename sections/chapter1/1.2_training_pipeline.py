@@ -16,10 +16,23 @@
 # | checkpoints + exact resume | a killed job continues as if nothing happened |
 # | bf16 autocast, TF32, `torch.compile`, flash attention | the 3-10x between a toy and a real run |
 # | DDP through `torchrun` | more GPUs, same script |
+# | fixed-batch validation + a multiple-choice benchmark | numbers that compare like with like, and a skill rather than a loss |
 #
-# You write the six pieces where the bugs hide; the reference trainer
-# (`curriculum/solutions/chapter1/train.py`, a command-line tool you can run for real) uses exactly those
-# functions, and you run it at the end, resume it, and read its throughput.
+# You write the pieces where the bugs hide, from the data file to the evaluation; the reference
+# trainer (`curriculum/solutions/chapter1/train.py`, a command-line tool you can run for real) is built
+# from exactly those functions, and at the end you run it, kill it, resume it, and score it on a
+# multiple-choice benchmark.
+#
+# ![How the pieces fit: data on disk, one training step, evaluation, and what a checkpoint keeps](figures/1.2_pipeline.svg)
+#
+# Read the figure from the left. The corpus is tokenised **once** into two flat files of token ids;
+# every step samples windows from the training file with a seeded generator. One optimizer step
+# (`train_step`) runs several micro-batches forward and backward, then unscales, clips, steps and
+# updates the loss scale. Now and then the weights are evaluated on the validation file and on a
+# multiple-choice task. The orange arrows are what a checkpoint must capture for a killed run to
+# continue bit for bit: not only the weights, but the optimizer's moments, the loss scale, the step,
+# every random generator, and the data position (which, because batches come from a seeded
+# generator, is just that generator's state).
 #
 # **Online or offline.** Online the corpus is a real Hugging Face dataset tokenised with GPT-2's
 # tokenizer; offline (on a plane, or behind a firewall) it is CPython's documentation with a small
@@ -42,6 +55,7 @@ import torch
 import torch.nn.functional as F
 from jaxtyping import Float, Int
 from torch import Tensor, nn
+from tqdm.auto import tqdm
 
 from curriculum import utils
 from curriculum.solutions.chapter1.gpt2 import GPT2, Config
@@ -52,12 +66,14 @@ from curriculum.solutions.chapter1.train import (
     TrainConfig,
     load_config,
     lm_loss,
+    mean_across_processes,
     resolve_amp_dtype,
     train,
 )
-from curriculum.solutions.chapter1.train_data import load_split, prepare_data, tokenizer_fns
+from curriculum.solutions.chapter1.train_data import TOKEN_DTYPE, chunked, load_split, prepare_data, tokenizer_fns
 from curriculum.checks.chapter1 import train as tests
-from curriculum.utils.offline import load_tokenizer
+from curriculum.solutions.chapter1.mc_eval import load_mc_examples, mc_accuracy
+from curriculum.utils.offline import describe, load_tokenizer
 from curriculum.utils.plotting import line
 
 torch.manual_seed(0)
@@ -75,6 +91,45 @@ ON_GPU = utils.get_device().type == "cuda"
 # Documents are joined with an end-of-text token so the model learns where one text ends, and every
 # 200th document (here: every 20th paragraph) goes to a validation file the model never trains on.
 # `prepare_data` caches the result, keyed by corpus and tokenizer.
+#
+# ![Documents become one stream of token ids with an end-of-text token after each; every val_every-th document goes to val.bin; a training window of block_size + 1 tokens gives x and y](figures/1.2_memmap.svg)
+#
+# Why split by document and not by position (say, the last 1% of tokens)? A stream has no known
+# end, so "the last 1%" cannot be found until the whole stream is read; and a split by position cuts
+# a document in two, so the model would train on the first half of a text and be validated on its
+# second half, which flatters it. A document-level rule decided as each document arrives has neither
+# problem.
+#
+# ### Exercise: tokenise documents into memmap files
+#
+# `write_memmaps(documents, encode_batch, eot_token, out_dir, val_every, max_tokens, chunk_docs)`
+# writes `train.bin` and `val.bin`. The loop you write is the whole of data preparation at any scale:
+#
+# - take the documents `chunk_docs` at a time (`chunked` is given) and encode each chunk in one
+#   `encode_batch` call: fast tokenizers are far quicker on a list than one text at a time;
+# - append `eot_token` to every document's ids;
+# - count documents across chunks; document `i` goes to val when `i % val_every == val_every - 1`;
+# - write the ids as `uint16` bytes (`np.asarray(ids).astype(np.uint16).tobytes()`), but first make
+#   sure every id fits: `astype(np.uint16)` turns 70,000 into 4,464 without a word, which would
+#   corrupt the data for the whole run. Raise `ValueError` instead;
+# - keep per-split token counts, return `(n_train, n_val)`, and when `max_tokens > 0` stop after the
+#   first chunk at which the total written reaches it.
+#
+# The check writes eight documents of unequal lengths with `val_every=3` and `chunk_docs=3` (so the
+# split rule has to count across chunk boundaries) and reads the bytes back.
+
+# %% exercise curriculum.solutions.chapter1.train_data:write_memmaps difficulty=2 importance=3 minutes=20
+tests.check_write_memmaps(write_memmaps)
+
+# %% hint
+# Two nested loops: over chunks, then over the encoded documents of that chunk. A counter of
+# documents lives outside both loops (it must not restart with each chunk); the token counts live in
+# the `counts` dict the function already created, and the open files in `files[split]`.
+
+# %% hint
+# For each document: `ids = np.asarray(ids + [eot_token], dtype=np.int64)`; if `ids.max()` exceeds
+# `np.iinfo(np.uint16).max`, raise; pick `split`; `files[split].write(ids.astype(np.uint16).tobytes())`;
+# `counts[split] += len(ids)`; `bar.update(len(ids))`. After the inner loop, check `max_tokens`.
 
 # %%
 DATASET = "roneneldan/TinyStories"  # used when online; offline the stand-in corpus replaces it
@@ -211,7 +266,8 @@ print(f"GPT-2 124M: {len(decay['params'])} tensors / {n_decay:,} parameters deca
 #
 # The reference function also takes the pieces a real trainer threads through it: an `autocast`
 # context for the forward pass, the fp16 `GradScaler` (backward goes through `scaler.scale(loss)`),
-# and DDP's `no_sync` (covered in section 8). You write the two lines inside the loop.
+# and DDP's `no_sync` (see *More GPUs: DDP through torchrun* below). You write the two lines inside
+# the loop.
 #
 # ### Exercise: gradient accumulation
 #
@@ -236,7 +292,64 @@ tests.check_accumulate_gradients(accumulate_gradients)
 # gradient survived.
 
 # %% [markdown]
-# ## 5. FLOPs per token and MFU
+# ## 5. One whole training step: mixed precision and clipping
+#
+# Accumulating gradients is the middle of a step. Around it sit five small operations whose *order*
+# matters, and every one of them has a classic bug:
+#
+# 1. **Set the learning rate** in every parameter group (the schedule is a function of the step; the
+#    optimizer only knows what you last wrote into `group["lr"]`).
+# 2. **Clear old gradients** (`optimizer.zero_grad(set_to_none=True)`): `backward` *adds* into
+#    `.grad`, which is what made accumulation work, and what makes a forgotten `zero_grad` silently
+#    add last step's gradient to this one.
+# 3. **Accumulate** the micro-batches (your `accumulate_gradients`).
+# 4. **Unscale, then clip.** In fp16 training the `GradScaler` multiplied the loss by a large scale
+#    *S* (often 2^16) so that small gradients do not underflow to zero in fp16. Every gradient is
+#    therefore *S* times too big. `scaler.unscale_(optimizer)` divides them back; only then does
+#    `clip_grad_norm_(params, max_norm)` see the true global norm. Clip before unscaling and you
+#    compare `S * |g|` with `max_norm`: every step is clipped to a tiny fraction of its size.
+#    Clipping rescales all gradients together when their global norm exceeds `max_norm`, so a single
+#    bad batch cannot throw the weights far. `grad_clip = 0` means "no clipping" in our config, so pass
+#    `float("inf")` then: `clip_grad_norm_(params, 0)` would zero every gradient.
+# 5. **Step and update the scale.** `scaler.step(optimizer)` skips the step if any gradient is inf or
+#    NaN (an fp16 overflow); `scaler.update()` then halves the scale after an overflow, or doubles it
+#    after a run of clean steps. Without `update` the scale never adapts: one overflow and every
+#    later step is skipped.
+#
+# With bf16 or fp32 the scaler is created with `enabled=False`, and all its methods pass through, so
+# one code path serves every precision.
+#
+# A worked example of why clipping happens *after* unscaling: say the true gradient norm is 0.8,
+# `max_norm = 1.0` and the scale is 65,536. The scaled norm is 52,429; clipping it to 1.0 multiplies
+# every gradient by 1.0 / 52,429, and unscaling afterwards divides by another 65,536. The step is
+# about 3 × 10^-10 of the size it should have been, and the loss curve goes flat with no error.
+#
+# ### Exercise: `train_step`
+#
+# Write the body of `train_step(model, optimizer, scaler, micro_batches, lr, grad_clip, autocast,
+# train_model, no_sync)`: the five operations above, returning `(loss, grad_norm)` where `grad_norm`
+# is what `clip_grad_norm_` returns (the norm *before* clipping, which is what you want to log).
+# `train_model` is the model to run forward (the compiled or DDP-wrapped one in a real run); the
+# parameters to clip are `model.parameters()`. The check takes two steps in fp32 without clipping,
+# then two with clipping active and a scaler, and compares the parameters after every step with
+# plain autograd + `clip_grad_norm_` + AdamW.
+
+# %% exercise curriculum.solutions.chapter1.train:train_step difficulty=3 importance=5 minutes=20
+tests.check_train_step(train_step)
+
+# %% hint
+# Seven calls in order: write `lr` into each of `optimizer.param_groups`; `optimizer.zero_grad`;
+# `accumulate_gradients(train_model, micro_batches, scaler, autocast, no_sync)`; `scaler.unscale_`;
+# `torch.nn.utils.clip_grad_norm_`; `scaler.step`; `scaler.update`.
+
+# %% hint
+# The max norm is `grad_clip or float("inf")`. Keep both return values: the loss from
+# `accumulate_gradients` and the norm from `clip_grad_norm_`. If the check says the norm is 1024x too
+# big, `unscale_` is missing or comes after the clip; if step 1 is off while step 0 matched, the
+# gradients were not cleared.
+
+# %% [markdown]
+# ## 6. FLOPs per token and MFU
 #
 # **Model FLOPs utilisation** is the fraction of the hardware's peak FLOP/s that the model's own
 # arithmetic uses: `flops_per_token * tokens_per_second / peak_flops`. It ignores recomputation and
@@ -250,11 +363,16 @@ tests.check_accumulate_gradients(accumulate_gradients)
 # token forward, times 3 with backward: **12 · n_layers · seq_len · d_model**.
 # The check counts the real FLOPs of a forward + backward with `torch.utils.flop_counter`.
 #
-# ### Exercise: FLOPs per token and MFU
+# A worked example for GPT-2 124M at 1024 tokens: about 124M parameters, minus the 0.8M of the
+# position table, gives 6 × 123.6M ≈ 0.74 GFLOPs for the weights; attention adds
+# 12 × 12 × 1024 × 768 ≈ 0.11 GFLOPs. So attention is about 13% of the cost at this length, and its
+# share grows linearly with the context. The cell after the exercise prints the exact figure.
 #
-# `flops_per_token(model, seq_len)` returns the training FLOPs per token from the formula above;
-# `mfu` turns a measured throughput into a utilisation. The check accepts a formula within 3% of
-# the counted FLOPs.
+# ### Exercise: FLOPs per token
+#
+# `flops_per_token(model, seq_len)` returns the training FLOPs per token from the formula above.
+# `mfu` (given, one line: achieved FLOP/s over peak FLOP/s) turns it and a measured throughput into a
+# utilisation. The check accepts a formula within 3% of the counted FLOPs.
 
 # %% exercise curriculum.solutions.chapter1.train:flops_per_token,mfu difficulty=3 importance=3 minutes=20
 tests.check_flops_per_token(flops_per_token, mfu)
@@ -262,7 +380,7 @@ tests.check_flops_per_token(flops_per_token, mfu)
 # %% hint
 # Two terms. The weights: 6 FLOPs per parameter per token (2 forward, 4 backward), counting every
 # parameter except the position table. The attention products, which involve no parameters and grow
-# with `seq_len`: `12 * n_layers * seq_len * d_model`. MFU is achieved FLOP/s over peak FLOP/s.
+# with `seq_len`: `12 * n_layers * seq_len * d_model`.
 
 # %% hint
 # `sum(p.numel() for p in model.parameters())` counts the tied `W_E` once; subtract the same sum over
@@ -277,7 +395,7 @@ for device_name, peak in [("A100 (bf16, 312 TFLOP/s)", 312e12), ("H100 SXM (bf16
           f"10B tokens in {10e9 / (0.5 * peak / fpt) / 3600:.1f} h")
 
 # %% [markdown]
-# ## 6. Checkpoints and exact resume
+# ## 7. Checkpoints and exact resume
 #
 # Long runs die: preemption, a node failure, a time limit. A checkpoint that holds only the weights
 # resumes a *different* run: Adam's moment estimates restart from zero (a loss spike), the learning
@@ -292,27 +410,50 @@ for device_name, peak in [("A100 (bf16, 312 TFLOP/s)", 312e12), ("H100 SXM (bf16
 # rename each other's half-written file. Load with `map_location="cpu"` (the optimizer and model
 # move tensors to the parameters' device) and `weights_only=True` (safe to unpickle).
 #
-# ### Exercise: save and load a checkpoint
+# ### Exercise: save a checkpoint
 #
-# Write both halves: `save_checkpoint` puts everything that decides the future of the run into one
-# file, atomically; `load_checkpoint` restores it into fresh objects and returns the step to run next.
-# The check trains 3 steps, saves, trains 3 more, then loads into a differently seeded model,
-# optimizer, scaler and RNGs and requires the same 3 losses, exactly.
+# `save_checkpoint(path, model, optimizer, scaler, step, data_rng, config)` puts everything that
+# decides the future of the run into one dict and writes it atomically. Use these keys (the loader,
+# and the trainer's guards, read them): `"model"`, `"optimizer"`, `"scaler"`, `"step"`, `"data_rng"`,
+# `"torch_rng"`, `"cuda_rng"` (an empty list without CUDA), `"python_rng"`, `"config"`. Create the
+# folder if it does not exist. The check reads your file back with `weights_only=True` and compares
+# every entry with the live objects.
 
-# %% exercise curriculum.solutions.chapter1.train:save_checkpoint,load_checkpoint difficulty=3 importance=4 minutes=25
-tests.check_checkpoint_roundtrip(save_checkpoint, load_checkpoint)
+# %% exercise curriculum.solutions.chapter1.train:save_checkpoint difficulty=2 importance=4 minutes=15
+tests.check_save_checkpoint(save_checkpoint)
 
 # %% hint
 # One dict holds it all: the model's, optimizer's and scaler's `state_dict()`, the step, the state of
 # `data_rng`, torch's CPU RNG, the CUDA RNGs (when CUDA is available) and Python's `random`, plus the
-# config. Loading restores each piece into the object it came from.
+# config (`config or {}`).
 
 # %% hint
-# The pairs are `state_dict` / `load_state_dict`, `data_rng.get_state()` / `set_state`,
-# `torch.get_rng_state()` / `torch.set_rng_state`, `torch.cuda.get_rng_state_all()` /
-# `set_rng_state_all`, `random.getstate()` / `random.setstate`. Write to a temporary name beside the
-# checkpoint, such as `path.with_name(f"{path.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp")`, then
-# `os.replace` it onto `path`; read with `torch.load(path, map_location="cpu", weights_only=True)`.
+# `data_rng.get_state()`, `torch.get_rng_state()`, `torch.cuda.get_rng_state_all()` and
+# `random.getstate()` give the states. Write to a temporary name beside the checkpoint, such as
+# `path.with_name(f"{path.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp")`, with `torch.save`, then
+# `os.replace(tmp, path)`.
+
+# %% [markdown]
+# ### Exercise: load a checkpoint
+#
+# `load_checkpoint(path, model, optimizer, scaler, data_rng)` restores what `save_checkpoint` wrote
+# into fresh objects and returns the step to run next. Load with `map_location="cpu"`: a checkpoint
+# written on GPU 3 must load on a laptop, and `load_state_dict` moves each tensor to where its
+# parameter already lives. The check trains 3 steps, saves, trains 3 more, then loads into a
+# differently seeded model, optimizer, scaler and RNGs, and requires the same 3 losses, exactly.
+
+# %% exercise curriculum.solutions.chapter1.train:load_checkpoint difficulty=2 importance=4 minutes=15
+tests.check_checkpoint_roundtrip(save_checkpoint, load_checkpoint)
+
+# %% hint
+# Every `get_state` / `state_dict` you saved has a partner: `load_state_dict`, `data_rng.set_state`,
+# `torch.set_rng_state`, `torch.cuda.set_rng_state_all` (only when the list is non-empty and CUDA is
+# available), `random.setstate`.
+
+# %% hint
+# `state = torch.load(path, map_location="cpu", weights_only=True)`, then restore the model, the
+# optimizer, the scaler, the data generator and the three RNGs from their keys, and return
+# `state["step"]`.
 
 # %% hint
 # The check names the first resumed step whose loss differs. If step 0 is already off by less than
@@ -321,7 +462,7 @@ tests.check_checkpoint_roundtrip(save_checkpoint, load_checkpoint)
 # right but Adam's moments were not. A wrong GradScaler scale has its own message.
 
 # %% [markdown]
-# ## 7. Precision, compilation and the config
+# ## 8. Precision, compilation and the config
 #
 # Three switches that cost nothing in code and buy most of the speed on a GPU:
 #
@@ -351,7 +492,45 @@ for overrides in (["max_step=10"], ["block_size=4096"], ["tokens_per_step=1000"]
         print(f"{overrides[0]!r:>24} -> {e}")
 
 # %% [markdown]
-# ## 8. Run it
+# ## 9. Evaluation: fixed batches, no gradients
+#
+# The training loss is a noisy, optimistic estimate: each batch is new, and the model was just
+# updated on batches like it. The validation loss answers the question that matters (how well does
+# the model predict text it never trained on?) and is only useful if two evaluations compare like
+# with like. Four rules make it so:
+#
+# - **Eval mode** (`model.eval()`): dropout and similar layers switch to their deterministic
+#   behaviour. Our GPT-2 has none, but a trainer must not depend on that; and switch back with
+#   `model.train()` afterwards, or every later training step runs in eval mode.
+# - **No gradients.** `torch.no_grad()` (here the decorator on the function) stops autograd from
+#   recording the forward pass: less memory, faster, and no risk of a stray `backward`.
+# - **The same batches every time.** Reseed the validation sampler's generator with a fixed seed at the
+#   start of each evaluation (`sampler.generator = torch.Generator().manual_seed(seed)`). Then a
+#   drop in validation loss is the model's doing, not a luckier draw.
+# - **Every process agrees.** Under DDP each process evaluates its slice; average the result across
+#   processes (`mean_across_processes`) so every rank logs the same number.
+#
+# ### Exercise: `evaluate`
+#
+# Write the body of `evaluate(model, sampler, n_batches, autocast, seed, dist_)`: return the mean of
+# `lm_loss` over `n_batches` batches from `sampler.next()`, each forward pass under `autocast()`,
+# following the four rules. Accumulate the losses as a tensor and call `.item()` once at the end
+# (`mean_across_processes` does it): each `.item()` waits for the GPU to finish.
+
+# %% exercise curriculum.solutions.chapter1.train:evaluate difficulty=2 importance=4 minutes=10
+tests.check_evaluate(evaluate)
+
+# %% hint
+# `model.eval()`; a fresh seeded generator on the sampler; a loop of `n_batches` that draws
+# `x, y = sampler.next()` and adds `lm_loss(model(x), y)` computed inside `with autocast():`;
+# `model.train()`; return the mean.
+
+# %% hint
+# Keep a running sum `losses = torch.zeros(())`, add `lm_loss(...).float().cpu()` each time, and
+# return `mean_across_processes(losses / n_batches, dist_)`, which returns a Python float.
+
+# %% [markdown]
+# ## 10. Run it
 #
 # The smoke config is a 2-layer GPT on the offline corpus that trains in about a minute on a laptop
 # CPU; on a GPU we make it bigger. Watch the progress bar: loss, learning rate, tokens/s and MFU
@@ -432,7 +611,97 @@ for overrides in (["resume=true"], ["resume=true", "max_lr=1e-3"]):
     ckpt.write_bytes(intact)
 
 # %% [markdown]
-# ## 9. More GPUs: DDP through torchrun
+# ## 11. Does lower loss mean a better model? A multiple-choice evaluation
+#
+# Validation loss compares models trained on the same data with the same tokenizer, and nothing
+# else: change the tokenizer and the loss changes meaning. To compare with other models, and to see
+# whether lower loss becomes a skill, pretraining runs also report **downstream** scores. The one
+# build-nanogpt uses, and that is cheap enough to run every few hundred steps, is **HellaSwag**
+# (Zellers et al., 2019): a context and four endings, one right. The wrong endings were generated
+# by a language model and then filtered so that models of that time found them plausible, while
+# people found them silly.
+#
+# A base model answers with no prompt at all, by likelihood. For each ending, feed `context + ending`
+# and average the loss over the ending's tokens only; the ending with the lowest average wins.
+# Three details decide the score:
+#
+# - **Score only the ending.** The context is shared by all four rows, so its tokens add the same
+#   loss to each and only dilute the difference.
+# - **Average, do not sum.** A sum favours short endings (fewer tokens, fewer chances to be
+#   surprised). The mean per token is the length-normalised rule (HellaSwag's `acc_norm` normalises
+#   by length too, in characters rather than tokens).
+# - **Shift by one.** The logits at position t predict token t + 1. An ending that starts at
+#   position `len(context)` is scored by the logits from `len(context) - 1` to the second-to-last
+#   position of the row.
+#
+# A worked example with a 3-token context `[c0, c1, c2]` and the 2-token ending `[e0, e1]`: the row is
+# `[c0, c1, c2, e0, e1]` (positions 0 to 4). `e0` is predicted by the logits at position 2, `e1` by
+# those at position 3; the logits at position 4 predict whatever would come next and are not used.
+# The score is the mean of the two cross-entropies.
+#
+# All four endings go through the model in **one** batch: pad the rows to the longest one. Padding
+# after a row's end changes none of its logits (the model is causal), but the padded positions must
+# not enter the mean.
+#
+# **Online or offline.** Online you get HellaSwag's validation set. Offline the examples are a
+# stand-in in the same format, built from the validation paragraphs of our corpus (ones the model
+# never trained on): the first 24 words are the context, the next 8 the right ending, and 8-word
+# spans of other validation paragraphs the wrong ones. It exercises exactly the same scoring code,
+# and a model that has learned anything about the corpus should beat the 25% of guessing; it
+# measures continuation of Python's documentation, not commonsense, so do not compare its numbers
+# with HellaSwag's.
+#
+# ### Exercise: score the endings
+#
+# Write the body of `ending_losses(model, context, endings)`: `context` is a list of token ids,
+# `endings` a list of lists. Return a tensor with one mean loss per ending, from a single forward
+# pass over the padded batch. The check uses endings of lengths 3, 5, 1 and 4, so padding and the
+# shift both matter, and recognises a sum, a scored context and an unshifted target by name.
+
+# %% exercise curriculum.solutions.chapter1.mc_eval:ending_losses difficulty=3 importance=4 minutes=20
+tests.check_ending_losses(ending_losses)
+
+# %% hint
+# Build `tokens` of shape `[n_endings, max_len]` (zeros, then copy each row in) and a float `mask` of
+# shape `[n_endings, max_len - 1]` marking which *targets* belong to the ending. The targets of the
+# logits `logits[:, :-1]` are `tokens[:, 1:]`.
+
+# %% hint
+# For row i, the ending's tokens sit at target positions `len(context) - 1` to `len(row) - 2`
+# (inclusive). Per-token losses: `F.cross_entropy(logits.transpose(1, 2), tokens[:, 1:],
+# reduction="none")`, shape `[n_endings, max_len - 1]`; then `(losses * mask).sum(1) / mask.sum(1)`.
+
+# %% [markdown]
+# Now score the model trained above (loaded from its final checkpoint) against a freshly initialised
+# one of the same shape. Chance is 25%. With a few hundred examples, the standard error of an
+# accuracy near 30% is about 2 percentage points, so only a gap of several points means something.
+
+# %%
+mc = load_mc_examples(utils.full_or_quick(500, 100), val_every=20)
+describe(mc)
+example = mc.value[0]
+print("context:", repr(example.context))
+for i, ending in enumerate(example.endings):
+    print(f"  {'*' if i == example.label else ' '} {ending!r}")
+encode = lambda text: load_tokenizer().value.encode(text)  # noqa: E731
+trained = GPT2(cfg.model_config(info.vocab_size))
+trained.load_state_dict(torch.load(RUN_DIR / "smoke" / "ckpt.pt", map_location="cpu", weights_only=True)["model"])
+untrained = GPT2(cfg.model_config(info.vocab_size))
+for name, m in (("untrained", untrained), ("trained", trained)):
+    acc = mc_accuracy(m, mc.value, encode, cfg.n_ctx)
+    se = math.sqrt(acc * (1 - acc) / len(mc.value))
+    print(f"{name:>9}: accuracy {acc:.1%} +- {se:.1%} (chance 25%)")
+
+# %% [markdown]
+# What to expect: the untrained model scores near chance (its preferences are noise). The trained
+# model should sit above it; how far depends on how long it trained, and in quick mode the run is
+# short. Online, with the released GPT-2 124M, build-nanogpt's HellaSwag script (the same rule) reports
+# roughly 29-30% on the full validation set, and the 124M model trained by
+# `configs/train/gpt2_124m.toml` lands in the same range: a small model barely beats chance on
+# HellaSwag, which is exactly why it is a useful yardstick for growth.
+
+# %% [markdown]
+# ## 12. More GPUs: DDP through torchrun
 #
 # `torchrun --nproc_per_node=N` starts N copies of the same script and sets `RANK`, `LOCAL_RANK` and
 # `WORLD_SIZE` in each. `setup_distributed` reads them, joins the process group (NCCL on GPUs, gloo
@@ -494,6 +763,12 @@ if not utils.QUICK:  # starting two more Python processes takes too long for qui
 #   2017): AdamW, and why weight decay is not the same as an L2 penalty once Adam rescales gradients.
 # - [Mixed Precision Training](https://arxiv.org/abs/1710.03740) (Micikevicius et al., 2017): fp16
 #   training with an fp32 master copy of the weights and loss scaling, the idea behind `GradScaler`.
+# - [HellaSwag: Can a Machine Really Finish Your Sentence?](https://arxiv.org/abs/1905.07830) (Zellers et
+#   al., 2019): how the wrong endings were generated and filtered (adversarial filtering), and why
+#   models of the time found them hard while people did not.
+# - [build-nanogpt](https://github.com/karpathy/build-nanogpt) (Karpathy, 2024): the reference for
+#   this section's recipe, from FineWeb-Edu shards to a HellaSwag evaluation during training; read its
+#   `train_gpt2.py` beside our trainer and compare the choices.
 # - [FlashAttention: Fast and Memory-Efficient Exact Attention with IO-Awareness](https://arxiv.org/abs/2205.14135)
 #   (Dao et al., 2022): how the fused attention kernel avoids writing the attention matrix to memory,
 #   and why memory traffic rather than arithmetic limits attention on a GPU.

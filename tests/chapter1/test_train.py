@@ -556,3 +556,106 @@ def test_two_training_runs_sharing_an_out_dir_both_finish(tmp_path):
     results = [(p.wait(timeout=300), p.stderr.read()[-2000:]) for p in procs]
     assert all(code == 0 for code, _ in results), f"a run crashed: {results}"
     assert not list((tmp_path / "shared").glob("*.tmp"))
+
+
+# --------------------------------------------------------------------------------------------- new exercises: mutants
+
+from curriculum.solutions.chapter1 import mc_eval as M  # noqa: E402
+from tests.support import mutant  # noqa: E402
+
+
+@pytest.mark.parametrize("replacements, match", [
+    ((("ids + [eot_token]", "ids"),), "no end-of-text tokens"),
+    ((("ids + [eot_token]", "[eot_token] + ids"),), "starts with eot_token"),
+    ((("doc_index % val_every == val_every - 1", "doc_index % val_every == 0"),), "document i goes to val"),
+    ((("ids.astype(TOKEN_DTYPE).tobytes()", "ids.astype(np.int32).tobytes()"),), "4 bytes per token"),
+    ((("                if ids.max() > np.iinfo(TOKEN_DTYPE).max:\n", "                if False:\n"),), "wrapped silently"),
+    ((("            if max_tokens and counts", "            if False and counts"),), "max_tokens"),
+    ((("                doc_index += 1\n", ""),), "document i goes to val"),
+])
+def test_write_memmaps_mutants(replacements, match):
+    assert_check_fails(T.check_write_memmaps, mutant(D.write_memmaps, *replacements), match=match)
+
+
+@pytest.mark.parametrize("replacements, match", [
+    ((("    optimizer.zero_grad(set_to_none=True)\n", ""),), "zero_grad"),
+    ((("    scaler.unscale_(optimizer)  # clip the true gradients, not the fp16-scaled ones\n", ""),), "unscale_"),
+    ((("    scaler.update()\n", ""),), r"scaler\.update\(\)"),
+    ((("        group[\"lr\"] = lr\n", "        pass\n"),), "set group\\['lr'\\] = lr"),
+    ((("grad_clip or float(\"inf\")", "float(\"inf\")"),), "clip the global gradient norm"),
+    ((("grad_clip or float(\"inf\")", "grad_clip"),), "zeroes every gradient"),
+])
+def test_train_step_mutants(replacements, match):
+    assert_check_fails(T.check_train_step, mutant(S.train_step, *replacements), match=match)
+
+
+def _save_leaving_tmp(path, model, optimizer, scaler, step, data_rng, config=None):
+    S.save_checkpoint(path, model, optimizer, scaler, step, data_rng, config)
+    (Path(path).parent / "ckpt.pt.123-abc.tmp").write_bytes(b"half")
+
+
+def _save_whole_objects(path, model, optimizer, scaler, step, data_rng, config=None):
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"model": model, "step": step}, path)
+
+
+@pytest.mark.parametrize("key, match", [("optimizer", "Adam moments"), ("scaler", "loss scale"),
+                                        ("data_rng", "data generator"), ("torch_rng", "torch's RNG"),
+                                        ("python_rng", "Python's random"), ("step", "saved step")])
+def test_save_checkpoint_mutants(key, match):
+    assert_check_fails(T.check_save_checkpoint, _save_without(key), match=match)
+
+
+@pytest.mark.parametrize("key", ["model", "optimizer", "scaler", "step", "data_rng", "torch_rng", "python_rng", "config"])
+def test_save_checkpoint_missing_key(key):
+    def save(path, *args):
+        S.save_checkpoint(path, *args)
+        state = torch.load(path, weights_only=True)
+        del state[key]
+        torch.save(state, path)
+
+    assert_check_fails(T.check_save_checkpoint, save, match=f"lacks '{key}'")
+
+
+def test_save_checkpoint_leftovers_and_unsafe_pickles():
+    assert_check_fails(T.check_save_checkpoint, _save_leaving_tmp, match="os.replace")
+    assert_check_fails(T.check_save_checkpoint, _save_whole_objects, match="weights_only=True")
+
+
+@pytest.mark.parametrize("replacements, match", [
+    ((("    model.eval()\n", ""),), "training mode"),
+    ((("    model.train()\n", ""),), "still in eval mode"),
+    ((("    sampler.generator = torch.Generator().manual_seed(seed)\n", ""),), "reseed"),
+    ((("        with autocast():\n            losses +=", "        with contextlib.nullcontext():\n            losses +="),), "autocast"),
+    ((("losses / n_batches", "losses / (n_batches + 1)"),), "mean validation loss"),
+])
+def test_evaluate_mutants(replacements, match):
+    assert_check_fails(T.check_evaluate, mutant(S.evaluate, *replacements), match=match)
+
+
+def test_evaluate_without_no_grad_is_caught():
+    import inspect
+    source = inspect.getsource(S.evaluate).replace("@torch.no_grad()\n", "")
+    ns = dict(vars(S))
+    exec(compile(source, "<mutant>", "exec"), ns)
+    assert_check_fails(T.check_evaluate, ns["evaluate"], match="no_grad")
+
+
+@pytest.mark.parametrize("replacements, match", [
+    ((("(losses * mask).sum(1) / mask.sum(1)", "(losses * mask).sum(1)"),), "summed"),
+    ((("mask[i, len(context) - 1 : len(row) - 1] = 1.0", "mask[i, : len(row) - 1] = 1.0"),), "context's tokens were scored"),
+    ((("mask[i, len(context) - 1 : len(row) - 1] = 1.0", "mask[i, len(context) : len(row)] = 1.0"),), "expected"),
+    ((("(losses * mask).sum(1) / mask.sum(1)", "(losses * mask).sum(1) / (length - 1)"),), "padding"),
+])
+def test_ending_losses_mutants(replacements, match):
+    assert_check_fails(T.check_ending_losses, mutant(M.ending_losses, *replacements), match=match)
+
+
+def test_offline_mc_examples_hold_out_training_paragraphs():
+    examples = M.offline_mc_examples(50, val_every=20, seed=1)
+    assert len(examples) == 50 and all(len(e.endings) == 4 and 0 <= e.label < 4 for e in examples)
+    assert len({e.label for e in examples}) == 4, "the right answer is not always in one place"
+    docs = D._split_documents(__import__("curriculum.utils.offline", fromlist=["x"]).offline_corpus())
+    train_text = " ".join(" ".join(d.split()) for i, d in enumerate(docs) if i % 20 != 19)
+    held = [e for e in examples if e.context + " " + e.endings[e.label] not in train_text]
+    assert len(held) == 50, "every passage comes from held-out paragraphs and appears in no training one"

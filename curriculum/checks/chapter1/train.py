@@ -273,3 +273,259 @@ def check_checkpoint_roundtrip(save_checkpoint, load_checkpoint) -> None:
             fail(f"after resuming, step {diverge} loss is {got[diverge]:.8f} instead of {expected[diverge]:.8f}. "
                  "Restore all of: model and optimizer state_dicts (Adam's moments), the data generator's state, "
                  "torch's RNG (torch.get_rng_state) and Python's (random.getstate)")
+
+
+@check
+def check_save_checkpoint(save_checkpoint) -> None:
+    data = np.random.default_rng(1).integers(0, 97, 500).astype(np.uint16)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "new-folder" / "ckpt.pt"
+        model, optimizer, scaler, data_rng = _fresh_state(seed=2)
+        _train_steps(model, optimizer, scaler, data, data_rng, 2)
+        rng_before = (torch.get_rng_state(), random.getstate(), data_rng.get_state())
+        save_checkpoint(path, model, optimizer, scaler, 2, data_rng, {"max_lr": 3e-3})
+        if not path.exists():
+            fail(f"save_checkpoint did not create {path}: create the folder (path.parent.mkdir(parents=True, "
+                 f"exist_ok=True)) and torch.save to the path you were given")
+        leftovers = sorted(p.name for p in path.parent.iterdir() if p != path)
+        if leftovers:
+            fail(f"save_checkpoint left {leftovers} beside the checkpoint: os.replace the temporary file onto the path")
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as e:  # noqa: BLE001
+            fail(f"torch.load(path, weights_only=True) cannot read the checkpoint ({type(e).__name__}): save only "
+                 f"tensors, numbers, strings and containers of them (state_dicts, RNG states), not whole objects")
+        if not isinstance(state, dict):
+            fail(f"the checkpoint holds a {type(state).__name__}; save one dict")
+        needed = {"model": "model.state_dict()", "optimizer": "optimizer.state_dict() (Adam's moments)",
+                  "scaler": "scaler.state_dict() (fp16's loss scale)", "step": "the step", "data_rng": "data_rng.get_state()",
+                  "torch_rng": "torch.get_rng_state()", "python_rng": "random.getstate()", "config": "the config"}
+        missing = [f"{k!r} ({what})" for k, what in needed.items() if k not in state]
+        if missing:
+            fail(f"the checkpoint dict lacks {', '.join(missing)}: an exact resume needs every one")
+        assert_equal(state["step"], 2, "the saved step")
+        saved_scale = state["scaler"].get("scale") if isinstance(state["scaler"], dict) else None
+        if saved_scale is None or float(saved_scale) != scaler.get_scale():
+            fail(f"the saved scaler state has scale {saved_scale}, but the GradScaler's scale is {scaler.get_scale():g}: "
+                 f"save scaler.state_dict() (fp16's loss scale) of the scaler you were given")
+        for name, tensor in model.state_dict().items():
+            assert_close(state["model"][name], tensor, f"saved model weight {name}", atol=0, rtol=0)
+        assert_equal(len(state["optimizer"].get("state", {})), len(list(model.parameters())),
+                     "parameters with saved Adam moments", hint="save optimizer.state_dict(), after the steps were taken")
+        for saved, now, what in zip((state["torch_rng"], state["python_rng"], state["data_rng"]), rng_before,
+                                    ("torch's RNG state", "Python's random state", "the data generator's state")):
+            same = torch.equal(saved, now) if isinstance(now, torch.Tensor) else tuple(saved) == tuple(now) or saved == now
+            if not same:
+                fail(f"the saved {what} is not the state at the time of saving: store the get_state() of that generator")
+        assert_equal(state["config"], {"max_lr": 3e-3}, "the saved config")
+
+
+def _reference_steps(batches, lrs, clip: float) -> tuple[list[list[torch.Tensor]], list[float]]:
+    """Plain autograd, AdamW and clipping: the parameters after each step train_step must reproduce, and the norms."""
+    ref = tiny_gpt2(seed=5)
+    optimizer = torch.optim.AdamW(ref.parameters(), lr=99.0, weight_decay=0.1)  # lr is overwritten each step
+    norms, snapshots = [], []
+    for micro, lr in zip(batches, lrs):
+        optimizer.zero_grad(set_to_none=True)
+        loss = sum(_reference_loss(ref, x, y) for x, y in micro) / len(micro)
+        loss.backward()
+        norms.append(torch.nn.utils.clip_grad_norm_(ref.parameters(), clip or float("inf")).item())
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        optimizer.step()
+        snapshots.append([p.detach().clone() for p in ref.parameters()])
+    return snapshots, norms
+
+
+@check
+def check_train_step(train_step) -> str:
+    """Two steps against plain autograd + AdamW: first in fp32 without clipping (grad_clip=0), then with
+    clipping active and an fp16-style GradScaler (scale 1024, doubling after every finite step)."""
+    g = torch.Generator().manual_seed(4)
+    batches = [[(torch.randint(0, 97, (2, 10), generator=g), torch.randint(0, 97, (2, 10), generator=g)) for _ in range(2)]
+               for _ in range(2)]
+    lrs = (2e-3, 1e-3)
+    for scaled, clip in ((False, 0.0), (True, 0.05)):
+        where = f"with grad_clip={clip} and a GradScaler" if scaled else "in fp32 with grad_clip=0 (no clipping)"
+        snapshots, ref_norms = _reference_steps(batches, lrs, clip)
+        model = tiny_gpt2(seed=5)
+        optimizer = torch.optim.AdamW(model.parameters(), lr=99.0, weight_decay=0.1)
+        scaler = torch.amp.GradScaler("cpu", init_scale=1024.0, growth_interval=1, enabled=scaled)
+        for i, (micro, lr) in enumerate(zip(batches, lrs)):
+            out = train_step(model, optimizer, scaler, micro, lr, clip)
+            if not (isinstance(out, tuple) and len(out) == 2):
+                fail(f"train_step should return (loss, grad_norm), got {type(out).__name__}")
+            norm = float(out[1])
+            for group in optimizer.param_groups:
+                if group["lr"] != lr:
+                    fail(f"after step {i} a parameter group has lr={group['lr']}, not {lr}: set group['lr'] = lr in every group")
+            if scaled and abs(norm / ref_norms[i] - 1024.0 * 2**i) < 1:
+                fail(f"step {i} {where}: the gradient norm is {norm:.4g}, {norm / ref_norms[i]:.0f}x the true "
+                     f"{ref_norms[i]:.4g}: the gradients were still multiplied by the scaler's scale. Call "
+                     f"scaler.unscale_(optimizer) before clipping")
+            if i == 1 and abs(norm - ref_norms[1]) > 1e-3 * ref_norms[1]:
+                fail(f"step 1 {where}: the gradient norm is {norm:.4g}, expected {ref_norms[1]:.4g} (step 0 matched): "
+                     f"the gradients of step 0 were still in .grad. Call optimizer.zero_grad() before accumulating")
+            assert_scalar_close(norm, ref_norms[i], f"step {i} {where}: the gradient norm train_step returned", rel=1e-3,
+                                hint="return clip_grad_norm_'s result: the global norm before clipping (grad_clip=0 "
+                                     "means no clipping: pass float('inf'), since a max norm of 0 zeroes every gradient)")
+            expected_scale = 1024.0 * 2 ** (i + 1)
+            if scaled and scaler.get_scale() != expected_scale:
+                fail(f"after step {i} the GradScaler's scale is {scaler.get_scale():g}, expected {expected_scale:g}: "
+                     f"call scaler.update() after scaler.step(optimizer), so the scale adapts (and shrinks after an "
+                     f"overflow)")
+            grads = [p.grad for p in model.parameters() if p.grad is not None]
+            if not scaled and grads and all(bool((gr == 0).all()) for gr in grads):
+                fail(f"after step {i} {where} every gradient is zero: clip_grad_norm_ with a max norm of 0 zeroes every "
+                     f"gradient. grad_clip=0 means no clipping: pass grad_clip or float('inf')")
+            hint = (f"clip the global gradient norm to grad_clip={clip} (torch.nn.utils.clip_grad_norm_) after "
+                    f"unscaling and before scaler.step(optimizer)") if scaled else "step with the optimizer once per call"
+            for (name, p), q in zip(model.named_parameters(), snapshots[i]):
+                assert_close(p, q, f"parameter {name} after step {i} {where}", atol=1e-6, rtol=1e-4, hint=hint)
+    return "two steps match plain autograd + AdamW, without and with clipping and a scaler"
+
+
+@check
+def check_evaluate(evaluate) -> str:
+    from curriculum.solutions.chapter1.train import BatchSampler, Distributed, lm_loss
+
+    data = np.random.default_rng(2).integers(0, 97, 2000).astype(np.uint16)
+    model = tiny_gpt2(seed=6)
+    dist_ = Distributed(0, 0, 1, torch.device("cpu"))
+    seen = {"training": [], "grad": []}
+
+    def record(module, inputs, output) -> None:
+        seen["training"].append(module.training)
+        seen["grad"].append(torch.is_grad_enabled())
+
+    model.register_forward_hook(record)
+    sampler = BatchSampler(data, 3, 16, dist_, torch.Generator().manual_seed(11))  # a val sampler, mid-run
+
+    # independent: the same n batches from a generator seeded with `seed`, mean of their losses
+    ref_gen = torch.Generator().manual_seed(42)
+    ref_sampler = BatchSampler(data, 3, 16, dist_, ref_gen)
+    with torch.no_grad():
+        ref = sum(lm_loss(model(x), y).item() for x, y in (ref_sampler.next() for _ in range(4))) / 4
+    seen["training"].clear()
+    seen["grad"].clear()
+
+    entered = []
+
+    @contextlib.contextmanager
+    def counting_autocast():
+        entered.append(1)
+        yield
+
+    got = evaluate(model, sampler, 4, counting_autocast, 42, dist_)
+    if not isinstance(got, float):
+        fail(f"evaluate should return a Python float (the mean loss), got {type(got).__name__}")
+    if len(seen["training"]) != 4:
+        fail(f"the model ran {len(seen['training'])} forward passes for n_batches=4: one per batch")
+    if any(seen["training"]):
+        fail("the model was in training mode during evaluation: call model.eval() first (dropout and the like behave "
+             "differently in eval mode)")
+    if not model.training:
+        fail("the model is still in eval mode after evaluate: call model.train() before returning")
+    if any(seen["grad"]):
+        fail("gradients were being recorded during evaluation: run it under torch.no_grad()")
+    if len(entered) != 4:
+        fail(f"autocast() was entered {len(entered)} times for 4 batches: run each forward pass inside `with autocast():`")
+    again = evaluate(model, sampler, 4, contextlib.nullcontext, 42, dist_)
+    if got != again:
+        fail(f"two evaluations of the same model gave {got:.6f} and {again:.6f}: reseed the sampler's generator "
+             f"(torch.Generator().manual_seed(seed)) so every evaluation uses the same batches")
+    assert_scalar_close(got, ref, "the mean validation loss", rel=1e-5,
+                        hint="average lm_loss over n_batches batches drawn after seeding a fresh generator with `seed`")
+    return f"val loss {got:.4f}, same batches every call, train mode restored"
+
+
+@check
+def check_write_memmaps(write_memmaps) -> str:
+    from curriculum.solutions.chapter1.train_data import TOKEN_DTYPE
+
+    docs = ["alpha", "be", "gamma ray", "d", "epsilon", "zeta", "eta theta", "iota"]  # 8 documents, unequal lengths
+    encode_batch = lambda texts: [[300 + ord(c) * 7 for c in t] for t in texts]  # noqa: E731 - ids above 255 on purpose
+    eot, val_every = 5, 3
+    expected = {"train": [], "val": []}
+    for i, ids in enumerate(encode_batch(docs)):
+        expected["val" if i % val_every == val_every - 1 else "train"] += ids + [eot]
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp)
+        counts = write_memmaps(iter(docs), encode_batch, eot, out, val_every=val_every, chunk_docs=3)
+        for split in ("train", "val"):
+            if not (out / f"{split}.bin").exists():
+                fail(f"no {split}.bin in out_dir: write one file per split")
+            raw = (out / f"{split}.bin").read_bytes()
+            if len(raw) == 4 * len(expected[split]) or len(raw) == 8 * len(expected[split]):
+                fail(f"{split}.bin has {len(raw) // len(expected[split])} bytes per token: write "
+                     f"ids.astype(np.uint16).tobytes() (2 bytes per token, what load_split reads)")
+            got = np.frombuffer(raw, dtype=TOKEN_DTYPE).tolist()
+            if got != expected[split]:
+                no_eot = [t for t in expected[split] if t != eot]
+                if got == no_eot:
+                    fail(f"{split}.bin has no end-of-text tokens: append eot_token after every document")
+                if got and got[0] == eot:
+                    fail(f"{split}.bin starts with eot_token: append it after each document, not before")
+                fail(f"{split}.bin holds {len(got)} tokens, expected {len(expected[split])} (documents "
+                     f"{[i for i in range(len(docs)) if (i % val_every == val_every - 1) == (split == 'val')]} with "
+                     f"eot after each): document i goes to val when i % val_every == val_every - 1, counting from 0 "
+                     f"across chunks")
+        assert_equal(tuple(counts), (len(expected["train"]), len(expected["val"])), "the returned (n_train, n_val)",
+                     hint="count the tokens written to each split, eot included")
+
+        try:
+            write_memmaps(iter(["x"]), lambda texts: [[70_000]], eot, out / "big")
+        except ValueError:
+            pass
+        else:
+            fail("an id of 70,000 was written without complaint: uint16 holds ids up to 65,535, so it wrapped "
+                 "silently into another token. Raise ValueError when an id does not fit")
+
+        limited = write_memmaps(iter(docs), encode_batch, eot, out / "limited", val_every=val_every, max_tokens=10,
+                                chunk_docs=2)
+        first_two_chunks = sum(len(ids) + 1 for ids in encode_batch(docs[:4]))  # 6 + 3 tokens after chunk 1 < 10
+        assert_equal(sum(limited), first_two_chunks, "tokens written with max_tokens=10 and chunk_docs=2",
+                     hint="after each chunk, stop once the tokens written reach max_tokens")
+    return f"train {counts[0]} / val {counts[1]} tokens, uint16, eot after each document"
+
+
+@check
+def check_ending_losses(ending_losses) -> str:
+    model = tiny_gpt2(seed=8).eval()
+    g = torch.Generator().manual_seed(9)
+    context = torch.randint(1, 97, (7,), generator=g).tolist()
+    endings = [torch.randint(1, 97, (n,), generator=g).tolist() for n in (3, 5, 1, 4)]  # unequal: padding matters
+
+    def per_token(ending, shift=1, with_context=False):
+        tokens = torch.tensor([context + ending])
+        logp = model(tokens)[0].log_softmax(-1)
+        first = 1 if with_context else len(context)
+        positions = range(first, len(context) + len(ending))
+        if shift == 0:  # the logits at the token's own position: one too late
+            positions = range(first, len(context) + len(ending))
+            return torch.stack([-logp[t, tokens[0, t]] for t in positions])
+        return torch.stack([-logp[t - 1, tokens[0, t]] for t in positions])
+
+    with torch.no_grad():
+        expected = torch.stack([per_token(e).mean() for e in endings])
+        summed = torch.stack([per_token(e).sum() for e in endings])
+        with_ctx = torch.stack([per_token(e, with_context=True).mean() for e in endings])
+        unshifted = torch.stack([per_token(e, shift=0).mean() for e in endings])
+        got = ending_losses(model, context, endings)
+    if not isinstance(got, torch.Tensor):
+        fail(f"ending_losses should return a tensor of one loss per ending, got {type(got).__name__}")
+    got = got.detach().float().cpu()
+    assert_shape(got, (len(endings),), "ending_losses(...)")
+    if not torch.allclose(got, expected, atol=1e-4, rtol=1e-4):
+        for alt, why in ((summed, "summed over each ending's tokens; HellaSwag's length-normalised rule takes the mean, "
+                                  "so long endings are not penalised for being long"),
+                         (with_ctx, "the context's tokens were scored too: score only the ending's tokens (the context "
+                                    "is the same for every ending and only dilutes the difference)"),
+                         (unshifted, "off by one: the logits at position t predict token t + 1, so score ending token j "
+                                     "with the logits at position len(context) + j - 1")):
+            if torch.allclose(got, alt, atol=1e-4, rtol=1e-4):
+                fail(f"ending_losses returned {got.tolist()}: {why}")
+        fail(f"ending_losses returned {[round(v, 4) for v in got.tolist()]}, expected "
+             f"{[round(v, 4) for v in expected.tolist()]} (mean next-token loss of each ending's tokens given the "
+             f"context). If only the short endings are off, padding positions were counted: mask them out")
+    return f"per-ending losses {[round(v, 3) for v in got.tolist()]}"

@@ -307,6 +307,38 @@ def accumulate_gradients(
     return torch.stack(losses).sum()
 
 
+def train_step(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scaler: torch.amp.GradScaler,
+    micro_batches: Sequence[tuple[Tensor, Tensor]],
+    lr: float,
+    grad_clip: float,
+    autocast: Callable[[], ContextManager] = contextlib.nullcontext,
+    train_model: nn.Module | None = None,
+    no_sync: Callable[[], ContextManager] | None = None,
+) -> tuple[Float[Tensor, ""], Float[Tensor, ""]]:
+    """One optimizer step over `micro_batches`; returns (mean loss, global gradient norm before clipping).
+
+    Set `lr` in every parameter group, clear the old gradients, accumulate the new ones (through
+    `train_model`, the compiled or DDP-wrapped model when there is one), bring fp16-scaled gradients
+    back to their true size, clip their global norm to `grad_clip` (0: no clipping), step, and let
+    the scaler adapt its scale. With a disabled scaler (bf16, fp32) the scaler calls do nothing.
+    """
+    train_model = model if train_model is None else train_model
+    # EXERCISE: lr into every group; zero_grad; accumulate_gradients; scaler.unscale_; clip_grad_norm_ (grad_clip or inf); scaler.step; scaler.update
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+    optimizer.zero_grad(set_to_none=True)
+    loss = accumulate_gradients(train_model, micro_batches, scaler, autocast, no_sync)
+    scaler.unscale_(optimizer)  # clip the true gradients, not the fp16-scaled ones
+    grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip or float("inf"))
+    scaler.step(optimizer)  # skips the step if fp16 gradients overflowed
+    scaler.update()
+    return loss, grad_norm
+    # END EXERCISE
+
+
 def flops_per_token(model: GPT2, seq_len: int) -> float:
     """Training FLOPs per token for sequences of `seq_len`: 6N + 12 * n_layers * seq_len * d_model.
 
@@ -324,9 +356,7 @@ def flops_per_token(model: GPT2, seq_len: int) -> float:
 
 def mfu(flops_per_token: float, tokens_per_second: float, peak_flops: float) -> float:
     """Model FLOPs utilisation: the fraction of the hardware's peak FLOP/s the model's maths uses."""
-    # EXERCISE: achieved FLOP/s over peak FLOP/s
     return flops_per_token * tokens_per_second / peak_flops
-    # END EXERCISE
 
 
 def save_checkpoint(
@@ -612,7 +642,7 @@ class BatchSampler:
         return x.to(self.dist.device), y.to(self.dist.device)
 
 
-def _mean_across_processes(value: Tensor, dist_: Distributed) -> float:
+def mean_across_processes(value: Tensor, dist_: Distributed) -> float:
     if dist_.world_size > 1:
         value = value.to(dist_.device)
         dist.all_reduce(value, op=dist.ReduceOp.SUM)  # gloo has no AVG
@@ -624,6 +654,7 @@ def _mean_across_processes(value: Tensor, dist_: Distributed) -> float:
 def evaluate(model: nn.Module, sampler: BatchSampler, n_batches: int, autocast, seed: int, dist_: Distributed) -> float:
     """Mean val loss over the same `n_batches` batches every time (a fixed generator), so evaluations
     compare like with like and never move the training data position."""
+    # EXERCISE: eval mode; reseed the sampler's generator; mean lm_loss over n_batches (under autocast); back to train mode; average across processes
     model.eval()
     sampler.generator = torch.Generator().manual_seed(seed)
     losses = torch.zeros(())
@@ -632,7 +663,8 @@ def evaluate(model: nn.Module, sampler: BatchSampler, n_batches: int, autocast, 
         with autocast():
             losses += lm_loss(model(x), y).float().cpu()
     model.train()
-    return _mean_across_processes(losses / n_batches, dist_)
+    return mean_across_processes(losses / n_batches, dist_)
+    # END EXERCISE
 
 
 @torch.no_grad()
@@ -750,16 +782,10 @@ def _train(cfg: TrainConfig, dist_: Distributed, stop_after: int | None, quiet: 
             eval_and_sample(step)
             t0 = time.perf_counter()
             lr = lr_at(step, cfg.max_lr, cfg.min_lr, cfg.warmup_steps, cfg.max_steps)
-            for group in optimizer.param_groups:
-                group["lr"] = lr
-            optimizer.zero_grad(set_to_none=True)
             micro_batches = [train_sampler.next() for _ in range(grad_accum)]
-            loss = accumulate_gradients(train_model, micro_batches, scaler, autocast, no_sync)
-            scaler.unscale_(optimizer)  # clip the true gradients, not the fp16-scaled ones
-            grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip or float("inf"))
-            scaler.step(optimizer)  # skips the step if fp16 gradients overflowed
-            scaler.update()
-            loss_value = _mean_across_processes(loss, dist_)  # .item() waits for the GPU: dt is honest
+            loss, grad_norm = train_step(model, optimizer, scaler, micro_batches, lr, cfg.grad_clip, autocast,
+                                         train_model, no_sync)
+            loss_value = mean_across_processes(loss, dist_)  # .item() waits for the GPU: dt is honest
             dt = time.perf_counter() - t0
             tokens_per_s = cfg.tokens_per_step / dt
             step_mfu = mfu(fpt, tokens_per_s / dist_.world_size, peak)

@@ -12,6 +12,7 @@ prefix of a huge dataset (`max_tokens`) never has to be downloaded whole.
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 import shutil
@@ -91,29 +92,35 @@ def write_memmaps(
     max_tokens: int = 0,
     chunk_docs: int = 256,
 ) -> tuple[int, int]:
-    """Tokenise `documents` into out_dir/{train,val}.bin; every `val_every`-th document goes to val.
+    """Tokenise `documents` into out_dir/{train,val}.bin as flat `uint16` token ids; return (n_train, n_val).
 
-    Each document is followed by `eot_token`, so the model learns where documents end. Splitting by
-    document (not by token position) keeps val text unseen and works on a stream of unknown length.
-    Returns (n_train_tokens, n_val_tokens).
+    - Documents are encoded `chunk_docs` at a time (`encode_batch` is much faster on a list).
+    - Each document's ids are followed by `eot_token`, so the model learns where documents end.
+    - Document number i (counting from 0) goes to val when `i % val_every == val_every - 1`, else to
+      train: splitting by document keeps val text unseen and works on a stream of unknown length.
+    - An id that does not fit in `uint16` raises ValueError (wrapping it silently would corrupt the data).
+    - With `max_tokens > 0`, stop after the first chunk at which the tokens written reach `max_tokens`.
     """
     out_dir.mkdir(parents=True, exist_ok=True)
     counts = {"train": 0, "val": 0}
     files = {split: open(out_dir / f"{split}.bin", "wb") for split in counts}
     bar = tqdm(desc="tokenising", unit="tok", unit_scale=True, total=max_tokens or None)
-    doc_index = 0
     try:
-        batch: list[str] = []
-        for doc in documents:
-            batch.append(doc)
-            if len(batch) < chunk_docs:
-                continue
-            doc_index = _write_chunk(batch, doc_index, encode_batch, eot_token, files, counts, val_every, bar)
-            batch = []
+        # EXERCISE: for each chunk: encode it, append eot_token to every document, route it to train or val, write uint16 bytes, count; stop at max_tokens
+        doc_index = 0
+        for chunk in chunked(documents, chunk_docs):
+            for ids in encode_batch(chunk):
+                ids = np.asarray(ids + [eot_token], dtype=np.int64)
+                if ids.max() > np.iinfo(TOKEN_DTYPE).max:
+                    raise ValueError(f"token id {ids.max()} does not fit in {TOKEN_DTYPE.__name__}: use a vocabulary under 65,536")
+                split = "val" if doc_index % val_every == val_every - 1 else "train"
+                files[split].write(ids.astype(TOKEN_DTYPE).tobytes())
+                counts[split] += len(ids)
+                bar.update(len(ids))
+                doc_index += 1
             if max_tokens and counts["train"] + counts["val"] >= max_tokens:
                 break
-        if batch:
-            _write_chunk(batch, doc_index, encode_batch, eot_token, files, counts, val_every, bar)
+        # END EXERCISE
     finally:
         for f in files.values():
             f.close()
@@ -121,17 +128,11 @@ def write_memmaps(
     return counts["train"], counts["val"]
 
 
-def _write_chunk(batch, doc_index, encode_batch, eot_token, files, counts, val_every, bar) -> int:
-    for ids in encode_batch(batch):
-        ids = np.asarray(ids + [eot_token], dtype=np.int64)
-        if ids.max() > np.iinfo(TOKEN_DTYPE).max:
-            raise ValueError(f"token id {ids.max()} does not fit in {TOKEN_DTYPE.__name__}: use a vocabulary under 65,536")
-        split = "val" if doc_index % val_every == val_every - 1 else "train"
-        files[split].write(ids.astype(TOKEN_DTYPE).tobytes())
-        counts[split] += len(ids)
-        bar.update(len(ids))
-        doc_index += 1
-    return doc_index
+def chunked(items: Iterable[str], size: int) -> Iterator[list[str]]:
+    """Lists of `size` consecutive items (the last one shorter); works on a stream of unknown length."""
+    iterator = iter(items)
+    while chunk := list(itertools.islice(iterator, size)):
+        yield chunk
 
 
 def prepare_data(
