@@ -7,9 +7,9 @@ append each ending to the context, measure the mean per-token loss of the ending
 the ending with the lowest (length-normalised, so a short ending is not favoured for being short).
 
 Online the examples are HellaSwag's validation set (10,042 items, downloaded once). Offline they are a
-stand-in generated from held-out paragraphs of the offline corpus, in the same format: the first
-words of a paragraph are the context, the words that follow are the right ending, and spans from
-other held-out paragraphs are the wrong ones. The stand-in tests the same scoring code and shows a
+stand-in generated from held-out paragraphs of the offline corpus, in the same format: a run of
+words from a paragraph is the context, the words that follow are the right ending, and other spans
+of the same paragraph are the wrong ones. The stand-in tests the same scoring code and shows a
 small model beating chance; it measures continuation of the corpus, not commonsense.
 """
 
@@ -60,28 +60,26 @@ def load_mc_examples(n: int | None = None, val_every: int = 20, seed: int = 0) -
 def offline_mc_examples(n: int, val_every: int = 20, seed: int = 0, context_words: int = 24,
                         ending_words: int = 8, n_endings: int = 4) -> list[MCExample]:
     """Four-way continuation questions from the offline corpus's validation paragraphs (the ones
-    `prepare_data(val_every=...)` holds out): the true next words against spans of other paragraphs."""
+    `prepare_data(val_every=...)` holds out): the true next words against other spans of the *same*
+    paragraph. Same-paragraph distractors share the context's vocabulary and topic, so a model cannot
+    win by preferring words it has just seen; it has to know what comes next."""
     docs = _split_documents(offline.offline_corpus())
     held_out = [d.split() for i, d in enumerate(docs) if i % val_every == val_every - 1]
     # the corpus repeats some sentences across topics: a passage also found in a training paragraph is skipped
     train_text = " ".join(" ".join(d.split()) for i, d in enumerate(docs) if i % val_every != val_every - 1)
-    usable = [w for w in held_out if len(w) >= context_words + ending_words]
+    usable = [w for w in held_out if len(w) >= context_words + (n_endings + 1) * ending_words]
     rng = random.Random(seed)
     examples = []
     while len(examples) < n:
         words = rng.choice(usable)
         start = rng.randrange(len(words) - context_words - ending_words + 1)
+        end = start + context_words + ending_words
         context = " ".join(words[start : start + context_words])
-        right = " ".join(words[start + context_words : start + context_words + ending_words])
-        if f"{context} {right}" in train_text:
+        right = " ".join(words[start + context_words : end])
+        others = [a for a in range(len(words) - ending_words + 1) if a + ending_words <= start or a >= end]
+        if f"{context} {right}" in train_text or len(others) < n_endings - 1:
             continue
-        wrong = []
-        while len(wrong) < n_endings - 1:
-            other = rng.choice(usable)
-            if other is words:
-                continue
-            at = rng.randrange(len(other) - ending_words + 1)
-            wrong.append(" ".join(other[at : at + ending_words]))
+        wrong = [" ".join(words[a : a + ending_words]) for a in rng.sample(others, n_endings - 1)]
         label = rng.randrange(n_endings)
         examples.append(MCExample(context, tuple(wrong[:label] + [right] + wrong[label:]), label))
     return examples
