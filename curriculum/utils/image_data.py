@@ -10,6 +10,7 @@ through torchvision, resized to 32x32 so a 3-level U-Net divides them evenly.
 from __future__ import annotations
 
 import random
+import warnings
 from dataclasses import dataclass
 
 import torch
@@ -87,6 +88,14 @@ def load_image_dataset(online_name: str = "mnist", offline_size: int = 16, onlin
     if online_name not in {"mnist", "fashion_mnist", "cifar10"}:
         raise ValueError(f"online_name must be 'mnist', 'fashion_mnist' or 'cifar10', got {online_name!r}")
     if use_real_resources():
+        try:
+            import torchvision  # noqa: F401 - only to learn whether it is installed
+        except ImportError:
+            ds = digits(offline_size)
+            why = (f"torchvision is not installed, so {online_name} cannot be loaded; install it with "
+                   f"`pip install -e \".[vision]\"` (or `pip install torchvision`) and restart the kernel")
+            warnings.warn(why + ". Using the bundled digits instead.", stacklevel=2)
+            return Loaded(ds, False, f"{ds.name}: {len(ds.labels)} images (stand-in for {online_name}: {why})")
         ds = torchvision_dataset(online_name, limit=online_limit)
         return Loaded(ds, True, f"{ds.name}: {len(ds.labels)} images")
     ds = digits(offline_size)

@@ -44,3 +44,14 @@ def test_offline_loader_returns_stand_in(monkeypatch):
     assert not loaded.real and "stand-in for cifar10" in loaded.description
     with pytest.raises(ValueError, match="online_name"):
         image_data.load_image_dataset("imagenet")
+
+
+def test_online_without_torchvision_falls_back_naming_the_install(monkeypatch):
+    import sys
+
+    monkeypatch.setattr(image_data, "use_real_resources", lambda: True)
+    monkeypatch.setitem(sys.modules, "torchvision", None)  # `import torchvision` now raises ImportError
+    with pytest.warns(UserWarning, match=r'pip install -e "\.\[vision\]"'):
+        loaded = image_data.load_image_dataset("mnist", offline_size=8)
+    assert not loaded.real and loaded.value.images.shape[1:] == (1, 8, 8)
+    assert "torchvision is not installed" in loaded.description
