@@ -228,3 +228,9 @@ def test_config_rejects_bad_values():
         ref.AgentConfig(variant="reflexion")
     with pytest.raises(ValueError, match="max_visits"):
         ref.AgentConfig(max_visits=1)
+
+
+def test_check_play_rejects_a_play_that_does_not_count_text_replies():
+    not_counting = mutant(ref.play, ("        steps += 1\n        try:", "        try:"),
+                          ("        text_turns = 0\n", "        text_turns = 0\n        steps += 1\n"))
+    assert_check_fails(checks.check_play, not_counting, match="text-only reply counts as a step")

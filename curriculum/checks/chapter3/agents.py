@@ -285,6 +285,19 @@ def bouncer(request: dict) -> Any:
     return ToolCall("move_page", {"new_page": "Italy" if moves % 2 == 0 else "Pizza"})
 
 
+class ChatsFirst:
+    """Answers the first request with text only, then hands over to `then`."""
+
+    def __init__(self, then: Callable[[dict], Any]):
+        self.then, self.chatted = then, False
+
+    def __call__(self, request: dict) -> Any:
+        if not self.chatted and request.get("tool_choice") != "none":
+            self.chatted = True
+            return "Let me think about which page leads to milk."
+        return self.then(request)
+
+
 def _play(loop: Loopback, play: Callable, responder: Any, variant: str = "baseline", max_steps: int = 12):
     mark = loop.script(responder)
     episode = play(loop.client, ref.WikiGame(WIKI, "Pizza", "Milk"), ref.AgentConfig(variant=variant, max_steps=max_steps))
@@ -330,6 +343,13 @@ def _check_play(loop: Loopback, play: Callable) -> str:
         fail(f"a model following Pizza -> Cheese -> Milk should win, got success={ep.success}, failure={ep.failure!r}")
     assert_equal(ep.path, ["Pizza", "Cheese", "Milk"], "episode path")
     assert_equal(ep.steps, 4, "steps (read, move, read, move)", "stop as soon as the game is won")
+
+    ep, _ = _play(loop, play, ChatsFirst(PathFollower(["Pizza", "Cheese", "Milk"])))
+    assert_equal(ep.steps, 5, "steps of a model that first replies with text, then reads, moves, reads, moves",
+                 "a step is one decision: a text-only reply counts as a step too")
+    ep, _ = _play(loop, play, ChatsFirst(PathFollower(["Pizza", "Cheese", "Milk"])), max_steps=4)
+    assert_equal(ep.failure, "out_of_steps", "failure with max_steps=4 of a model that chats once and then needs 4 steps",
+                 "count a text-only reply as a step, or a model that only chats would never run out of steps")
 
     ep, reqs = _play(loop, play, bouncer, max_steps=12)
     assert_equal(ep.failure, "loop", "failure of a model bouncing Pizza <-> Italy",
