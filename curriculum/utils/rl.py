@@ -92,3 +92,30 @@ class EpisodeTracker:
     def __len__(self) -> int:
         return len(self.returns)
 
+
+
+class NonFiniteError(FloatingPointError):
+    """Training met NaN or inf; the message names the quantity, where it appeared, and what usually causes it."""
+
+
+_CAUSES = {
+    "observation": "the environment (or a wrapper that normalises observations by a zero variance) returned it; "
+                   "check the env's step() and reset()",
+    "reward": "the environment's reward function returned it",
+    "loss": "usually a learning rate too high for the model, a log of a zero probability, or advantages "
+            "normalised by a standard deviation of zero; lower the learning rate or check those terms",
+}
+
+
+def require_finite(value: Any, what: str, where: str) -> None:
+    """Raise NonFiniteError if `value` (a number, array or tensor) holds NaN or inf: training must stop
+    there, not carry on with garbage (or fail later, deep inside a distribution's constructor)."""
+    t = torch.as_tensor(value, dtype=torch.float64) if not isinstance(value, torch.Tensor) else value.detach()
+    finite = torch.isfinite(t)
+    if bool(finite.all()):
+        return
+    first = tuple(int(i) for i in (~finite).nonzero()[0]) if t.ndim else ()
+    kind = "NaN" if bool(torch.isnan(t).any()) else "inf"
+    at = f" (first at index {first})" if first else ""
+    cause = next((c for key, c in _CAUSES.items() if key in what), "")
+    raise NonFiniteError(f"{what} is {kind} at {where}{at}, so training stops here" + (f": {cause}" if cause else ""))

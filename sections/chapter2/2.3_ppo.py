@@ -51,7 +51,7 @@ from curriculum.checks.chapter2 import ppo as tests
 from curriculum.utils import full_or_quick
 from curriculum.utils.logging import wandb_run
 from curriculum.utils.plotting import image_grid, line
-from curriculum.utils.rl import EpisodeTracker, make_vec_env, seed_everything
+from curriculum.utils.rl import EpisodeTracker, make_vec_env, require_finite, seed_everything
 
 device = torch.device("cpu")  # CartPole's tiny MLPs are faster on the CPU; Atari below uses utils.get_device()
 seed_everything(0)
@@ -258,8 +258,12 @@ tests.check_value_loss(value_loss)
 # ### Exercise: approx KL and clip fraction
 #
 # Two numbers tell you whether an update was healthy:
-# - **approx KL** between the old and new policies, with the estimator $\mathbb{E}[(r - 1) - \log r]$
-#   (unbiased and never negative, unlike $\mathbb{E}[-\log r]$). Above ~0.02 the updates are large.
+# - **approx KL** between the old and new policies, with the estimator $\mathbb{E}[(r - 1) - \log r]$,
+#   where $r = \pi_\text{new}(a|s) / \pi_\text{old}(a|s)$ for actions sampled from the old policy.
+#   The naive $\mathbb{E}[-\log r]$ is unbiased as well, but single samples of it are often
+#   negative and swing widely. Adding $r - 1$, whose expectation under the old policy is exactly
+#   zero, keeps the estimate unbiased while making every sample non-negative ($x - 1 \ge \log x$)
+#   and cutting its variance when the policies are close. Above ~0.02 the updates are large.
 # - **clip fraction**: how often the ratio left $[1-\epsilon, 1+\epsilon]$. Near 0: the clip does nothing
 #   (the learning rate could be larger); above ~0.3: the policy is trying to move too far.
 #
@@ -450,4 +454,5 @@ else:
 # - [Andrychowicz et al., "What Matters In On-Policy Reinforcement Learning? A Large-Scale Empirical Study" (2020)](https://arxiv.org/abs/2006.05990):
 #   which of those details actually matter, measured over 250,000 training runs.
 # - [John Schulman, "Approximating KL Divergence" (2020)](http://joschu.net/blog/kl-approx.html):
-#   why the approx-KL diagnostic uses (r - 1) - log r rather than -log r.
+#   both -log r and (r - 1) - log r are unbiased; why the second is preferred (lower variance,
+#   never negative).

@@ -59,6 +59,7 @@ from curriculum.solutions.chapter2.rlhf import (
 from curriculum.checks.chapter2 import rlhf as tests
 from curriculum.utils import full_or_quick
 from curriculum.utils.logging import wandb_run
+from curriculum.utils.rl import require_finite
 from curriculum.utils.offline import describe, load_text_corpus
 from curriculum.utils.plotting import line
 
@@ -127,6 +128,13 @@ tests.check_transformer_with_value_head(TransformerWithValueHead)
 #
 # The policy acts by sampling. Use your `sample_next_token` from section 1.1 (temperature, top-k, top-p): run
 # the model on the tokens so far, take the last position's logits, sample, append, repeat.
+#
+# During training, sample at temperature 1 with no top-k or top-p. PPO's ratio compares the
+# probability of each sampled token under the updated policy with its probability under the policy
+# that sampled it, and both are read from the model's plain logits. A temperature of 0.7 would draw
+# tokens from a sharper distribution than the one those log-probs describe: the data would be
+# off-policy and the ratio meaningless, so `RLHFArgs` refuses any other temperature. Use the
+# filters freely when you only want to look at what the model writes.
 #
 # ### Exercise: sampling completions
 #

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 
+import gymnasium as gym
 import numpy as np
 import pytest
 import torch
@@ -328,3 +329,36 @@ def test_atari_ppo_smoke():
 )
 def test_approx_kl_check_catches_an_inverted_ratio_and_a_flipped_sign(old, new, message):
     assert_check_fails(checks.check_kl_and_clipfrac, mutant(ppo.kl_and_clipfrac, (old, new)), match=message)
+
+
+class _NanAfter(gym.Wrapper):
+    """CartPole whose observations turn to NaN after `k` steps: a broken environment or wrapper."""
+
+    def __init__(self, env, k: int):
+        super().__init__(env)
+        self.k, self.t = k, 0
+
+    def step(self, action):
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        self.t += 1
+        return (obs * np.nan if self.t > self.k else obs), reward, terminated, truncated, info
+
+
+def test_nan_observation_stops_the_rollout_naming_it():
+    from curriculum.utils.rl import NonFiniteError
+
+    envs = gym.vector.SyncVectorEnv([lambda: _NanAfter(gym.make("CartPole-v1"), 3)])
+    obs = torch.as_tensor(envs.reset(seed=0)[0])
+    agent = ppo.Agent((4,), 2, 16)
+    with pytest.raises(NonFiniteError, match="an observation is NaN at step 4.*environment"):
+        ppo.collect_rollout(agent, envs, obs, torch.zeros(1, dtype=torch.bool), 8)
+
+
+def test_nan_loss_stops_training_naming_it(monkeypatch):
+    from curriculum.utils.rl import NonFiniteError
+
+    real = ppo.ppo_update
+    monkeypatch.setattr(ppo, "ppo_update", lambda *a: {**real(*a), "value_loss": float("nan")})
+    args = ppo.PPOArgs(total_timesteps=256, num_envs=2, num_steps=64)
+    with pytest.raises(NonFiniteError, match="the value loss is NaN at iteration 0"):
+        ppo.train_ppo(args, progress=False)

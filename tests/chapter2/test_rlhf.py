@@ -223,3 +223,25 @@ def test_make_batch_mutant_baseline_passes():
                                     make_batch_mutant(kl_to_self=True), make_batch_mutant(value_offset=0)])
 def test_check_make_batch_catches(mutant):
     assert_check_fails(checks.check_make_batch, mutant)
+
+
+def test_sampling_temperature_other_than_one_is_refused_as_off_policy():
+    with pytest.raises(ValueError, match="off-policy"):
+        rlhf.RLHFArgs(temperature=0.7)
+    rlhf.RLHFArgs(temperature=1.0)
+
+
+def test_non_finite_reward_or_loss_stops_training_naming_it(monkeypatch):
+    from curriculum.utils.rl import NonFiniteError
+
+    base, ref = rlhf.load_offline_base(), rlhf.load_offline_base()
+    nan_reward = lambda completions: torch.full((completions.shape[0],), float("nan"))  # noqa: E731
+    with pytest.raises(NonFiniteError, match="mean reward of the sampled completions is NaN at phase 0"):
+        rlhf.train_rlhf(rlhf.TransformerWithValueHead(base), ref, nan_reward, ci_args(total_phases=1), progress=False)
+
+    real_loss = rlhf.rlhf_loss
+    monkeypatch.setattr(rlhf, "rlhf_loss", lambda *a: (real_loss(*a)[0] * float("inf"), real_loss(*a)[1]))
+    dot = base.tokenizer(".")["input_ids"][-1]
+    with pytest.raises(NonFiniteError, match="PPO loss is (inf|NaN) at phase 0.*learning rate"):
+        rlhf.train_rlhf(rlhf.TransformerWithValueHead(base), ref, rlhf.target_token_reward(dot), ci_args(total_phases=1),
+                        progress=False)

@@ -36,7 +36,7 @@ from torch.distributions import Categorical
 from tqdm.auto import tqdm
 
 from curriculum.solutions.chapter2 import atari
-from curriculum.utils.rl import EpisodeTracker, make_vec_env, seed_everything
+from curriculum.utils.rl import EpisodeTracker, make_vec_env, require_finite, seed_everything
 
 
 @dataclass
@@ -230,6 +230,8 @@ def collect_rollout(
         with torch.no_grad():
             action, logprob, _, value = agent.get_action_and_value(obs)
         next_obs, reward, terminated, truncated, infos = envs.step(action.cpu().numpy())
+        require_finite(next_obs, "an observation", f"step {global_step + (step + 1) * n_envs}")
+        require_finite(reward, "a reward", f"step {global_step + (step + 1) * n_envs}")
         if tracker is not None:
             tracker.update(infos, global_step + (step + 1) * n_envs)
         for k, v in (("obs", obs), ("actions", action), ("logprobs", logprob), ("values", value), ("valid", ~done)):
@@ -390,6 +392,7 @@ def train_ppo(
     tracker, history = EpisodeTracker(), []
 
     obs = torch.as_tensor(envs.reset(seed=args.seed)[0], device=device)
+    require_finite(obs, "an observation", "reset")
     done = torch.zeros(args.num_envs, dtype=torch.bool, device=device)
     global_step, start = 0, time.perf_counter()
     bar = tqdm(range(args.num_iterations), desc=f"PPO {args.env_id}", disable=not progress)
@@ -406,6 +409,8 @@ def train_ppo(
                                         rollout.terminated, rollout.truncated, args.gamma, args.gae_lambda)
         batch = Batch.from_rollout(rollout, advantages)
         stats = ppo_update(agent, optimizer, batch, args)
+        for name in ("policy_loss", "value_loss"):
+            require_finite(stats[name], f"the {name.replace('_', ' ')}", f"iteration {iteration} (step {global_step})")
         stats.update(explained_variance=explained_variance(batch.values, batch.returns),
                      learning_rate=optimizer.param_groups[0]["lr"], mean_return=tracker.mean_return(20),
                      steps_per_second=global_step / (time.perf_counter() - start))

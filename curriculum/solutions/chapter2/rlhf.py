@@ -35,6 +35,7 @@ from tqdm.auto import tqdm
 from curriculum.solutions.chapter1.gpt2 import SamplingConfig, sample_next_token
 from curriculum.solutions.chapter2.ppo import compute_advantages, kl_and_clipfrac, policy_loss, value_loss
 from curriculum.utils.offline import Loaded, load_gpt2, use_real_resources
+from curriculum.utils.rl import require_finite
 
 BASE_DIR = Path(__file__).resolve().parents[3] / "data" / "rlhf" / "base"
 VALUE_HOOK = "ln_final.hook_normalized"  # the residual stream after the final LayerNorm: what the unembedding reads
@@ -82,9 +83,17 @@ class RLHFArgs:
     gamma: float = 1.0
     gae_lambda: float = 0.95
     normalize_reward: bool = True
-    temperature: float = 1.0
+    temperature: float = 1.0  # must stay 1: see __post_init__
 
     def __post_init__(self) -> None:
+        if self.temperature != 1.0:
+            raise ValueError(
+                f"temperature={self.temperature}: PPO's ratio divides the probability of each sampled token under the "
+                f"updated policy by its probability under the policy that sampled it, and both are computed from the "
+                f"model's plain (temperature 1) logits. Sampling at another temperature draws from a different "
+                f"distribution, so every update would be off-policy. Keep temperature=1.0 for training; sample at any "
+                f"temperature afterwards to show what the model learned."
+            )
         if self.kl_coef < 0:
             raise ValueError(f"kl_coef must be >= 0 (0 switches the KL penalty off), got {self.kl_coef}")
         if self.num_minibatches < 1 or self.batch_size % self.num_minibatches:
@@ -278,9 +287,11 @@ def train_rlhf(
     result = RLHFResult()
     for phase in (bar := tqdm(range(args.total_phases), desc="RLHF", disable=not progress)):
         batch, stats = make_batch(model, ref, reward_fn, prompt, args, generator)
+        require_finite(stats["reward"], "the mean reward of the sampled completions", f"phase {phase}")
         for _ in range(args.update_epochs):
             for mb in torch.randperm(args.batch_size, generator=generator, device=device).tensor_split(args.num_minibatches):
                 loss, loss_stats = rlhf_loss(model, batch[mb], prefix_len, args)
+                require_finite(loss, "the PPO loss", f"phase {phase}")
                 optimizer.zero_grad()
                 loss.backward()
                 nn.utils.clip_grad_norm_(model.parameters(), args.max_grad_norm)
