@@ -153,3 +153,51 @@ def test_api_errors_echoing_the_key_are_redacted(env_dirs, monkeypatch):
     shown = f"{err.value}\n{err.value.body}\n{err.value.message}"
     assert "Incorrect API key provided" in shown, "the server's message still comes through"
     assert KEY not in shown and "redacted>" in shown
+
+
+# --------------------------------------------------------------------------------------------- one chooser per resource
+
+
+@pytest.fixture
+def fresh_choice(monkeypatch):
+    from curriculum.utils import offline
+
+    for name in ("CURRICULUM_OFFLINE", "CURRICULUM_ONLINE", "HF_HUB_OFFLINE", "OPENAI_BASE_URL"):
+        monkeypatch.delenv(name, raising=False)
+    offline.resource_choice.cache_clear()
+    yield offline
+    offline.resource_choice.cache_clear()
+
+
+def test_llm_choice_follows_the_api_host_not_hugging_face(fresh_choice, monkeypatch):
+    import socket
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    try:
+        monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # the hub is offline...
+        monkeypatch.setenv("OPENAI_BASE_URL", f"http://127.0.0.1:{listener.getsockname()[1]}/v1")  # ...the API is not
+        assert fresh_choice.resource_choice("hub") == (False, "HF_HUB_OFFLINE=1 keeps Hugging Face offline")
+        real, why = fresh_choice.resource_choice("llm")
+        assert real and why == "127.0.0.1 is reachable"
+    finally:
+        listener.close()
+    with pytest.raises(ValueError, match="resource must be one of"):
+        fresh_choice.resource_choice("gpu")
+
+
+def test_online_override_beats_hub_offline_and_offline_beats_both(fresh_choice, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("CURRICULUM_ONLINE", "1")  # a rehearsal: online branches, hub read from its cache
+    assert fresh_choice.use_real_resources() and fresh_choice.resource_choice("web")[0]
+    fresh_choice.resource_choice.cache_clear()
+    monkeypatch.setenv("CURRICULUM_OFFLINE", "1")
+    assert [fresh_choice.resource_choice(r)[0] for r in fresh_choice.RESOURCES] == [False, False, False]
+
+
+def test_the_endpoint_says_why_it_chose(fresh_choice, monkeypatch, capsys):
+    monkeypatch.setenv("CURRICULUM_OFFLINE", "1")
+    with secrets.llm_endpoint(responder=lambda r: "hi") as llm:
+        llm.describe()
+    assert "(CURRICULUM_OFFLINE=1 chooses every offline stand-in)" in capsys.readouterr().out

@@ -6,8 +6,18 @@ corpora. Offline (CI, these machines, a plane) they return stand-ins the project
 a BPE tokenizer trained locally on CPython's bundled documentation, that documentation as a text
 corpus, and a randomly initialised GPT-2-shaped model. Each loader says which one it returned.
 
-Environment overrides: CURRICULUM_OFFLINE=1 forces the stand-ins (CI sets it), CURRICULUM_ONLINE=1
-forces the real resources (and fails loudly if they are unreachable).
+There is one chooser per kind of resource, `resource_choice(resource) -> (real, why)`:
+
+- "hub": pretrained models, tokenizers and datasets (Hugging Face), corpora and image datasets
+  downloaded by URL; real when huggingface.co is reachable. `use_real_resources()` is this one.
+- "llm": the LLM API (chapter 3); real when the API's host (api.openai.com, or the host of
+  OPENAI_BASE_URL) is reachable. `curriculum.utils.secrets.llm_endpoint` also needs a key.
+- "web": live web pages (Wikipedia in section 3.3); real when en.wikipedia.org is reachable.
+
+Environment overrides, in this order: CURRICULUM_OFFLINE=1 forces every stand-in (the test suite
+sets it); CURRICULUM_ONLINE=1 forces every real resource (and fails loudly where one is
+unreachable; with HF_HUB_OFFLINE=1 as well, the hub is then read from its local cache);
+HF_HUB_OFFLINE=1 alone forces the hub's stand-ins.
 """
 
 from __future__ import annotations
@@ -16,6 +26,7 @@ import functools
 import os
 import socket
 import tempfile
+from urllib.parse import urlparse
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -49,18 +60,42 @@ def _truthy(name: str) -> bool:
     return os.environ.get(name, "").lower() in {"1", "true", "yes"}
 
 
+RESOURCES = ("hub", "llm", "web")
+WEB_HOST = "en.wikipedia.org"
+
+
+def _host(resource: str) -> tuple[str, int]:
+    if resource == "llm":
+        url = urlparse(os.environ.get("OPENAI_BASE_URL") or "https://api.openai.com/v1")
+        return url.hostname or "api.openai.com", url.port or (443 if url.scheme == "https" else 80)
+    return (HF_HOST if resource == "hub" else WEB_HOST), 443
+
+
 @functools.lru_cache(maxsize=None)
-def use_real_resources(timeout: float = 2.0) -> bool:
-    """True if pretrained models/datasets can be downloaded (or are already cached by HF)."""
-    if _truthy("CURRICULUM_OFFLINE") or _truthy("HF_HUB_OFFLINE"):
-        return False
+def resource_choice(resource: str, timeout: float = 2.0) -> tuple[bool, str]:
+    """(use the real thing?, why) for one resource: "hub", "llm" or "web" (see the module docstring)."""
+    if resource not in RESOURCES:
+        raise ValueError(f"resource must be one of {RESOURCES}, got {resource!r}")
+    if _truthy("CURRICULUM_OFFLINE"):
+        return False, "CURRICULUM_OFFLINE=1 chooses every offline stand-in"
     if _truthy("CURRICULUM_ONLINE"):
-        return True
+        return True, "CURRICULUM_ONLINE=1 chooses every real resource"
+    if resource == "hub" and _truthy("HF_HUB_OFFLINE"):
+        return False, "HF_HUB_OFFLINE=1 keeps Hugging Face offline"
+    host, port = _host(resource)
     try:
-        with socket.create_connection((HF_HOST, 443), timeout=timeout):
-            return True
+        with socket.create_connection((host, port), timeout=timeout):
+            return True, f"{host} is reachable"
     except OSError:
-        return False
+        return False, f"{host} is not reachable"
+
+
+def use_real_resources() -> bool:
+    """True if pretrained models and datasets can be downloaded (or are already cached by HF): the "hub" choice."""
+    return resource_choice("hub")[0]
+
+
+use_real_resources.cache_clear = resource_choice.cache_clear  # type: ignore[attr-defined]  # tests reset the choice
 
 
 @dataclass

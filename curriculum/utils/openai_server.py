@@ -45,11 +45,21 @@ seeded fraction of requests fail:
 
 - "429": HTTP 429 with a `Retry-After` header (`retry_after` seconds);
 - "500": HTTP 500;
-- "timeout": the reply is delayed by `timeout_delay` seconds, longer than a client timeout should be;
+- "timeout": nothing comes back for `timeout_delay` seconds, longer than a client timeout should be
+  (a client that waits that long then gets a 504);
 - "malformed_tool_json": a reply with tool calls gets its arguments truncated to invalid JSON
   (only requests whose reply has tool calls can get this one);
 - "malformed_json": a structured-output reply (`response_format` json_schema) gets its JSON
   content truncated, as a model that ran out of tokens would (only structured requests get it).
+
+Failures that do not depend on the reply ("429", "500", "timeout") are drawn before the responder
+runs, so a failed request consumes no reply: a stateful responder (`Scripted`, a conversation
+script) gives the same sequence of replies with or without them. The corruptions need a reply to
+corrupt, so the responder runs and its reply is consumed (and lost to the client).
+
+Like the real API, the server rejects a request whose `tool` message does not follow an assistant
+message with `tool_calls` (400, with the real API's wording), and it accepts a burst of hundreds of
+simultaneous connections (a deep listen backlog).
 
 `server.stats` counts requests, failures by kind and the most requests ever in flight at once.
 """
@@ -250,14 +260,13 @@ class Failures:
         self._rng = random.Random(self.seed)
         self._lock = threading.Lock()
 
-    def draw(self, has_tool_calls: bool, structured: bool = False) -> str | None:
-        """The failure for the next request, or None. Deterministic in request order for a given seed."""
-        applicable = {"malformed_tool_json": has_tool_calls, "malformed_json": structured}
+    def draw(self) -> str | None:
+        """The failure for the next request, or None. Deterministic in request order for a given seed.
+        A corruption ("malformed_tool_json", "malformed_json") applies only if the reply has what it corrupts."""
         with self._lock:
             if self._rng.random() >= self.rate:
                 return None
-            kinds = [k for k in self.kinds if applicable.get(k, True)]
-            return self._rng.choice(kinds) if kinds else None
+            return self._rng.choice(list(self.kinds))
 
 
 @dataclass
@@ -370,6 +379,12 @@ class LoopbackServer:
             return _error(400, "'messages' must be a non-empty list", param="messages")
         if request.get("stream"):
             return _error(400, "the loopback server does not stream: send stream=false", param="stream")
+        if (misplaced := _misplaced_tool_message(request["messages"])) is not None:
+            return _error(400, "Invalid parameter: messages with role 'tool' must be a response to a preceeding "
+                               "message with 'tool_calls'.", param=f"messages.[{misplaced}].role")
+        failure = self.failures.draw() if self.failures else None
+        if failure in ("429", "500", "timeout"):  # independent of the reply: no responder call, nothing consumed
+            return self._fail_before_reply(failure)
         n = request.get("n") or 1
         try:
             replies = [to_reply(self.responder(request)) for _ in range(n)]
@@ -380,26 +395,31 @@ class LoopbackServer:
         except HTTPError as e:
             return _error(e.status, e.message, headers=e.headers, type=e.type)
 
-        has_tools, structured = any(r.tool_calls for r in replies), response_schema(request) is not None
-        failure = self.failures.draw(has_tools, structured) if self.failures else None
-        if failure:
-            with self._lock:
-                self.stats.failures[failure] = self.stats.failures.get(failure, 0) + 1
+        applies = {"malformed_tool_json": any(r.tool_calls for r in replies),
+                   "malformed_json": response_schema(request) is not None}
+        if failure and applies[failure]:
+            self._count(failure)
+            for r in replies:
+                if failure == "malformed_tool_json":
+                    r.tool_calls = [ToolCall(tc.name, _truncate_json(tc.arguments), tc.id) for tc in r.tool_calls]
+                else:
+                    r.content = _truncate_json(r.content or "")
+        return 200, self._completion_body(request, replies), {}
+
+    def _count(self, failure: str) -> None:
+        with self._lock:
+            self.stats.failures[failure] = self.stats.failures.get(failure, 0) + 1
+
+    def _fail_before_reply(self, failure: str) -> tuple[int, dict, dict[str, str]]:
+        self._count(failure)
         if failure == "429":
             ra = self.failures.retry_after
             return _error(429, "Rate limit reached (injected by the loopback server)", type="rate_limit_error",
                           code="rate_limit_exceeded", headers={"Retry-After": f"{ra:g}", "retry-after-ms": f"{ra * 1000:g}"})
-        if failure == "500":
-            return _error(500, "The server had an error (injected by the loopback server)")
-        if failure == "timeout":
+        if failure == "timeout":  # held back longer than a client's timeout should be; then an error, not a reply
             time.sleep(self.failures.timeout_delay)
-        if failure == "malformed_tool_json":
-            for r in replies:
-                r.tool_calls = [ToolCall(tc.name, _truncate_json(tc.arguments), tc.id) for tc in r.tool_calls]
-        if failure == "malformed_json":
-            for r in replies:
-                r.content = _truncate_json(r.content or "")
-        return 200, self._completion_body(request, replies), {}
+            return _error(504, "The reply took too long (a timeout injected by the loopback server)")
+        return _error(500, "The server had an error (injected by the loopback server)")
 
     def _completion_body(self, request: dict, replies: list[Reply]) -> dict:
         prompt = "".join(message_text(m.get("content")) for m in request["messages"])
@@ -439,6 +459,20 @@ class LoopbackServer:
         }
 
 
+def _misplaced_tool_message(messages: list) -> int | None:
+    """Index of the first `tool` message not preceded (through other tool messages) by an assistant message
+    with `tool_calls`, as the real API checks; None if every tool message is in place."""
+    for i, m in enumerate(messages):
+        if not isinstance(m, dict) or m.get("role") != "tool":
+            continue
+        j = i - 1
+        while j >= 0 and isinstance(messages[j], dict) and messages[j].get("role") == "tool":
+            j -= 1
+        if j < 0 or not isinstance(messages[j], dict) or messages[j].get("role") != "assistant" or not messages[j].get("tool_calls"):
+            return i
+    return None
+
+
 def _truncate_json(arguments: dict | str) -> str:
     """Cut the arguments mid-object so they are never valid JSON."""
     text = arguments if isinstance(arguments, str) else json.dumps(arguments)
@@ -462,6 +496,8 @@ def _error(status: int, message: str, type: str = "invalid_request_error", code:
 
 
 class _QuietServer(ThreadingHTTPServer):
+    request_queue_size = 1024  # listen backlog: a burst of hundreds of connections must not be refused (default 5)
+
     def handle_error(self, request, client_address):
         """A client that hung up (its timeout fired) is expected here; anything else is printed."""
         if not isinstance(sys.exc_info()[1], ConnectionError):

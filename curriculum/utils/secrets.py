@@ -19,7 +19,7 @@ request (a proxy's authentication error, say) never puts the key into a tracebac
         llm.client.chat.completions.create(model=llm.model, messages=[...])   # openai client
         inspect_ai.eval(task, model=llm.inspect_model())                       # inspect-ai
 
-Online (`curriculum.utils.offline.use_real_resources()` and a key is set) `llm.client` talks to
+Online (`curriculum.utils.offline.resource_choice("llm")`: the API is reachable, and a key is set) `llm.client` talks to
 api.openai.com; otherwise to a `LoopbackServer` on 127.0.0.1 running `responder`, and
 `llm.inspect_model()` is inspect's `openai/<model>` provider pointed at the same server.
 """
@@ -35,7 +35,7 @@ from typing import Any
 import openai
 from dotenv import dotenv_values
 
-from curriculum.utils.offline import use_real_resources
+from curriculum.utils.offline import resource_choice
 from curriculum.utils.openai_server import Failures, LoopbackServer, Responder
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -120,6 +120,7 @@ class LLMEndpoint:
     base_url: str | None = None  # None: the real API's default URL
     server: LoopbackServer | None = None
     _api_key: str = field(default=LOOPBACK_KEY, repr=False)
+    why: str = ""  # why this endpoint was chosen, e.g. "api.openai.com is not reachable"
 
     @property
     def inspect_model_name(self) -> str:
@@ -140,7 +141,8 @@ class LLMEndpoint:
 
     def describe(self) -> None:
         where = "the real OpenAI API" if self.real else f"the offline loopback server at {self.base_url}"
-        print(f"[{'real' if self.real else 'offline stand-in'}] model {self.model!r} via {where}")
+        print(f"[{'real' if self.real else 'offline stand-in'}] model {self.model!r} via {where}"
+              + (f" ({self.why})" if self.why else ""))
 
     def close(self) -> None:
         self.client.close()
@@ -166,20 +168,23 @@ def llm_endpoint(
 ) -> LLMEndpoint:
     """The real API when online with a key, else a fresh loopback server running `responder`.
 
-    offline: None decides automatically (use_real_resources() and a key); True forces the loopback
+    offline: None decides automatically (the API is reachable and a key is set); True forces the loopback
         server; False requires the real API and raises MissingAPIKey (with how-to) if no key is set.
     latency, failures: loopback-server settings (ignored online).
     max_retries, timeout: passed to `openai.OpenAI` (max_retries=0 when your code does its own retries).
     """
     if offline is None:
-        online, has_key = use_real_resources(), get_api_key() is not None
+        (online, why), has_key = resource_choice("llm"), get_api_key() is not None
         if online and not has_key:
             print(MISSING_KEY_HELP.format(name="OPENAI_API_KEY") + "\n-> using the offline loopback server.\n")
+            why += ", but no OPENAI_API_KEY is set"
         offline = not (online and has_key)
+    else:
+        why = "offline=True was passed" if offline else "offline=False was passed"
     if not offline:
         key = require_api_key()
         client = RedactingOpenAI(api_key=key, max_retries=max_retries, timeout=timeout)
-        return LLMEndpoint(client, model, real=True, _api_key=key)
+        return LLMEndpoint(client, model, real=True, _api_key=key, why=why)
     server = LoopbackServer(responder, latency=latency, failures=failures).start()
     client = openai.OpenAI(base_url=server.base_url, api_key=LOOPBACK_KEY, max_retries=max_retries, timeout=timeout)
-    return LLMEndpoint(client, model, real=False, base_url=server.base_url, server=server)
+    return LLMEndpoint(client, model, real=False, base_url=server.base_url, server=server, why=why)

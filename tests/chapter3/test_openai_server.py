@@ -21,6 +21,7 @@ from curriculum.utils.openai_server import (
     Rules,
     Scripted,
     ToolCall,
+    echo,
     last_user_message,
     loopback_client,
     response_schema,
@@ -152,7 +153,7 @@ def test_malformed_json_breaks_structured_output_only():
 def test_failures_are_seeded_and_validated():
     def sequence(seed):
         f = Failures(rate=0.3, kinds=["429", "500"], seed=seed)
-        return [f.draw(False) for _ in range(50)]
+        return [f.draw() for _ in range(50)]
 
     assert sequence(0) == sequence(0) != sequence(1)
     assert 5 <= sum(x is not None for x in sequence(0)) <= 25
@@ -305,8 +306,50 @@ def test_real_endpoint_never_shows_its_key(monkeypatch, capsys):
 def test_offline_endpoint_when_no_key(monkeypatch, capsys):
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     monkeypatch.setattr(secrets, "get_api_key", lambda name="OPENAI_API_KEY": None)
-    monkeypatch.setattr(secrets, "use_real_resources", lambda: True)  # "online", but no key
+    monkeypatch.setattr(secrets, "resource_choice", lambda r: (True, "api.openai.com is reachable"))  # "online", but no key
     with secrets.llm_endpoint(responder=lambda r: "hi") as llm:
         assert not llm.real and llm.base_url.startswith("http://127.0.0.1:")
         assert llm.client.chat.completions.create(model=llm.model, messages=USER).choices[0].message.content == "hi"
     assert "export OPENAI_API_KEY" in capsys.readouterr().out
+
+
+def test_misplaced_tool_message_gets_the_real_apis_400():
+    tool_result = {"role": "tool", "tool_call_id": "call_1", "content": "42"}
+    call = {"role": "assistant", "content": None,
+            "tool_calls": [{"id": "call_1", "type": "function", "function": {"name": "f", "arguments": "{}"}}]}
+    with LoopbackServer(echo) as server:
+        client = loopback_client(server, max_retries=0)
+        with pytest.raises(openai.BadRequestError, match="must be a response to a preceeding message with 'tool_calls'") as err:
+            client.chat.completions.create(model="m", messages=USER + [tool_result])  # tool result before any call
+        assert err.value.body["param"] == "messages.[1].role"
+        with pytest.raises(openai.BadRequestError):  # a tool result after a plain text reply
+            client.chat.completions.create(model="m", messages=USER + [{"role": "assistant", "content": "hi"}, tool_result])
+        two_results = USER + [call, tool_result, {**tool_result, "content": "43"}]
+        assert client.chat.completions.create(model="m", messages=two_results).choices  # results in place: accepted
+
+
+def test_reply_independent_failures_consume_no_scripted_reply():
+    replies = [f"reply {i}" for i in range(40)]
+    with LoopbackServer(Scripted(replies), failures=Failures(rate=0.3, kinds=("429", "500"), seed=3)) as server:
+        client = loopback_client(server, max_retries=0)
+        got = []
+        while len(got) < 20:
+            try:
+                got.append(client.chat.completions.create(model="m", messages=USER).choices[0].message.content)
+            except (openai.RateLimitError, openai.InternalServerError):
+                pass
+        assert sum(server.stats.failures.values()) > 0, "some requests failed"
+    assert got == replies[:20], "a failed request must not use up a scripted reply"
+
+
+def test_a_burst_of_200_simultaneous_connections_is_served():
+    import concurrent.futures
+
+    with LoopbackServer(echo, latency=0.05) as server:
+        def one(i):
+            client = loopback_client(server, fresh_connections=True, max_retries=0, timeout=60)
+            return client.chat.completions.create(model="m", messages=USER).choices[0].message.content
+
+        with concurrent.futures.ThreadPoolExecutor(max_workers=200) as pool:
+            results = list(pool.map(one, range(200)))
+    assert results == ["You said: hello"] * 200

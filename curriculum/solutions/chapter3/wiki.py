@@ -3,7 +3,7 @@
 A `WikiSource` answers one question: given a page title, what does the page say and which pages does
 it link to? `LiveWiki` asks the MediaWiki API of en.wikipedia.org; `OfflineWiki` reads the 73
 hand-written pages in data/chapter3/wiki/pages.json (real Wikipedia titles, so the same games work
-on both). `load_wiki()` picks one through `curriculum.utils.offline.use_real_resources()`.
+on both). `load_wiki()` picks one through `curriculum.utils.offline.resource_choice("web")`.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from pathlib import Path
 
 import httpx
 
-from curriculum.utils.offline import Loaded, use_real_resources
+from curriculum.utils.offline import Loaded, resource_choice
 
 OFFLINE_GRAPH = Path(__file__).resolve().parents[3] / "data" / "chapter3" / "wiki" / "pages.json"
 SUMMARY_CHARS = 300
@@ -144,9 +144,10 @@ class LiveWiki(WikiSource):
 
 
 def load_wiki() -> Loaded:
-    """Live Wikipedia when online, the shipped graph offline (CI)."""
-    if use_real_resources():
+    """Live Wikipedia when en.wikipedia.org is reachable, the shipped graph otherwise; the description says why."""
+    real, why = resource_choice("web")
+    if real:
         live = LiveWiki()
-        return Loaded(live, True, live.description)
+        return Loaded(live, True, f"{live.description} ({why})")
     offline = OfflineWiki()
-    return Loaded(offline, False, offline.description)
+    return Loaded(offline, False, f"{offline.description} ({why})")
