@@ -326,10 +326,25 @@ for ex in scoring_examples:
 # simplest form of *iterative refinement*; better versions also feed the grader's explanations back
 # into the generation prompt. Read it in `curriculum/solutions/chapter3/dataset_generation.py`: it uses every
 # function you wrote.
+#
+# A real run makes hundreds of paid requests over many minutes, so it must not lose work:
+#
+# - **A request that keeps failing is skipped, not fatal.** When its retries run out, the item is
+#   recorded as failed, the others go on, and the statistics (`stats["failed"]`) and a warning say
+#   how many. Raising instead would throw away every request already paid for.
+# - **Every finished request is written down at once.** With `checkpoint=...`, each generation and
+#   each grade is appended to a JSONL file the moment it arrives. Rerun the same cell after a crash,
+#   a closed laptop or a kernel restart, and only what is missing is sent: a generation is reused
+#   when its prompt is exactly the same, a grade when its question is. Requests that failed are
+#   tried again.
+# - **Saving is atomic.** `save_dataset` writes to a temporary file and renames it over the old one,
+#   so a crash mid-save leaves the previous file whole.
 
 # %%
+out_dir = Path(tempfile.mkdtemp(prefix="chapter3_"))
 cfg = GenerationConfig(model=llm.model, n_target=full_or_quick(300, 24), questions_per_request=4, max_workers=8, seed=0)
-questions, stats = generate_dataset(llm.client, cfg, prompts, scoring_examples=scoring_examples)
+questions, stats = generate_dataset(llm.client, cfg, prompts, scoring_examples=scoring_examples,
+                                    checkpoint=out_dir / "generation.jsonl")
 print(f"kept {len(questions)} questions; " + ", ".join(f"{k}: {v}" for k, v in stats.items() if k != "scores"))
 
 # %%
@@ -353,7 +368,6 @@ fig.show()
 # questions. Never the API key: provenance files get shared.
 
 # %%
-out_dir = Path(tempfile.mkdtemp(prefix="chapter3_"))
 path = save_dataset(out_dir / "power_seeking.json", questions, cfg, prompts, stats,
                     endpoint="openai" if llm.real else "loopback stand-in")
 saved = json.loads(path.read_text())

@@ -288,3 +288,125 @@ def test_retry_after_header_forms():
     assert sol.retry_after_seconds(E({})) is None
     assert sol.retry_after_seconds(ValueError()) is None
     assert sol.retry_after_seconds(E({"retry-after": "Wed, 21 Oct 2015 07:28:00 GMT"})) == 0.0  # a date in the past
+
+
+# --------------------------------------------------------------------------------------------- nothing lost
+
+import os  # noqa: E402
+import signal  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+import warnings  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _env() -> dict[str, str]:
+    return {**os.environ, "PYTHONPATH": str(ROOT), "CURRICULUM_OFFLINE": "1"}
+
+
+def _small_cfg(**kw) -> "sol.GenerationConfig":
+    return sol.GenerationConfig(**{**dict(model="m", n_target=16, questions_per_request=4, max_workers=4, seed=5), **kw})
+
+
+def test_half_the_requests_failing_loses_nothing_and_a_rerun_sends_only_the_failed(tmp_path):
+    prompts = sol.GenPrompts(few_shot_examples=sol.load_few_shot_examples())
+    ckpt = tmp_path / "gen.jsonl"
+    give_up_fast = lambda f: sol.retry_with_backoff(f, max_retries=1, base_delay=0.001)  # noqa: E731
+    with LoopbackServer(mcq_responder, failures=Failures(rate=0.5, kinds=["429", "500"], retry_after=0.001, seed=2)) as server:
+        with pytest.warns(UserWarning, match="requests failed after all their retries"):
+            first, stats = sol.generate_dataset(loopback_client(server), _small_cfg(), prompts, retry=give_up_fast,
+                                                checkpoint=ckpt)
+    failed = stats["failed"]["generate"] + stats["failed"]["grade"]
+    assert failed > 0 and len(first) > 0, f"the run must go on past failed items: {stats}"
+    lines = [json.loads(line) for line in ckpt.read_text().splitlines()]
+    assert sum(r["type"] == "failed" for r in lines) == failed, "every failed item is recorded"
+    done = sum(r["type"] in ("generated", "graded") for r in lines)
+
+    with LoopbackServer(mcq_responder) as server:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            second, stats2 = sol.generate_dataset(loopback_client(server), _small_cfg(), prompts, checkpoint=ckpt)
+        resent = server.stats.requests
+    with LoopbackServer(mcq_responder) as server:
+        sol.generate_dataset(loopback_client(server), _small_cfg(), prompts)
+        fresh = server.stats.requests
+    reused = stats2["resumed"]["generations"] + stats2["resumed"]["grades"]
+    assert len(second) == 16 and reused > 0 and resent == fresh - reused, (
+        f"the rerun sent {resent} requests; a fresh run sends {fresh}, and {reused} were reused from the checkpoint")
+
+
+_GENERATE = """
+import sys
+from curriculum.solutions.chapter3 import dataset_generation as sol
+from curriculum.utils.mcq_standin import mcq_responder
+from curriculum.utils.openai_server import LoopbackServer, loopback_client
+cfg = sol.GenerationConfig(model="m", n_target=16, questions_per_request=4, max_workers=2, seed=5)
+prompts = sol.GenPrompts(few_shot_examples=sol.load_few_shot_examples())
+with LoopbackServer(mcq_responder, latency=0.05) as server:
+    sol.generate_dataset(loopback_client(server), cfg, prompts, checkpoint=sys.argv[1])
+"""
+
+
+def test_kill_during_generation_then_resume_gives_the_uninterrupted_dataset(tmp_path):
+    prompts = sol.GenPrompts(few_shot_examples=sol.load_few_shot_examples())
+    with LoopbackServer(mcq_responder) as server:
+        uninterrupted, _ = sol.generate_dataset(loopback_client(server), _small_cfg(max_workers=2), prompts)
+        total = server.stats.requests
+    ckpt = tmp_path / "gen.jsonl"
+    proc = subprocess.Popen([sys.executable, "-c", _GENERATE, str(ckpt)], cwd=ROOT, env=_env(),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline and (not ckpt.exists() or len(ckpt.read_text().splitlines()) < 4):
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert ckpt.exists() and len(ckpt.read_text().splitlines()) >= 4, "the killed run wrote its finished requests"
+    with LoopbackServer(mcq_responder) as server:
+        resumed, stats = sol.generate_dataset(loopback_client(server), _small_cfg(max_workers=2), prompts, checkpoint=ckpt)
+        sent = server.stats.requests
+    assert resumed == uninterrupted, "a killed and resumed run gives the same dataset as an uninterrupted one"
+    assert sent <= total - 4 and stats["resumed"]["generations"] + stats["resumed"]["grades"] >= 4
+
+
+_SAVE_LOOP = """
+import sys
+from curriculum.solutions.chapter3 import dataset_generation as sol
+questions = [{"question": "q" * 2000, "i": i} for i in range(5000)]
+cfg, prompts = sol.GenerationConfig(), sol.GenPrompts()
+while True:
+    sol.save_dataset(sys.argv[1], questions, cfg, prompts, {}, endpoint="test")
+"""
+
+
+def test_kill_during_save_leaves_a_whole_file(tmp_path):
+    path = tmp_path / "d.json"
+    sol.save_dataset(path, [{"question": "first"}], sol.GenerationConfig(), sol.GenPrompts(), {}, endpoint="test")
+    proc = subprocess.Popen([sys.executable, "-c", _SAVE_LOOP, str(path)], cwd=ROOT, env=_env(),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(3.0)  # several saves of a ~10 MB file are under way
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    saved = json.loads(path.read_text())  # never empty, never half a file
+    assert len(saved["questions"]) in (1, 5000)
+
+
+def test_a_crash_halfway_through_writing_keeps_the_previous_file(tmp_path, monkeypatch):
+    """Deterministic twin of the kill test: every write stops halfway, as a killed process would."""
+    path = tmp_path / "d.json"
+    sol.save_dataset(path, [{"question": "first"}], sol.GenerationConfig(), sol.GenPrompts(), {}, endpoint="test")
+
+    def half_then_die(self, data, *args, **kwargs):
+        raw = data.encode() if isinstance(data, str) else data
+        with open(self, "wb") as f:
+            f.write(raw[: len(raw) // 2])
+        raise SystemExit("killed mid-write")
+
+    monkeypatch.setattr(Path, "write_bytes", half_then_die)
+    monkeypatch.setattr(Path, "write_text", half_then_die)
+    with pytest.raises(SystemExit):
+        sol.save_dataset(path, [{"question": "second"}] * 100, sol.GenerationConfig(), sol.GenPrompts(), {}, endpoint="test")
+    monkeypatch.undo()
+    assert json.loads(path.read_text())["questions"] == [{"question": "first"}]
+    assert [p.name for p in tmp_path.iterdir()] == ["d.json"], "no temporary file is left behind"

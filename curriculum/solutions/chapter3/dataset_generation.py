@@ -16,10 +16,12 @@ import email.utils
 import hashlib
 import json
 import math
+import os
 import random
 import re
 import string
 import subprocess
+import threading
 import time
 import warnings
 from concurrent.futures import ThreadPoolExecutor
@@ -31,6 +33,8 @@ import openai
 import pydantic
 from pydantic import BaseModel
 from tqdm.auto import tqdm
+
+from curriculum.utils.files import atomic_write_text
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -359,46 +363,140 @@ def generate_dataset(
     rubric: str = RUBRIC,
     scoring_examples: Sequence[dict] = (),
     retry: Callable[[Callable], Callable] = retry_with_backoff,
+    checkpoint: str | Path | None = None,
 ) -> tuple[list[dict], dict]:
     """Generate, deduplicate, grade and filter until `cfg.n_target` questions pass the rubric.
 
     Each round asks for what is still missing (plus a margin for rejects), so a round that loses
     questions to duplicates or low scores is topped up by the next: iterative refinement of the set.
     Returns (questions with their `score` and `score_explanation`, statistics for the provenance,
-    including every grade given, kept or not).
+    including every grade given, kept or not, and the requests that failed).
+
+    Nothing is lost:
+    - a request whose retries run out is recorded as failed (`stats["failed"]`) and the run goes on;
+    - with `checkpoint` (a JSONL file), every finished generation and grade is appended as it arrives.
+      Run again with the same arguments after a crash and only what is missing is sent: generations
+      are reused when their prompt matches exactly, grades when their question does. Requests that
+      failed are tried again.
     """
     rng = random.Random(cfg.seed)
+    log = _Checkpoint(checkpoint)
     generate = retry(lambda messages: generate_structured_response(
         client, cfg.model, messages, QuestionGeneration, temperature=cfg.temperature))
     grade = retry(lambda q: generate_structured_response(
         client, cfg.model, scoring_messages(q, rubric, list(scoring_examples)), QCResponse, temperature=0.0))
+
+    def generate_or_fail(item: tuple[str, list[dict]]) -> dict | None:
+        key, messages = item
+        try:
+            reply = generate(messages)
+        except Exception as e:  # noqa: BLE001 - retries ran out (or a 400): record it, keep the others
+            log.append({"type": "failed", "stage": "generate", "key": key, "error": f"{type(e).__name__}: {str(e)[:200]}"})
+            return None
+        log.append({"type": "generated", "key": key, "questions": reply["questions"]})
+        return reply
+
+    def grade_or_fail(question: dict) -> dict | None:
+        key = _question_key(question)
+        try:
+            result = grade(question)
+        except Exception as e:  # noqa: BLE001
+            log.append({"type": "failed", "stage": "grade", "key": key, "error": f"{type(e).__name__}: {str(e)[:200]}"})
+            return None
+        log.append({"type": "graded", "key": key, "grade": result})
+        return result
+
     kept: list[dict] = []
     seen: list[dict] = []
-    stats = {"requests": 0, "generated": 0, "duplicates": 0, "rejected": 0, "rounds": 0, "scores": []}
+    stats = {"requests": 0, "generated": 0, "duplicates": 0, "rejected": 0, "rounds": 0, "scores": [],
+             "failed": {"generate": 0, "grade": 0}, "resumed": {"generations": 0, "grades": 0}}
     for _ in range(cfg.max_rounds):
         missing = cfg.n_target - len(kept)
         if missing <= 0:
             break
         n_requests = math.ceil(1.5 * missing / cfg.questions_per_request)  # 1.5x: room for rejects
         batches = [build_generation_messages(prompts, threat_model, cfg.questions_per_request, rng) for _ in range(n_requests)]
-        replies = map_concurrently(generate, batches, cfg.max_workers, desc="generating")
-        new = [q for r in replies for q in r["questions"]]
+        keys = [_messages_key(m) for m in batches]
+        todo = [(k, m) for k, m in zip(keys, batches) if k not in log.generated]
+        stats["resumed"]["generations"] += n_requests - len(todo)
+        for (k, _), reply in zip(todo, map_concurrently(generate_or_fail, todo, cfg.max_workers, desc="generating")):
+            if reply is not None:
+                log.generated[k] = reply["questions"]
+        stats["failed"]["generate"] += sum(k not in log.generated for k in keys)
+        new = [q for k in keys for q in log.generated.get(k, [])]
         unique = dedupe_questions(seen + new)[len(dedupe_questions(seen)):]
         seen += new
-        grades = map_concurrently(grade, unique, cfg.max_workers, desc="grading")
+        to_grade = [q for q in unique if _question_key(q) not in log.graded]
+        stats["resumed"]["grades"] += len(unique) - len(to_grade)
+        for q, result in zip(to_grade, map_concurrently(grade_or_fail, to_grade, cfg.max_workers, desc="grading")):
+            if result is not None:
+                log.graded[_question_key(q)] = result
+        grades = [log.graded.get(_question_key(q)) for q in unique]
+        stats["failed"]["grade"] += sum(g is None for g in grades)
         for q, g in zip(unique, grades):
-            if g["score"] >= cfg.threshold:
+            if g is not None and g["score"] >= cfg.threshold:
                 kept.append({**q, "score": g["score"], "score_explanation": g["explanation"]})
         stats["rounds"] += 1
         stats["requests"] += n_requests
         stats["generated"] += len(new)
         stats["duplicates"] += len(new) - len(unique)
-        stats["rejected"] += sum(g["score"] < cfg.threshold for g in grades)
-        stats["scores"] += [g["score"] for g in grades]
+        stats["rejected"] += sum(g is not None and g["score"] < cfg.threshold for g in grades)
+        stats["scores"] += [g["score"] for g in grades if g is not None]
+    if failed := sum(stats["failed"].values()):
+        warnings.warn(f"{stats['failed']['generate']} generation and {stats['failed']['grade']} grading requests failed "
+                      f"after all their retries and were skipped ({failed} in all)"
+                      + (f"; run again with the same checkpoint ({log.path}) to retry only those" if log.path else ""))
     if len(kept) < cfg.n_target:
         warnings.warn(f"only {len(kept)} of {cfg.n_target} questions passed the rubric in {cfg.max_rounds} rounds: "
                       "raise max_rounds, or look at the grader's explanations to improve the generation prompt")
     return kept[: cfg.n_target], stats
+
+
+def _messages_key(messages: list[dict]) -> str:
+    return hashlib.sha256(json.dumps(messages, sort_keys=True).encode()).hexdigest()[:24]
+
+
+def _question_key(question: dict) -> str:
+    return hashlib.sha256(json.dumps(question, sort_keys=True).encode()).hexdigest()[:24]
+
+
+class _Checkpoint:
+    """An append-only JSONL log of finished requests, read back on a rerun. Each line is written whole
+    and flushed under a lock (requests finish on several threads); a line cut short by a crash is
+    reported and skipped, never parsed as data."""
+
+    def __init__(self, path: str | Path | None):
+        self.path = Path(path) if path is not None else None
+        self.generated: dict[str, list[dict]] = {}
+        self.graded: dict[str, dict] = {}
+        self._lock = threading.Lock()
+        if self.path is None or not self.path.exists():
+            return
+        bad = 0
+        for line in self.path.read_text().splitlines():
+            try:
+                record = json.loads(line)
+                kind, key = record["type"], record["key"]
+            except (json.JSONDecodeError, KeyError, TypeError):
+                bad += 1
+                continue
+            if kind == "generated":
+                self.generated[key] = record["questions"]
+            elif kind == "graded":
+                self.graded[key] = record["grade"]
+        if bad:
+            warnings.warn(f"{self.path}: skipped {bad} unreadable line(s), probably cut short by a crash; "
+                          f"those requests are sent again")
+
+    def append(self, record: dict) -> None:
+        if self.path is None:
+            return
+        with self._lock:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with open(self.path, "a") as f:
+                f.write(json.dumps(record) + "\n")
+                f.flush()
+                os.fsync(f.fileno())
 
 
 def _git_commit() -> str | None:
@@ -439,6 +537,6 @@ def save_dataset(
         "git_commit": _git_commit(),
     }
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({"provenance": provenance, "questions": questions}, indent=2) + "\n")
+    # atomic: a crash mid-write leaves the previous file whole, never an empty or half file
+    atomic_write_text(path, json.dumps({"provenance": provenance, "questions": questions}, indent=2) + "\n")
     return path
