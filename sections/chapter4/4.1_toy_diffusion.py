@@ -166,8 +166,8 @@ line({"linear": lin.alpha_bars, "cosine": cos.alpha_bars}, xlabel="t", ylabel="a
 # crosses near the middle and falls roughly linearly in log-SNR, spreading the steps more evenly over
 # the noise levels where there is something to learn.
 #
-# Neither reaches SNR = 0. The last step is **only approximately** N(0, I): $x_T = \sqrt{\bar\alpha_T}\, x_0
-# + \sqrt{1-\bar\alpha_T}\, \varepsilon$ still contains a sliver of the data. Sampling starts from an
+# Neither reaches SNR = 0. The last step is **only approximately** N(0, I): $x_T = \sqrt{\bar\alpha_T}\, x_0 +
+# \sqrt{1-\bar\alpha_T}\, \varepsilon$ still contains a sliver of the data. Sampling starts from an
 # exact N(0, I) anyway, a mismatch that is negligible when $\bar\alpha_T$ is this small (the next
 # cell prints it) but that matters for schedules that stop earlier. The cell also prints the variance
 # of $x_t$ for unit-variance data and for data with standard deviation 3, from the formula
@@ -283,8 +283,8 @@ tests.check_sinusoidal_embedding(sinusoidal_embedding)
 # $q(x_1 \mid x_0)$ cancels the $t = 1$ step's denominator. What remains, with the expectation taken
 # term by term, is
 #
-# $$L = \underbrace{D_{\mathrm{KL}}\big(q(x_T \mid x_0)\,\|\,p(x_T)\big)}_{L_T}
-# + \sum_{t=2}^{T} \underbrace{\mathbb E_{q(x_t \mid x_0)}\, D_{\mathrm{KL}}\big(q(x_{t-1} \mid x_t, x_0)\,\|\,p_\theta(x_{t-1} \mid x_t)\big)}_{L_{t-1}}
+# $$L = \underbrace{D_{\mathrm{KL}}\big(q(x_T \mid x_0)\,\|\,p(x_T)\big)}_{L_T} +
+# \sum_{t=2}^{T} \underbrace{\mathbb E_{q(x_t \mid x_0)}\, D_{\mathrm{KL}}\big(q(x_{t-1} \mid x_t, x_0)\,\|\,p_\theta(x_{t-1} \mid x_t)\big)}_{L_{t-1}}
 # \ \underbrace{-\ \mathbb E_{q(x_1 \mid x_0)} \log p_\theta(x_0 \mid x_1)}_{L_0}.$$
 #
 # Read it term by term. $L_T$ has no parameters: it measures how far the last noisy step is from the
