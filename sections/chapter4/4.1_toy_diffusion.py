@@ -2,9 +2,17 @@
 # # 4.1 Diffusion from scratch on toy data
 #
 # A diffusion model learns to undo a fixed, gradual corruption. The **forward process** adds a little
-# Gaussian noise at each of T steps until the data is indistinguishable from N(0, I); a network is
-# trained to predict the noise that was added; the **reverse process** starts from pure noise and
+# Gaussian noise at each of T steps, until what is left is very close to a sample of N(0, I) (close,
+# not equal: a small fraction of the data survives, and you will print how small). A network is
+# trained to predict the noise that was added; the **reverse process** starts from fresh noise and
 # removes the predicted noise step by step, producing new samples.
+#
+# ![The forward chain x_0 -> x_1 -> ... -> x_T, each step q(x_t | x_{t-1}) shrinking and adding noise; the reverse chain p_theta(x_{t-1} | x_t) going back; a dashed arrow from x_0 straight to x_t for the closed form q(x_t | x_0)](figures/4.1_chains.svg)
+#
+# The picture above is the whole section. The red arrows are fixed: nothing is learned about how
+# data is destroyed. The blue arrows are the model, one small Gaussian step each, and they all share
+# one network that is told which step t it is at. The dashed arrow is what makes training cheap:
+# you can jump from x_0 to any x_t in one draw, without walking the chain.
 #
 # Everything here is on 2-D points (a swiss roll and a ring of Gaussians), where a sample is a dot
 # you can see and a model trains in seconds. The maths and most of the code carry over unchanged to
@@ -12,11 +20,14 @@
 #
 # You will
 # 1. write the linear and cosine noise schedules, and the closed form of q(x_t | x_0);
-# 2. write the sinusoidal timestep embedding and the epsilon-prediction loss, and train an MLP;
-# 3. write one DDPM reverse step and the sampling loop, and watch noise turn into a swiss roll.
+# 2. derive the training objective from the variational bound, write the forward-process posterior
+#    q(x_{t-1} | x_t, x_0) that the derivation produces, and see why it becomes a plain noise-prediction MSE;
+# 3. write the timestep embedding, the loss and the training loop, and train an MLP;
+# 4. write one DDPM reverse step and the sampling loop, and watch noise turn into a swiss roll.
 #
 # Checks compare your schedules, `add_noise` and sampling step numerically with Hugging Face
-# `diffusers` (an independent implementation). The reference is `curriculum/solutions/chapter4/toy_diffusion.py`.
+# `diffusers` (an independent implementation), and your posterior with a product of two Gaussians
+# worked out separately. The reference is `curriculum/solutions/chapter4/toy_diffusion.py`.
 
 # %% setup
 import math
@@ -37,7 +48,6 @@ from curriculum.solutions.chapter4.toy_diffusion import (
     gaussian_mixture,
     swiss_roll,
     to_numpy,
-    train_toy,
 )
 from curriculum.checks.chapter4 import toy_diffusion as tests
 from curriculum.utils import full_or_quick
@@ -46,8 +56,10 @@ from curriculum.utils.plotting import line
 # %% [markdown]
 # ## The data
 #
-# Two 2-D datasets, scaled so each axis has roughly unit variance (the noise we add is N(0, I), so
-# data on a wildly different scale would make the schedule meaningless).
+# Two 2-D datasets, scaled so each axis has roughly unit variance. That scaling is not cosmetic:
+# the noise added is N(0, I), so the schedule's notion of "a little noise" and "mostly noise" is
+# measured against data of size about 1. Data ten times larger would still be clearly visible
+# after the step where unit-size data has faded, and the last step would not be close to N(0, I).
 
 # %%
 def scatter_panels(point_sets, titles, size=2.5, lim=3.5):
@@ -68,15 +80,33 @@ scatter_panels([roll, ring], ["swiss roll", "mixture of 8 Gaussians"])
 # %% [markdown]
 # ## Noise schedules
 #
-# The forward process is a Markov chain q(x_t | x_{t-1}) = N(sqrt(1 - beta_t) x_{t-1}, beta_t I)
-# with small variances beta_0, ..., beta_{T-1}. Shrinking by sqrt(1 - beta_t) keeps the total
-# variance at 1 for data of unit variance, and after enough steps x_t is close to N(0, I) whatever
-# the data: the signal that survives is sqrt(alpha_bar_T) x_0, which is small but not zero.
+# The forward process is a Markov chain
+#
+# $$q(x_t \mid x_{t-1}) = \mathcal N\big(\sqrt{1-\beta_t}\, x_{t-1},\ \beta_t I\big),\qquad t = 1, \dots, T,$$
+#
+# with small variances $\beta_1, \dots, \beta_T$ (the **schedule**). Each step shrinks the point a
+# little and adds a little noise. Why shrink? Track the variance of one coordinate: if
+# $\operatorname{Var}(x_{t-1}) = v$, then $\operatorname{Var}(x_t) = (1-\beta_t) v + \beta_t$. For
+# $v = 1$ this is again 1, so unit-variance data keeps unit variance at every step and the last step
+# has the same scale as the N(0, I) it is supposed to resemble. That is a property of unit-variance
+# data only. For data of variance $s^2$, the variance after t steps is
+# $\bar\alpha_t s^2 + (1 - \bar\alpha_t)$ (with $\bar\alpha_t$ defined below): it slides from $s^2$
+# towards 1, and for $s = 3$ it is still above 1 long after unit-variance data has become noise. The
+# code cell after the schedules prints both cases.
+#
+# Without the shrinking factor the variance would grow as $1 + \sum \beta_t$ and never approach a
+# fixed distribution; with it, the signal decays geometrically and the noise takes its place.
 #
 # DDPM (Ho et al. 2020) uses betas rising **linearly** from 1e-4 to 0.02 over T = 1000 steps.
 # Improved DDPM (Nichol & Dhariwal 2021) noticed that this destroys most of the signal long before
-# the end: many steps are wasted on near-pure noise. Their **cosine** schedule is defined through the
+# the end: many steps are spent on near-pure noise. Their **cosine** schedule is defined through the
 # cumulative signal instead (formula in the docstring).
+#
+# A word on indices. The maths numbers the noising steps $t = 1, \dots, T$ with $x_0$ the data, as
+# in the papers. The code follows diffusers and numbers them from 0: `betas[0]` is $\beta_1$,
+# `alpha_bars[t]` is $\bar\alpha_{t+1}$, and "step `t` = 0" in a loop is the paper's $t = 1$, the
+# last step of sampling. The code's convention "$\bar\alpha_{t-1} = 1$ at t = 0" is the paper's
+# $\bar\alpha_0 = 1$: nothing has been destroyed before the first step.
 #
 # ### Exercise: the linear schedule
 #
@@ -114,11 +144,9 @@ tests.check_cosine_betas(cosine_betas)
 # Computing in float32 instead drifts from the reference near the end of the schedule.
 
 # %% [markdown]
-# `Schedule` (already written) precomputes alpha_t = 1 - beta_t and the cumulative product
-# alpha_bar_t = alpha_0 alpha_1 ... alpha_t: how much of the original signal survives to step t.
-# Compare how quickly each schedule destroys it. The quantity that matters to the network is the
-# signal-to-noise ratio alpha_bar / (1 - alpha_bar): the cosine schedule spends far more steps at
-# moderate SNR, where there is still something to learn.
+# `Schedule` (already written) precomputes $\alpha_t = 1 - \beta_t$ and the cumulative product
+# $\bar\alpha_t = \alpha_1 \alpha_2 \cdots \alpha_t$: the fraction of the original signal's
+# variance that survives to step t. Compare how quickly each schedule destroys it.
 
 # %%
 T = 1000
@@ -126,14 +154,51 @@ lin, cos = Schedule(linear_betas(T)), Schedule(cosine_betas(T))
 line({"linear": lin.alpha_bars, "cosine": cos.alpha_bars}, xlabel="t", ylabel="alpha_bar_t", title="Signal kept after t steps")
 
 # %% [markdown]
+# The same two curves, drawn by hand next to the quantity that matters more to the network, the
+# **signal-to-noise ratio** $\mathrm{SNR}(t) = \bar\alpha_t / (1 - \bar\alpha_t)$ on a log scale:
+#
+# ![Left: alpha_bar_t against t for the linear schedule (solid, reaching about 0 by t = 750) and the cosine schedule (dashed, a slow S-curve reaching 0 at t = 1000). Right: the SNR on a log scale from 10^4 down; the linear curve crosses SNR = 1 near t = 250 and ends near 4e-5, the cosine one crosses near t = 500 and plunges below 1e-8 in the last steps](figures/4.1_schedules.svg)
+#
+# What to read off it. SNR = 1 (the dotted line) is where signal and noise have equal variance:
+# below it the network mostly sees noise. The linear schedule crosses it about a quarter of the way
+# in, so three quarters of its steps are spent at SNR below 1, and the last few hundred below 0.01,
+# where a 2-D point carries almost no information about where it came from. The cosine schedule
+# crosses near the middle and falls roughly linearly in log-SNR, spreading the steps more evenly over
+# the noise levels where there is something to learn.
+#
+# Neither reaches SNR = 0. The last step is **only approximately** N(0, I): $x_T = \sqrt{\bar\alpha_T}\, x_0 +
+# \sqrt{1-\bar\alpha_T}\, \varepsilon$ still contains a sliver of the data. Sampling starts from an
+# exact N(0, I) anyway, a mismatch that is negligible when $\bar\alpha_T$ is this small (the next
+# cell prints it) but that matters for schedules that stop earlier. The cell also prints the variance
+# of $x_t$ for unit-variance data and for data with standard deviation 3, from the formula
+# $\bar\alpha_t s^2 + 1 - \bar\alpha_t$.
+
+# %%
+for name, sch in [("linear", lin), ("cosine", cos)]:
+    a_T = sch.alpha_bars[-1].item()
+    print(f"{name:6s}: alpha_bar_T = {a_T:.3g}, so x_T keeps sqrt(alpha_bar_T) = {a_T ** 0.5:.3g} of x_0")
+print("\nvariance of x_t (linear schedule) for data of std s:")
+for t in [0, 99, 249, 499, 999]:
+    a = lin.alpha_bars[t].item()
+    print(f"  paper t = {t + 1:4d}: alpha_bar = {a:.4f}   s = 1: {a * 1 + (1 - a):.3f}   s = 3: {a * 9 + (1 - a):.3f}")
+
+# %% [markdown]
 # ## The forward process in closed form
 #
-# Composing T Gaussian steps gives a Gaussian: q(x_t | x_0) = N(sqrt(alpha_bar_t) x_0, (1 - alpha_bar_t) I).
-# So we never simulate the chain: to get x_t, draw eps ~ N(0, I) once and set
+# Two steps of the chain, written with independent standard normals $\varepsilon_1, \varepsilon_2$:
+# $x_1 = \sqrt{\alpha_1} x_0 + \sqrt{1-\alpha_1}\, \varepsilon_1$ and
+# $x_2 = \sqrt{\alpha_2} x_1 + \sqrt{1-\alpha_2}\, \varepsilon_2
+#      = \sqrt{\alpha_1\alpha_2}\, x_0 + \sqrt{\alpha_2(1-\alpha_1)}\, \varepsilon_1 + \sqrt{1-\alpha_2}\, \varepsilon_2.$
+# The two noise terms are independent Gaussians, so their sum is one Gaussian whose variance is the
+# sum of theirs, $\alpha_2 - \alpha_1\alpha_2 + 1 - \alpha_2 = 1 - \alpha_1\alpha_2$. The same
+# argument, repeated, gives for every t
 #
-#     x_t = sqrt(alpha_bar_t) x_0 + sqrt(1 - alpha_bar_t) eps.
+# $$q(x_t \mid x_0) = \mathcal N\big(\sqrt{\bar\alpha_t}\, x_0,\ (1-\bar\alpha_t) I\big),
+# \qquad x_t = \sqrt{\bar\alpha_t}\, x_0 + \sqrt{1-\bar\alpha_t}\, \varepsilon,\quad \varepsilon \sim \mathcal N(0, I).$$
 #
-# This is what makes training cheap: any timestep of any example in one line.
+# So you never simulate the chain: to get $x_t$, draw one $\varepsilon$ and mix. This is what makes
+# training cheap: any timestep of any example in one line. It also hands you the pair
+# $(x_t, \varepsilon)$ that the loss below needs: the noise is not a by-product, it is the target.
 #
 # ### Exercise: noising in closed form
 #
@@ -185,18 +250,192 @@ tests.check_sinusoidal_embedding(sinusoidal_embedding)
 # `h - 1` instead of `h`, gives features the check reports as differing.
 
 # %% [markdown]
-# `MLPDenoiser` (given) concatenates [x_t, embedding(t)] and applies an MLP with two hidden layers.
+# `MLPDenoiser` (given) concatenates $[x_t, \mathrm{embedding}(t)]$ and applies an MLP with two
+# hidden layers. Before you write its loss, here is where the loss comes from.
 #
-# Why predict the noise? The ELBO of the model reduces (up to per-timestep weights, which Ho et al.
-# simply drop) to regression: ||eps - eps_theta(sqrt(alpha_bar_t) x_0 + sqrt(1 - alpha_bar_t) eps, t)||^2
-# with t uniform. Predicting eps keeps the target at unit scale at every t, which the network finds
-# much easier than predicting x_0 directly at high noise.
+# ## Where the loss comes from
 #
+# ### The variational bound
+#
+# The model is the reverse chain: $p(x_T) = \mathcal N(0, I)$ and learned Gaussian steps
+# $p_\theta(x_{t-1} \mid x_t)$, so $p_\theta(x_{0:T}) = p(x_T) \prod_{t=1}^T p_\theta(x_{t-1} \mid x_t)$.
+# The probability it gives to a data point, $p_\theta(x_0) = \int p_\theta(x_{0:T})\, dx_{1:T}$, is an
+# integral over every path, which nobody can compute. As in a VAE, bound it instead, using the
+# forward chain as the "encoder": for any distribution over paths, Jensen's inequality gives
+#
+# $$\log p_\theta(x_0) = \log \mathbb E_{q(x_{1:T} \mid x_0)}\Big[\frac{p_\theta(x_{0:T})}{q(x_{1:T} \mid x_0)}\Big]
+# \ \ge\ \mathbb E_{q}\Big[\log \frac{p_\theta(x_{0:T})}{q(x_{1:T} \mid x_0)}\Big] =: -L.$$
+#
+# Minimising $L$ pushes up a lower bound on the log-likelihood. Here the encoder $q$ is fixed, so
+# only the decoder learns.
+#
+# ### From the bound to a sum of KL terms
+#
+# Write both chains as products, $q(x_{1:T} \mid x_0) = \prod_t q(x_t \mid x_{t-1})$. The ratio
+# inside the log is then a sum over steps, and each term compares a *backward* model step with a
+# *forward* noising step, which is awkward: they go in opposite directions. The trick is to turn the
+# forward step around with Bayes' rule. Because the chain is Markov, $q(x_t \mid x_{t-1}) = q(x_t \mid x_{t-1}, x_0)$, and
+#
+# $$q(x_t \mid x_{t-1}, x_0) = \frac{q(x_{t-1} \mid x_t, x_0)\, q(x_t \mid x_0)}{q(x_{t-1} \mid x_0)}.$$
+#
+# Substitute this for every step with $t \ge 2$. The factors $q(x_t \mid x_0) / q(x_{t-1} \mid x_0)$
+# multiply to $q(x_T \mid x_0) / q(x_1 \mid x_0)$ (a telescoping product), and the leftover
+# $q(x_1 \mid x_0)$ cancels the $t = 1$ step's denominator. What remains, with the expectation taken
+# term by term, is
+#
+# $$L = \underbrace{D_{\mathrm{KL}}\big(q(x_T \mid x_0)\,\|\,p(x_T)\big)}_{L_T} +
+# \sum_{t=2}^{T} \underbrace{\mathbb E_{q(x_t \mid x_0)}\, D_{\mathrm{KL}}\big(q(x_{t-1} \mid x_t, x_0)\,\|\,p_\theta(x_{t-1} \mid x_t)\big)}_{L_{t-1}}
+# \ \underbrace{-\ \mathbb E_{q(x_1 \mid x_0)} \log p_\theta(x_0 \mid x_1)}_{L_0}.$$
+#
+# Read it term by term. $L_T$ has no parameters: it measures how far the last noisy step is from the
+# prior, and it is tiny because $\bar\alpha_T$ is tiny. $L_0$ is a reconstruction term for the very
+# last denoising step. The bulk of the bound is the middle sum: at every step, the model's reverse
+# step should match $q(x_{t-1} \mid x_t, x_0)$, the reverse step *you could take if you knew where
+# the path started*. That distribution is the **forward-process posterior**, and it is Gaussian.
+#
+# ### The forward-process posterior
+#
+# By Bayes, $q(x_{t-1} \mid x_t, x_0) \propto q(x_t \mid x_{t-1})\, q(x_{t-1} \mid x_0)$: a product of
+# two Gaussians in the variable $x_{t-1}$ (each coordinate separately, since all covariances are
+# multiples of $I$).
+#
+# - The prior $q(x_{t-1} \mid x_0)$ has mean $\sqrt{\bar\alpha_{t-1}}\, x_0$ and variance $1 - \bar\alpha_{t-1}$: where
+#   the closed form says $x_{t-1}$ should be.
+# - The likelihood $q(x_t \mid x_{t-1}) \propto \exp\!\big(-(x_t - \sqrt{\alpha_t}\, x_{t-1})^2 / 2\beta_t\big)$, read as a function of
+#   $x_{t-1}$, is a Gaussian with mean $x_t / \sqrt{\alpha_t}$ and variance $\beta_t / \alpha_t$: where the one
+#   observed step says $x_{t-1}$ should be.
+#
+# The product of two Gaussians is a Gaussian whose precision (inverse variance) is the sum of the
+# precisions and whose mean is the precision-weighted average of the means:
+#
+# $$\frac{1}{\tilde\beta_t} = \frac{\alpha_t}{\beta_t} + \frac{1}{1 - \bar\alpha_{t-1}}
+# = \frac{\alpha_t (1 - \bar\alpha_{t-1}) + \beta_t}{\beta_t (1 - \bar\alpha_{t-1})}
+# = \frac{1 - \bar\alpha_t}{\beta_t (1 - \bar\alpha_{t-1})},$$
+#
+# using $\alpha_t(1 - \bar\alpha_{t-1}) + 1 - \alpha_t = 1 - \bar\alpha_t$. So
+#
+# $$\tilde\beta_t = \frac{1 - \bar\alpha_{t-1}}{1 - \bar\alpha_t}\,\beta_t, \qquad
+# \tilde\mu_t(x_t, x_0) = \tilde\beta_t\Big(\frac{\sqrt{\alpha_t}}{\beta_t}\, x_t + \frac{\sqrt{\bar\alpha_{t-1}}}{1 - \bar\alpha_{t-1}}\, x_0\Big)
+# = \frac{\sqrt{\bar\alpha_{t-1}}\,\beta_t}{1 - \bar\alpha_t}\, x_0 + \frac{\sqrt{\alpha_t}\,(1 - \bar\alpha_{t-1})}{1 - \bar\alpha_t}\, x_t.$$
+#
+# Sanity checks you can do in your head. The variance $\tilde\beta_t$ is smaller than $\beta_t$
+# (knowing $x_0$ removes uncertainty), and at $t = 1$ it is 0, because $x_0$ is then the answer.
+# The $x_0$ coefficient carries $\beta_t$, the $x_t$ coefficient carries $1 - \bar\alpha_{t-1}$: when the
+# step is small compared with the noise already accumulated, trust $x_t$; near the data, trust $x_0$.
+# The next cell prints the numbers for the linear schedule, computed in float64.
+
+# %%
+lin64 = Schedule(linear_betas(T).double())  # float64: see the note below the table
+print("paper t   coef of x_0   coef of x_t   beta_t      beta_tilde_t")
+for t in [1, 2, 10, 100, 500, 1000]:
+    i = t - 1  # code index
+    a_bar, a_prev = lin64.alpha_bars[i].item(), (lin64.alpha_bars[i - 1].item() if i > 0 else 1.0)
+    beta = lin64.betas[i].item()
+    c0 = a_prev**0.5 * beta / (1 - a_bar)
+    ct = (1 - beta) ** 0.5 * (1 - a_prev) / (1 - a_bar)
+    print(f"{t:7d}   {c0:11.4f}   {ct:11.4f}   {beta:.3e}   {beta * (1 - a_prev) / (1 - a_bar):.3e}")
+
+# %% [markdown]
+# At t = 1 the mean is $x_0$ exactly (coefficients 1 and 0) and the variance vanishes; at t = 2 the
+# two are weighted about equally; from t around 100 on, the mean is almost all $x_t$ (a coefficient
+# just under 1) with a small pull towards $x_0$, and $\tilde\beta_t$ is within a few percent of $\beta_t$.
+# So the interesting part of the reverse step is a small, precise correction, which is why the
+# network is asked for a correction (the noise) rather than a whole new point.
+#
+# A precision note: in float32 the t = 1 coefficient of $x_0$ comes out as 0.9998 instead of 1,
+# because $1 - \bar\alpha_1 = 10^{-4}$ is computed from a number near 1 and keeps only about three
+# significant digits. The same happens in your code below; the check allows for it.
+#
+# ### Exercise: the forward-process posterior
+#
+# Write `posterior_mean_variance(x0, x_t, t, sched)`, returning $\tilde\mu_t$ (shaped like `x_t`) and
+# $\tilde\beta_t$ (a 0-d tensor), with the code's 0-based `t`. Sampling uses it with a *predicted*
+# $x_0$, so get it right here, where the check can tell you exactly what is wrong. The check compares
+# against the product of the two Gaussians computed separately in float64, on DDPM's schedule and on a
+# coarse 20-step one where $\alpha_t$ is far from 1, and the variance with diffusers' scheduler. It
+# recognises the usual mix-ups (swapped coefficients, $\bar\alpha_t$ where $\alpha_t$ belongs, $\beta_t$ as
+# the variance, the t = 0 edge) and names them.
+
+# %% exercise curriculum.solutions.chapter4.toy_diffusion:posterior_mean_variance difficulty=2 importance=5 minutes=15
+tests.check_posterior_mean_variance(posterior_mean_variance)
+
+# %% hint
+# Everything comes from two numbers: $\bar\alpha_t$ = `alpha_bars[t]` and $\bar\alpha_{t-1}$, the entry
+# before it, which is 1 when t = 0. From them, $\alpha_t = \bar\alpha_t / \bar\alpha_{t-1}$ and
+# $\beta_t = 1 - \alpha_t$.
+
+# %% hint
+# Python's `alpha_bars[t - 1]` at t = 0 is `alpha_bars[-1]`, the *last* entry: test `t > 0` and use
+# `torch.tensor(1.0)` otherwise. Then compute the two coefficients of the mean from the formula above
+# (the $\beta_t$ one goes with `x0`), and $\tilde\beta_t$ from the same ingredients.
+
+# %% hint
+# The shape of the code: `a_bar`, `a_bar_prev`, `alpha`, `beta`; then
+# `coef_x0 = ...`, `coef_xt = ...`; return `coef_x0 * x0 + coef_xt * x_t, beta * (...) / (...)`. All the
+# factors are 0-d tensors, so they broadcast over any batch shape without `_broadcast`.
+
+# %% [markdown]
+# ### From the posterior to predicting noise
+#
+# The model's reverse step is a Gaussian too, $p_\theta(x_{t-1} \mid x_t) = \mathcal N(\mu_\theta(x_t, t), \sigma_t^2 I)$,
+# with a fixed variance $\sigma_t^2$ (DDPM tries $\beta_t$ and $\tilde\beta_t$ and finds both work). The
+# KL divergence between two Gaussians with the same covariance $\sigma_t^2 I$ is just a scaled squared
+# distance between their means,
+#
+# $$L_{t-1} = \mathbb E_q\Big[\frac{1}{2\sigma_t^2}\big\|\tilde\mu_t(x_t, x_0) - \mu_\theta(x_t, t)\big\|^2\Big] + \text{const}.$$
+#
+# So the network's job is to output the posterior mean. That mean depends on $x_0$, which the
+# network does not see; but $x_t$ and $x_0$ are tied together by the noise: $x_0 = (x_t - \sqrt{1-\bar\alpha_t}\,\varepsilon)/\sqrt{\bar\alpha_t}$.
+# Substitute into $\tilde\mu_t$. The coefficient of $x_t$ becomes
+# $\frac{\alpha_t(1-\bar\alpha_{t-1}) + \beta_t}{(1-\bar\alpha_t)\sqrt{\alpha_t}} = \frac{1}{\sqrt{\alpha_t}}$ (the same identity as
+# before, and $\sqrt{\bar\alpha_{t-1}/\bar\alpha_t} = 1/\sqrt{\alpha_t}$), and the coefficient of
+# $\varepsilon$ becomes $-\beta_t / (\sqrt{\alpha_t}\sqrt{1-\bar\alpha_t})$:
+#
+# $$\tilde\mu_t = \frac{1}{\sqrt{\alpha_t}}\Big(x_t - \frac{\beta_t}{\sqrt{1 - \bar\alpha_t}}\,\varepsilon\Big).$$
+#
+# The network sees $x_t$, so the only unknown is $\varepsilon$. Give $\mu_\theta$ the same form with
+# a learned $\varepsilon_\theta(x_t, t)$ in place of $\varepsilon$; the difference of means is then a
+# multiple of $\varepsilon - \varepsilon_\theta$, and
+#
+# $$L_{t-1} = \mathbb E_{x_0, \varepsilon}\Big[\underbrace{\frac{\beta_t^2}{2\sigma_t^2\,\alpha_t\,(1 - \bar\alpha_t)}}_{\lambda_t}
+# \big\|\varepsilon - \varepsilon_\theta\big(\sqrt{\bar\alpha_t}\, x_0 + \sqrt{1-\bar\alpha_t}\,\varepsilon,\ t\big)\big\|^2\Big] + \text{const}.$$
+#
+# Predicting $x_0$ or $\tilde\mu_t$ directly would be equivalent on paper: all three are linear in
+# each other given $x_t$. They differ in what the network finds easy. The noise has unit variance at
+# every t, so the regression target is on one scale everywhere, while a direct $x_0$ prediction at
+# high noise asks for the whole data point from almost nothing.
+#
+# ### Dropping the weights
+#
+# The bound is a sum over t of $\lambda_t$ times a noise-prediction error. Ho et al. drop the
+# $\lambda_t$ and sample t uniformly (a sum over t is T times an average over uniform t):
+#
+# $$L_{\text{simple}} = \mathbb E_{t \sim \mathcal U\{1..T\},\ x_0,\ \varepsilon}\ \big\|\varepsilon - \varepsilon_\theta\big(\sqrt{\bar\alpha_t}\, x_0 + \sqrt{1-\bar\alpha_t}\,\varepsilon,\ t\big)\big\|^2.$$
+#
+# Why is that allowed, and why is it better? Look at the weights, printed below for $\sigma_t^2 = \beta_t$:
+# $\lambda_t = \beta_t / (2\alpha_t(1-\bar\alpha_t))$ is 0.5 at t = 1, falls fifty-fold by t = 100, and
+# stays between about 0.005 and 0.01 from there to t = T. (With $\sigma_t^2 = \tilde\beta_t$ the picture is similar, and the t = 1 term needs separate
+# treatment because $\tilde\beta_1 = 0$.) The exact bound therefore spends most of its weight on the
+# smallest t, where denoising is easy and barely affects what samples look like. Dropping the weights
+# shifts the effort towards larger t, the harder denoising problems that decide the global shape of a
+# sample. It is no longer the log-likelihood bound, so you trade likelihood for sample quality;
+# DDPM reports better samples with $L_{\text{simple}}$, and Improved DDPM later recovered good
+# likelihoods by learning the variances. Every optimum is the same, though: a perfect
+# $\varepsilon_\theta$ minimises each term separately, whatever its weight.
+
+# %%
+print("paper t   lambda_t (sigma^2 = beta_t)")
+for t in [1, 2, 10, 100, 500, 1000]:
+    i = t - 1
+    beta, a_bar = lin64.betas[i].item(), lin64.alpha_bars[i].item()
+    print(f"{t:7d}   {beta / (2 * (1 - beta) * (1 - a_bar)):.4f}")
+
+# %% [markdown]
 # ### Exercise: the training loss
 #
-# Write the loss for one batch. The check passes its own t and noise (so your result is
-# deterministic) and compares with a direct computation; it also calls it without them to make sure
-# you draw both yourself when they are missing.
+# Write $L_{\text{simple}}$ for one batch, with the code's 0-based t drawn uniformly from 0 to T - 1.
+# The check passes its own t and noise (so your result is deterministic) and compares with a direct
+# computation; it also calls it without them to make sure you draw both yourself when they are missing.
 
 # %% exercise curriculum.solutions.chapter4.toy_diffusion:diffusion_loss difficulty=2 importance=5 minutes=10
 tests.check_diffusion_loss(diffusion_loss)
@@ -210,6 +449,41 @@ tests.check_diffusion_loss(diffusion_loss)
 # the model is called as `model(x_t, t, **model_kwargs)`; `F.mse_loss(prediction, noise)` averages
 # over every element. Comparing with x0 instead of the noise is the classic mix-up.
 
+# %% [markdown]
+# ### Exercise: the training loop
+#
+# Now the loop that uses it: minibatch Adam on `diffusion_loss`. Each step picks `batch_size` random
+# rows of the data (with replacement), computes the loss once, and takes one optimiser step; the
+# function returns the loss of every step as a Python float. Seed torch with `cfg.seed` at the start,
+# so that a rerun gives the same curve.
+#
+# The check trains a small MLP for a few steps on data that is a single repeated point. With that
+# data the noise behind each $x_t$ the model saw can be recovered exactly, so the check can replay
+# Adam on exactly your batches and compare the losses and the final weights. If they differ, it also
+# replays the two classic bugs (no `zero_grad`, so gradients pile up across steps; no `step`, so the
+# weights never move) and tells you if yours is one of them.
+
+# %% exercise curriculum.solutions.chapter4.toy_diffusion:train_toy difficulty=2 importance=4 minutes=10
+tests.check_train_toy(train_toy)
+
+# %% hint
+# One step is: sample a batch, compute the loss, clear the old gradients, backpropagate, update. The
+# optimiser has to be created once, before the loop, or Adam forgets its running averages every step.
+
+# %% hint
+# `torch.randint(len(data), (cfg.batch_size,))` gives row indices. `opt.zero_grad()` must come before
+# `loss.backward()`: PyTorch adds new gradients to whatever is in `.grad`. Record `loss.item()`, not
+# `loss`, or every step's graph stays in memory.
+
+# %% hint
+# The shape: `torch.manual_seed(...)`, `opt = torch.optim.Adam(model.parameters(), lr=...)`, an empty
+# list, then `for _ in tqdm(range(cfg.n_steps)):` with five lines inside, and `return` the list.
+
+# %% [markdown]
+# Train on the swiss roll. At the full size (8,000 steps on batches of 1,024 points) this cell
+# takes about a minute on a recent laptop CPU (an estimate) and about ten on 2 slow, shared CPU cores; the
+# progress bar shows the estimate. Quick mode takes seconds.
+
 # %%
 sched = Schedule(linear_betas(T))
 model = MLPDenoiser(d_hidden=full_or_quick(256, 64))
@@ -217,41 +491,47 @@ losses = train_toy(model, roll, sched, ToyTrainConfig(n_steps=full_or_quick(8000
 line(losses, smooth=100, title="epsilon-prediction loss on the swiss roll", ylabel="MSE")
 
 # %% [markdown]
-# The loss never gets near 0: at large t the noise is nearly unpredictable from x_t, however good the
-# model. What matters is that the loss at small and moderate t is low.
+# The loss never gets near 0, and it should not: at large t, $x_t$ is almost pure noise, so the noise
+# is almost exactly $x_t / \sqrt{1-\bar\alpha_t}$ and easy; at small t the point is nearly clean and the
+# tiny noise on it cannot be told apart from the data's own spread, so part of it is unpredictable
+# however good the model. The average over t settles at a level set by the data, not at 0. What to
+# look for is a curve that falls quickly and then flattens; a curve that stays at 1 (what predicting
+# zero gives) means the model ignores its input.
 #
 # ## Sampling: DDPM's reverse process
 #
-# Given x_t and the predicted noise, the reverse step needs q(x_{t-1} | x_t, x_0), the *posterior*
-# of the forward process, which is Gaussian with a known mean and variance. We don't know x_0,
-# so we plug in the model's estimate x0_hat = (x_t - sqrt(1 - alpha_bar_t) eps) / sqrt(alpha_bar_t).
-# This is exactly what `diffusers`' DDPMScheduler does; the docstring has all three formulas.
+# The derivation says what a reverse step should be: the posterior $q(x_{t-1} \mid x_t, x_0)$, with the
+# unknown $x_0$ replaced by the model's estimate
+# $\hat x_0 = (x_t - \sqrt{1-\bar\alpha_t}\,\varepsilon_\theta)/\sqrt{\bar\alpha_t}$. Plugging $\hat x_0$ into
+# $\tilde\mu_t$ is exactly the $\varepsilon$-form of the mean derived above; going through $\hat x_0$ has
+# one practical advantage: you can clamp $\hat x_0$ to the range the data lives in (images in [-1, 1])
+# before it enters the mean, which stops early, very noisy predictions from throwing samples far away.
+# This is how diffusers' `DDPMScheduler` works, and the variance it uses by default is $\tilde\beta_t$.
 #
-# Watch the indices: alpha_bar_{t-1} is the *previous* cumulative product (1 at t = 0), and the
-# variance is the posterior variance beta_t (1 - alpha_bar_{t-1}) / (1 - alpha_bar_t), which
-# vanishes at t = 0 (the last step adds no noise).
+# At the last step (code t = 0) the posterior variance is 0: return the mean, with no noise added.
 #
 # ### Exercise: one reverse step
 #
-# The check runs your step against diffusers' `DDPMScheduler.step` at several t, including t = 0
-# and with and without clamping x0_hat.
+# Combine the pieces: the $\hat x_0$ estimate (clamped if `clip_x0` is set), your
+# `posterior_mean_variance`, and the noise. The check runs your step against diffusers'
+# `DDPMScheduler.step` at several t, including t = 0, with and without clamping.
 
-# %% exercise curriculum.solutions.chapter4.toy_diffusion:ddpm_step difficulty=3 importance=5 minutes=20
+# %% exercise curriculum.solutions.chapter4.toy_diffusion:ddpm_step difficulty=2 importance=5 minutes=10
 tests.check_ddpm_step(ddpm_step)
 
 # %% hint
-# Work in the order of the docstring: x0_hat from x_t and eps, then the two coefficients of the
-# posterior mean, then the variance. Get alpha_bar_t and alpha_bar_{t-1} first, with
-# alpha_bar_{-1} = 1 as a special case at t = 0.
+# Invert the closed form $x_t = \sqrt{\bar\alpha_t} x_0 + \sqrt{1-\bar\alpha_t}\varepsilon$ for $x_0$, with
+# the predicted `eps` in place of the true noise. Then the posterior you wrote does the rest.
 
 # %% hint
-# alpha_t = alpha_bar_t / alpha_bar_{t-1} and beta_t = 1 - alpha_t. Clamp x0_hat *before* it enters
-# the mean. At t = 0 return the mean alone; elsewhere add `sqrt(variance) * noise`. Using
-# `beta_t` itself as the variance (the "fixed_large" choice) is a real option, but not the one the
+# Clamp $\hat x_0$ *before* it enters the mean (clamping the returned sample instead is a different,
+# wrong algorithm). At t = 0 return the mean alone; elsewhere add `variance.sqrt() * noise`. Using
+# $\beta_t$ itself as the variance (the "fixed_large" choice) is a real option, but not the one the
 # check expects.
 
 # %% [markdown]
-# Now the loop: x_{T-1} ~ N(0, I), then one step for each t = T-1, ..., 0 with fresh noise. The
+# Now the loop: draw $x$ from N(0, I) (standing in for $x_T$, which is only approximately that, as
+# printed earlier), then one step for each code t = T-1, ..., 0, with fresh noise each time. The
 # check feeds your sampler the *exact* noise predictor of a Gaussian dataset and replays the same
 # random numbers through diffusers' loop.
 #
@@ -279,7 +559,7 @@ scatter_panels(frames, [f"t = {T - 1 - i * (T // 5)}" if i < len(frames) - 1 els
 # Most of the structure appears in the last fifth of the steps: at high noise the model can only
 # move points towards the data's overall mean; the fine detail (the roll's spiral arms) is decided
 # when little noise is left. In quick mode the model is tiny and trained briefly, so the spiral is
-# blurry; at the default full size (a few minutes on a CPU) it should come out sharp.
+# blurry; at the default full size it should come out sharp.
 #
 # ## Trajectories
 #
@@ -317,7 +597,13 @@ scatter_panels([ring[:2000], ring_samples], ["data", "samples (cosine schedule)"
 # %% [markdown]
 # ## Summary
 #
-# - The forward process has a closed form, so training is regression on (x_t, t) -> eps at random t.
+# - The forward process has a closed form, so training is regression on $(x_t, t) \to \varepsilon$ at random t.
+# - The variational bound is a sum of KL terms between the forward-process posterior and the model's
+#   reverse steps; both are Gaussian, so each term is a weighted squared error, and rewriting the
+#   posterior mean in terms of the noise turns it into noise prediction. Dropping the weights gives
+#   the simple loss, which trades likelihood for samples.
+# - $x_T$ is only approximately N(0, I), and the variance stays 1 only for unit-variance data: scale
+#   your data, and check $\bar\alpha_T$ when you choose a schedule.
 # - The schedule decides how the T steps are spent; cosine wastes fewer on pure noise than linear.
 # - DDPM sampling is T network calls: next, in 4.2, a U-Net on images, and DDIM, which needs 20x fewer.
 
@@ -330,5 +616,11 @@ scatter_panels([ring[:2000], ring_samples], ["data", "samples (cosine schedule)"
 #   where the forward/reverse diffusion idea comes from.
 # - [Nichol & Dhariwal (2021), *Improved Denoising Diffusion Probabilistic Models*](https://arxiv.org/abs/2102.09672):
 #   the cosine schedule, and why the linear one wastes steps.
+# - [Kingma, Salimans, Poole & Ho (2021), *Variational Diffusion Models*](https://arxiv.org/abs/2107.00630):
+#   rewrites the bound in terms of the signal-to-noise ratio plotted above; read it to see why only the
+#   SNR at the two ends of a schedule changes the continuous-time bound.
+# - [Luo (2022), *Understanding Diffusion Models: A Unified Perspective*](https://arxiv.org/abs/2208.11970):
+#   the ELBO-to-KL derivation of this section in full detail, plus the three equivalent targets
+#   (x_0, noise, score) and how they relate.
 # - [Lilian Weng, *What are Diffusion Models?*](https://lilianweng.github.io/posts/2021-07-11-diffusion-models/):
 #   one careful walk through all the algebra of the forward process and its posterior.

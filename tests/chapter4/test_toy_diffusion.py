@@ -8,10 +8,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from curriculum.solutions.chapter4 import toy_diffusion as sol
 from curriculum.checks.chapter4 import toy_diffusion as checks
+from curriculum.solutions.chapter4 import toy_diffusion as sol
 from curriculum.solutions.chapter4.toy_diffusion import _broadcast
-from tests.support import assert_check_fails
+from tests.support import assert_check_fails, mutant
 
 
 # --- schedules ---------------------------------------------------------------------------------
@@ -87,6 +87,55 @@ def test_diffusion_loss_mutants():
     checks.check_diffusion_loss(_loss())  # the harness itself is right
     for bug in [_loss(target="x0"), _loss(alpha=True), _loss(sqrt=False), _loss(detach=True)]:
         assert_check_fails(checks.check_diffusion_loss, bug)
+
+
+# --- the forward-process posterior ---------------------------------------------------------------
+def test_posterior_mean_variance_mutants():
+    f = sol.posterior_mean_variance
+    checks.check_posterior_mean_variance(f)
+    cases = [
+        (mutant(f, ("return coef_x0 * x0 + coef_xt * x_t", "return coef_xt * x0 + coef_x0 * x_t")), "swapped"),
+        (mutant(f, ("coef_xt = alpha.sqrt()", "coef_xt = a_bar.sqrt()")), "sqrt\\(alpha_t\\)"),
+        (mutant(f, ("coef_x0 = a_bar_prev.sqrt()", "coef_x0 = a_bar.sqrt()")), "x_0 coefficient"),
+        (mutant(f, ("beta * (1 - a_bar_prev) / (1 - a_bar)", "beta")), "variance is beta_t"),
+        (mutant(f, ("if t > 0 else torch.tensor(1.0)", "")), "last"),  # alpha_bars[-1] at t = 0
+        (mutant(f, ("a_bar_prev = sched.alpha_bars[t - 1]", "a_bar_prev = sched.alpha_bars[t]")), "posterior"),  # off by one
+    ]
+    for bug, match in cases:
+        assert_check_fails(checks.check_posterior_mean_variance, bug, match=match)
+    per_element = mutant(f, ("beta * (1 - a_bar_prev) / (1 - a_bar)", "(beta * (1 - a_bar_prev) / (1 - a_bar)) * torch.ones_like(x_t)"))
+    assert_check_fails(checks.check_posterior_mean_variance, per_element, match="one number")
+    assert_check_fails(checks.check_posterior_mean_variance, lambda x0, x_t, t, sched: x0, match="tuple")
+
+
+def test_posterior_matches_product_of_gaussians_in_float64():
+    """The reference formula and the check's product of Gaussians agree to float64 precision."""
+    betas = sol.linear_betas(1000).double()
+    sched = sol.Schedule(betas)
+    x0, x_t = torch.randn(4, 2, dtype=torch.float64), torch.randn(4, 2, dtype=torch.float64)
+    for t in [0, 1, 10, 500, 999]:
+        mean, var = sol.posterior_mean_variance(x0, x_t, t, sched)
+        exp_mean, exp_var = checks._posterior_by_product(x0, x_t, t, betas)
+        torch.testing.assert_close(mean, exp_mean, atol=1e-9, rtol=1e-7)
+        torch.testing.assert_close(var.double(), exp_var, atol=1e-12, rtol=1e-7)
+
+
+# --- the training loop ------------------------------------------------------------------------
+def test_train_toy_mutants():
+    f = sol.train_toy
+    checks.check_train_toy(f)
+    cases = [
+        (mutant(f, ("        opt.zero_grad()\n", "")), "zero_grad"),
+        (mutant(f, ("        opt.step()\n", "")), "opt.step"),
+        (mutant(f, ("losses.append(loss.item())", "losses.append(loss)")), "Python floats"),
+        (mutant(f, ("lr=cfg.lr", "lr=1e-3")), "cfg.lr"),
+        (mutant(f, ("    torch.manual_seed(cfg.seed)\n", "")), "manual_seed"),
+        (mutant(f, ("(cfg.batch_size,)", "(cfg.batch_size // 2,)")), "batch_size"),
+        (mutant(f, ("range(cfg.n_steps)", "range(cfg.n_steps - 1)")), "n_steps"),
+        (mutant(f, ("torch.optim.Adam", "torch.optim.SGD")), "Adam"),
+    ]
+    for bug, match in cases:
+        assert_check_fails(checks.check_train_toy, bug, match=match)
 
 
 # --- ddpm_step ---------------------------------------------------------------------------------

@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 from diffusers import DDPMScheduler
 from diffusers.models.embeddings import get_timestep_embedding
 
-from curriculum.checking import assert_close, assert_scalar_close, assert_shape, check, fail
+from curriculum.checking import (
+    as_tensor,
+    assert_close,
+    assert_scalar_close,
+    assert_shape,
+    check,
+    fail,
+)
 
 
 def _betas_close(got, expected, what: str) -> None:
@@ -118,7 +127,10 @@ def check_ddpm_step(ddpm_step):
 @check
 def check_ddpm_sample(ddpm_sample):
     """Replays the same generator through diffusers' DDPMScheduler loop: x_T first, then one noise draw per step."""
-    from curriculum.solutions.chapter4.toy_diffusion import Schedule, gaussian_optimal_eps
+    from curriculum.solutions.chapter4.toy_diffusion import (
+        Schedule,
+        gaussian_optimal_eps,
+    )
 
     ref = DDPMScheduler(num_train_timesteps=100, beta_start=1e-3, beta_end=0.2, clip_sample=False)
     ref.set_timesteps(100)
@@ -136,3 +148,190 @@ def check_ddpm_sample(ddpm_sample):
         "and drawing fresh noise from the generator for every step",
     )
     return f"matches diffusers' sampling loop; samples of N(1.5, 0.5^2) have mean {x.mean():.3f}, std {x.std():.3f}"
+
+
+def _posterior_by_product(x0, x_t, t, betas):
+    """q(x_{t-1} | x_t, x_0) as the product of two Gaussians in x_{t-1}, in float64: the prior
+    q(x_{t-1} | x_0) = N(sqrt(a_prev) x_0, 1 - a_prev) times the likelihood q(x_t | x_{t-1}), which as a
+    function of x_{t-1} is proportional to N(x_t / sqrt(alpha_t), beta_t / alpha_t). Precisions add."""
+    betas = betas.double()
+    a_prev = torch.prod(1 - betas[:t])  # alpha_bar_{t-1}; the empty product at t = 0 is 1
+    beta, alpha = betas[t], 1 - betas[t]
+    if t == 0:  # the prior is a point mass at x_0
+        return x0.double(), torch.tensor(0.0, dtype=torch.float64)
+    var = 1 / (1 / (1 - a_prev) + alpha / beta)
+    mean = var * (a_prev.sqrt() * x0.double() / (1 - a_prev) + alpha.sqrt() * x_t.double() / beta)
+    return mean, var
+
+
+def _posterior_bugs(x0, x_t, t, alpha_bars):
+    """What the likely mistakes return, in float64, each with the message that names it."""
+    ab = alpha_bars.double()
+    x0, x_t = x0.double(), x_t.double()
+    a_bar = ab[t]
+    a_prev = ab[t - 1] if t > 0 else torch.tensor(1.0, dtype=torch.float64)
+    alpha = a_bar / a_prev
+    beta = 1 - alpha
+    c0 = a_prev.sqrt() * beta / (1 - a_bar)
+    ct = alpha.sqrt() * (1 - a_prev) / (1 - a_bar)
+    wrap = ab[t - 1]  # at t = 0, Python's ab[-1] is the *last* alpha_bar, not 1
+    wrap_beta = 1 - a_bar / wrap
+    wrap_mean = wrap.sqrt() * wrap_beta / (1 - a_bar) * x0 + (a_bar / wrap).sqrt() * (1 - wrap) / (1 - a_bar) * x_t
+    wrap_message = "at t = 0 alpha_bar_{t-1} must be 1: indexing alpha_bars[t - 1] with t = 0 picks the *last* entry"
+    swapped = ("the two mean coefficients are swapped: the one with beta_t multiplies x_0, "
+               "the one with (1 - alpha_bar_{t-1}) multiplies x_t")
+    xt_coef = ("the x_t coefficient uses sqrt(alpha_bar_t); it should be sqrt(alpha_t) = sqrt(alpha_bar_t / alpha_bar_{t-1}), "
+               "a single step's alpha, because x_t comes from x_{t-1} in one step")
+    x0_coef = "the x_0 coefficient uses sqrt(alpha_bar_t); it should be sqrt(alpha_bar_{t-1}), the signal x_{t-1} keeps"
+    beta_var = ("the variance is beta_t (the forward step's variance); the posterior's is "
+                "beta_tilde_t = beta_t (1 - alpha_bar_{t-1}) / (1 - alpha_bar_t), smaller, and 0 at t = 0")
+    return [
+        ("mean", ct * x0 + c0 * x_t, swapped),
+        ("mean", c0 * x0 + a_bar.sqrt() * (1 - a_prev) / (1 - a_bar) * x_t, xt_coef),
+        ("mean", a_bar.sqrt() * beta / (1 - a_bar) * x0 + ct * x_t, x0_coef),
+        ("variance", beta, beta_var),
+        ("mean", wrap_mean, wrap_message),
+        ("variance", wrap_beta * (1 - wrap) / (1 - a_bar), wrap_message),
+    ]
+
+
+@check
+def check_posterior_mean_variance(posterior_mean_variance):
+    """Compares with the posterior computed independently as a product of two Gaussians, and the
+    variance with diffusers' DDPMScheduler._get_variance; names the usual mix-ups when they match."""
+    from curriculum.solutions.chapter4.toy_diffusion import Schedule
+
+    g = torch.Generator().manual_seed(0)
+    # DDPM's schedule, and a coarse one whose steps are big enough that alpha_t is far from 1
+    for (n_steps, beta_end, ts), shape in zip([(1000, 0.02, [999, 500, 10, 1, 0]), (20, 0.5, [19, 7, 1, 0])], [(5, 2), (2, 1, 3, 3)]):
+        ref = DDPMScheduler(num_train_timesteps=n_steps, beta_start=1e-4 if n_steps == 1000 else 0.05, beta_end=beta_end)
+        sched = Schedule(ref.betas.clone())
+        x0 = torch.randn(shape, generator=g)
+        x_t = 1.3 * torch.randn(shape, generator=g)
+        for t in ts:
+            out = posterior_mean_variance(x0, x_t, t, sched)
+            if not (isinstance(out, tuple) and len(out) == 2):
+                fail(f"posterior_mean_variance should return a tuple (mean, variance), got {type(out).__name__}")
+            mean, var = out
+            mean = assert_shape(mean, x0.shape, f"the mean at t={t} for x0 of shape {shape}", hint="the same shape as x_t")
+            var = as_tensor(var, f"the variance at t={t}")
+            if var.numel() != 1:
+                fail(f"the variance at t={t} should be one number (a 0-d tensor), got shape {tuple(var.shape)}: "
+                     "beta_tilde_t does not depend on the data")
+            exp_mean, exp_var = _posterior_by_product(x0, x_t, t, ref.betas)
+            # float32 loses about three digits in 1 - alpha_bar near t = 0, however the formula is written
+            mean_ok = torch.allclose(mean.double(), exp_mean, atol=1e-3, rtol=1e-3)
+            var_ok = math.isclose(float(var), float(exp_var), rel_tol=2e-3, abs_tol=1e-9)
+            if not (mean_ok and var_ok):
+                for which, wrong, message in _posterior_bugs(x0, x_t, t, sched.alpha_bars):
+                    got = mean.double() if which == "mean" else var.double().reshape(())
+                    atol = 1e-3 if which == "mean" else 1e-9
+                    if torch.allclose(got, wrong, atol=atol, rtol=2e-3) and not torch.allclose(
+                        wrong, exp_mean if which == "mean" else exp_var, atol=atol, rtol=2e-3
+                    ):
+                        fail(f"posterior at t={t}: {message}")
+            assert_close(mean, exp_mean.float(), f"the posterior mean at t={t}", atol=1e-3, rtol=1e-3,
+                         hint="mu_tilde = sqrt(alpha_bar_{t-1}) beta_t / (1 - alpha_bar_t) x_0 "
+                         "+ sqrt(alpha_t) (1 - alpha_bar_{t-1}) / (1 - alpha_bar_t) x_t")
+            assert_scalar_close(var.reshape(()), float(exp_var), f"the posterior variance at t={t}", rel=2e-3, abs_=1e-9,
+                                hint="beta_tilde_t = beta_t (1 - alpha_bar_{t-1}) / (1 - alpha_bar_t)")
+            if t > 0:  # diffusers clamps its variance at 1e-20, which only matters at t = 0
+                assert_scalar_close(var.reshape(()), float(ref._get_variance(t)), f"the posterior variance at t={t} "
+                                    "against diffusers", rel=2e-3, abs_=1e-9)
+    return "matches the product of two Gaussians and diffusers' posterior variance"
+
+
+class _Recorder(torch.nn.Module):
+    """Wraps a denoiser and keeps a copy of every (x_t, t) it is called with."""
+
+    def __init__(self, inner):
+        super().__init__()
+        self.inner = inner
+        self.calls: list[tuple[torch.Tensor, torch.Tensor]] = []
+
+    def forward(self, x, t):
+        self.calls.append((x.detach().clone(), t.detach().clone()))
+        return self.inner(x, t)
+
+
+def _replay(model, calls, centre, alpha_bars, lr, zero_grad=True, step=True):
+    """Re-run Adam on the recorded inputs. The data is one point repeated, so the noise behind each
+    x_t is known: eps = (x_t - sqrt(a) x0) / sqrt(1 - a)."""
+    import torch.nn.functional as F
+
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    losses = []
+    for x_t, t in calls:
+        a = alpha_bars[t][:, None]
+        eps = (x_t - a.sqrt() * centre) / (1 - a).sqrt()
+        loss = F.mse_loss(model(x_t, t), eps)
+        if zero_grad:
+            opt.zero_grad()
+        loss.backward()
+        if step:
+            opt.step()
+        losses.append(loss.item())
+    return losses
+
+
+@check
+def check_train_toy(train_toy):
+    """Trains a small MLP for a few steps on data that is one repeated point, records what the model
+    saw, and replays Adam on exactly those inputs: the losses and final weights must agree."""
+    import copy
+
+    from curriculum.solutions.chapter4.toy_diffusion import (
+        MLPDenoiser,
+        Schedule,
+        ToyTrainConfig,
+        linear_betas,
+    )
+
+    sched = Schedule(linear_betas(100, 1e-3, 0.2))
+    centre = torch.tensor([0.7, -0.4])
+    data = centre.expand(64, 2).clone()
+    cfg = ToyTrainConfig(n_steps=6, batch_size=16, lr=0.02, seed=3)
+    torch.manual_seed(0)
+    init = MLPDenoiser(d_hidden=16, d_time=8)
+    spy = _Recorder(copy.deepcopy(init))
+    losses = train_toy(spy, data, sched, cfg)
+    if losses is None:
+        fail("train_toy returned None: return the list of losses")
+    if not isinstance(losses, list) or not all(isinstance(v, float) for v in losses):
+        fail("train_toy should return a list of Python floats: append loss.item() (a tensor keeps its whole graph alive)")
+    if len(losses) != cfg.n_steps:
+        fail(f"train_toy ran {len(losses)} steps (losses recorded), expected cfg.n_steps = {cfg.n_steps}")
+    if len(spy.calls) != cfg.n_steps:
+        fail(f"the model was called {len(spy.calls)} times in {cfg.n_steps} steps: compute the loss once per step")
+    sizes = {len(x) for x, _ in spy.calls}
+    if sizes != {cfg.batch_size}:
+        fail(f"the model saw batches of size {sorted(sizes)}, expected cfg.batch_size = {cfg.batch_size}")
+    replays = {}
+    for name, kw in [("right", {}), ("no_zero_grad", {"zero_grad": False}), ("no_step", {"step": False})]:
+        twin = copy.deepcopy(init)
+        replays[name] = (_replay(twin, spy.calls, centre, sched.alpha_bars, cfg.lr, **kw), twin)
+    messages = {
+        "no_zero_grad": "gradients accumulate across steps: call opt.zero_grad() before loss.backward() in every step",
+        "no_step": "the weights never change: call opt.step() after loss.backward()",
+    }
+
+    def same(a, b):
+        return all(math.isclose(x, y, rel_tol=1e-4, abs_tol=1e-6) for x, y in zip(a, b))
+
+    right_losses, right_model = replays["right"]
+    if not same(losses, right_losses):
+        for name, msg in messages.items():
+            if same(losses, replays[name][0]):
+                fail(msg)
+        first = "matches" if same(losses[:1], right_losses[:1]) else "differs too"
+        fail(f"the losses differ from Adam replayed on the same inputs: expected {[round(v, 4) for v in right_losses]}, "
+             f"got {[round(v, 4) for v in losses]} (the first {first}). Use torch.optim.Adam(model.parameters(), lr=cfg.lr), "
+             "and in each step: loss, opt.zero_grad(), loss.backward(), opt.step(), then record loss.item()")
+    for (name, p), q in zip(spy.inner.named_parameters(), right_model.parameters()):
+        assert_close(p, q, f"parameter {name} after training", atol=1e-5, rtol=1e-4,
+                     hint="the weights should be those after the last opt.step()")
+    spy2 = _Recorder(copy.deepcopy(init))
+    again = train_toy(spy2, data, sched, cfg)
+    if not same(again, losses):
+        fail("two runs with the same cfg.seed gave different losses: call torch.manual_seed(cfg.seed) at the start")
+    return f"losses and weights match Adam replayed on your batches; first loss {losses[0]:.3f}, last {losses[-1]:.3f}"

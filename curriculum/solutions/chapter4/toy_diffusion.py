@@ -189,7 +189,13 @@ class ToyTrainConfig:
 
 
 def train_toy(model: nn.Module, data: Float[Tensor, "n 2"], sched: Schedule, cfg: ToyTrainConfig) -> list[float]:
-    """Minibatch Adam on the epsilon loss; returns the loss curve."""
+    """Minibatch Adam (learning rate cfg.lr) on `diffusion_loss` for cfg.n_steps steps; returns the loss curve.
+
+    Seed torch with cfg.seed first, so two runs give the same curve. Each step draws cfg.batch_size
+    rows of `data` at random (with replacement), computes the loss once, and takes one optimiser
+    step. The returned list holds one Python float per step.
+    """
+    # EXERCISE: seed, make an Adam optimiser, then loop: sample a batch, loss, zero_grad, backward, step, record loss.item()
     torch.manual_seed(cfg.seed)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     losses = []
@@ -201,11 +207,35 @@ def train_toy(model: nn.Module, data: Float[Tensor, "n 2"], sched: Schedule, cfg
         opt.step()
         losses.append(loss.item())
     return losses
+    # END EXERCISE
 
 
 # ---------------------------------------------------------------------------------------------
 # Reverse process: DDPM ancestral sampling
 # ---------------------------------------------------------------------------------------------
+def posterior_mean_variance(
+    x0: Float[Tensor, "batch *shape"],
+    x_t: Float[Tensor, "batch *shape"],
+    t: int,
+    sched: Schedule,
+) -> tuple[Float[Tensor, "batch *shape"], Float[Tensor, ""]]:
+    """Mean and variance of the forward-process posterior q(x_{t-1} | x_t, x_0) = N(mu_tilde, beta_tilde_t I),
+    derived in the notebook: mu_tilde is a weighted sum of x_0 and x_t, beta_tilde_t a number.
+
+    Take alpha_bar_{-1} = 1 (at t = 0 the mean is x_0 itself and the variance 0). The variance is
+    the same for every example and every coordinate: return it as a 0-d tensor.
+    """
+    # EXERCISE: look up alpha_bar_t and alpha_bar_{t-1} (1 at t = 0), derive alpha_t and beta_t from them, then the two coefficients and beta_tilde
+    a_bar = sched.alpha_bars[t]
+    a_bar_prev = sched.alpha_bars[t - 1] if t > 0 else torch.tensor(1.0)
+    alpha = a_bar / a_bar_prev  # = sched.alphas[t]; written this way it also serves strided schedules
+    beta = 1 - alpha
+    coef_x0 = a_bar_prev.sqrt() * beta / (1 - a_bar)
+    coef_xt = alpha.sqrt() * (1 - a_bar_prev) / (1 - a_bar)
+    return coef_x0 * x0 + coef_xt * x_t, beta * (1 - a_bar_prev) / (1 - a_bar)
+    # END EXERCISE
+
+
 def ddpm_step(
     eps: Float[Tensor, "batch *shape"],
     t: int,
@@ -218,24 +248,18 @@ def ddpm_step(
 
     1. predicted clean sample  x0_hat = (x_t - sqrt(1 - alpha_bar_t) eps) / sqrt(alpha_bar_t), clamped to
        [-clip_x0, clip_x0] if clip_x0 is set (images live in [-1, 1]);
-    2. posterior mean  mu = sqrt(alpha_bar_{t-1}) beta_t / (1 - alpha_bar_t) * x0_hat
-                          + sqrt(alpha_t) (1 - alpha_bar_{t-1}) / (1 - alpha_bar_t) * x_t
-       with alpha_bar_{-1} = 1;
-    3. posterior variance  sigma^2 = beta_t (1 - alpha_bar_{t-1}) / (1 - alpha_bar_t)  ("fixed_small");
-       return mu + sigma * noise, except at t = 0, where no noise is added.
+    2. the posterior q(x_{t-1} | x_t, x0_hat): mean and variance from `posterior_mean_variance`
+       (the variance beta_tilde_t is diffusers' "fixed_small" choice);
+    3. return mean + sqrt(variance) * noise, except at t = 0, where no noise is added.
     """
-    # EXERCISE: predict x0 (and clamp it), compute the posterior mean and variance of q(x_{t-1} | x_t, x0_hat), add noise unless t == 0
+    # EXERCISE: predict x0 (and clamp it), take the posterior of q(x_{t-1} | x_t, x0_hat), add noise unless t == 0
     a_bar = sched.alpha_bars[t]
-    a_bar_prev = sched.alpha_bars[t - 1] if t > 0 else torch.tensor(1.0)
-    alpha = a_bar / a_bar_prev  # = sched.alphas[t]; written this way it also serves strided schedules
-    beta = 1 - alpha
     x0_hat = (x_t - (1 - a_bar).sqrt() * eps) / a_bar.sqrt()
     if clip_x0 is not None:
         x0_hat = x0_hat.clamp(-clip_x0, clip_x0)
-    mean = (a_bar_prev.sqrt() * beta / (1 - a_bar)) * x0_hat + (alpha.sqrt() * (1 - a_bar_prev) / (1 - a_bar)) * x_t
+    mean, var = posterior_mean_variance(x0_hat, x_t, t, sched)
     if t == 0:
         return mean
-    var = beta * (1 - a_bar_prev) / (1 - a_bar)
     return mean + var.clamp(min=1e-20).sqrt() * noise
     # END EXERCISE
 
