@@ -14,7 +14,7 @@ from curriculum.solutions.chapter2 import dqn as S
 from curriculum.solutions.chapter2 import probes
 from curriculum.checks.chapter2 import dqn as T
 from curriculum.utils.rl import EpisodeTracker, make_vec_env
-from tests.support import assert_check_fails
+from tests.support import assert_check_fails, mutant
 
 TRUNCATED_ID = "curriculum-test/AlwaysTruncated-v0"
 
@@ -148,32 +148,39 @@ class QNetworkOneHidden(S.QNetwork):
         super().__init__(obs_dim, n_actions, hidden_sizes[:1])
 
 
-class BufferIndependentFields(S.ReplayBuffer):
-    def sample(self, batch_size, device="cpu"):
-        b = S.ReplayBuffer.sample(self, batch_size, device)
-        b.rewards = torch.as_tensor(self.rewards[self.rng.integers(0, self.size, batch_size)])
-        return b
-
-
 class BufferNoOverwrite(S.ReplayBuffer):
     def add(self, obs, actions, rewards, next_obs, terminated):
         if self.size + len(actions) <= self.capacity:
             S.ReplayBuffer.add(self, obs, actions, rewards, next_obs, terminated)
 
 
-class BufferSamplesEmptySlots(S.ReplayBuffer):
-    def sample(self, batch_size, device="cpu"):
-        size, self.size = self.size, self.capacity
-        try:
-            return S.ReplayBuffer.sample(self, batch_size, device)
-        finally:
-            self.size = size
+BufferPosNotAdvanced = mutant(S.ReplayBuffer, ("self.pos = int((self.pos + len(actions)) % self.capacity)", "pass"))
+BufferSizeUncapped = mutant(S.ReplayBuffer, ("min(self.size + len(actions), self.capacity)", "self.size + len(actions)"))
+BufferRewardsShifted = mutant(S.ReplayBuffer, ("self.rewards[idx] = rewards", "self.rewards[(idx + 1) % self.capacity] = rewards"))
 
 
-class BufferGlobalRng(S.ReplayBuffer):
-    def sample(self, batch_size, device="cpu"):
-        self.rng = np.random.default_rng()
-        return S.ReplayBuffer.sample(self, batch_size, device)
+def sample_independent_fields(buffer, batch_size, device="cpu"):
+    b = S.sample_batch(buffer, batch_size, device)
+    b.rewards = torch.as_tensor(buffer.rewards[buffer.rng.integers(0, buffer.size, batch_size)])
+    return b
+
+
+def sample_empty_slots(buffer, batch_size, device="cpu"):
+    size, buffer.size = buffer.size, buffer.capacity
+    try:
+        return S.sample_batch(buffer, batch_size, device)
+    finally:
+        buffer.size = size
+
+
+def sample_global_rng(buffer, batch_size, device="cpu"):
+    buffer.rng = np.random.default_rng()
+    return S.sample_batch(buffer, batch_size, device)
+
+
+def sample_numpy(buffer, batch_size, device="cpu"):
+    idx = buffer.rng.integers(0, buffer.size, size=batch_size)
+    return S.ReplayBatch(buffer.obs[idx], buffer.actions[idx], buffer.rewards[idx], buffer.next_obs[idx], buffer.terminated[idx])
 
 
 def schedule_unclipped(step, start, end, duration):
@@ -241,8 +248,83 @@ def store_everything(buffer, obs, actions, rewards, next_obs, terminated, autore
     return len(actions)
 
 
-def train_dqn_no_target_updates(cfg, progress=True):
-    return S.train_dqn(S.DQNConfig(**{**cfg.__dict__, "target_update_frequency": 10**9}), progress)
+train_dqn_no_target_updates = mutant(S.train_dqn, ("if it % target_every == 0:", "if it == 0:"))
+
+train_dqn_target_every_iteration = mutant(S.train_dqn, ("if it % target_every == 0:", "if True:"))
+train_dqn_epsilon_per_iteration = mutant(S.train_dqn, ("linear_schedule(step,", "linear_schedule(it,"))
+train_dqn_obs_not_carried = mutant(S.train_dqn, ("            obs = next_obs\n", ""))
+train_dqn_autoreset_never_set = mutant(S.train_dqn, ("autoreset = np.logical_or(terminated, truncated)", "pass"))
+train_dqn_no_optimizer_step = mutant(S.train_dqn, ("optimizer.step()", "pass"))
+train_dqn_trains_every_iteration = mutant(S.train_dqn, ("it % train_every == 0", "True"))
+train_dqn_online_as_target = mutant(S.train_dqn, ("td_loss(q_network, target_network,", "td_loss(q_network, q_network,"))
+train_dqn_loss_renamed = mutant(S.train_dqn, ("loss = td_loss(", "td_value = td_loss("),
+                                ("loss.backward()", "td_value.backward()"))
+
+
+@pytest.mark.parametrize(
+    "mutant_fn,match",
+    [
+        (train_dqn_no_target_updates, "target network never changed"),
+        (train_dqn_target_every_iteration, "target network changed"),
+        (train_dqn_epsilon_per_iteration, "epsilon was"),
+        (train_dqn_obs_not_carried, "obs = next_obs"),
+        (train_dqn_autoreset_never_set, "autoreset"),
+        (train_dqn_no_optimizer_step, "optimizer.step"),
+        (train_dqn_trains_every_iteration, "td_loss was called"),
+        (train_dqn_online_as_target, "online network as its target"),
+        (train_dqn_loss_renamed, "`loss`"),
+    ],
+    ids=lambda x: getattr(x, "__name__", None) if callable(x) else None,
+)
+def test_training_loop_check_names_the_bug(mutant_fn, match):
+    assert_check_fails(T.check_train_dqn_on_probes, mutant_fn, match=match)
+
+
+NAN_OBS_ID, NAN_REWARD_ID = "curriculum-test/NaNObservation-v0", "curriculum-test/NaNReward-v0"
+
+
+class NaNAfterAWhileEnv(gym.Env):
+    """Probe-1-like (one action, reward +1, 5-step episodes) until env step 300, then NaN in the observation or
+    the reward: the kind of fault a buggy wrapper or simulator produces."""
+
+    observation_space = gym.spaces.Box(-1.0, 1.0, (1,), np.float32)
+    action_space = gym.spaces.Discrete(1)
+
+    def __init__(self, where: str = "obs"):
+        self.where, self.t, self.total = where, 0, 0
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.t = 0
+        return np.zeros(1, np.float32), {}
+
+    def step(self, action):
+        self.t += 1
+        self.total += 1
+        broken = self.total > 300
+        obs = np.full(1, np.nan if broken and self.where == "obs" else 0.0, np.float32)
+        reward = float("nan") if broken and self.where == "reward" else 1.0
+        return obs, reward, self.t >= 5, False, {}
+
+
+for _id, _where in ((NAN_OBS_ID, "obs"), (NAN_REWARD_ID, "reward")):
+    if _id not in gym.registry:
+        gym.register(_id, entry_point=NaNAfterAWhileEnv, kwargs={"where": _where})
+
+
+@pytest.mark.parametrize("env_id,match", [(NAN_OBS_ID, "non-finite observation .* sub-env"), (NAN_REWARD_ID, "non-finite TD loss")])
+def test_nan_stops_training_and_says_where(env_id, match):
+    cfg = S.DQNConfig(env_id=env_id, num_envs=2, total_timesteps=1000, learning_starts=64, batch_size=32,
+                      buffer_size=1000, hidden_sizes=(8,), train_frequency=2)
+    with pytest.raises(FloatingPointError, match=match):
+        S.train_dqn(cfg, progress=False)
+
+
+def test_nan_loss_from_the_learner_is_caught(monkeypatch):
+    monkeypatch.setattr(S, "td_loss", lambda *args, **kwargs: torch.tensor(float("nan"), requires_grad=True))
+    cfg = T.probe_config(S.DQNConfig, probes.PROBES[1].env_id)
+    with pytest.raises(FloatingPointError, match="non-finite TD loss"):
+        S.train_dqn(cfg, progress=False)
 
 
 @pytest.mark.parametrize(
@@ -250,10 +332,14 @@ def train_dqn_no_target_updates(cfg, progress=True):
     [
         (T.check_q_network, QNetworkFinalReLU),
         (T.check_q_network, QNetworkOneHidden),
-        (T.check_replay_buffer, BufferIndependentFields),
-        (T.check_replay_buffer, BufferNoOverwrite),
-        (T.check_replay_buffer, BufferSamplesEmptySlots),
-        (T.check_replay_buffer, BufferGlobalRng),
+        (T.check_replay_buffer_add, BufferNoOverwrite),
+        (T.check_replay_buffer_add, BufferPosNotAdvanced),
+        (T.check_replay_buffer_add, BufferSizeUncapped),
+        (T.check_replay_buffer_add, BufferRewardsShifted),
+        (T.check_sample_batch, sample_independent_fields),
+        (T.check_sample_batch, sample_empty_slots),
+        (T.check_sample_batch, sample_global_rng),
+        (T.check_sample_batch, sample_numpy),
         (T.check_linear_schedule, schedule_unclipped),
         (T.check_linear_schedule, schedule_backwards),
         (T.check_epsilon_greedy, eps_greedy_one_coin),
@@ -266,7 +352,6 @@ def train_dqn_no_target_updates(cfg, progress=True):
         (T.check_td_loss, td_sum_reduction),
         (T.check_store_vector_step, store_conflated),
         (T.check_store_vector_step, store_everything),
-        (T.check_train_dqn_on_probes, train_dqn_no_target_updates),
     ],
     ids=lambda x: getattr(x, "__name__", str(x)),
 )

@@ -127,3 +127,98 @@ def train_greedy_only(env, method, cfg, progress=True):
 )
 def test_check_catches_mutant(check, mutant):
     assert_check_fails(check, mutant)
+
+
+# ---- exact policy evaluation and n-step targets ----
+
+
+def _r_and_P(model, policy):
+    return (policy * model.rewards).sum(-1), np.einsum("sa,sat->st", policy, model.transitions)
+
+
+def exact_transposed(model, policy, gamma):
+    r_pi, P_pi = _r_and_P(model, policy)
+    return np.linalg.solve(np.eye(model.n_states) - gamma * P_pi.T, r_pi)
+
+
+def exact_missing_gamma(model, policy, gamma):
+    r_pi, P_pi = _r_and_P(model, policy)
+    return np.linalg.solve(np.eye(model.n_states) - P_pi, r_pi)
+
+
+def exact_reward_of_next_state(model, policy, gamma):
+    r_pi, P_pi = _r_and_P(model, policy)
+    return np.linalg.solve(np.eye(model.n_states) - gamma * P_pi, P_pi @ r_pi)
+
+
+def exact_uniform_actions(model, policy, gamma):
+    return S.exact_policy_evaluation(model, np.full_like(policy, 1.0 / policy.shape[1]), gamma)
+
+
+def n_step_window_too_long(rewards, values, terminated, n, gamma):
+    return S.n_step_targets(rewards, values, terminated, n + 1, gamma)
+
+
+def n_step_bootstrap_one_early(rewards, values, terminated, n, gamma):
+    T, out = len(rewards), []
+    for t in range(T):
+        m = min(n, T - t)
+        G = sum(gamma**k * rewards[t + k] for k in range(m))
+        if not (t + m == T and terminated):
+            G += gamma**m * values[t + m - 1]
+        out.append(G)
+    return np.array(out)
+
+
+def n_step_through_terminal(rewards, values, terminated, n, gamma):
+    return S.n_step_targets(rewards, values, False, n, gamma)
+
+
+def n_step_truncated_as_terminal(rewards, values, terminated, n, gamma):
+    return S.n_step_targets(rewards, values, True, n, gamma)
+
+
+def n_step_gamma_off_by_one(rewards, values, terminated, n, gamma):
+    T, out = len(rewards), []
+    for t in range(T):
+        m = min(n, T - t)
+        G = sum(gamma ** (k + 1) * rewards[t + k] for k in range(m))
+        if not (t + m == T and terminated):
+            G += gamma**m * values[t + m]
+        out.append(G)
+    return np.array(out)
+
+
+def test_exact_evaluation_agrees_with_iteration_on_frozen_lake():
+    lake = S.model_from_P(gym.make("FrozenLake-v1").unwrapped.P)
+    policy = np.full((lake.n_states, lake.n_actions), 0.25)
+    assert np.allclose(S.exact_policy_evaluation(lake, policy, 0.95), S.policy_evaluation(lake, policy, 0.95), atol=1e-6)
+
+
+def test_n_step_with_long_window_is_the_monte_carlo_return():
+    rewards = np.array([1.0, 2.0, 3.0])
+    G = S.n_step_targets(rewards, np.full(4, 7.0), True, 10, 0.9)
+    assert np.allclose(G, [1 + 0.9 * 2 + 0.81 * 3, 2 + 0.9 * 3, 3])
+    with pytest.raises(ValueError, match="n must be"):
+        S.n_step_targets(rewards, np.zeros(4), True, 0, 0.9)
+    with pytest.raises(ValueError, match="values"):
+        S.n_step_targets(rewards, np.zeros(3), True, 1, 0.9)
+
+
+@pytest.mark.parametrize(
+    "check,mutant_fn,match",
+    [
+        (T.check_exact_policy_evaluation, exact_transposed, "transposed"),
+        (T.check_exact_policy_evaluation, exact_missing_gamma, "gamma is missing"),
+        (T.check_exact_policy_evaluation, exact_reward_of_next_state, "indexed by the next state"),
+        (T.check_exact_policy_evaluation, exact_uniform_actions, "uniformly|r_pi"),
+        (T.check_n_step_targets, n_step_window_too_long, "n \\+ 1 rewards"),
+        (T.check_n_step_targets, n_step_bootstrap_one_early, "off by one"),
+        (T.check_n_step_targets, n_step_through_terminal, "bootstrap through the terminal"),
+        (T.check_n_step_targets, n_step_truncated_as_terminal, "truncated, not terminated"),
+        (T.check_n_step_targets, n_step_gamma_off_by_one, "1.25"),
+    ],
+    ids=lambda x: getattr(x, "__name__", None) if callable(x) else None,
+)
+def test_new_checks_name_the_bug(check, mutant_fn, match):
+    assert_check_fails(check, mutant_fn, match=match)

@@ -43,29 +43,54 @@ def _filled_buffer(ReplayBuffer, capacity: int, n: int, seed: int = 0):
 
 
 @check
-def check_replay_buffer(ReplayBuffer):
+def check_replay_buffer_add(ReplayBuffer):
     buf = _filled_buffer(ReplayBuffer, capacity=10, n=7)
-    if len(buf) != 7:
-        fail(f"after adding 7 transitions to a buffer of capacity 10, len(buffer) should be 7, got {len(buf)}")
+    if len(buf) != 7 or buf.pos != 7:
+        fail(f"after adding 7 transitions to an empty buffer of capacity 10, size and pos should both be 7, got "
+             f"size {buf.size} and pos {buf.pos}: advance pos by n (modulo capacity) and size by n (capped at capacity)")
+    if not np.array_equal(buf.obs[:7, 0], np.arange(7)):
+        fail(f"the first 7 transitions should fill slots 0..6 in order, slots hold obs {buf.obs[:7, 0].tolist()}")
     buf = _filled_buffer(ReplayBuffer, capacity=10, n=25)
     if len(buf) != 10:
         fail(f"after adding 25 transitions to a buffer of capacity 10, len(buffer) should stay 10, got {len(buf)}")
-    first = buf.sample(10)
+    slots = buf.obs[:, 0].astype(int)
+    if sorted(slots.tolist()) != list(range(15, 25)):
+        fail(f"after 25 adds to capacity 10 the buffer should hold transitions 15..24 (each new one overwriting the "
+             f"oldest), it holds {sorted(slots.tolist())}")
+    if not np.array_equal(slots, np.arange(15, 25)[np.argsort(np.arange(15, 25) % 10)]) or buf.pos != 5:
+        fail(f"transition i belongs in slot i % capacity (a ring buffer): slots hold {slots.tolist()}, pos = {buf.pos} "
+             "(expected 5, the slot of the oldest transition, written next)")
+    i = slots
+    aligned = (np.array_equal(buf.obs[:, 1], -i) and np.array_equal(buf.next_obs, buf.obs + 1)
+               and np.array_equal(buf.rewards, 10 * i) and np.array_equal(buf.actions, i % 2)
+               and np.array_equal(buf.terminated, (i % 3 == 0).astype(np.float32)))
+    if not aligned:
+        fail("the five arrays disagree about which transition sits in a slot: write obs, actions, rewards, next_obs "
+             "and terminated at the same indices")
+    return "ring buffer keeps the newest 10 of 25 transitions, in slot i % capacity"
+
+
+@check
+def check_sample_batch(sample_batch):
+    from curriculum.solutions.chapter2.dqn import ReplayBuffer
+
+    buf = _filled_buffer(ReplayBuffer, capacity=10, n=25)
+    first = sample_batch(buf, 10)
     for name, dtype in [("obs", torch.float32), ("actions", torch.int64), ("rewards", torch.float32),
                         ("next_obs", torch.float32), ("terminated", torch.float32)]:
-        t = getattr(first, name)
+        t = getattr(first, name, None)
         if not isinstance(t, torch.Tensor) or t.dtype != dtype:
             fail(f"batch.{name} should be a {dtype} tensor, got {getattr(t, 'dtype', type(t).__name__)}")
     if first.obs.shape != (10, 2) or first.actions.shape != (10,):
         fail(f"a batch of 10 should have obs of shape (10, 2) and actions of shape (10,), got "
              f"{tuple(first.obs.shape)} and {tuple(first.actions.shape)}")
-    samples = [buf.sample(10) for _ in range(200)]
+    samples = [sample_batch(buf, 10) for _ in range(200)]
     batch = type(first)(*(torch.cat([getattr(b, f) for b in samples]) for f in
                           ("obs", "actions", "rewards", "next_obs", "terminated")))
     i = batch.obs[:, 0].long()
     if sorted(set(i.tolist())) != list(range(15, 25)):
-        fail(f"after 25 adds to capacity 10 the buffer should hold transitions 15..24 (the oldest overwritten), "
-             f"sampled {sorted(set(i.tolist()))}")
+        fail(f"the buffer holds transitions 15..24 in its 10 slots, but the batches contain {sorted(set(i.tolist()))}: "
+             "draw indices in [0, buffer.size)")
     aligned = (torch.equal(batch.obs[:, 1], -batch.obs[:, 0]) and torch.equal(batch.next_obs, batch.obs + 1)
                and torch.equal(batch.rewards, 10 * i.float()) and torch.equal(batch.actions, i % 2)
                and torch.equal(batch.terminated, (i % 3 == 0).float()))
@@ -75,17 +100,16 @@ def check_replay_buffer(ReplayBuffer):
     counts = torch.bincount(i - 15, minlength=10).float() / 2000
     if (counts - 0.1).abs().max() > 0.04:
         fail(f"sampling should be uniform over stored transitions (each ~0.1), got frequencies {counts.numpy().round(3).tolist()}")
-    small = _filled_buffer(ReplayBuffer, capacity=10, n=3)
-    try:
-        small.sample(5)
-    except ValueError:
-        pass
-    else:
-        fail("sampling 5 transitions from a buffer holding 3 should raise ValueError (not silently sample zeros)")
-    a = _filled_buffer(ReplayBuffer, 10, 25, seed=1).sample(8).obs
-    b = _filled_buffer(ReplayBuffer, 10, 25, seed=1).sample(8).obs
+    partly = _filled_buffer(ReplayBuffer, capacity=10, n=6)
+    seen = torch.cat([sample_batch(partly, 6).obs[:, 0] for _ in range(50)])
+    if seen.max() > 5 or (seen == 0).float().mean() > 0.5:
+        fail(f"a buffer of capacity 10 holding 6 transitions sampled slots beyond the filled ones (obs values "
+             f"{sorted(set(seen.long().tolist()))}): draw from [0, buffer.size), not [0, capacity)")
+    a = sample_batch(_filled_buffer(ReplayBuffer, 10, 25, seed=1), 8).obs
+    b = sample_batch(_filled_buffer(ReplayBuffer, 10, 25, seed=1), 8).obs
     if not torch.equal(a, b):
-        fail("two buffers with the same seed should sample the same indices: draw them with self.rng")
+        fail("two buffers with the same seed should sample the same indices: draw them with buffer.rng")
+    return "uniform, seeded, and each transition's fields stay together"
 
 
 @check
@@ -202,11 +226,131 @@ def check_store_vector_step(store_vector_step):
         fail(f"next_obs should be stored as returned by the env (the true final obs), got {buf.next_obs[:2, 0].tolist()}")
 
 
+def _params(net: nn.Module) -> torch.Tensor:
+    return torch.cat([p.detach().flatten() for p in net.parameters()]).clone()
+
+
+class _LoopSpy:
+    """Wraps the functions the training loop calls (looked up by name in the learner's namespace) and records
+    what the loop passed to them, so the check can say which part of the loop is wrong."""
+
+    NAMES = ("epsilon_greedy", "store_vector_step", "td_loss")
+
+    def __init__(self, namespace: dict):
+        self.ns, self.saved = namespace, {}
+        self.epsilons: list[float] = []
+        self.stores: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+        self.losses: list[tuple[int, bool, torch.Tensor, torch.Tensor]] = []
+
+    def __enter__(self):
+        missing = [n for n in self.NAMES if n not in self.ns]
+        if missing:
+            fail(f"train_dqn's namespace has no {missing}: run the cells that define them first")
+        self.saved = {n: self.ns[n] for n in self.NAMES}
+        eps_fn, store_fn, loss_fn = (self.saved[n] for n in self.NAMES)
+
+        def epsilon_greedy(q_network, obs, epsilon, rng):
+            self.epsilons.append(float(epsilon))
+            return eps_fn(q_network, obs, epsilon, rng)
+
+        def store_vector_step(buffer, obs, actions, rewards, next_obs, terminated, autoreset):
+            self.stores.append((np.array(obs, copy=True), np.array(next_obs, copy=True),
+                                np.array(autoreset, dtype=bool, copy=True)))
+            return store_fn(buffer, obs, actions, rewards, next_obs, terminated, autoreset)
+
+        def td_loss(q_network, target_network, batch, gamma, loss="huber"):
+            self.losses.append((len(batch.actions), target_network is q_network, _params(q_network),
+                                _params(target_network)))
+            return loss_fn(q_network, target_network, batch, gamma, loss)
+
+        self.ns.update(epsilon_greedy=epsilon_greedy, store_vector_step=store_vector_step, td_loss=td_loss)
+        return self
+
+    def __exit__(self, *exc):
+        self.ns.update(self.saved)
+        return False
+
+
+def _check_loop_structure(train_dqn) -> str:
+    """Run 60 iterations on Probe 2 (one-step episodes, random obs) with spies, and compare what the loop did with what the
+    configuration asks for."""
+    from curriculum.solutions.chapter2 import probes
+    from curriculum.solutions.chapter2.dqn import DQNConfig, linear_schedule
+
+    cfg = DQNConfig(env_id=probes.PROBES[2].env_id, seed=0, num_envs=4, total_timesteps=240, learning_rate=1e-2,
+                    buffer_size=500, batch_size=16, hidden_sizes=(8,), start_epsilon=1.0, end_epsilon=0.1,
+                    exploration_fraction=0.5, learning_starts=64, train_frequency=8, gradient_steps=2,
+                    target_update_frequency=40, loss="mse")
+    n_iters, train_every, target_every = 60, 2, 10  # what the config means in loop iterations (4 envs each)
+    with _LoopSpy(train_dqn.__globals__) as spy:
+        result = train_dqn(cfg, progress=False)
+
+    # Storing: every iteration, with obs carried forward and autoreset set from the previous step's ends.
+    if len(spy.stores) != n_iters:
+        fail(f"store_vector_step was called {len(spy.stores)} times in {n_iters} iterations: store every step of the vector env")
+    for k in range(1, n_iters):
+        if not np.array_equal(spy.stores[k][0], spy.stores[k - 1][1]):
+            fail(f"at iteration {k} the obs you stored is not the next_obs the previous step returned: after storing, "
+                 "carry the new observation forward with `obs = next_obs`")
+    # Probe 2 episodes last one step: every step alternates between ending the episode and being its reset step.
+    for k, (_, _, autoreset) in enumerate(spy.stores):
+        if autoreset.tolist() != [k % 2 == 1] * cfg.num_envs:
+            fail(f"at iteration {k} store_vector_step got autoreset = {autoreset.tolist()}; on Probe 2 every episode ends "
+                 f"after one step, so it should be {[k % 2 == 1] * cfg.num_envs}. After storing, set "
+                 "`autoreset = terminated | truncated` (the next step of those sub-envs is only their reset).")
+
+    # Acting: epsilon-greedy from learning_starts on, with epsilon from the linear schedule in env steps.
+    acting = [it for it in range(n_iters) if it * cfg.num_envs >= cfg.learning_starts]
+    if len(spy.epsilons) != len(acting):
+        fail(f"epsilon_greedy was called {len(spy.epsilons)} times; with learning_starts = {cfg.learning_starts} and "
+             f"{cfg.num_envs} envs it should act epsilon-greedily on the {len(acting)} iterations from env step "
+             f"{cfg.learning_starts} on (random actions before that)")
+    expected_eps = [linear_schedule(it * cfg.num_envs, 1.0, 0.1, 120) for it in acting]
+    if not np.allclose(spy.epsilons, expected_eps):
+        k = int(np.flatnonzero(~np.isclose(spy.epsilons, expected_eps))[0])
+        fail(f"at env step {acting[k] * cfg.num_envs} epsilon was {spy.epsilons[k]:.4g}, expected {expected_eps[k]:.4g}: "
+             "use linear_schedule(step, start_epsilon, end_epsilon, int(exploration_fraction * total_timesteps)) with "
+             "step counted in env steps (iteration * num_envs)")
+
+    # Learning: gradient_steps updates every train_every iterations, on full batches, with a separate target.
+    train_iters = [it for it in acting if it % train_every == 0]
+    if not spy.losses:
+        fail("td_loss was never called: from learning_starts on, sample a batch and compute td_loss with it")
+    if len(spy.losses) != len(train_iters) * cfg.gradient_steps:
+        fail(f"td_loss was called {len(spy.losses)} times, expected {len(train_iters) * cfg.gradient_steps}: "
+             f"{cfg.gradient_steps} gradient steps every train_frequency = {cfg.train_frequency} env steps "
+             f"({train_every} iterations of {cfg.num_envs} envs), from learning_starts on")
+    sizes = {n for n, _, _, _ in spy.losses}
+    if sizes != {cfg.batch_size}:
+        fail(f"td_loss got batches of sizes {sorted(sizes)}, expected {cfg.batch_size}: sample cfg.batch_size transitions")
+    if any(same for _, same, _, _ in spy.losses):
+        fail("td_loss was given the online network as its target network: pass target_network")
+    q_moves = sum(not torch.equal(a[2], b[2]) for a, b in zip(spy.losses, spy.losses[1:]))
+    if q_moves == 0:
+        fail("the Q-network's weights never change between gradient steps: call loss.backward() and then "
+             "optimizer.step() (after optimizer.zero_grad())")
+    versions = 1 + sum(not torch.equal(a[3], b[3]) for a, b in zip(spy.losses, spy.losses[1:]))
+    if versions == 1:
+        fail("the target network never changed while training: every target_update_frequency env steps, move it "
+             "towards the online network (p_target.lerp_(p, tau) for each pair of parameters)")
+    if versions > 8:
+        fail(f"the target network changed {versions - 1} times in {len(spy.losses)} gradient steps; with "
+             f"target_update_frequency = {cfg.target_update_frequency} env steps it should change about every "
+             f"{target_every} iterations (4 times here). Update it only when it % target_every == 0.")
+    if len(result.losses) != len(train_iters):
+        fail(f"the loop recorded {len(result.losses)} losses, expected one per training phase ({len(train_iters)}): "
+             "assign each gradient step's loss to the variable `loss`, which the lines after your code read")
+    return f"{len(spy.losses)} gradient steps, {versions - 1} target updates"
+
+
 @check
 def check_train_dqn_on_probes(train_dqn):
-    """Train a small DQN on each probe environment and compare its Q-values with the known answers."""
+    """The loop's structure on a short run with spies, then a small DQN trained on each probe environment and
+    its Q-values compared with the known answers."""
     from curriculum.solutions.chapter2 import probes
     from curriculum.solutions.chapter2.dqn import DQNConfig
+
+    structure = _check_loop_structure(train_dqn)
 
     def train(env_id: str):
         result = train_dqn(probe_config(DQNConfig, env_id), progress=False)
@@ -215,7 +359,7 @@ def check_train_dqn_on_probes(train_dqn):
     diagnosis = probes.diagnose(train, gamma=0.5, kind="q")
     if not diagnosis.ok:
         fail(str(diagnosis))
-    return "all five probes passed"
+    return f"loop structure ({structure}) and all five probes passed"
 
 
 def probe_config(DQNConfig, env_id: str, seed: int = 0):

@@ -154,3 +154,114 @@ def check_cliff_walking(train_tabular):
         fail(f"SARSA's greedy policy should take a safer, longer path (return between -21 and -15), got {ret_s} via {path_s}. "
              "Is SARSA bootstrapping from the action it actually takes next?")
     return f"Q-learning return {ret_q:.0f} (cliff edge), SARSA return {ret_s:.0f} (safe path)"
+
+
+def _iterative_evaluation(model, pi, gamma: float, sweeps: int = 5000) -> np.ndarray:
+    """Independent reference for the linear solve: apply the Bellman expectation backup until it settles."""
+    V = np.zeros(model.n_states)
+    for _ in range(sweeps):
+        V_new = (pi * (model.rewards + gamma * model.transitions @ V)).sum(-1)
+        if np.abs(V_new - V).max() < 1e-12:
+            break
+        V = V_new
+    return V_new
+
+
+def _linear_solve_bug(got: np.ndarray, model, pi, gamma: float) -> str:
+    """Name the bug if `got` is what a plausible mistake in the linear solve gives."""
+    r_pi = (pi * model.rewards).sum(-1)
+    P_pi = np.einsum("sa,sat->st", pi, model.transitions)
+    eye = np.eye(model.n_states)
+    diagnoses = [
+        (lambda: np.linalg.solve(eye - gamma * P_pi.T, r_pi),
+         ("P_pi is transposed: row s of P_pi must hold the probabilities of moving FROM s, so that (P_pi @ V)[s] "
+          "is the expected next value seen from s. Build it as P_pi[s, s'] = sum_a policy[s, a] transitions[s, a, s'].")),
+        (lambda: np.linalg.solve(eye - P_pi, r_pi), "gamma is missing: solve (I - gamma P_pi) V = r_pi."),
+        (lambda: np.linalg.solve(eye - gamma * P_pi, P_pi @ r_pi),
+         ("the reward is indexed by the next state: r(s, a) is already the expected reward of taking a in s "
+          "(model_from_P averaged it over next states), so r_pi = sum_a policy[s, a] rewards[s, a], with no P_pi in front.")),
+        (lambda: np.linalg.solve(eye - gamma * P_pi, model.rewards.mean(-1)),
+         "the actions are averaged uniformly: weight rewards[s, a] by policy[s, a]."),
+    ]
+    for candidate, msg in diagnoses:
+        try:
+            if np.allclose(got, candidate(), atol=1e-6):
+                return msg
+        except np.linalg.LinAlgError:  # e.g. I - P_pi is singular without the discount
+            continue
+    return ("r_pi[s] = sum_a policy[s, a] rewards[s, a], P_pi[s, s'] = sum_a policy[s, a] transitions[s, a, s'], "
+            "then np.linalg.solve(I - gamma P_pi, r_pi).")
+
+
+@check
+def check_exact_policy_evaluation(exact_policy_evaluation):
+    # A random MDP whose transitions are far from symmetric, so a transposed P_pi gives different values.
+    mdp = _random_mdp(seed=3)
+    rng = np.random.default_rng(4)
+    pi = rng.random((6, 3))
+    pi /= pi.sum(-1, keepdims=True)
+    gamma = 0.8
+    expected = _iterative_evaluation(mdp, pi, gamma)
+    got = _as_array(exact_policy_evaluation(mdp, pi, gamma), (6,), "exact_policy_evaluation")
+    if not np.allclose(got, expected, atol=1e-6):
+        fail(f"on a random MDP (gamma = 0.8) iterative policy evaluation gives V = {np.round(expected, 4).tolist()}, "
+             f"your linear solve gives {np.round(got, 4).tolist()}. {_linear_solve_bug(got, mdp, pi, gamma)}")
+    model = _gridworld_model()
+    uniform = np.full((16, 4), 0.25)
+    V = _as_array(exact_policy_evaluation(model, uniform, 1.0), (16,), "exact_policy_evaluation")
+    if not np.allclose(V.reshape(4, 4), RANDOM_POLICY_V, atol=1e-6):
+        fail(f"on S&B's 4x4 gridworld (gamma = 1) the random policy's values should be\n{RANDOM_POLICY_V}\ngot\n"
+             f"{np.round(V.reshape(4, 4), 2)}. {_linear_solve_bug(V, model, uniform, 1.0)}")
+    return f"matches iterative policy evaluation to {np.abs(got - expected).max():.1e} and S&B's figure 4.1"
+
+
+def _n_step_reference(rewards, values, terminated, n, gamma):
+    """Independent reference: the definition, one return at a time, with the terminal value set to zero."""
+    T = len(rewards)
+    v = np.array(values, dtype=float)
+    if terminated:
+        v[T] = 0.0
+    out = []
+    for t in range(T):
+        end = min(t + n, T)
+        out.append(sum(gamma ** (k - t) * rewards[k] for k in range(t, end)) + gamma ** (end - t) * v[end])
+    return np.array(out)
+
+
+@check
+def check_n_step_targets(n_step_targets):
+    rewards = np.array([1.0, 0.0, 2.0, -1.0, 3.0])
+    values = np.array([0.5, -0.5, 1.0, 2.0, -2.0, 10.0])  # V(s_5) = 10 is large, so bootstrapping from it shows
+    gamma = 0.5
+    # A worked case, by hand: n = 2 at t = 0 is r_0 + gamma r_1 + gamma^2 V(s_2) = 1 + 0 + 0.25 * 1 = 1.25.
+    got = _as_array(n_step_targets(rewards, values, True, 2, gamma), (5,), "n_step_targets")
+    if not np.isclose(got[0], 1.25):
+        hint = ""
+        if np.isclose(got[0], 1 + 0.5 * 0 + 0.25 * 2 + 0.125 * 2):
+            hint = " That sums n + 1 rewards: the window holds exactly n rewards, r_t .. r_{t+n-1}, then V(s_{t+n})."
+        elif any(np.isclose(got[0], x) for x in (1 + 0.5 * 1.0, 1 + 0.25 * -0.5, 1 + 0.5 * -0.5, 1 + 0.25 * 2.0)):
+            hint = " The bootstrap term is off by one: after n rewards the next state is s_{t+n}, discounted by gamma^n."
+        fail(f"with n = 2 and gamma = 0.5, the target at t = 0 is r_0 + gamma r_1 + gamma^2 V(s_2) = 1 + 0 + 0.25 * 1 = 1.25, "
+             f"got {got[0]:.4g}.{hint}")
+    for terminated in (True, False):
+        for n in (1, 2, 3, 5, 8):
+            expected = _n_step_reference(rewards, values, terminated, n, gamma)
+            got = _as_array(n_step_targets(rewards, values, terminated, n, gamma), (5,), "n_step_targets")
+            if np.allclose(got, expected):
+                continue
+            t = int(np.flatnonzero(~np.isclose(got, expected))[0])
+            hint = ""
+            if terminated and np.allclose(got, _n_step_reference(rewards, values, False, n, gamma)):
+                hint = (" You bootstrap through the terminal state: when the window reaches the end of a terminated "
+                        "episode, nothing follows, so add no V(s_T) term (V(s_T) = 10 here only to make this visible).")
+            elif not terminated and np.allclose(got, _n_step_reference(rewards, values, True, n, gamma)):
+                hint = (" This trajectory was truncated, not terminated: the state s_T still has a future, so a window that "
+                        "reaches T bootstraps from gamma^(T - t) V(s_T).")
+            elif t + n > 5:
+                hint = " The mistake is near the end, where the window is cut short: it holds min(n, T - t) rewards."
+            fail(f"n = {n}, gamma = 0.5, terminated = {terminated}: expected targets {np.round(expected, 4).tolist()}, "
+                 f"got {np.round(got, 4).tolist()} (first difference at t = {t}).{hint}")
+    one_step = n_step_targets(rewards, values, False, 1, gamma)
+    if not np.allclose(one_step, rewards + gamma * values[1:]):
+        fail("n = 1 should give the TD(0) target r_t + gamma V(s_{t+1})")
+    return "n = 1 is TD(0), n >= T is the Monte Carlo return, and the end of the episode is handled both ways"

@@ -150,18 +150,24 @@ class ReplayBuffer:
         # END EXERCISE
 
     def sample(self, batch_size: int, device: str | torch.device = "cpu") -> ReplayBatch:
-        """Uniformly sample batch_size stored transitions (with replacement), keeping each transition's fields together."""
-        if batch_size > self.size:
-            raise ValueError(f"cannot sample {batch_size} transitions from a buffer holding {self.size}: "
-                             "wait until learning_starts >= batch_size steps have been stored")
-        # EXERCISE: draw batch_size indices in [0, size) with self.rng and return a ReplayBatch of tensors on device
-        idx = self.rng.integers(0, self.size, size=batch_size)
+        """Uniformly sample batch_size stored transitions (with replacement): see `sample_batch`."""
+        return sample_batch(self, batch_size, device)
 
-        def t(x: np.ndarray) -> Tensor:
-            return torch.as_tensor(x[idx], device=device)
 
-        return ReplayBatch(t(self.obs), t(self.actions), t(self.rewards), t(self.next_obs), t(self.terminated))
-        # END EXERCISE
+def sample_batch(buffer: ReplayBuffer, batch_size: int, device: str | torch.device = "cpu") -> ReplayBatch:
+    """Draw batch_size indices uniformly from the filled slots (with replacement, from buffer.rng) and return
+    the transitions at those indices as tensors on device, each transition's five fields kept together."""
+    if batch_size > buffer.size:
+        raise ValueError(f"cannot sample {batch_size} transitions from a buffer holding {buffer.size}: "
+                         "wait until learning_starts >= batch_size steps have been stored")
+    # EXERCISE: draw batch_size indices in [0, buffer.size) with buffer.rng and return a ReplayBatch of tensors on device
+    idx = buffer.rng.integers(0, buffer.size, size=batch_size)
+
+    def t(x: np.ndarray) -> Tensor:
+        return torch.as_tensor(x[idx], device=device)
+
+    return ReplayBatch(t(buffer.obs), t(buffer.actions), t(buffer.rewards), t(buffer.next_obs), t(buffer.terminated))
+    # END EXERCISE
 
 
 def linear_schedule(step: int, start: float, end: float, duration: int) -> float:
@@ -232,6 +238,23 @@ def store_vector_step(
     # END EXERCISE
 
 
+def stop_if_not_finite(obs: np.ndarray, loss: Tensor | None, env_id: str, env_step: int) -> None:
+    """Stop training at the first NaN or infinity, naming where it appeared: a NaN loss poisons every weight
+    on the next optimiser step, and from then on the agent learns nothing while the run carries on."""
+    bad = ~np.isfinite(np.asarray(obs, dtype=np.float64))
+    if bad.any():
+        rows = sorted({int(i) for i in np.argwhere(bad)[:, 0]})
+        raise FloatingPointError(
+            f"non-finite observation (NaN or inf) from {env_id} at env step {env_step}, sub-env(s) {rows}: the "
+            "environment produced it, and training on it would poison the Q-network. Check the env (or an "
+            "observation wrapper) rather than the agent.")
+    if loss is not None and not torch.isfinite(loss.detach()).all():
+        raise FloatingPointError(
+            f"non-finite TD loss ({float(loss.detach()):.3g}) at env step {env_step}: the Q-values diverged or a "
+            "reward is NaN/inf. Lower learning_rate, keep max_grad_norm finite, use the huber loss, and check "
+            "that the target is computed under torch.no_grad() from the target network.")
+
+
 @dataclass
 class DQNResult:
     q_network: QNetwork
@@ -263,18 +286,21 @@ def train_dqn(cfg: DQNConfig, progress: bool = True) -> DQNResult:
         losses: list[float] = []
 
         obs, _ = envs.reset(seed=cfg.seed)
+        stop_if_not_finite(obs, None, cfg.env_id, 0)
         autoreset = np.zeros(cfg.num_envs, dtype=bool)
         n_iters = cfg.total_timesteps // cfg.num_envs
         # Phases are counted in env steps; with num_envs sub-envs each iteration is num_envs env steps.
         train_every = max(1, cfg.train_frequency // cfg.num_envs)
         target_every = max(1, cfg.target_update_frequency // cfg.num_envs)
+        exploration_steps = max(1, int(cfg.exploration_fraction * cfg.total_timesteps))
         solved_step = solved_time = None
+        loss = None  # set by a gradient step; read (and cleared) after each iteration
         start = time.perf_counter()
         bar = tqdm(range(n_iters), desc=f"DQN {cfg.env_id}", disable=not progress)
         for it in bar:
             step = it * cfg.num_envs
-            epsilon = linear_schedule(step, cfg.start_epsilon, cfg.end_epsilon,
-                                      max(1, int(cfg.exploration_fraction * cfg.total_timesteps)))
+            # EXERCISE: one iteration: act (random before learning_starts, then epsilon-greedy with the linear schedule), step the envs, store the step, carry obs and autoreset forward; every train_every iterations from learning_starts on, take cfg.gradient_steps optimiser steps on sampled batches (assign each loss to `loss`); every target_every iterations, move the target network towards the online one by tau
+            epsilon = linear_schedule(step, cfg.start_epsilon, cfg.end_epsilon, exploration_steps)
             if step < cfg.learning_starts:
                 actions = envs.action_space.sample()
             else:
@@ -284,6 +310,24 @@ def train_dqn(cfg: DQNConfig, progress: bool = True) -> DQNResult:
             autoreset = np.logical_or(terminated, truncated)
             obs = next_obs
 
+            if step >= cfg.learning_starts and it % train_every == 0:
+                for _ in range(cfg.gradient_steps):
+                    batch = buffer.sample(cfg.batch_size, device)
+                    loss = td_loss(q_network, target_network, batch, cfg.gamma, cfg.loss)
+                    optimizer.zero_grad()
+                    loss.backward()
+                    nn.utils.clip_grad_norm_(q_network.parameters(), cfg.max_grad_norm)
+                    optimizer.step()
+            if it % target_every == 0:
+                with torch.no_grad():
+                    for p_target, p in zip(target_network.parameters(), q_network.parameters()):
+                        p_target.lerp_(p, cfg.tau)
+            # END EXERCISE
+            stop_if_not_finite(obs, loss, cfg.env_id, step + cfg.num_envs)
+            if loss is not None:
+                losses.append(loss.item())
+                loss = None
+
             if tracker.update(infos, env_steps=step + cfg.num_envs):
                 mean_ret = tracker.mean_return(cfg.solve_window)
                 bar.set_postfix(mean_return=f"{mean_ret:.0f}", eps=f"{epsilon:.2f}")
@@ -291,22 +335,6 @@ def train_dqn(cfg: DQNConfig, progress: bool = True) -> DQNResult:
                     solved_step, solved_time = step + cfg.num_envs, time.perf_counter() - start
                     if cfg.stop_when_solved:
                         break
-
-            if step >= cfg.learning_starts and it % train_every == 0:
-                for _ in range(cfg.gradient_steps):
-                    # EXERCISE: sample a batch from the buffer, compute td_loss, and take one optimiser step (zero_grad, backward, clip_grad_norm_ to cfg.max_grad_norm, step)
-                    batch = buffer.sample(cfg.batch_size, device)
-                    loss = td_loss(q_network, target_network, batch, cfg.gamma, cfg.loss)
-                    optimizer.zero_grad()
-                    loss.backward()
-                    nn.utils.clip_grad_norm_(q_network.parameters(), cfg.max_grad_norm)
-                    optimizer.step()
-                    # END EXERCISE
-                losses.append(loss.item())
-            if it % target_every == 0:
-                with torch.no_grad():
-                    for p_target, p in zip(target_network.parameters(), q_network.parameters()):
-                        p_target.lerp_(p, cfg.tau)
         envs.close()
         env_steps = (it + 1) * cfg.num_envs
         return DQNResult(q_network, tracker, env_steps, time.perf_counter() - start, solved_step, solved_time, losses)

@@ -95,6 +95,20 @@ def policy_evaluation(
                        "reach a terminal state from everywhere")
 
 
+def exact_policy_evaluation(
+    model: Model, policy: Float[np.ndarray, "states actions"], gamma: float
+) -> Float[np.ndarray, "states"]:
+    """V_pi in one linear solve: V = r_pi + gamma P_pi V, so V = (I - gamma P_pi)^{-1} r_pi, where
+    r_pi[s] = sum_a pi(a|s) r(s, a) and P_pi[s, s'] = sum_a pi(a|s) T(s, a, s')."""
+    if not np.allclose(policy.sum(-1), 1.0):
+        raise ValueError("policy[s] must be a probability distribution over actions (rows summing to 1)")
+    # EXERCISE: average rewards and transitions over the policy's actions to get r_pi (states,) and P_pi (states, states), then solve (I - gamma P_pi) V = r_pi
+    r_pi = (policy * model.rewards).sum(-1)
+    P_pi = np.einsum("sa,sat->st", policy, model.transitions)
+    return np.linalg.solve(np.eye(model.n_states) - gamma * P_pi, r_pi)
+    # END EXERCISE
+
+
 def policy_improvement(model: Model, V: Float[np.ndarray, "states"], gamma: float) -> Float[np.ndarray, "states actions"]:
     """The deterministic policy greedy with respect to V (one-hot rows; ties go to the lowest action)."""
     # EXERCISE: compute Q from V with one Bellman backup and return one-hot rows of its argmax over actions
@@ -149,6 +163,45 @@ def sarsa_update(
     target = r + (0.0 if terminated else gamma * Q[s_next, a_next])
     Q[s, a] += alpha * (target - Q[s, a])
     # END EXERCISE
+
+
+def n_step_targets(
+    rewards: Float[np.ndarray, "T"], values: Float[np.ndarray, "T_plus_1"], terminated: bool, n: int, gamma: float
+) -> Float[np.ndarray, "T"]:
+    """n-step TD targets for every time step of one trajectory s_0, a_0, r_0, s_1, ..., s_T.
+
+    rewards[t] is the reward received on the step from s_t to s_{t+1}; values[t] is the current estimate
+    V(s_t) for t = 0..T. The target for time t sums the next min(n, T - t) discounted rewards and, if the
+    window ends before T, bootstraps from gamma^n V(s_{t+n}). If it reaches T, it bootstraps from V(s_T)
+    only when the trajectory was cut short (truncated); after a termination nothing follows.
+    """
+    if n < 1:
+        raise ValueError(f"n must be at least 1, got {n}")
+    T = len(rewards)
+    if len(values) != T + 1:
+        raise ValueError(f"values needs one entry per state s_0..s_T, {T + 1}, got {len(values)}")
+    targets = np.zeros(T)
+    # EXERCISE: for each t, sum gamma^k rewards[t + k] over the window k < min(n, T - t), then add gamma^m V(s_{t+m}) (m the window length) unless s_{t+m} is the terminal state
+    for t in range(T):
+        m = min(n, T - t)
+        G = sum(gamma**k * rewards[t + k] for k in range(m))
+        if not (t + m == T and terminated):
+            G += gamma**m * values[t + m]
+        targets[t] = G
+    # END EXERCISE
+    return targets
+
+
+def random_walk_episode(rng: np.random.Generator, n_states: int = 19) -> tuple[np.ndarray, np.ndarray]:
+    """S&B example 7.1: start in the middle of n_states states, step left or right with probability 1/2;
+    leaving on the left ends the episode with reward -1, on the right with +1, every other reward is 0.
+    Returns the visited non-terminal states s_0..s_{T-1} and the T rewards."""
+    s, states, rewards = n_states // 2, [], []
+    while 0 <= s < n_states:
+        states.append(s)
+        s += rng.choice((-1, 1))
+        rewards.append(-1.0 if s < 0 else 1.0 if s >= n_states else 0.0)
+    return np.array(states), np.array(rewards)
 
 
 @dataclass
