@@ -18,7 +18,7 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from curriculum.utils.device import torch_threads
-from curriculum.utils.rl import EpisodeTracker, make_vec_env, seed_everything
+from curriculum.utils.rl import EpisodeTracker, NonFiniteError, make_vec_env, seed_everything
 
 
 @dataclass
@@ -244,12 +244,12 @@ def stop_if_not_finite(obs: np.ndarray, loss: Tensor | None, env_id: str, env_st
     bad = ~np.isfinite(np.asarray(obs, dtype=np.float64))
     if bad.any():
         rows = sorted({int(i) for i in np.argwhere(bad)[:, 0]})
-        raise FloatingPointError(
+        raise NonFiniteError(
             f"non-finite observation (NaN or inf) from {env_id} at env step {env_step}, sub-env(s) {rows}: the "
             "environment produced it, and training on it would poison the Q-network. Check the env (or an "
             "observation wrapper) rather than the agent.")
     if loss is not None and not torch.isfinite(loss.detach()).all():
-        raise FloatingPointError(
+        raise NonFiniteError(
             f"non-finite TD loss ({float(loss.detach()):.3g}) at env step {env_step}: the Q-values diverged or a "
             "reward is NaN/inf. Lower learning_rate, keep max_grad_norm finite, use the huber loss, and check "
             "that the target is computed under torch.no_grad() from the target network.")
