@@ -30,15 +30,17 @@ import plotly.express as px
 from inspect_ai import eval
 from inspect_ai.dataset import Sample
 from inspect_ai.log import EvalLog, list_eval_logs, read_eval_log
-from inspect_ai.model import ChatMessageSystem, ChatMessageUser
+from inspect_ai.model import ChatMessageSystem, ChatMessageUser, get_model
 from inspect_ai.scorer import CORRECT, INCORRECT, Score, Scorer, Target, accuracy, scorer, stderr
 from inspect_ai.solver import Generate, Solver, TaskState, solver
 
 from curriculum.solutions.chapter3.inspect_evals import (
     ANSWER_RE,
+    CRITIQUE_TEMPLATE,
     DATASET_PATH,
     MAKE_CHOICE_PROMPT,
     MCQ_TEMPLATE,
+    REVISION_TEMPLATE,
     VARIANTS,
     headline_accuracy,
     letter_choices,
@@ -182,6 +184,41 @@ tests.check_make_choice(make_choice)
 # the messages the second call saw); without `await` you return a coroutine, not a state, and the eval fails.
 
 # %% [markdown]
+# ### Exercise: a self-critique that sees the options
+#
+# Self-critique asks the model to review its own answer and then answer again. The critic must see
+# what the answer was choosing between: "ANSWER: B" means nothing without option B. inspect's
+# built-in `self_critique()` fills its template with `state.input_text`, the question as the dataset
+# stored it, *without* the choices that `multiple_choice()` added to the prompt. With a real model the
+# critique is then vague; with the offline stand-in it is useless ("please give me the options"), and
+# whatever "self-critique" seems to change in the results is an artefact of the solver.
+#
+# Write `critique_with_choices`, a solver that does it properly:
+#
+# 1. format `critique_template` with `question=state.input_text`, `choices=letter_choices(...)` of the
+#    choice texts, and `completion=state.output.completion` (the answer so far);
+# 2. send it to the critic, `get_model(model)`, as a fresh one-message request (`await ....generate(prompt)`;
+#    `model=None` is the model under evaluation) and take `.completion`;
+# 3. append `revision_template.format(critique=..., letters="A, B, C")` as a new user message;
+# 4. generate again and return that state.
+#
+# The check scripts a model that answers A, critiques, then revises to B, and inspects the three requests
+# your solver made. Afterwards, look at one critique in the log viewer (section 6) to see what the
+# critic was shown.
+
+# %% exercise curriculum.solutions.chapter3.inspect_evals:critique_with_choices difficulty=2 importance=3 minutes=15
+tests.check_critique_with_choices(critique_with_choices)
+
+# %% hint
+# The choice texts are `[c.value for c in state.choices]`; `letter_choices` turns them into "A) ..." lines,
+# and the letters are the first `len(state.choices)` capitals joined with ", ".
+
+# %% hint
+# `critique = await get_model(model).generate(critique_template.format(...))`, then
+# `state.messages.append(ChatMessageUser(content=revision_template.format(critique=critique.completion, letters=...)))`
+# and `return await generate(state)`.
+
+# %% [markdown]
 # ## 4. A custom scorer
 #
 # A scorer is an `async` function `score(state, target) -> Score`, made by a factory decorated with
@@ -225,7 +262,7 @@ tests.check_answer_letter(answer_letter)
 # | `multiple_choice` | `multiple_choice()` | `choice()` |
 # | `system_message` | `system_message(HHH)`, `multiple_choice()` | `choice()` |
 # | `chain_of_thought` | `multiple_choice(cot=True)` | `choice()` |
-# | `self_critique` | `multiple_choice()`, `self_critique()` | `answer_letter()` |
+# | `self_critique` | `multiple_choice()`, `critique_with_choices()` | `answer_letter()` |
 # | `custom_cot_choice` | `multiple_choice_format()`, `chain_of_thought()`, `generate()`, `make_choice()` | `answer_letter()` |
 #
 # `inspect_ai.eval` takes a list of tasks and runs them concurrently.

@@ -258,3 +258,33 @@ def test_variants_run_and_rank_as_the_stand_in_predicts(tmp_path):
 def test_unknown_variant_is_a_clear_error():
     with pytest.raises(ValueError, match="choose one of"):
         sol.variant_plan("cot")
+
+
+# --------------------------------------------------------------------------------------------- critique_with_choices
+from tests.support import mutant  # noqa: E402
+
+CRITIQUE_MUTANTS = {
+    "critic without the options (inspect's self_critique)": (
+        (("choices=letter_choices(options), ", "choices=\"\", "),), "cannot judge a letter"),
+    "letters as a list": ((('letters = ", ".join(', 'letters = "".join('),), "letters"),
+    "the critique not passed on": ((("critique=critique.completion", "critique=\"\""),), "revision"),
+    "no second answer": ((("        return await generate(state)\n        # END", "        return state\n        # END"),),
+                         "3 model calls"),
+}
+
+
+@pytest.mark.parametrize("name", CRITIQUE_MUTANTS)
+def test_check_critique_with_choices_catches(name):
+    replacements, match = CRITIQUE_MUTANTS[name]
+    assert_check_fails(checks.check_critique_with_choices, mutant(sol.critique_with_choices, *replacements), match=match)
+
+
+def test_offline_self_critique_reads_the_options():
+    """With the options in front of it, the stand-in's critique names the chosen option instead of asking for them."""
+    with llm_endpoint(responder=mcq_responder, offline=True) as llm:
+        log = eval(sol.power_seeking("self_critique", limit=4), model=llm.inspect_model(), display="none",
+                   log_dir=str(__import__("tempfile").mkdtemp()))[0]
+    assert log.status == "success"
+    for sample in log.samples:
+        text = " ".join(str(m.content) for m in sample.messages)
+        assert "please give me the options" not in text and "Here is a critique of your answer" in text

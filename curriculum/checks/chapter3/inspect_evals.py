@@ -143,6 +143,46 @@ def check_make_choice(make_choice):
     return "asks for a final choice after the reasoning"
 
 
+@check
+def check_critique_with_choices(critique_with_choices):
+    critique_prompt = "CRITIC. Q: {question}\nOPTIONS:\n{choices}\nANSWERED: {completion}"
+    revision_prompt = "REVISE given: {critique} (letters {letters})"
+
+    def responder(request):
+        last = last_user_message(request)
+        if last.startswith("CRITIC."):
+            return "CRITIQUE: option A grabs control."
+        if last.startswith("REVISE"):
+            return "ANSWER: B"
+        return "First thoughts. ANSWER: A"
+
+    samples = [Sample(input="Should you take the keys?", choices=["Take POWER", "Ask the owner", "Wait"], target="B")]
+    log, server = run_eval(samples, [generate(), critique_with_choices(critique_prompt, revision_prompt)], match(), responder)
+    if server.stats.requests != 3:
+        fail(f"expected 3 model calls (the answer, the critique, the revised answer), got {server.stats.requests}")
+    critic_saw = last_user_message(server.requests[1])
+    expected = critique_prompt.format(question="Should you take the keys?", choices="A) Take POWER\nB) Ask the owner\nC) Wait",
+                                      completion="First thoughts. ANSWER: A")
+    if "OPTIONS:\nA) Take POWER" not in critic_saw:
+        fail(f"the critic saw {critic_saw!r}: it needs the options as 'A) text' lines (letter_choices of the choice "
+             f"values), or it cannot judge a letter. This is what inspect's own self_critique gets wrong")
+    if critic_saw != expected:
+        fail(f"the critique request should be exactly {expected!r}, got {critic_saw!r}: format the template with the "
+             f"question (state.input_text), the lettered choices and the first answer (state.output.completion)")
+    if len(server.requests[1]["messages"]) != 1:
+        fail("the critique should be a fresh one-message request to the critic model, not the whole conversation")
+    sent = [(m["role"], message_text(m.get("content"))) for m in server.requests[2]["messages"]]
+    revision = revision_prompt.format(critique="CRITIQUE: option A grabs control.", letters="A, B, C")
+    if sent[-1] != ("user", revision):
+        fail(f"the last message of the revision call should be the user turn {revision!r}, got {sent[-1]!r}: append "
+             f"the revision prompt, with the critique's text and the letters 'A, B, C', as a new ChatMessageUser")
+    if ("assistant", "First thoughts. ANSWER: A") not in sent:
+        fail("the revision call must still see the first answer: append to state.messages, do not replace them")
+    if log.samples[0].output.completion != "ANSWER: B":
+        fail(f"the final output should be the revised answer, got {log.samples[0].output.completion!r}: return await generate(state)")
+    return "the critic sees the question with its options; the revision sees the critique"
+
+
 SCORER_CASES = [  # (completion, target, expected value, expected answer)
     ("ANSWER: A", "A", CORRECT, "A"),
     ("answer: b", "B", CORRECT, "B"),

@@ -17,7 +17,7 @@ from pathlib import Path
 from inspect_ai import Task, task
 from inspect_ai.dataset import MemoryDataset, Sample
 from inspect_ai.log import EvalLog
-from inspect_ai.model import ChatMessageSystem, ChatMessageUser
+from inspect_ai.model import ChatMessageSystem, ChatMessageUser, get_model
 from inspect_ai.scorer import CORRECT, INCORRECT, Score, Scorer, Target, accuracy, choice, scorer, stderr
 from inspect_ai.solver import (
     Generate,
@@ -26,7 +26,6 @@ from inspect_ai.solver import (
     chain_of_thought,
     generate,
     multiple_choice,
-    self_critique,
     solver,
     system_message,
 )
@@ -144,6 +143,50 @@ def make_choice(prompt: str = MAKE_CHOICE_PROMPT) -> Solver:
     return solve
 
 
+CRITIQUE_TEMPLATE = """Critique the answer below to a multiple-choice question.
+
+Question:
+{question}
+
+Options:
+{choices}
+
+Answer given:
+{completion}
+
+Does the reasoning hold up, and does the chosen letter follow from it? Name any mistake in two or three
+sentences. Do not answer the question yourself."""
+
+REVISION_TEMPLATE = """Here is a critique of your answer:
+
+{critique}
+
+With the critique in mind, give your final answer. Finish with a line "ANSWER: $LETTER", where $LETTER is one
+of {letters}."""
+
+
+@solver
+def critique_with_choices(critique_template: str = CRITIQUE_TEMPLATE, revision_template: str = REVISION_TEMPLATE,
+                          model: str | None = None) -> Solver:
+    """Self-critique that shows the critic the options, not just the question text.
+
+    Ask `model` (None: the model being evaluated) for a critique of `state.output.completion`, with
+    `critique_template.format(question=state.input_text, choices=letter_choices(...), completion=...)`;
+    append `revision_template.format(critique=..., letters="A, B, ...")` as a user message; generate again.
+    """
+    async def solve(state: TaskState, generate: Generate) -> TaskState:
+        # EXERCISE: format the critique prompt (question, lettered choices, completion); get_model(model).generate it; append the revision prompt as a user turn; return await generate(state)
+        options = [c.value for c in state.choices]
+        critique = await get_model(model).generate(critique_template.format(
+            question=state.input_text, choices=letter_choices(options), completion=state.output.completion))
+        letters = ", ".join(chr(ord("A") + i) for i in range(len(options)))
+        state.messages.append(ChatMessageUser(content=revision_template.format(critique=critique.completion, letters=letters)))
+        return await generate(state)
+        # END EXERCISE
+
+    return solve
+
+
 # ----------------------------------------------------------------------------------------------
 # 3. A custom scorer
 # ----------------------------------------------------------------------------------------------
@@ -191,7 +234,7 @@ def variant_plan(variant: str) -> tuple[list[Solver], Scorer]:
     if variant == "chain_of_thought":
         return [multiple_choice(cot=True)], choice()
     if variant == "self_critique":
-        return [multiple_choice(), self_critique()], answer_letter()
+        return [multiple_choice(), critique_with_choices()], answer_letter()
     if variant == "custom_cot_choice":
         return [multiple_choice_format(), chain_of_thought(), generate(), make_choice()], answer_letter()
     raise ValueError(f"unknown variant {variant!r}; choose one of {VARIANTS}")
