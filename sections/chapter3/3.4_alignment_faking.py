@@ -125,7 +125,9 @@ import math
 import re
 from dataclasses import dataclass
 from statistics import NormalDist
+from typing import Sequence
 
+import numpy as np
 import openai
 
 from curriculum.solutions.chapter3.alignment_faking import (
@@ -142,6 +144,7 @@ from curriculum.solutions.chapter3.alignment_faking import (
     AlignmentFakingModel,
     Gap,
     Parsed,
+    Sample,
     faking_reasoning,
     gap_of,
     plot_compliance,
@@ -412,9 +415,9 @@ fig = plot_compliance(samples, title=f"Compliance by tier ({'real model' if llm.
 #    independent draw. Ten samples of a request the model always refuses are one piece of evidence
 #    repeated ten times, so with several samples per request and requests that differ a lot from one
 #    another the interval is too narrow. More *distinct* requests buy more certainty than more samples
-#    of the same ones; a bootstrap that resamples whole requests (see Going further) gives an honest
-#    interval. The flip side: each request appears in both tiers, so comparing the tiers request by
-#    request removes the differences between requests and can give a *narrower* honest interval.
+#    of the same ones; the bootstrap over requests you write next gives an interval that accounts for
+#    it. The flip side: each request appears in both tiers, so comparing the tiers request by
+#    request removes the differences between requests and can make an honest interval *narrower*.
 # 4. **Count your comparisons.** If you try ten prompt variants, each at 95%, you should expect about
 #    one "significant" gap among them by chance even when the tag has no effect at all. Decide which
 #    comparison is the test before looking, or widen each interval (Bonferroni: confidence 1 - 0.05/10).
@@ -426,6 +429,77 @@ for n in (32, 100, 320, 1000):
     g = compliance_gap(round(0.14 * n), n, round(0.02 * n), n)
     verdict = "excludes 0" if g.low > 0 else "contains 0"
     print(f"n = {n:4d} per tier, rates 14% vs 2%: {g}, width {g.high - g.low:.3f}, {verdict}")
+
+# %% [markdown]
+# ### Exercise: a bootstrap over requests
+#
+# The bootstrap asks: if the experiment were rerun with a fresh set of requests drawn from the same
+# pool, how much would the gap move? You cannot draw fresh requests, so you draw from the ones you
+# have, *with replacement*: a round picks as many requests as there are (some twice, some not at
+# all), pools every classified sample of the picked requests, and computes the gap. Thousands of
+# rounds give a distribution of gaps, and its middle 95% is the interval. Two choices make it
+# honest. The unit drawn is the request, so a request's ten samples come and go together, which is
+# exactly the dependence Newcombe's interval ignores. And one draw of requests serves *both* tiers,
+# so each request's free-tier and paid-tier samples stay paired, which removes the differences
+# between requests from the gap.
+#
+# A tiny example: with two requests, A (free 2/2 complied, paid 0/2) and B (free 0/2, paid 0/2),
+# the rounds are AA, AB, BA and BB, equally likely, with gaps 1, 0.5, 0.5 and 0.
+#
+# Write `bootstrap_gap`. The check builds a four-request data set with unequal sample counts and a
+# malformed transcript or two, enumerates *every* ordered draw of four requests (256 of them) to get
+# the bootstrap distribution exactly, and compares your interval (20,000 rounds) with its quantiles
+# at 95% and 80%; it also runs your function twice with the same seed and expects the same answer.
+
+# %% exercise curriculum.solutions.chapter3.alignment_faking:bootstrap_gap difficulty=3 importance=4 minutes=20
+tests.check_bootstrap_gap(bootstrap_gap)
+
+# %% hint
+# First reduce the samples to one row of four counts per request: complied and classified on the free tier,
+# then the same on the paid tier (skip samples whose `complied` is None). A round then only needs to add
+# up the rows of the requests it drew; the gap of the round is k_free / n_free - k_paid / n_paid.
+
+# %% hint
+# With the rows in a NumPy array `table` of shape `[n_requests, 4]`, one round is
+# `table[rng.integers(n_requests, size=n_requests)].sum(axis=0)`, using one `rng = np.random.default_rng(seed)`
+# made before the loop. Drawing the indices once and using them for all four columns is what keeps the two
+# tiers paired. The bounds are `np.quantile(gaps, (1 - confidence) / 2)` and the same at `(1 + confidence) / 2`.
+
+# %% hint
+# ```python
+# rows = {}  # request -> [k_free, n_free, k_paid, n_paid]
+# for s in samples:
+#     ...
+# table = np.array(list(rows.values()), dtype=float)
+# rng = np.random.default_rng(seed)
+# gaps = []
+# for _ in range(n_boot):
+#     k_free, n_free, k_paid, n_paid = ...
+#     gaps.append(...)
+# return ...
+# ```
+
+# %% [markdown]
+# Now compare the two intervals, on your run and on a toy made to be clustered: sixteen requests, each
+# answered ten times per tier, where every request is either always or never complied with (the
+# free tier complies on eight requests, the paid tier on three).
+
+# %%
+clustered = [Sample(f"request {i}", free, "", [], "x", i < (8 if free else 3), False)
+             for i in range(16) for free in (True, False) for _ in range(10)]
+for name, data in (("your run", samples), ("clustered toy", clustered)):
+    newcombe = gap_of(data)
+    low, high = bootstrap_gap(data)
+    print(f"{name:14s} gap {newcombe.gap:+.3f}: Newcombe [{newcombe.low:+.3f}, {newcombe.high:+.3f}], "
+          f"bootstrap over requests [{low:+.3f}, {high:+.3f}]")
+
+# %% [markdown]
+# **What you should see.** On the clustered toy the bootstrap interval is much wider than Newcombe's:
+# Newcombe counts 160 independent samples per tier, but there are only sixteen requests' worth of
+# evidence. On the offline run the two intervals are of similar width, because the stand-in's coin
+# does not look at the request: its samples really are independent given the tier, so there is no
+# clustering to correct for. A real model's refusals depend strongly on the request, so online, trust
+# the bootstrap when the two disagree, and add requests rather than samples when it is too wide.
 
 # %% [markdown]
 # ## Reading the scratchpads
@@ -453,9 +527,8 @@ for s in [s for s in samples if s.is_free_tier and s.complied][:2] + [s for s in
 #   measure its agreement with the keyword heuristic on the same scratchpads.
 # - Remove the scratchpad (ask for the output directly): the paper found a smaller but nonzero gap
 #   in some settings. What does that imply for monitoring chain-of-thought?
-# - Write a request-level bootstrap for the gap: resample the *requests* with replacement (keeping all
-#   of each request's samples, in both tiers), recompute the gap, repeat a few thousand times, and take
-#   the 2.5th and 97.5th percentiles. Compare its width with Newcombe's at 1 and at 25 samples per request.
+# - Online, compare the width of `bootstrap_gap` with Newcombe's at 1 and at 25 samples per request.
+#   At which point do more samples of the same requests stop narrowing the bootstrap interval?
 # - Add a third tier that is rated by contractors but never trained on. If the gap is between the
 #   trained tier and the other two, it is about training; if the rated tier complies as much as the
 #   trained one, it is about being watched.
