@@ -496,9 +496,10 @@ for name, data in (("your run", samples), ("clustered toy", clustered)):
 # %% [markdown]
 # **What you should see.** On the clustered toy the bootstrap interval is much wider than Newcombe's:
 # Newcombe counts 160 independent samples per tier, but there are only sixteen requests' worth of
-# evidence. On the offline run the two intervals are of similar width, because the stand-in's coin
-# does not look at the request: its samples really are independent given the tier, so there is no
-# clustering to correct for. A real model's refusals depend strongly on the request, so online, trust
+# evidence. On the offline run the two widths are much closer, and what difference remains is chance
+# and the coarseness of a bootstrap over few samples: the stand-in's coin does not look at the
+# request, so its samples really are independent given the tier and there is no clustering to
+# correct for. A real model's refusals depend strongly on the request, so online, trust
 # the bootstrap when the two disagree, and add requests rather than samples when it is too wide.
 
 # %% [markdown]
