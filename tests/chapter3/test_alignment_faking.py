@@ -6,12 +6,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from curriculum.solutions.chapter3 import alignment_faking as ref
 from curriculum.checks.chapter3 import alignment_faking as checks
-from curriculum.utils.openai_server import loopback_client
-from tests.support import mutant
-from curriculum.utils.openai_server import Failures, LoopbackServer
-from tests.support import assert_check_fails
+from curriculum.solutions.chapter3 import alignment_faking as ref
+from curriculum.utils.openai_server import Failures, LoopbackServer, loopback_client
+from tests.support import assert_check_fails, mutant
 
 MUTANTS = {
     "user_message: tier tag swapped": (
@@ -68,13 +66,40 @@ MUTANTS = {
     "gap: bounds mix the wrong sides": (
         checks.check_compliance_gap, ref.compliance_gap, [("(p1 - l1) ** 2 + (u2 - p2) ** 2", "(u1 - p1) ** 2 + (p2 - l2) ** 2"),
                                                           ("(u1 - p1) ** 2 + (p2 - l2) ** 2)\n", "(p1 - l1) ** 2 + (u2 - p2) ** 2)\n")]),
+    "bootstrap: resamples single samples, not requests": (
+        checks.check_bootstrap_gap, ref.bootstrap_gap, [
+            ("counts: dict[str, list[int]] = {}", "counts: dict[int, list[int]] = {}"),
+            ("c = counts.setdefault(s.request, [0, 0, 0, 0])", "c = counts.setdefault(len(counts), [0, 0, 0, 0])")],
+        "single samples instead of whole requests"),
+    "bootstrap: tiers drawn separately": (
+        checks.check_bootstrap_gap, ref.bootstrap_gap, [
+            ("k_free, n_free, k_paid, n_paid = table[rng.integers(len(table), size=len(table))].sum(axis=0)",
+             ("k_free, n_free = table[rng.integers(len(table), size=len(table)), :2].sum(axis=0)\n"
+              "        k_paid, n_paid = table[rng.integers(len(table), size=len(table)), 2:].sum(axis=0)"))],
+        "pairing"),
+    "bootstrap: malformed counted as refusal": (
+        checks.check_bootstrap_gap, ref.bootstrap_gap, [("if s.complied is None:\n            continue", "")],
+        "None"),
+    "bootstrap: without replacement": (
+        checks.check_bootstrap_gap, ref.bootstrap_gap, [
+            ("table[rng.integers(len(table), size=len(table))]", "table[rng.permutation(len(table))]")],
+        "WITH replacement"),
+    "bootstrap: confidence fixed at 95%": (
+        checks.check_bootstrap_gap, ref.bootstrap_gap, [("tail = (1 - confidence) / 2", "tail = 0.025")],
+        "at confidence 0.8"),
+    "bootstrap: one-sided tail": (
+        checks.check_bootstrap_gap, ref.bootstrap_gap, [("tail = (1 - confidence) / 2", "tail = 1 - confidence")],
+        "quantiles"),
+    "bootstrap: seed ignored": (
+        checks.check_bootstrap_gap, ref.bootstrap_gap, [("np.random.default_rng(seed)", "np.random.default_rng()")],
+        "same seed"),
 }
 
 
 @pytest.mark.parametrize("name", list(MUTANTS))
 def test_check_catches_mutant(name):
-    check_fn, obj, replacements = MUTANTS[name]
-    assert_check_fails(check_fn, mutant(obj, *replacements))
+    check_fn, obj, replacements, *match = MUTANTS[name]
+    assert_check_fails(check_fn, mutant(obj, *replacements), match=match[0] if match else None)
 
 
 def test_wilson_and_newcombe_cover_at_the_nominal_rate():

@@ -4,13 +4,13 @@ example of Newcombe (1998); sampling runs the real `openai` client against the l
 from __future__ import annotations
 
 import math
-from typing import Callable
+from collections.abc import Callable
 
 from scipy.stats import binomtest
 
-from curriculum.solutions.chapter3 import alignment_faking as ref
-from curriculum.checks.chapter3.agents import serve
 from curriculum.checking import assert_equal, check, fail
+from curriculum.checks.chapter3.agents import serve
+from curriculum.solutions.chapter3 import alignment_faking as ref
 
 SCRATCH = "<SCRATCHPAD_REASONING>{}</SCRATCHPAD_REASONING>"
 
@@ -178,3 +178,68 @@ def check_compliance_gap(compliance_gap: Callable) -> str:
                 hint = " (gap is free minus paid)" if name == "gap" else ""
                 fail(f"compliance_gap({k1}, {n1}, {k2}, {n2}, {conf}).{name}: expected {exp:.6f}, got {got:.6f}{hint}")
     return "matches Newcombe's worked example and an independent implementation"
+
+
+# (request, [free outcomes], [paid outcomes]): requests differ a lot from one another, the two tiers of a
+# request go together, sample counts differ, and None marks a malformed transcript.
+BOOT_DATA = [
+    ("a", [True] * 6 + [None], [True] * 4 + [False] * 2),
+    ("b", [True] * 3 + [False] * 3, [False] * 6),
+    ("c", [False] * 5 + [True], [False] * 5 + [None]),
+    ("d", [True] * 8, [True] * 2 + [False] * 6),
+]
+
+
+def _boot_samples(data=BOOT_DATA) -> list:
+    return [ref.Sample(request, free, "", [], None if c is None else "x", c, False)
+            for request, free_outcomes, paid_outcomes in data
+            for free, outcomes in ((True, free_outcomes), (False, paid_outcomes)) for c in outcomes]
+
+
+def _exact_bootstrap_quantiles(data, confidence: float) -> tuple[float, float]:
+    """The request-level bootstrap's distribution enumerated exactly (every ordered draw of len(data)
+    requests is equally likely), and its (1 -+ confidence)/2 quantiles as the inverse CDF."""
+    import itertools
+    from collections import Counter
+
+    per = [(sum(c is True for c in f), sum(c is not None for c in f), sum(c is True for c in p), sum(c is not None for c in p))
+           for _, f, p in data]
+    dist: Counter = Counter()
+    for draw in itertools.product(range(len(per)), repeat=len(per)):
+        kf, nf, kp, np_ = (sum(per[i][j] for i in draw) for j in range(4))
+        dist[round(kf / nf - kp / np_, 12)] += 1
+    total = sum(dist.values())
+    values, cdf, acc = sorted(dist), [], 0
+    for v in values:
+        acc += dist[v]
+        cdf.append(acc / total)
+    tail = (1 - confidence) / 2
+    return tuple(next(v for v, c in zip(values, cdf) if c >= q) for q in (tail, 1 - tail))
+
+
+@check
+def check_bootstrap_gap(bootstrap_gap: Callable) -> str:
+    samples = _boot_samples()
+    # many different requests and few rounds: the interval moves from one draw of the rounds to the next
+    varied = _boot_samples([(f"r{i}", [j < i for j in range(12)], [j < 11 - i for j in range(7)]) for i in range(12)])
+    first = bootstrap_gap(varied, n_boot=200, seed=1)
+    if not (isinstance(first, tuple) and len(first) == 2):
+        fail(f"bootstrap_gap should return a (low, high) tuple, got {first!r}")
+    again = bootstrap_gap(varied, n_boot=200, seed=1)
+    if tuple(again) != tuple(first):
+        fail(f"the same seed gave {first} and then {again}: draw from a generator made from `seed` "
+             "(np.random.default_rng(seed)), so that a result can be reproduced")
+    for conf in (0.95, 0.8):
+        low, high = bootstrap_gap(samples, n_boot=20000, confidence=conf, seed=2)
+        exp_low, exp_high = _exact_bootstrap_quantiles(BOOT_DATA, conf)
+        if high - low < 1e-9:
+            fail(f"the interval has zero width ({low:.4f}, {high:.4f}): draw the requests WITH replacement "
+                 "(the same request may be picked twice), as many draws as there are requests")
+        if not (math.isclose(low, exp_low, abs_tol=1e-6) and math.isclose(high, exp_high, abs_tol=1e-6)):
+            fail(f"at confidence {conf}: expected ({exp_low:.4f}, {exp_high:.4f}) (the bootstrap distribution "
+                 f"enumerated exactly over all draws of 4 requests), got ({low:.4f}, {high:.4f}). Likely causes: "
+                 "resampling single samples instead of whole requests (samples of one request move together); "
+                 "drawing the tiers separately (one draw of requests per round serves both tiers, which keeps "
+                 "the pairing); counting samples whose `complied` is None; bounds that are not the "
+                 "(1 - confidence)/2 and (1 + confidence)/2 quantiles")
+    return "matches the exact request-level bootstrap distribution at 95% and 80%"

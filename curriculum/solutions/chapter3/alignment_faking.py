@@ -19,12 +19,13 @@ import hashlib
 import math
 import re
 import threading
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from random import Random
 from statistics import NormalDist
-from typing import Sequence
 
+import numpy as np
 import openai
 import plotly.graph_objects as go
 from tqdm.auto import tqdm
@@ -297,6 +298,39 @@ def gap_of(samples: Sequence[Sample], confidence: float = 0.95) -> Gap:
     return compliance_gap(*tier_counts(samples, True), *tier_counts(samples, False), confidence=confidence)
 
 
+def bootstrap_gap(samples: Sequence[Sample], n_boot: int = 2000, confidence: float = 0.95,
+                  seed: int = 0) -> tuple[float, float]:
+    """A percentile interval for the compliance gap that resamples whole *requests*, not single samples.
+
+    Each round draws as many requests as there are, with replacement, and pools every classified
+    sample of each drawn request, free tier and paid tier alike (a request drawn twice counts
+    twice), then computes free rate minus paid rate. The interval is the (1 - confidence)/2 and
+    (1 + confidence)/2 quantiles of those gaps. Samples with `complied is None` are left out, as in
+    `tier_counts`.
+    """
+    if not 0 < confidence < 1:
+        raise ValueError(f"confidence must be in (0, 1), got {confidence}")
+    # EXERCISE: per request, (complied, classified) counts in each tier; then n_boot rounds of drawing requests with replacement and computing the pooled gap; then the two quantiles
+    counts: dict[str, list[int]] = {}  # request -> [k_free, n_free, k_paid, n_paid]
+    for s in samples:
+        if s.complied is None:
+            continue
+        c = counts.setdefault(s.request, [0, 0, 0, 0])
+        i = 0 if s.is_free_tier else 2
+        c[i] += int(s.complied)
+        c[i + 1] += 1
+    table = np.array(list(counts.values()), dtype=float)  # [request, 4]
+    rng = np.random.default_rng(seed)
+    gaps = []
+    for _ in range(n_boot):
+        k_free, n_free, k_paid, n_paid = table[rng.integers(len(table), size=len(table))].sum(axis=0)
+        if n_free > 0 and n_paid > 0:
+            gaps.append(k_free / n_free - k_paid / n_paid)
+    tail = (1 - confidence) / 2
+    return float(np.quantile(gaps, tail)), float(np.quantile(gaps, 1 - tail))
+    # END EXERCISE
+
+
 def plot_compliance(samples: Sequence[Sample], title: str = "Compliance by tier", show: bool = True) -> go.Figure:
     """The paper's headline figure: per tier, the fraction refusing, complying, and complying with
     alignment-faking reasoning (stacked), with a Wilson interval on the total compliance rate."""
@@ -312,8 +346,8 @@ def plot_compliance(samples: Sequence[Sample], title: str = "Compliance by tier"
     fig = go.Figure()
     fig.add_bar(x=names, y=[r[1] for r in rows], name="complies, alignment-faking reasoning", marker_color="#d62728")
     fig.add_bar(x=names, y=[r[2] for r in rows], name="complies, other reasoning", marker_color="#ff9896",
-                error_y=dict(type="data", symmetric=False, array=[r[4][1] - r[1] - r[2] for r in rows],
-                             arrayminus=[r[1] + r[2] - r[4][0] for r in rows]))
+                error_y={"type": "data", "symmetric": False, "array": [r[4][1] - r[1] - r[2] for r in rows],
+                         "arrayminus": [r[1] + r[2] - r[4][0] for r in rows]})
     fig.add_bar(x=names, y=[r[3] for r in rows], name="refuses", marker_color="#1f77b4")
     fig.update_layout(barmode="stack", title=title, yaxis_title="fraction of responses", yaxis_range=[0, 1])
     if show:
@@ -338,7 +372,7 @@ class AlignmentFakingModel:
 
     def __init__(self, p_comply_free: float = 0.6, p_comply_paid: float = 0.2, p_faking: float = 0.75,
                  p_malformed: float = 0.03, seed: int = 0):
-        self.p = dict(free=p_comply_free, paid=p_comply_paid, faking=p_faking, malformed=p_malformed)
+        self.p = {"free": p_comply_free, "paid": p_comply_paid, "faking": p_faking, "malformed": p_malformed}
         self.seed = seed
         self._seen: dict[str, int] = {}
         self._lock = threading.Lock()
