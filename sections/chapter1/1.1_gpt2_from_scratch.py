@@ -19,6 +19,7 @@
 # %% setup
 from __future__ import annotations
 
+import json
 import math
 import time
 
@@ -27,6 +28,7 @@ import torch
 import torch.nn.functional as F
 from jaxtyping import Float, Int
 from torch import Tensor, nn
+from tqdm.auto import tqdm
 from transformer_lens import HookedRootModule
 from transformer_lens.hook_points import HookPoint
 
@@ -36,10 +38,7 @@ from curriculum.solutions.chapter1.gpt2 import (
     KVCache,
     SamplingConfig,
     config_from_bridge,
-    generate,
     random_batches,
-    sample_next_token,
-    train_lm,
 )
 from curriculum.checks.chapter1 import gpt2 as tests
 from curriculum.utils.offline import describe, load_gpt2, load_text_corpus, load_tokenizer
@@ -49,21 +48,123 @@ device = utils.get_device()
 torch.manual_seed(0)
 
 # %% [markdown]
-# ## Tokens in, logits out
+# ## What goes in and what comes out
 #
-# A language model reads a sequence of integer **tokens** and, at every position, outputs
-# **logits**: one unnormalised score per vocabulary entry for what the *next* token is. The
-# tokenizer turns text into tokens. GPT-2's is a byte-level BPE: common words are one token,
-# rare words are split into pieces, and any byte string can be encoded.
+# Before building anything, look at the two ends of the model. A language model never sees text: it
+# reads a sequence of integer **tokens**, and at every position it outputs **logits**, one
+# unnormalised score per vocabulary entry for what the *next* token is. Everything in between is the
+# transformer you are about to write. The conversion from text to tokens is done by a separate
+# program, the **tokenizer**, which is fixed before the model is trained and never changes afterwards.
+# Its choices shape what the model finds easy and what it finds strangely hard, so it pays to know them.
+#
+# ### Tokens and byte-pair encoding
+#
+# Why not feed characters, or whole words? Characters make sequences long, and attention's cost grows
+# with the square of the length; words make the vocabulary unbounded, and a word never seen in training
+# would have no id at all. GPT-2 sits in between with a **byte-level BPE** (byte-pair encoding) tokenizer.
+# Training it is a short loop over a large corpus: start from the 256 possible bytes as the vocabulary,
+# count every pair of neighbouring symbols, merge the most frequent pair into a new symbol, record the
+# merge, and repeat. GPT-2's tokenizer ran 50,000 merges; with the 256 bytes and one special
+# `<|endoftext|>` token that gives its 50,257 entries. Encoding new text replays the recorded merges in
+# order. Because the alphabet is bytes, *any* string can be encoded, emoji and typos included: in the
+# worst case it falls apart into single bytes.
+#
+# The first merges a tokenizer learns are the most frequent pairs of its corpus. `Ġ` is how the
+# tokenizer writes a space inside its vocabulary, so `Ġ + t` is "a space followed by t".
 
 # %%
 tokenizer_loaded = load_tokenizer()
 describe(tokenizer_loaded)
 tokenizer = tokenizer_loaded.value
+merges = json.loads(tokenizer.backend_tokenizer.to_str())["model"]["merges"]
+print(f"{len(tokenizer):,} tokens in the vocabulary, {len(merges):,} merges")
+print("first merges:", [" + ".join(m) if isinstance(m, list) else m.replace(" ", " + ") for m in merges[:12]])
+
+
+def show_tokens(text: str) -> None:
+    """Print how the tokenizer splits `text`: the pieces between bars, then their ids."""
+    ids = tokenizer(text)["input_ids"]
+    print(f"{text!r:40} -> {len(ids):2} tokens |" + "|".join(tokenizer.decode([i]) for i in ids) + f"|  {ids}")
+
+
 example = "The if statement is used for conditional execution."
-ids = tokenizer(example)["input_ids"]
-print(ids)
-print([tokenizer.decode([i]) for i in ids])
+show_tokens(example)
+
+# %% [markdown]
+# Now the quirks. Run the cell and look for four things:
+#
+# - **Leading spaces belong to the word after them.** `"world"` and `" world"` are different tokens with
+#   different ids, and the model has to learn that they mean the same word. A prompt that ends in a space
+#   is an odd input for the model: in the text it learned from, that space would have been part of the
+#   next token.
+# - **Capitalisation changes everything.** `hello`, `Hello` and `HELLO` are unrelated ids as far as the
+#   model's input is concerned; text in capitals is rarer in the training corpus, so it is usually split
+#   into more, shorter pieces.
+# - **Numbers are split by frequency, not by place value.** A year or a long number breaks into chunks
+#   whose boundaries depend on which digit groups were common in the corpus, so the same digit can land
+#   in different chunks in two numbers. This is one reason small language models are bad at arithmetic.
+# - **Rare words and code are split into fragments**, and the split of a word can depend on whether a space
+#   precedes it.
+#
+# The last line shows the ratio of characters to tokens on a paragraph: for English prose a GPT-2 token
+# is a few characters long on average, so a 1,024-token context holds roughly a page or two of prose.
+
+# %%
+for text in ["world", " world", "hello", "Hello", "HELLO", " HELLO",
+             "The year 2023", "The year 1987", "12345 + 67890 = 80235",
+             "unbelievably", " unbelievably", "print(len(my_list))"]:
+    show_tokens(text)
+print("tokens as the vocabulary stores them (Ġ = a space):", tokenizer.convert_ids_to_tokens(tokenizer(" Hello world")["input_ids"]))
+assert tokenizer.decode(tokenizer(example)["input_ids"]) == example  # byte-level: decoding gives the text back exactly
+paragraph = (
+    "Language models read text as a sequence of tokens. Each token is a common chunk of characters: "
+    "a whole short word, a piece of a longer one, or a single byte for something the tokenizer has never seen."
+)
+print(f"{len(paragraph)} characters, {len(tokenizer(paragraph)['input_ids'])} tokens: "
+      f"{len(paragraph) / len(tokenizer(paragraph)['input_ids']):.1f} characters per token")
+
+# %% [markdown]
+# ### Logits: what comes out
+#
+# For a batch of token sequences of shape `[batch, pos]`, the model returns logits of shape
+# `[batch, pos, d_vocab]`. The vector at position `i` is the model's guess about token `i + 1`, given
+# tokens `0..i`. One forward pass therefore makes `pos` predictions at once, one per prefix of the
+# sequence: that is why training a transformer is efficient (every position of every sequence is a
+# training example), and why the model must be stopped from looking ahead, or predicting the next token
+# would be trivial.
+#
+# Logits are not probabilities. A softmax over the vocabulary turns them into a distribution:
+# `p(t) = exp(logit_t) / Σ_s exp(logit_s)`. Adding the same constant to every logit of a position leaves
+# the softmax unchanged, so the absolute value of a logit means nothing; only differences do. A
+# difference of `Δ` between two tokens' logits means the first is `e^Δ` times as likely as the second: a
+# gap of 2 is a factor of about 7.4. In practice we work with **log-probabilities**, `log_softmax` of
+# the logits, which are the logits shifted so that their exponentials sum to 1.
+#
+# The cell below loads a GPT-2 (the real one online, a randomly initialised one of the same shape
+# offline), runs it on the example sentence, and prints the shape of the logits and the five most likely
+# next tokens after the last position, then the model's single best guess after every prefix. With the
+# real GPT-2 the guesses are plausible continuations of each prefix; the offline model is untrained, so
+# its distribution is close to uniform (all probabilities near `1 / d_vocab`) and its guesses are noise:
+# the numbers you should expect from an untrained model, and the baseline training has to beat.
+
+# %%
+gpt2_loaded = load_gpt2()
+describe(gpt2_loaded)
+bridge = gpt2_loaded.value
+example_tokens = torch.tensor([tokenizer(example)["input_ids"]])
+with torch.no_grad():
+    example_logits = bridge(example_tokens)
+print("tokens:", tuple(example_tokens.shape), " logits:", tuple(example_logits.shape))
+probs = example_logits[0, -1].softmax(dim=-1)
+top = probs.topk(5)
+print(f"after {example!r}, the model's top 5 next tokens:")
+for p, t in zip(top.values.tolist(), top.indices.tolist()):
+    print(f"  {tokenizer.decode([t])!r:15} p = {p:.3f}   logit = {example_logits[0, -1, t].item():.2f}")
+guesses = example_logits[0].argmax(dim=-1).tolist()
+for i, t in enumerate(example_tokens[0].tolist()[:-1]):
+    prefix = tokenizer.decode(example_tokens[0, : i + 1].tolist())
+    actual = tokenizer.decode([example_tokens[0, i + 1].item()])
+    print(f"  {prefix!r:55} guess {tokenizer.decode([guesses[i]])!r:12} actual {actual!r}")
 
 # %% [markdown]
 # ## The residual stream
@@ -94,6 +195,16 @@ print([tokenizer.decode([i]) for i in ids])
 # The dots on the stream are the activation names your model will expose, the same names
 # TransformerLens uses: `blocks.{l}.hook_resid_pre`, `hook_resid_mid` and `hook_resid_post`; inside the
 # attention box, `blocks.{l}.attn.hook_pattern` records each head's attention pattern.
+#
+# The next figure zooms into one block and writes the shape of the tensor after every step. It is the
+# map for the exercises that follow: LayerNorm, the attention layer (steps 1 to 6, including the causal
+# mask of step 3), the MLP, and then the block that wires them to the stream. Two facts on it are worth
+# remembering now. First, the shape of the stream, `[batch, pos, d_model]`, is the same at the input and
+# the output of every block, which is what lets you stack twelve of them (or forty-eight, in the largest
+# GPT-2). Second, attention is the only place where a position's output depends on other positions; a
+# bug that leaks information from later tokens can only live there.
+#
+# ![One GPT-2 block zoomed in: the stream enters at the top; a LayerNorm'd copy goes through attention (per-head queries, keys and values, scaled scores, causal mask, softmax over keys, weighted sum of values, output projection summed over heads) and is added back; a second LayerNorm'd copy goes through the MLP (widen to d_mlp, GELU, narrow back) and is added back; the shape after each step is written on the right](figures/1.1_transformer_block.svg)
 #
 # We use TransformerLens's parameter names and shapes (`W_Q: [n_heads, d_model, d_head]` and so
 # on), so that real GPT-2 weights load straight into your model.
@@ -210,6 +321,11 @@ tests.check_apply_causal_mask(apply_causal_mask)
 # pattern passes through `self.hook_pattern` (that is what lets `run_with_cache` record it, as in
 # TransformerLens). (The reference solution also has a second path through PyTorch's fused kernel,
 # `attn_impl="sdpa"`, which section 1.2 uses; you write only the plain path, the one the check runs.)
+#
+# One line concerns the KV cache you will build at the end of the section: right after computing `k`
+# and `v`, write `if kv_cache is not None: k, v = kv_cache.update(k, v)`. Without a cache it does
+# nothing; with one, it swaps in the keys and values of every position seen so far, so that a query
+# for a new token can attend to the tokens of earlier calls. Copy it now; its purpose becomes clear later.
 
 # %% exercise curriculum.solutions.chapter1.gpt2:Attention difficulty=4 importance=5 minutes=40
 tests.check_attention(Attention)
@@ -218,9 +334,8 @@ tests.check_attention(Attention)
 # Three stages. Project the (already normalised) input to queries, keys and values, one set per head.
 # Compare every query with every key to get scores `[batch, n_heads, query_pos, key_pos]`, scale,
 # mask and softmax them into a pattern. Mix the values with the pattern, then project each head's
-# result back to `d_model` with `W_O` and *sum over heads*. The forward pass has two
-# `raise NotImplementedError` lines with a given KV-cache line between them: the first becomes q, k
-# and v, the second everything after, using the `k` and `v` the cache line returns.
+# result back to `d_model` with `W_O` and *sum over heads*. The KV-cache line goes between the
+# projections and the scores, so that the scores use the `k` and `v` it returns.
 
 # %% hint
 # Write every step as an einsum with named axes. The projection to queries, for example, is
@@ -230,8 +345,10 @@ tests.check_attention(Attention)
 # `b_O` is added once after that, not once per head.
 
 # %% hint
-# The shape of the second fence:
+# The shape of the code, after the three projections:
 # ```python
+# if kv_cache is not None:
+#     k, v = kv_cache.update(k, v)
 # attn_scores = einops.einsum(q, k, ...) / ...
 # pattern = self.hook_pattern(...)   # masked, softmaxed over the key axis
 # z = einops.einsum(pattern, v, ...)
@@ -304,7 +421,10 @@ tests.check_unembed(Unembed)
 # Put it together. GPT-2 *ties* its unembedding to its embedding (`W_U = W_E^T`): with
 # `tie_embeddings=True` there is no `Unembed` and the logits read `W_E` directly. The check loads
 # Hugging Face GPT-2 weights (through TransformerLens) into your model and compares logits to 1e-4,
-# in both modes.
+# in both modes. It then feeds the same tokens in two calls with a KV cache, four tokens and then the
+# rest: the logits of the later tokens must still match, which they only do if the second call's
+# tokens get the position embeddings of positions 4, 5, 6 rather than 0, 1, 2. That is what `offset`
+# is for.
 
 # %% exercise curriculum.solutions.chapter1.gpt2:GPT2 difficulty=3 importance=5 minutes=20
 tests.check_gpt2(GPT2)
@@ -317,8 +437,10 @@ tests.check_gpt2(GPT2)
 # %% hint
 # `for layer, block in enumerate(self.blocks)` gives you the index for `kv_cache[layer]`; pass `None`
 # when there is no cache. For the tied read-out (`self.unembed is None`), `W_E` is
-# `[d_vocab, d_model]`, so the einsum is `"b p d, v d -> b p v"`. Keep the submodule names
-# (`embed`, `pos_embed`, `blocks`, `ln_final`, `unembed`): the check loads the weights by name.
+# `[d_vocab, d_model]`, so the einsum is `"b p d, v d -> b p v"`; calling `self.unembed` there fails,
+# since it is `None`. Keep the submodule names (`embed`, `pos_embed`, `blocks`, `ln_final`, `unembed`):
+# the check loads the weights by name. Pass `offset` to `self.pos_embed`, or the cached call of the
+# check sees its tokens at the wrong positions.
 
 # %% hint
 # ```python
@@ -358,9 +480,6 @@ tests.check_load_gpt2_weights(load_gpt2_weights)
 # `{k: tl_params[k] for k in model.state_dict()}` to `model.load_state_dict` and return the model.
 
 # %%
-gpt2_loaded = load_gpt2()
-describe(gpt2_loaded)
-bridge = gpt2_loaded.value
 bridge.enable_compatibility_mode(no_processing=True, disable_warnings=True)
 reference_gpt2 = load_gpt2_weights(GPT2(config_from_bridge(bridge.cfg)), bridge.tl_parameters()).to(device)
 
@@ -409,9 +528,67 @@ tests.check_lm_cross_entropy(lm_cross_entropy)
 # with `F.cross_entropy` on the shifted tensors, rejects.
 
 # %% [markdown]
-# Now train a small GPT-2 of your own on a text corpus, with your modules. The loop is in
-# `curriculum/solutions/chapter1/gpt2.py:train_lm`: sample random windows, compute the loss, AdamW step.
-# Section 1.2 turns it into a production trainer.
+# ### Exercise: the training loop
+#
+# Every model in this course is trained by the same few lines, repeated: take a batch, compute the
+# loss, compute its gradient, take an optimizer step. Writing them once by hand is what makes the
+# production trainer of section 1.2, and the RL loops of chapter 2, readable later.
+#
+# The corpus is one long stream of tokens. `random_batches(tokens, batch_size, seq_len, gen)` (given)
+# cuts `batch_size` windows of `seq_len` tokens out of it at random starting points, the way nanoGPT
+# reads its data. A window is both the input and the target: `lm_cross_entropy(model(batch), batch)`
+# does the shift by one internally, so do not shift the batch yourself as well.
+#
+# Each step, in this order:
+#
+# 1. `optimizer.zero_grad()`. PyTorch *adds* each new gradient to `.grad`; without this line, step
+#    `n` follows the sum of the gradients of steps `0..n`, a bug that often still lowers the loss, just
+#    worse and erratically, which is why it survives unnoticed.
+# 2. The forward pass and the loss, then `loss.backward()` to fill every parameter's `.grad`.
+# 3. `optimizer.step()`: AdamW moves each parameter using its gradient and running averages of past
+#    gradients (created for you, with `weight_decay=0.01`).
+# 4. Record `loss.item()`: a plain float. Appending the tensor itself would keep each step's whole
+#    computation graph alive.
+#
+# Every `eval_every` steps (and at the last step) measure the loss on the *validation* tokens, which the
+# model never trains on: the mean over `eval_batches` random batches, under `torch.no_grad()` (no graph,
+# less memory, and no accidental gradient). A training loss far below the validation loss means the
+# model is memorising its training text rather than learning the language.
+#
+# The check runs your loop on a tiny model while recording what the model saw at each forward pass (the
+# batch, the parameters, whether gradients were on), then replays the same batches with an independent
+# AdamW loop. The first step at which the two disagree names the bug: a wrong first update, gradients
+# that accumulate, a loss that does not match the batch, or validation batches drawn from the training set.
+
+# %% exercise curriculum.solutions.chapter1.gpt2:train_lm difficulty=2 importance=5 minutes=20
+tests.check_train_lm(train_lm)
+
+# %% hint
+# Two loops: the outer one over `steps`, and inside it, at evaluation steps only, a short loop over
+# `eval_batches` validation batches. Training batches come from `train_tokens`, validation batches from
+# `val_tokens`, both through `random_batches(..., gen)`, and both moved to `device`.
+
+# %% hint
+# The training step is four lines: `opt.zero_grad()`, `loss = lm_cross_entropy(model(batch), batch)`,
+# `loss.backward()`, `opt.step()`. The evaluation condition is `step % eval_every == 0 or step == steps - 1`;
+# append the mean validation loss to `history["val_loss"]` and `step` to `history["val_step"]`.
+
+# %% hint
+# ```python
+# for step in tqdm(range(steps), desc="training"):
+#     batch = ...
+#     ...  # zero_grad, loss, backward, step
+#     history["train_loss"].append(loss.item())
+#     if ...:
+#         with torch.no_grad():
+#             val_losses = [...]
+#         ...
+# ```
+
+# %% [markdown]
+# Now train a small GPT-2 of your own on a text corpus, with your modules and your loop. Section 1.2
+# turns this loop into a production trainer (learning-rate schedule, gradient clipping, mixed
+# precision, checkpoints).
 #
 # **How long this takes.** At full size (2,000 steps of 32 x 128 tokens) the next cell is a real
 # training run: on a 2-core laptop CPU it is still going after 5 minutes (tens of minutes in all, an
@@ -557,6 +734,81 @@ tests.check_top_p_filter(top_p_filter)
 # count is right but in the wrong places, the mask was applied in sorted order without scattering back.
 
 # %% [markdown]
+# ### Exercise: choosing the next token
+#
+# The filters each change the logits; `sample_next_token` chains them into one decision per row. The
+# order matters, and it is the order most libraries use:
+#
+# 1. **Greedy shortcut.** `temperature == 0` means "always the most likely token": return the argmax of
+#    the raw logits and skip everything else (dividing by zero is not an option).
+# 2. **Frequency penalty** (when non-zero), on the raw logits, so the penalty is in the same units
+#    whatever the temperature.
+# 3. **Temperature**, before any filter: top-p keeps "the tokens that make up `p` of the probability",
+#    and that set depends on how sharp the distribution is, so it must see the tempered logits.
+# 4. **Top-k**, then **top-p**, when set.
+# 5. **Softmax and one draw per row**: `torch.multinomial(probs, 1, generator=generator)` returns a
+#    `[batch, 1]` tensor; the function returns `[batch]`.
+#
+# The temperature must act on the *logits*. Dividing the probabilities after the softmax looks
+# similar, but `torch.multinomial` renormalises its input, which undoes a constant factor: the model
+# then samples at temperature 1 whatever you ask for. Passing `generator` through to `multinomial`
+# is what makes a seed reproduce the same text.
+#
+# The check samples 20,000 rows from the same logits for each of four settings and compares the token
+# frequencies with the probabilities that Hugging Face's warpers give, so it sees a wrong distribution
+# even when every single draw looks plausible. When the frequencies match a known mistake (no
+# temperature, no penalty, filters before temperature), it says which.
+
+# %% exercise curriculum.solutions.chapter1.gpt2:sample_next_token difficulty=2 importance=4 minutes=15
+tests.check_sample_next_token(sample_next_token)
+
+# %% hint
+# You have already written every transformation; this function only decides which ones run, in which
+# order, and then samples. Each optional step is guarded by its setting: `cfg.freq_penalty` non-zero,
+# `cfg.top_k` and `cfg.top_p` not `None`.
+
+# %% hint
+# Reassign `logits` at each step (`logits = apply_temperature(logits, cfg.temperature)`, and so on), then
+# `probs = logits.softmax(dim=-1)` and `torch.multinomial(probs, num_samples=1, generator=generator)[:, 0]`.
+# Tokens removed by a filter have logit `-inf`, so probability exactly 0: they can never be drawn.
+
+# %% [markdown]
+# ### Exercise: the generation loop
+#
+# A language model predicts one token; text comes from a loop. Each step runs the model on the sequence
+# so far, takes the logits of the **last** position (the prediction for the token that comes next),
+# chooses a token with `sample_next_token`, and appends it, so that the next step sees it. After
+# `max_new_tokens` steps, return the prompt and the continuation together.
+#
+# ![The generation loop: the tokens so far go into the model; the logits of the last position go through the frequency penalty, temperature, top-k and top-p into a softmax and one draw; the drawn token is appended to the sequence, which goes back into the model, max_new_tokens times](figures/1.1_sampling_loop.svg)
+#
+# Two details:
+#
+# - `sample_next_token` needs the *whole* sequence so far (prompt and generated tokens), because the
+#   frequency penalty counts the tokens already used.
+# - `use_cache=True` creates a KV cache before the loop (given). The model then remembers the keys and
+#   values of every token it has processed, so feeding the whole sequence again would process the old
+#   tokens twice. Feed the whole prompt at the first step (`cache.length == 0`), and from then on only
+#   `tokens[:, -1:]`, the token just appended. Without a cache, feed everything every step.
+#
+# The check compares your greedy output, with and without the cache, against Hugging Face's
+# `generate(do_sample=False)` on a model with the same weights, token for token. It then samples twice
+# with one seed (the outputs must be equal) and once with another (they should differ at temperature 1).
+
+# %% exercise curriculum.solutions.chapter1.gpt2:generate difficulty=2 importance=4 minutes=15
+tests.check_generate(generate)
+
+# %% hint
+# The loop body is three steps: logits of the last position from one forward pass, the next token from
+# `sample_next_token(tokens, logits, cfg, generator)`, and the longer sequence. The loop runs exactly
+# `max_new_tokens` times; `tqdm(range(max_new_tokens), disable=not progress)` gives the progress bar.
+
+# %% hint
+# `model(new, kv_cache=cache)[:, -1]` is `[batch, d_vocab]`. The next token is `[batch]`; give it a
+# position axis before concatenating: `torch.cat([tokens, next_token[:, None]], dim=1)`. With a cache,
+# `new = tokens if cache is None or cache.length == 0 else tokens[:, -1:]`.
+
+# %% [markdown]
 # Sample from a trained model: pretrained GPT-2 online, the small model you just trained offline.
 # Compare the strategies: greedy tends to repeat itself; high temperature drifts into noise;
 # top-p keeps the text varied but on topic.
@@ -668,8 +920,12 @@ print(f"{n_new} tokens: {timings[False][0]:.2f}s without cache, {timings[True][0
 #   transformer itself; read section 3 for scaled dot-product attention, multi-head attention and why
 #   the scores are divided by the square root of the key size.
 # - [Language Models are Unsupervised Multitask Learners](https://cdn.openai.com/better-language-models/language_models_are_unsupervised_multitask_learners.pdf)
-#   (Radford et al., 2019): the GPT-2 report; section 2.3 lists the changes from the original
-#   transformer that you implemented (pre-norm blocks, a final LayerNorm, the context and vocabulary sizes).
+#   (Radford et al., 2019): the GPT-2 report; section 2.2 explains why it tokenizes bytes rather than
+#   Unicode characters, and section 2.3 lists the changes from the original transformer that you
+#   implemented (pre-norm blocks, a final LayerNorm, the context and vocabulary sizes).
+# - [Neural Machine Translation of Rare Words with Subword Units](https://arxiv.org/abs/1508.07909)
+#   (Sennrich, Haddow and Birch, 2016): where byte-pair encoding for text comes from; section 3.2 gives
+#   the merge-learning loop in a dozen lines of Python, worth reading next to the tokenizer cells above.
 # - [Layer Normalization](https://arxiv.org/abs/1607.06450) (Ba, Kiros and Hinton, 2016): where
 #   LayerNorm comes from and why normalising over features, not over the batch, suits sequence models.
 # - [A Mathematical Framework for Transformer Circuits](https://transformer-circuits.pub/2021/framework/index.html)

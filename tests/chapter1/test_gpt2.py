@@ -193,6 +193,25 @@ def test_gpt2_check_catches(bug):
     assert_check_fails(checks.check_gpt2, bug)
 
 
+GPT2_POS = "self.embed(tokens) + self.pos_embed(tokens, offset)"
+GPT2_TIED = 'return einops.einsum(residual, self.embed.W_E, "b p d, v d -> b p v")'
+
+
+@pytest.mark.parametrize(
+    "old,new,message",
+    [
+        (GPT2_POS, "self.embed(tokens) + self.pos_embed(tokens)", r"fed after a KV cache.*pass the offset"),
+        ("block(residual, kv_cache[layer] if kv_cache is not None else None)", "block(residual)",
+         r"cache holds 0 positions.*kv_cache\[layer\]"),
+        (GPT2_TIED, "return self.unembed(residual)", r"tie_embeddings=True.*TypeError.*self.embed.W_E"),
+        (GPT2_TIED, GPT2_TIED.replace("b p d, v d", "b p d, d v"), r"tie_embeddings=True.*'b p d, v d -> b p v'"),
+    ],
+    ids=["ignores-position-offset", "cache-not-passed-to-blocks", "tied-calls-missing-unembed", "tied-einsum-wrong-axes"],
+)
+def test_gpt2_check_names_the_bug(old, new, message):
+    assert_check_fails(checks.check_gpt2, mutant(ref.GPT2, (old, new)), match=message)
+
+
 def load_weights_non_strict(model, params):
     model.load_state_dict(params, strict=False)
     return model
@@ -204,6 +223,29 @@ def test_load_weights_check_catches_silent_missing_keys():
 
 def test_lm_loss_check_catches_unshifted_targets():
     assert_check_fails(checks.check_lm_cross_entropy, lambda logits, tokens: F.cross_entropy(logits.flatten(0, 1), tokens.flatten()))
+
+
+TRAIN_LOSS = "loss = lm_cross_entropy(model(batch), batch)"
+
+
+@pytest.mark.parametrize(
+    "replacements,message",
+    [
+        ([("        opt.zero_grad(set_to_none=True)\n", "")], r"accumulating.*zero_grad"),
+        ([("opt.zero_grad(set_to_none=True)\n        loss.backward()", "loss.backward()\n        opt.zero_grad()")],
+         r"after the first step.*zero_grad, loss.backward\(\), then optimizer.step\(\)"),
+        ([(TRAIN_LOSS, "loss = lm_cross_entropy(model(batch[:, :-1]), batch[:, 1:])")], r"one position short.*already shifts"),
+        ([(TRAIN_LOSS, "loss = F.cross_entropy(model(batch).flatten(0, 1), batch.flatten())")], r"train_loss'\]\[0\].*shift"),
+        ([("random_batches(val_tokens", "random_batches(train_tokens")], r"validation batches contain training tokens"),
+        ([("history[\"train_loss\"].append(loss.item())", "history[\"train_loss\"].append(loss)")], r"holds tensors.*item"),
+        ([("step % eval_every == 0 or step == steps - 1", "step % eval_every == 0")], r"val_step.*last step"),
+        ([("with torch.no_grad():  # a few batches", "if True:  # a few batches")], r"forward passes with gradients.*no_grad"),
+    ],
+    ids=["no-zero-grad", "zero-grad-after-backward", "double-shift", "no-shift", "eval-on-train", "tensor-history",
+         "no-final-eval", "eval-with-grad"],
+)
+def test_train_lm_check_names_the_bug(replacements, message):
+    assert_check_fails(checks.check_train_lm, mutant(ref.train_lm, *replacements), match=message)
 
 
 # --- sampling -----------------------------------------------------------------------------------
@@ -230,6 +272,56 @@ def test_lm_loss_check_catches_unshifted_targets():
 )
 def test_sampling_checks_catch(check, bug):
     assert_check_fails(check, bug)
+
+
+SAMPLE_SOFTMAX = "return torch.multinomial(logits.softmax(dim=-1), 1, generator=generator)[:, 0]"
+SAMPLE_TEMP = "    logits = apply_temperature(logits, cfg.temperature)\n"
+
+
+@pytest.mark.parametrize(
+    "replacements,message",
+    [
+        ([(SAMPLE_TEMP, ""), (SAMPLE_SOFTMAX, SAMPLE_SOFTMAX.replace("logits.softmax(dim=-1)", "logits.softmax(dim=-1) / cfg.temperature"))], r"temperature has no effect.*before the softmax"),
+        ([(SAMPLE_SOFTMAX, SAMPLE_SOFTMAX.replace(", generator=generator", ""))], r"generator=generator"),
+        ([(SAMPLE_SOFTMAX, SAMPLE_SOFTMAX.replace("[:, 0]", ""))], r"\[:, 0\]"),
+        ([("    logits = apply_frequency_penalty(input_ids, logits, cfg.freq_penalty) if cfg.freq_penalty else logits\n", "")],
+         r"frequency penalty is missing"),
+        ([(SAMPLE_TEMP, ""), (SAMPLE_SOFTMAX, SAMPLE_TEMP.strip() + "\n    " + SAMPLE_SOFTMAX)],
+         r"filters ran before the temperature"),
+        ([("if cfg.temperature == 0:\n        return logits.argmax(dim=-1)\n", "if cfg.temperature == 0:\n        cfg = SamplingConfig()\n")],
+         r"temperature 0.*argmax"),
+        ([(SAMPLE_SOFTMAX, "return torch.multinomial(torch.ones_like(logits), 1, generator=generator)[:, 0]")],
+         r"probability 0|differ from the expected"),
+    ],
+    ids=["temperature-after-softmax", "ignores-generator", "returns-batch-by-1", "no-penalty", "filters-before-temperature",
+         "samples-at-temperature-0", "samples-uniformly"],
+)
+def test_sample_next_token_check_names_the_bug(replacements, message):
+    assert_check_fails(checks.check_sample_next_token, mutant(ref.sample_next_token, *replacements), match=message)
+
+
+GEN_FEED = "new = tokens if cache is None or cache.length == 0 else tokens[:, -1:]"
+GEN_APPEND = "tokens = torch.cat([tokens, next_token[:, None]], dim=1)"
+
+
+@pytest.mark.parametrize(
+    "replacements,message",
+    [
+        ([(GEN_APPEND, "continuation = torch.cat([tokens, next_token[:, None]], dim=1)")], r"returned 0 new tokens.*append"),
+        ([(GEN_FEED, "new = input_ids")], r"every new token of a row is the same"),
+        ([("range(max_new_tokens)", "range(max_new_tokens + 1)")], r"returned 13 new tokens.*exactly max_new_tokens"),
+        ([("logits = model(new, kv_cache=cache)[:, -1]", "logits = model(new, kv_cache=cache)[:, 0]")], r"same.*logits of the last position"),
+        ([(GEN_FEED, "new = tokens")], r"context length|with the cache, feed the whole prompt once"),
+        ([("next_token = sample_next_token(tokens, logits, cfg, generator)", "next_token = logits.argmax(dim=-1)")],
+         r"seeds 0 and 1 gave the same tokens"),
+        ([("next_token = sample_next_token(tokens, logits, cfg, generator)", "next_token = sample_next_token(tokens, logits, cfg)")],
+         r"seed=0 gave different tokens"),
+    ],
+    ids=["never-appends", "feeds-the-prompt-every-step", "one-token-too-many", "first-position-logits",
+         "cache-fed-whole-sequence", "ignores-sampling-config", "ignores-generator"],
+)
+def test_generate_check_names_the_bug(replacements, message):
+    assert_check_fails(checks.check_generate, mutant(ref.generate, *replacements), match=message)
 
 
 @torch.no_grad()

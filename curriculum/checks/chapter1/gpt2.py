@@ -21,6 +21,7 @@ from transformers.generation.logits_process import (
 
 from curriculum.solutions.chapter1 import gpt2 as ref
 from curriculum.checking import (
+    as_tensor,
     assert_close,
     assert_equal,
     assert_finite,
@@ -303,11 +304,38 @@ def check_gpt2(GPT2) -> str:
             fail(f"(tie_embeddings={tied}) your model has parameters TransformerLens does not: {missing[:3]}. "
                  "Keep the submodule names embed, pos_embed, blocks, ln_final, unembed")
         model.load_state_dict({k: tl_params[k] for k in ours})
-        with torch.no_grad():
-            got = model.eval()(tokens)
+        try:
+            with torch.no_grad():
+                got = model.eval()(tokens)
+        except (TypeError, RuntimeError) as e:
+            if not tied:
+                raise
+            fail(f"with tie_embeddings=True your forward raised {type(e).__name__}: {e}. In tied mode self.unembed is "
+                 "None (calling it is the TypeError 'NoneType' object is not callable): read the logits from "
+                 "self.embed.W_E instead, which is [d_vocab, d_model], so the einsum is 'b p d, v d -> b p v'")
         assert_close(got, expected, f"logits (tie_embeddings={tied}) vs Hugging Face GPT-2", atol=1e-4, rtol=1e-4,
                      hint="embed + pos_embed, every block in order, ln_final, then unembed (or W_E^T when tied)")
-    return "logits match Hugging Face's GPT-2 implementation on the same weights, to 1e-4"
+    _check_cached_forward(model, tokens, expected)
+    return "logits match Hugging Face's GPT-2 implementation on the same weights, to 1e-4, with and without a KV cache"
+
+
+def _check_cached_forward(model: torch.nn.Module, tokens: torch.Tensor, expected: torch.Tensor, split: int = 4) -> None:
+    """Feed the first `split` tokens, then the rest with the cache holding the first ones: the logits of
+    the later tokens must be those of one uncached pass. This is where the position offset matters."""
+    cache = ref.KVCache.empty(CFG.n_layers)
+    with torch.no_grad():
+        first = model(tokens[:, :split], kv_cache=cache)
+        if cache.length != split:
+            fail(f"after a forward pass over {split} tokens with a KV cache, the cache holds {cache.length} positions: "
+                 "hand each block its own layer's cache, block(residual, kv_cache[layer]) (and in Attention, "
+                 "k, v = kv_cache.update(k, v))")
+        second = model(tokens[:, split:], kv_cache=cache)
+    assert_close(first, expected[:, :split], f"logits of the first {split} tokens, fed with an empty KV cache", atol=1e-4, rtol=1e-4)
+    n = tokens.shape[1]
+    assert_close(second, expected[:, split:], f"logits of tokens {split}..{n - 1} fed after a KV cache holding {split} positions",
+                 atol=1e-4, rtol=1e-4,
+                 hint=f"those tokens sit at positions {split}..{n - 1}, not 0..{n - split - 1}: pass the offset to "
+                 "self.pos_embed(tokens, offset)")
 
 
 @check
@@ -336,6 +364,94 @@ def check_lm_cross_entropy(lm_cross_entropy) -> None:
     expected = F.cross_entropy(logits[:, :-1].reshape(-1, CFG.d_vocab), tokens[:, 1:].reshape(-1))
     assert_scalar_close(lm_cross_entropy(logits, tokens), expected.item(), "loss", rel=1e-5,
                         hint="position i predicts token i+1: drop the last logit and the first token")
+
+
+TRAIN_CFG = ref.Config(d_model=32, n_layers=1, n_heads=2, d_head=16, d_mlp=64, d_vocab=40, n_ctx=16, tie_embeddings=True)
+
+
+@check
+def check_train_lm(train_lm) -> str:
+    """Run the learner's loop on a tiny model, recording what the model saw (its inputs, its parameters at
+    each forward pass, whether gradients were on), then replay the same batches with an independent AdamW
+    loop: the first step where the two disagree names the bug."""
+    g = torch.Generator().manual_seed(0)
+    # training tokens are 0..19 and validation tokens 20..39, so every batch says where it came from
+    train_tokens = torch.randint(0, 20, (400,), generator=g)
+    val_tokens = torch.randint(20, TRAIN_CFG.d_vocab, (400,), generator=g)
+    steps, batch_size, seq_len, lr, eval_every, eval_batches = 6, 4, 12, 1e-2, 4, 2
+    torch.manual_seed(0)
+    model = ref.GPT2(TRAIN_CFG)
+    init = copy.deepcopy(model.state_dict())
+    seen: list[tuple[torch.Tensor, bool, dict[str, torch.Tensor]]] = []
+
+    def record(module, args):
+        params = {k: v.detach().clone() for k, v in module.named_parameters()}
+        seen.append((args[0].detach().clone(), torch.is_grad_enabled(), params))
+
+    handle = model.register_forward_pre_hook(record)
+    try:
+        history = train_lm(model, train_tokens, val_tokens, steps=steps, batch_size=batch_size, seq_len=seq_len,
+                           lr=lr, eval_every=eval_every, eval_batches=eval_batches, seed=0)
+    finally:
+        handle.remove()
+
+    if not isinstance(history, dict) or not {"train_loss", "val_loss", "val_step"} <= set(history):
+        fail("train_lm should return the history dict with keys 'train_loss', 'val_loss' and 'val_step'")
+    for key, values in history.items():
+        if any(isinstance(v, torch.Tensor) for v in values):
+            fail(f"history[{key!r}] holds tensors: append loss.item(), a float (a tensor keeps its whole graph alive)")
+    train = [(x, p) for x, grad, p in seen if grad]
+    evals = [(x, p) for x, grad, p in seen if not grad]
+    if len(train) != steps:
+        fail(f"your model ran {len(train)} forward passes with gradients enabled, expected one per training step ({steps}). "
+             "Run the validation batches under torch.no_grad()")
+    if len(history["train_loss"]) != steps:
+        fail(f"history['train_loss'] has {len(history['train_loss'])} entries, expected one per step ({steps})")
+    expected_evals = [s for s in range(steps) if s % eval_every == 0 or s == steps - 1]
+    assert_equal(list(history["val_step"]), expected_evals, f"history['val_step'] (steps={steps}, eval_every={eval_every})",
+                 hint="evaluate when step % eval_every == 0, and at the last step")
+    for x, _ in train:
+        if tuple(x.shape) == (batch_size, seq_len - 1):
+            fail(f"your model saw training inputs of shape {tuple(x.shape)}, one position short of seq_len={seq_len}: "
+                 "lm_cross_entropy already shifts targets by one, so give it the same batch as inputs and targets, "
+                 "lm_cross_entropy(model(batch), batch)")
+        assert_shape(x, (batch_size, seq_len), "a training batch", hint="random_batches(train_tokens, batch_size, seq_len, gen)")
+        if x.max() >= 20:
+            fail("your training batches contain validation tokens: draw them from train_tokens")
+    if len(evals) != eval_batches * len(expected_evals):
+        fail(f"your model ran {len(evals)} forward passes without gradients, expected eval_batches={eval_batches} at each "
+             f"of the {len(expected_evals)} evaluations")
+    if any(x.min() < 20 for x, _ in evals):
+        fail("your validation batches contain training tokens: draw them from val_tokens")
+
+    replay = ref.GPT2(TRAIN_CFG)
+    replay.load_state_dict(init)
+    opt = torch.optim.AdamW(replay.parameters(), lr=lr, weight_decay=0.01)
+    for step, (x, params) in enumerate(train):
+        for name, value in replay.named_parameters():
+            if not torch.allclose(params[name], value.detach(), atol=1e-6, rtol=1e-5):
+                if step == 1:
+                    fail(f"after the first step, {name} differs from one AdamW step (lr={lr}, weight_decay=0.01) on "
+                         "lm_cross_entropy(model(batch), batch): each step is zero_grad, loss.backward(), then "
+                         "optimizer.step(), in that order")
+                fail(f"steps 0..{step - 2} match, but after step {step - 1} {name} differs: the gradients of earlier "
+                     "steps are accumulating. Call optimizer.zero_grad() at every step, before loss.backward()")
+        loss = ref.lm_cross_entropy(replay(x), x)
+        assert_scalar_close(history["train_loss"][step], loss.item(), f"history['train_loss'][{step}]", rel=1e-4,
+                            hint="record loss.item() of lm_cross_entropy(model(batch), batch), the loss you step on; "
+                            "lm_cross_entropy does the shift between inputs and targets")
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    for i, start in enumerate(range(0, len(evals), eval_batches)):
+        chunk = evals[start : start + eval_batches]
+        probe = ref.GPT2(TRAIN_CFG)
+        probe.load_state_dict(chunk[0][1])
+        with torch.no_grad():
+            expected_val = sum(ref.lm_cross_entropy(probe(x), x).item() for x, _ in chunk) / eval_batches
+        assert_scalar_close(history["val_loss"][i], expected_val, f"history['val_loss'][{i}]", rel=1e-4,
+                            hint="the mean of lm_cross_entropy over the eval_batches validation batches")
+    return "every step equals an independent AdamW replay on the batches your model saw"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -396,6 +512,121 @@ def check_top_p_filter(top_p_filter) -> None:
         _compare_filtered(top_p_filter(logits.clone(), p), expected, f"top-p={p} logits",
                           "Keep the smallest set of most likely tokens whose total probability reaches top_p, "
                           "including the token that crosses the threshold, and scatter the mask back to vocabulary order")
+
+
+SAMPLE_VOCAB, SAMPLE_ROWS = 12, 20_000
+
+
+def _sampling_distribution(logits: torch.Tensor, cfg, ids: torch.Tensor, *, temperature: bool = True, penalty: bool = True,
+                           filters_first: bool = False) -> torch.Tensor:
+    """Next-token probabilities for one row of logits, from Hugging Face's warpers (the penalty from
+    torch.bincount). The keyword switches build the distributions of common bugs, to name them."""
+    logits = logits[None].clone()
+    if penalty and cfg.freq_penalty:
+        counts = torch.bincount(ids, minlength=logits.shape[-1]).to(logits.dtype)
+        logits = logits - cfg.freq_penalty * counts
+    warpers = []
+    if cfg.top_k is not None:
+        warpers.append(TopKLogitsWarper(top_k=cfg.top_k))
+    if cfg.top_p is not None:
+        warpers.append(TopPLogitsWarper(top_p=cfg.top_p))
+    temp = [TemperatureLogitsWarper(cfg.temperature)] if temperature else []
+    for w in (warpers + temp if filters_first else temp + warpers):
+        logits = w(None, logits)
+    return logits.softmax(-1)[0]
+
+
+@check
+def check_sample_next_token(sample_next_token) -> str:
+    g = torch.Generator().manual_seed(0)
+    logits = torch.randn(4, CFG.d_vocab, generator=g) * 3
+    ids = _tokens(4, 5)
+    greedy = sample_next_token(ids, logits.clone(), ref.SamplingConfig(temperature=0.0), torch.Generator().manual_seed(0))
+    assert_equal(greedy, logits.argmax(-1), "tokens at temperature 0",
+                 hint="temperature 0 means greedy: the argmax of each row's logits, no sampling")
+
+    base = torch.randn(SAMPLE_VOCAB, generator=g) * 2
+    rows = base.expand(SAMPLE_ROWS, SAMPLE_VOCAB).contiguous()
+    # the penalty lands on the likeliest tokens (the first three times), where it visibly moves probability
+    ranked = base.argsort(descending=True)
+    ids = torch.cat([ranked[:1].repeat(3), ranked[1:3]])
+    input_ids = ids[None].expand(SAMPLE_ROWS, -1)
+    cases = [ref.SamplingConfig(temperature=0.5), ref.SamplingConfig(temperature=1.5, top_k=4),
+             ref.SamplingConfig(temperature=1.5, top_p=0.6), ref.SamplingConfig(temperature=0.7, freq_penalty=0.8)]
+    for cfg in cases:
+        what = f"tokens sampled with {cfg}"
+        got = sample_next_token(input_ids, rows.clone(), cfg, torch.Generator().manual_seed(1))
+        got = assert_shape(got, (SAMPLE_ROWS,), what, hint="one token id per row: torch.multinomial(probs, 1) is "
+                           "[batch, 1], index it with [:, 0]")
+        if got.is_floating_point():
+            fail(f"{what} should be integer token ids, got dtype {got.dtype}")
+        again = sample_next_token(input_ids, rows.clone(), cfg, torch.Generator().manual_seed(1))
+        if not torch.equal(got, again):
+            fail(f"{what}: two calls with identically seeded generators gave different tokens: pass "
+                 "generator=generator to torch.multinomial, so a seed makes sampling reproducible")
+        freq = torch.bincount(got, minlength=SAMPLE_VOCAB).double() / SAMPLE_ROWS
+        expected = _sampling_distribution(base, cfg, ids).double()
+        never = (expected == 0) & (freq > 0)
+        if never.any():
+            t = int(torch.nonzero(never)[0])
+            fail(f"{what}: token {t} is removed by the filters (probability 0) but was sampled "
+                 f"{int(freq[t] * SAMPLE_ROWS)} times out of {SAMPLE_ROWS}: sample from the softmax of the filtered logits")
+        tv = 0.5 * (freq - expected).abs().sum().item()
+        if tv > 0.03:
+            suspects = {
+                "the filters ran before the temperature: apply the temperature first, then top-k and top-p":
+                    _sampling_distribution(base, cfg, ids, filters_first=True),
+                "the temperature has no effect: divide the logits by the temperature before the softmax (dividing "
+                "the probabilities after it is undone when torch.multinomial renormalises them)":
+                    _sampling_distribution(base, cfg, ids, temperature=False),
+                "the frequency penalty is missing: subtract freq_penalty * count from the logits first":
+                    _sampling_distribution(base, cfg, ids, penalty=False),
+            }
+            for bug, dist in suspects.items():
+                if 0.5 * (freq - dist.double()).abs().sum().item() < 0.03 and 0.5 * (dist.double() - expected).abs().sum() > 0.06:
+                    fail(f"{what}: the token frequencies match a sampler in which {bug}")
+            fail(f"{what}: token frequencies {[round(f, 3) for f in freq.tolist()]} differ from the expected "
+                 f"probabilities {[round(p, 3) for p in expected.tolist()]} (total variation {tv:.3f}): the order is "
+                 "frequency penalty, temperature, top-k, top-p, then softmax and torch.multinomial")
+    return f"greedy picks the argmax; {SAMPLE_ROWS:,} draws per setting match Hugging Face's warpers"
+
+
+@check
+def check_generate(generate) -> str:
+    hf, _ = hf_reference()
+    model = reference_model()
+    prompt = _tokens(2, 5, seed=11)
+    n_new = 12
+    expected = hf.generate(prompt, attention_mask=torch.ones_like(prompt), max_new_tokens=n_new, do_sample=False,
+                           pad_token_id=0, eos_token_id=None)
+    for use_cache in (False, True):
+        what = f"greedy generate(..., max_new_tokens={n_new}, use_cache={use_cache})"
+        got = generate(model, prompt.clone(), n_new, ref.SamplingConfig(temperature=0.0), use_cache=use_cache)
+        got = as_tensor(got, what)
+        if got.ndim == 2 and got.shape[0] == prompt.shape[0] and got.shape[1] != prompt.shape[1] + n_new:
+            more = got.shape[1] - prompt.shape[1]
+            fail(f"{what} returned {more} new tokens after the {prompt.shape[1]}-token prompt, expected {n_new}: "
+                 + ("loop exactly max_new_tokens times" if more > n_new else
+                    "append every sampled token to the sequence (tokens = torch.cat([tokens, next_token[:, None]], dim=1)) "
+                    "and return prompt and continuation together"))
+        assert_shape(got, expected.shape, what)
+        assert_equal(got[:, : prompt.shape[1]], prompt, f"the prompt at the start of {what}",
+                     hint="return the prompt followed by the new tokens")
+        new, want = got[:, prompt.shape[1] :], expected[:, prompt.shape[1] :]
+        if (new == new[:, :1]).all() and not (want == want[:, :1]).all():
+            fail(f"{what}: every new token of a row is the same, {new[:, 0].tolist()}: the model keeps seeing the same "
+                 "input. Feed it the growing sequence, with each sampled token appended, and read the logits of the last position")
+        assert_equal(got, expected, f"{what} vs Hugging Face generate(do_sample=False)",
+                     hint="each step: logits of the *last* position, the argmax, appended to the sequence"
+                     + ("; with the cache, feed the whole prompt once, then only the newest token" if use_cache else ""))
+    sampling = ref.SamplingConfig(temperature=1.0)
+    runs = [generate(model, prompt.clone(), 8, sampling, seed=s) for s in (0, 0, 1)]
+    if not torch.equal(runs[0], runs[1]):
+        fail("two runs with seed=0 gave different tokens: pass the seeded generator to sample_next_token")
+    if torch.equal(runs[0], runs[2]):
+        fail("at temperature 1, seeds 0 and 1 gave the same tokens: pass cfg (and the generator) to sample_next_token "
+             "rather than taking the argmax")
+    return "greedy generation equals Hugging Face's generate, with and without the cache; sampling follows the seed"
 
 
 @check

@@ -133,16 +133,16 @@ class Attention(nn.Module):
         normalized_resid_pre: Float[Tensor, "batch pos d_model"],
         kv_cache: LayerKVCache | None = None,
     ) -> Float[Tensor, "batch pos d_model"]:
-        # EXERCISE: compute q, k, v of shape [batch, n_heads, pos, d_head] (einops.einsum with W_Q/W_K/W_V, plus biases)
+        """With a `kv_cache`, call `k, v = kv_cache.update(k, v)` right after computing k and v: it
+        returns the keys and values of every position so far (the KV cache section explains it)."""
+        # EXERCISE: q, k, v per head (einsum with W_Q/W_K/W_V plus biases); k, v = kv_cache.update(k, v) if a cache is given; scaled scores, causal mask, softmax over keys through self.hook_pattern; weighted sum of v; W_O summed over heads, plus b_O
         x = normalized_resid_pre
         q = einops.einsum(x, self.W_Q, "b p d, h d e -> b h p e") + self.b_Q[:, None]
         k = einops.einsum(x, self.W_K, "b p d, h d e -> b h p e") + self.b_K[:, None]
         v = einops.einsum(x, self.W_V, "b p d, h d e -> b h p e") + self.b_V[:, None]
-        # END EXERCISE
         if kv_cache is not None:
             # with a cache, k and v become the keys/values of every position so far
             k, v = kv_cache.update(k, v)
-        # EXERCISE: scaled scores, causal mask, softmax over keys (through self.hook_pattern), weighted sum of v, W_O and b_O
         if self.cfg.attn_impl == "sdpa":
             # the fused kernel (flash attention on GPU). Its is_causal mask is aligned top-left, which is
             # only right when there are as many queries as keys; with a cache, pass the offset mask.
@@ -302,11 +302,16 @@ def train_lm(
     eval_batches: int = 4,
     seed: int = 0,
 ) -> dict[str, list[float]]:
-    """A minimal AdamW training loop (section 1.2 builds the production version)."""
+    """A minimal AdamW training loop (section 1.2 builds the production version).
+
+    Returns `{"train_loss": one float per step, "val_loss": one float per evaluation, "val_step":
+    the step of each evaluation}`. Evaluate at every `eval_every`-th step (0 included) and at the
+    last step. Draw every batch, training and validation, from `gen` with `random_batches`."""
     device = next(model.parameters()).device
     gen = torch.Generator().manual_seed(seed)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
     history: dict[str, list[float]] = {"train_loss": [], "val_loss": [], "val_step": []}
+    # EXERCISE: for each step: a batch from random_batches(train_tokens, ..., gen), loss = lm_cross_entropy(model(batch), batch), zero_grad / backward / step, record loss.item(); at step % eval_every == 0 and at the last step, the mean loss of eval_batches validation batches under torch.no_grad()
     for step in (bar := tqdm(range(steps), desc="training")):
         model.train()
         batch = random_batches(train_tokens, batch_size, seq_len, gen).to(device)
@@ -322,6 +327,7 @@ def train_lm(
                 history["val_loss"].append(sum(lm_cross_entropy(model(v), v).item() for v in vals) / eval_batches)
                 history["val_step"].append(step)
         bar.set_postfix(loss=f"{loss.item():.3f}", val=f"{history['val_loss'][-1]:.3f}")
+    # END EXERCISE
     return history
 
 
@@ -387,7 +393,11 @@ def sample_next_token(
     cfg: SamplingConfig,
     generator: torch.Generator | None = None,
 ) -> Int[Tensor, "batch"]:
-    """Greedy when temperature is 0; otherwise penalty, temperature, top-k, top-p, then sample."""
+    """The next token of each row. Greedy (the argmax of the raw logits) when temperature is 0;
+    otherwise, in this order: frequency penalty (if non-zero), temperature, top-k (if set), top-p (if
+    set), then one draw per row from the softmax with `torch.multinomial(..., generator=generator)`.
+    Returns a `[batch]` tensor of token ids."""
+    # EXERCISE: greedy if cfg.temperature == 0; else penalty -> temperature -> top-k -> top-p on the logits, then torch.multinomial(softmax, 1, generator=generator)
     if cfg.temperature == 0:
         return logits.argmax(dim=-1)
     logits = apply_frequency_penalty(input_ids, logits, cfg.freq_penalty) if cfg.freq_penalty else logits
@@ -397,6 +407,7 @@ def sample_next_token(
     if cfg.top_p is not None:
         logits = top_p_filter(logits, cfg.top_p)
     return torch.multinomial(logits.softmax(dim=-1), 1, generator=generator)[:, 0]
+    # END EXERCISE
 
 
 @torch.no_grad()
@@ -409,19 +420,26 @@ def generate(
     seed: int | None = None,
     progress: bool = False,
 ) -> Int[Tensor, "batch seq_plus_new"]:
-    """Autoregressive sampling. With `use_cache` each step feeds only the newest token."""
+    """Append `max_new_tokens` tokens to every row of `input_ids`, one `sample_next_token` per step,
+    and return prompt and continuation together, `[batch, seq + max_new_tokens]`.
+
+    With `use_cache`, `cache` remembers the keys and values of every token the model has seen, so
+    each step feeds the model only what it has not seen: the whole prompt at the first step, then
+    just the newest token (the KV cache section explains why that gives the same logits)."""
     model.eval()
     generator = None
     if seed is not None:
         generator = torch.Generator(device=input_ids.device).manual_seed(seed)
     tokens = input_ids
     cache = KVCache.empty(model.cfg.n_layers) if use_cache else None
+    # EXERCISE: max_new_tokens times: logits of the last position (feed only tokens[:, -1:] once the cache holds the prompt), sample_next_token(tokens, logits, cfg, generator), append it to tokens
     for _ in tqdm(range(max_new_tokens), desc="generating", disable=not progress):
         # with a cache, the model only needs the tokens it has not seen yet
         new = tokens if cache is None or cache.length == 0 else tokens[:, -1:]
         logits = model(new, kv_cache=cache)[:, -1]
         next_token = sample_next_token(tokens, logits, cfg, generator)
         tokens = torch.cat([tokens, next_token[:, None]], dim=1)
+    # END EXERCISE
     return tokens
 
 
