@@ -218,8 +218,8 @@ print(f"FrozenLake, random policy, gamma = 0.95: largest difference between solv
 #
 # ### Exercise: greedy policy improvement
 #
-# Write `policy_improvement`; `policy_iteration` (in the reference module) alternates it with your
-# `policy_evaluation`. The check tests the greedy action in every state, then runs policy iteration on the
+# Write `policy_improvement`. `policy_iteration` in the reference module alternates the reference's own
+# evaluation and improvement (it does not call yours); the cells below use it to compare with your values. The check tests the greedy action in every state, then runs policy iteration on the
 # gridworld and on FrozenLake and compares with the optimal values.
 
 # %% exercise curriculum.solutions.chapter2.tabular:policy_improvement difficulty=1 importance=4 minutes=5
@@ -483,7 +483,8 @@ print(f"lowest error {best[2]:.3f} with {best[0]}, alpha = {best[1]}")
 # %% [markdown]
 # What you should see: U-shaped curves (too small a step size learns slowly, too large a one chases the
 # noise), with the large-n curves bottoming out at small alpha because their targets are noisy, and the
-# n = 1 curve still falling at large alpha because its targets are smooth but slow. The best errors come
+# n = 1 curve reaching its lowest error at a much larger alpha (around 0.8 here) because its targets are
+# smooth but slow. The best errors come
 # from an intermediate n, which the printed line names. (Quick mode averages only 5 runs, so the curves
 # are ragged.) If every curve sits near 0.55, the error of V = 0 everywhere, the updates are not reaching V.
 #
@@ -657,8 +658,9 @@ dqn_tests.check_epsilon_greedy(epsilon_greedy)
 # Q(s, a) of the action actually taken with `gather`.
 #
 # A worked example of why the Huber loss helps. Early in training the network's Q-values are near 0 while
-# a target can be 5 or more. With the squared error, a TD error of 5 contributes a gradient of 5 (times
-# the network's own gradient); a TD error of 50, from one transition whose target the network has badly
+# a target can be 5 or more. With the squared error written as $\tfrac12 \delta^2$, a TD error of 5
+# contributes a gradient of 5 times the network's own gradient (`F.mse_loss` is $\delta^2$, without the
+# half, which doubles these numbers); a TD error of 50, from one transition whose target the network has badly
 # misjudged, contributes 50 and dominates the batch. The Huber loss is $\tfrac12 \delta^2$ for
 # $|\delta| \le 1$ and $|\delta| - \tfrac12$ beyond, so its gradient is capped at 1 in size: the outlier
 # still counts, but only as much as any other large error. (Mnih et al. describe this as clipping the
@@ -790,7 +792,8 @@ print(bootstraps_through_the_end)
 # 2. **step and store**: step the vector env, pass the step to `store_vector_step` with the `autoreset` flags
 #    of the *previous* step, then set `autoreset = terminated | truncated` and `obs = next_obs`;
 # 3. **learn**: from `learning_starts` on, every `train_every` iterations, take `gradient_steps` optimiser
-#    steps, each on a freshly sampled minibatch;
+#    steps, each on a freshly sampled minibatch: `td_loss(..., loss=cfg.loss)`, `zero_grad`, `backward`,
+#    clip the gradient norm to `cfg.max_grad_norm`, `step`;
 # 4. **sync**: every `target_every` iterations, move the target network's weights towards the online
 #    network's by `tau` (`tau = 1` is the hard copy of the DQN paper).
 #
@@ -798,7 +801,8 @@ print(bootstraps_through_the_end)
 # newest step changes one transition out of thousands), but the *frequencies* matter a great deal: the
 # ratio of gradient steps to env steps and the target update period are the two hyperparameters DQN is most
 # sensitive to. The lines after your code are given: they read `obs`, `loss`, `infos` and `epsilon` (keep
-# those names), record the loss, stop training on a NaN, and track episode returns.
+# those names, and set `epsilon` on every iteration: it is 1.0 during the random warm-up), record the loss,
+# stop training on a NaN, and track episode returns.
 #
 # **The NaN guard.** A single non-finite number is enough to ruin a run: a NaN loss gives NaN gradients,
 # one optimiser step turns every weight into NaN, and from then on every Q-value is NaN and `argmax` returns
@@ -861,8 +865,10 @@ dqn_tests.check_train_dqn_on_probes(train_dqn)
 # during the random warm-up, climb to 100-200 as epsilon decays,
 # often *plateau* there (the pole stays up but the cart drifts off the track: a long-horizon
 # problem the value function has to learn), then climb to 500 and wobble. DQN on CartPole is famously
-# seed-sensitive; try another seed, or Double DQN below, before suspecting your code (the probes
-# already vouched for it).
+# seed-sensitive, and a correct loop that draws its random numbers in another order than the reference
+# can need tens of thousands of steps more or fewer; try another seed, or Double DQN below, before
+# suspecting your code (the probes already vouched for it). In quick mode the run below is far too short
+# to solve CartPole: expect "not solved" and a mean return in the tens.
 
 # %%
 cfg = DQNConfig(seed=0, total_timesteps=full_or_quick(100_000, 3_000), stop_when_solved=False)
