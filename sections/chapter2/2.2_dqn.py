@@ -554,7 +554,7 @@ dqn_tests.check_q_network(QNetwork)
 # A worked example with capacity 4: after adding transitions 0..5 one at a time, slots 0..3 hold
 # transitions (4, 5, 2, 3): 4 and 5 overwrote the two oldest, `pos` is 2 (transition 2 is the oldest, so it
 # goes next) and `size` is 4. Why keep old data at all? Because a network trained only on the last few
-# thousand steps forgets what it learned about situations the current policy no longer visits, such as the
+# thousand steps forgets what it learned about situations the current policy has stopped visiting, such as the
 # pole falling, and then starts visiting them again. `DQNConfig` keeps every CartPole transition for this
 # reason.
 #

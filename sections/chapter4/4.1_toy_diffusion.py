@@ -418,7 +418,7 @@ tests.check_posterior_mean_variance(posterior_mean_variance)
 # treatment because $\tilde\beta_1 = 0$.) The exact bound therefore spends most of its weight on the
 # smallest t, where denoising is easy and barely affects what samples look like. Dropping the weights
 # shifts the effort towards larger t, the harder denoising problems that decide the global shape of a
-# sample. It is no longer the log-likelihood bound, so you trade likelihood for sample quality;
+# sample. It is not the log-likelihood bound any more, so you trade likelihood for sample quality;
 # DDPM reports better samples with $L_{\text{simple}}$, and Improved DDPM later recovered good
 # likelihoods by learning the variances. Every optimum is the same, though: a perfect
 # $\varepsilon_\theta$ minimises each term separately, whatever its weight.
