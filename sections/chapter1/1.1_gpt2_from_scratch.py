@@ -143,9 +143,13 @@ print(f"{len(paragraph)} characters, {len(tokenizer(paragraph)['input_ids'])} to
 # The cell below loads a GPT-2 (the real one online, a randomly initialised one of the same shape
 # offline), runs it on the example sentence, and prints the shape of the logits and the five most likely
 # next tokens after the last position, then the model's single best guess after every prefix. With the
-# real GPT-2 the guesses are plausible continuations of each prefix; the offline model is untrained, so
-# its distribution is close to uniform (all probabilities near `1 / d_vocab`) and its guesses are noise:
-# the numbers you should expect from an untrained model, and the baseline training has to beat.
+# real GPT-2 the guesses are plausible continuations of each prefix. The offline model is untrained: its
+# probabilities are spread thin over the whole vocabulary (none above a fraction of a percent), and its best
+# guess after each prefix tends to be the token it has just read. That is not a bug. In an untrained
+# model the residual stream is dominated by the current token's own embedding, and because GPT-2 reads
+# its logits through the same matrix it embeds with (`W_U = W_E^T`, tied embeddings), the token whose
+# embedding is most similar to that vector is the token itself. Training has to overcome this
+# "predict yourself" default.
 
 # %%
 gpt2_loaded = load_gpt2()
@@ -649,8 +653,8 @@ line(
 #   adapting to how confident the model is.
 #
 # The checks compare with Hugging Face's logits processors. Each function takes the logits of the
-# last position, `[batch, d_vocab]`, and returns modified logits of the same shape; `generate`
-# chains them and samples from the softmax of the result.
+# last position, `[batch, d_vocab]`, and returns modified logits of the same shape. After the four
+# filters you chain them into `sample_next_token`, and write `generate`, the loop that calls it.
 #
 # ### Exercise: temperature
 #
@@ -876,9 +880,10 @@ for beam, score in zip(beams, scores):
 #
 # Generating `n` tokens naively re-runs the model on the whole sequence every step: quadratic
 # work. But the keys and values of earlier positions never change (the mask stops them from
-# seeing later tokens), so we can store them and feed the model only the newest token. The
-# attention layer already calls `kv_cache.update(k, v)`; `GPT2.forward` passes each layer its
-# cache, and `PosEmbed` its offset.
+# seeing later tokens), so we can store them and feed the model only the newest token. Everything
+# around the cache is already in place: your attention layer calls `kv_cache.update(k, v)`, your
+# `GPT2.forward` hands each block its layer's cache and `PosEmbed` its offset, and your `generate`
+# feeds only the newest token once the cache holds the prompt. What is missing is the cache itself.
 #
 # ### Exercise: the per-layer cache
 #
