@@ -10,6 +10,19 @@
 # patching, then directly in the weights. At the end you train a sparse autoencoder on the model's
 # residual stream and look at what one of its features fires on.
 #
+# ![The induction circuit on the prompt "... A B ... A": in layer 0 a previous-token head at the
+# position of B attends to A and writes "the token before me was A" into B's residual stream; in layer 1
+# the induction head at the second A forms its query from the token A, matches the key written at B
+# (K-composition), attends to B and copies B to the output through its OV circuit, so the model
+# predicts B.](figures/1.3_induction_circuit.svg)
+#
+# Keep the picture in mind through the whole section. Each experiment below tests one arrow of it. The
+# attention patterns test where each head looks. Ablation and patching test which heads the prediction
+# depends on, and at which positions the information sits. The weight analyses test *why* the heads look
+# where they do, from their matrices alone, with no input at all. No single experiment is convincing on
+# its own: a head can attend to the right place and write nothing useful, and a head can matter for the
+# loss for reasons unrelated to induction. Together they pin the mechanism down.
+#
 # **TransformerLens 4.** `HookedTransformer` is gone; models are wrapped in a `TransformerBridge`.
 # We call `enable_compatibility_mode()` on it (done for you by the loader), which folds LayerNorm
 # weights into the next layer and centres the weights the way HookedTransformer did, and gives the
@@ -35,12 +48,12 @@ from transformer_lens import FactoredMatrix
 from tqdm.auto import tqdm
 
 from curriculum import utils
-from curriculum.solutions.chapter1.interp import stacked_patterns, current_token_detection, positional_qk_circuit
+from curriculum.solutions.chapter1.interp import stacked_patterns, current_token_detection
 from curriculum.solutions.chapter1.sae import SAEConfig, SAEOutput, train_sae
 from curriculum.checks.chapter1 import interp as tests
 from curriculum.checks.chapter1 import sae as sae_tests
 from curriculum.utils.interp_models import load_interp_model
-from curriculum.utils.offline import describe
+from curriculum.utils.offline import describe, load_gpt2
 from curriculum.utils.plotting import attention_patterns, imshow, line
 
 torch.manual_seed(0)
@@ -110,27 +123,69 @@ for layer in range(cfg.n_layers):
 # score, which is what the check compares against). Current-token detection is the identity; write
 # the other three.
 #
-# ### Exercise: detection patterns
+# Why bother with detection patterns when you can look at the heatmaps? Because heatmaps do not scale.
+# A model with a hundred heads and a thousand prompts gives you a hundred thousand heatmaps; a score per
+# head, averaged over prompts, gives you a table you can sort. The price is that a score only finds the
+# behaviour you thought of: a head that does something you had no pattern for scores low everywhere, so
+# look at the patterns of the heads no score explains, too.
 #
-# Each function takes the token ids of one prompt and returns a `[seq, seq]` float matrix, queries down
-# and keys across: previous-token (the key just before the query), duplicate-token (an earlier key
-# holding the same token as the query) and induction (the key right *after* such an earlier
-# duplicate). The check compares with the patterns of `transformer_lens.head_detector` on tokens that
-# contain repeats.
+# Each function below takes the token ids of one prompt and returns a `[seq, seq]` float matrix, queries
+# down and keys across, with a 1 wherever that kind of head should look. Worked example: for the tokens
+# `[BOS, 5, 6, 5, 6]` (positions 0 to 4), the previous-token pattern has 1s at (1, 0), (2, 1), (3, 2), (4, 3);
+# the duplicate-token pattern has 1s at (3, 1) and (4, 2), because position 3 holds 5, first seen at 1;
+# the induction pattern has 1s at (3, 2) and (4, 3), the tokens right *after* those earlier copies. Every
+# check compares with the patterns of `transformer_lens.head_detector` on a prompt with repeats.
+#
+# ### Exercise: the previous-token detection pattern
+#
+# Query `i` looks at key `i - 1`; the first query (BOS) has nothing before it and gets an empty row.
 
-# %% exercise curriculum.solutions.chapter1.interp:previous_token_detection,duplicate_token_detection,induction_detection difficulty=3 importance=3 minutes=20
-tests.check_detection_patterns(previous_token_detection, duplicate_token_detection, induction_detection)
+# %% exercise curriculum.solutions.chapter1.interp:previous_token_detection difficulty=1 importance=3 minutes=5
+tests.check_previous_token_detection(previous_token_detection)
 
 # %% hint
-# Write each as a rule on (query `i`, key `j`). Previous: `j == i - 1`. Duplicate: `tokens[j] == tokens[i]`
-# and `j < i`. Induction: `tokens[j - 1] == tokens[i]` with `j - 1 < i`, and `j <= i` so the head does
-# not look into the future. The induction pattern is the duplicate pattern moved one key to the right.
+# The 1s lie on one diagonal of the matrix, just below the main one (row `i`, column `i - 1`).
 
 # %% hint
-# `torch.diag(torch.ones(seq - 1), diagonal=-1)` is the previous-token pattern. `tokens[:, None] == tokens[None, :]`
-# compares every pair at once; `torch.tril(..., diagonal=-1)` keeps the keys strictly before the
-# query; finish with `.float()`. For induction, copy the duplicate pattern into a zero matrix shifted
-# by one column (`shifted[:, 1:] = dup[:, :-1]`) and apply `torch.tril` to keep it causal.
+# `torch.diag(vector, diagonal=k)` builds a matrix with `vector` on the `k`-th diagonal; `k < 0` is below
+# the main diagonal. The vector is `seq - 1` ones long.
+
+# %% [markdown]
+# ### Exercise: the duplicate-token detection pattern
+#
+# Key `j` qualifies for query `i` when it holds the same token and comes strictly before it. A
+# duplicate-token head tells later layers "this token has appeared before", which is one way (not the
+# one our model uses) of starting an induction circuit.
+
+# %% exercise curriculum.solutions.chapter1.interp:duplicate_token_detection difficulty=2 importance=3 minutes=5
+tests.check_duplicate_token_detection(duplicate_token_detection)
+
+# %% hint
+# Compare every token with every other token at once by broadcasting a column against a row, then throw
+# away the query itself and everything after it.
+
+# %% hint
+# `tokens[:, None] == tokens[None, :]` is the `[seq, seq]` table of equal pairs; `torch.tril(..., diagonal=-1)`
+# keeps the keys strictly below the diagonal; finish with `.float()`.
+
+# %% [markdown]
+# ### Exercise: the induction detection pattern
+#
+# Key `j` qualifies when the token *before* it, at `j - 1`, equals the query's token and `j - 1 < i`.
+# An induction head attends there because `tokens[j]` is what followed the query's token last time, which
+# makes it a good guess for what comes next. Attention can only look back, so keep `j <= i`.
+
+# %% exercise curriculum.solutions.chapter1.interp:induction_detection difficulty=2 importance=3 minutes=10
+tests.check_induction_detection(induction_detection)
+
+# %% hint
+# The induction pattern is the duplicate-token pattern moved one key to the right: where the duplicate
+# head looks at the earlier A, the induction head looks at the token after it.
+
+# %% hint
+# Start from a zero matrix and copy the duplicate pattern into it shifted by one column
+# (`shifted[:, 1:] = dup[:, :-1]`); `torch.tril` afterwards keeps the pattern causal when the earlier copy
+# sits right before the query.
 
 # %% [markdown]
 # ### Exercise: a score per head
@@ -244,6 +299,67 @@ attention_patterns(rep_str, rep_cache["blocks.1.attn.hook_pattern"][0], head_nam
                    title="layer 1 on repeated random tokens")
 
 # %% [markdown]
+# What you should see: the first copy's loss sits near `ln(d_vocab)` (the model is guessing uniformly),
+# and the second copy's loss drops after its first token or two. In the layer-1 heatmaps an induction head
+# shows a stripe parallel to the main diagonal, `half_len - 1` positions below it, in the bottom half of
+# the picture only. If your induction scores are high for a layer-0 head, suspect the offset of your
+# diagonal before suspecting the model: layer 0 cannot know what followed an earlier token, since nothing
+# has moved that information yet.
+#
+# ### Exercise: induction scores from hooks, without a cache
+#
+# `run_with_cache` stores every activation of the model. For a 2-layer toy model that is nothing; for
+# GPT-2 small on a long batch it is gigabytes, almost all of which you never read. A hook can compute what
+# you need *while* the activation flows past and keep only the result. Write `induction_scores_with_hooks`:
+# one forward pass, a hook on every layer's `attn.hook_pattern` that scores the pattern with your
+# `induction_scores` and writes the scores into its layer's row of a `[layer, head]` table.
+#
+# Two pieces of the hook API you need: `fwd_hooks` accepts, instead of a hook name, a *function* of the
+# name that returns `True` for the hook points you want (so one entry covers every layer), and the `hook`
+# object your function receives knows where it is: `hook.name` is its name and `hook.layer()` its layer.
+# The check compares with the cached patterns scored one layer at a time.
+
+# %% exercise curriculum.solutions.chapter1.interp:induction_scores_with_hooks difficulty=2 importance=4 minutes=15
+tests.check_induction_scores_with_hooks(induction_scores_with_hooks)
+
+# %% hint
+# The hook only reads: it scores `pattern` and stores the result in the table, then returns the pattern
+# unchanged. The table lives outside the hook, so the hook can write into it.
+
+# %% hint
+# `fwd_hooks=[(lambda name: name.endswith("attn.hook_pattern"), score)]` attaches `score` to every
+# layer; inside it, `out[hook.layer()] = induction_scores(pattern, half_len)`. Run the model under
+# `torch.no_grad()` and ignore its logits.
+
+# %% [markdown]
+# ### Induction heads in GPT-2 small
+#
+# The same test works on any model: feed it repeated random tokens and score every head. Online, the cell
+# below loads GPT-2 small (12 layers, 12 heads each) through the project's loader and scores all 144 heads in
+# one pass; offline it scores the shipped model again, so that the cell still runs. The analysis of GPT-2
+# small's indirect-object circuit (Wang et al., in the further reading) names heads 5.5 and 6.9 among its
+# induction heads; check whether they are in your top five. Induction heads in a large model are rarely
+# alone: several heads share the work, and some score only moderately because they also do other things on
+# text. Online, the table has 144 entries; the heatmap below it shows where in depth they sit.
+
+# %%
+gpt2_loaded = load_gpt2()
+if gpt2_loaded.real:
+    describe(gpt2_loaded)
+    big_model = gpt2_loaded.value
+    big_model.enable_compatibility_mode(disable_warnings=True)
+else:
+    print("offline: the GPT-2-shaped stand-in is untrained and has no induction heads; scoring the shipped model instead")
+    big_model = model
+big_tokens = generate_repeated_tokens(utils.full_or_quick(8, 2), HALF, big_model.cfg.d_vocab, big_model.tokenizer.bos_token_id,
+                                      torch.Generator().manual_seed(1))
+big_scores = induction_scores_with_hooks(big_model, big_tokens, HALF)
+top = big_scores.flatten().topk(min(5, big_scores.numel()))
+print("strongest induction heads:", ", ".join(f"L{int(i) // big_model.cfg.n_heads}H{int(i) % big_model.cfg.n_heads} ({v:.2f})"
+                                              for v, i in zip(top.values, top.indices)))
+imshow(big_scores, title="induction score of every head", xlabel="head", ylabel="layer")
+
+# %% [markdown]
 # ## 4. Hooks: ablation, attribution, patching
 #
 # A hook is a function `hook_fn(activation, hook) -> activation` attached to a hook point with
@@ -334,6 +450,60 @@ imshow(dla.detach(), y=labels, title="direct logit attribution on repeated token
        xlabel="position", ylabel="component")
 
 # %% [markdown]
+# What you should see: in the second copy, the big positive entries sit in the rows of the layer-1
+# induction heads; the embedding rows stay small (random tokens offer no bigram statistics to exploit), and
+# the layer-0 heads get almost no direct credit although the circuit cannot work without them. That gap between
+# "directly writes the answer" and "is needed for the answer" is exactly what the next two tools measure
+# from different sides.
+#
+# ### Exercise: the logit lens
+#
+# Direct logit attribution splits the final residual stream by *component*. The logit lens splits it by
+# *depth*: it takes the residual stream after each layer and decodes it as if the model stopped there,
+# with the final LayerNorm and the unembedding. The residual stream is a running sum that every layer reads
+# from and adds to, so a half-built answer is often already readable in it. In this model, the lens on
+# `blocks.0.hook_resid_pre` (only the embeddings) can give a bigram guess; after layer 0 the previous-token
+# information is there but nothing has been copied yet; only the final stream, after the induction heads,
+# should predict the second copy of the random tokens.
+#
+# Write `logit_lens`: for each stage (every layer's `hook_resid_pre`, then the last layer's
+# `hook_resid_post`), the log-probability of the correct next token at every position, `[n_layers + 1,
+# seq - 1]`. The LayerNorm is folded into `W_U`, so decoding is: centre the vector, divide it by
+# `sqrt(mean(x^2) + eps)`, multiply by `W_U`, add `b_U`, `log_softmax`. The one trap: the final
+# LayerNorm's scale depends on the vector it normalises, so each stage needs its own; the cached
+# `ln_final.hook_scale` belongs to the final stream only. The check compares with TransformerLens's
+# `cache.accumulated_resid(apply_ln=True)`.
+
+# %% exercise curriculum.solutions.chapter1.interp:logit_lens difficulty=2 importance=4 minutes=15
+tests.check_logit_lens(logit_lens)
+
+# %% hint
+# Stack the stages into one `[stage, seq - 1, d_model]` tensor (positions `:-1`: the last position has no
+# next token), normalise along the last axis, unembed, and read off one entry per (stage, position).
+
+# %% hint
+# `model.cfg.eps` is the LayerNorm's epsilon. After `log_softmax(-1)` you have `[stage, seq - 1, d_vocab]`;
+# `gather(-1, index)` with `index = tokens[1:].expand(n_stages, -1)[..., None]` picks the next token at
+# each position, and `[..., 0]` drops the trailing axis.
+
+# %%
+lens = logit_lens(model, rep_cache, rep_tokens[0])
+stage_names = [f"resid_pre {l}" for l in range(cfg.n_layers)] + ["final"]
+for name, row in zip(stage_names, lens):
+    print(f"{name:>12}: mean probability of the next token, first copy {row[:HALF].exp().mean():.3f}, "
+          f"second copy {row[HALF:].exp().mean():.3f}")
+imshow(lens.exp().detach(), y=stage_names, title="logit lens: probability of the correct next token",
+       xlabel="position", ylabel="stage")
+
+# %% [markdown]
+# Read the printout from top to bottom. If the second copy becomes predictable only in the last row, the
+# copying happens in layer 1, as the circuit says. On real text, run the same lens: there the embedding
+# row already predicts frequent continuations, because the direct path `W_E W_U` learns bigram statistics.
+# The lens is a quick look, not a proof: an intermediate residual stream was never trained to be decoded,
+# and in deeper models it can hold information in directions that the unembedding ignores (the "tuned lens"
+# learns a correction per layer for that reason).
+
+# %% [markdown]
 # ### Activation patching
 #
 # Take a *clean* prompt and a *corrupted* one that differs in one token, run the corrupted one, and
@@ -404,16 +574,81 @@ imshow(patch_head_output(model, corrupted_tokens, clean_cache, logit_diff),
 # %% [markdown]
 # ## 5. The circuit in the weights
 #
-# A head's behaviour factors into two low-rank matrices. The **OV circuit** `W_E W_V W_O W_U`
-# (`d_vocab x d_vocab`) says which logits go up for each token attended to; a copying head has a
-# dominant diagonal. The **QK circuit** says which (query, key) pairs attend. These matrices are
-# huge but have rank `d_head`: `FactoredMatrix` keeps them as `A @ B` and computes norms,
-# eigenvalues and row slices without ever forming the product.
+# Everything so far needed an input. The weights alone already say a lot, because an attention head is
+# two bilinear maps. The **QK circuit** `W_Q W_K^T` (`d_model x d_model`) decides where a head looks: the
+# score between a query residual `x_i` and a key residual `x_j` is `x_i W_Q W_K^T x_j^T`. The **OV circuit**
+# `W_V W_O` (`d_model x d_model`) decides what it moves: a key residual `x_j` attended with weight 1
+# adds `x_j W_V W_O` to the query's residual stream. Put the embedding on the inputs and the
+# unembedding on the output, and you get matrices indexed by tokens.
 #
+# ![The QK and OV circuits as products of weight matrices, with shapes: the full QK circuit W_E W_Q W_K^T
+# W_E^T is d_vocab x d_vocab, built from a d_vocab x d_head and a d_head x d_vocab factor; the full OV
+# circuit W_E W_V W_O W_U is d_vocab x d_vocab with the same rank-d_head bottleneck.](figures/1.3_qk_ov_circuits.svg)
+#
+# Both token-by-token matrices are `d_vocab x d_vocab`, 2.5 billion entries for GPT-2's vocabulary, but
+# their rank is at most `d_head`: every path runs through the head's `d_head`-dimensional bottleneck.
+# TransformerLens's `FactoredMatrix` keeps such a product as its two thin factors `A @ B` and computes
+# what you need (norms, singular values, a few rows) from them. Before you use it, build its two most
+# used operations yourself, and check them against it.
+#
+# ### Exercise: the Frobenius norm of a low-rank product
+#
+# For `A` of shape `[m, r]` and `B` of shape `[r, n]` with `r` much smaller than `m` and `n`, compute
+# `||A B||_F` without forming the `m x n` product. Derivation: `||M||_F^2 = trace(M^T M)`, and
+# `trace((AB)^T AB) = trace(B^T A^T A B) = trace((A^T A)(B B^T))` by the cyclic property of the trace.
+# Both `A^T A` and `B B^T` are `r x r`, and the trace of a product of two symmetric matrices is the sum of
+# their elementwise product. The whole computation costs `O((m + n) r^2)` instead of `O(m n r)`. The check
+# compares with `FactoredMatrix(A, B).norm()`.
+
+# %% exercise curriculum.solutions.chapter1.interp:factored_frobenius_norm difficulty=2 importance=3 minutes=10
+tests.check_factored_frobenius_norm(factored_frobenius_norm)
+
+# %% hint
+# Only `r x r` matrices should appear: the Gram matrix of `A`'s columns and the Gram matrix of `B`'s rows.
+
+# %% hint
+# `(A.T @ A) * (B @ B.T)` (elementwise), summed over both axes, is `||AB||_F^2`; do not forget the square
+# root at the end.
+
+# %% [markdown]
+# ### Exercise: the SVD of a low-rank product
+#
+# The singular value decomposition `A B = U diag(S) V^T` tells you the directions a circuit reads (`V`),
+# writes (`U`) and how strongly (`S`). For a copying OV circuit, for instance, `U` and `V` line up. Here
+# is the trick `FactoredMatrix` uses to get it from thin factors. Take the reduced QR decompositions
+# `A = Q_A R_A` and `B^T = Q_B R_B`: `Q_A` (`m x r`) and `Q_B` (`n x r`) have orthonormal columns, `R_A`
+# and `R_B` are `r x r`. Then `A B = Q_A (R_A R_B^T) Q_B^T`. Decompose the small middle matrix,
+# `R_A R_B^T = U_m diag(S) V_m^T`, and rotate its singular vectors back out: `U = Q_A U_m`, `V = Q_B V_m`.
+# Products of matrices with orthonormal columns keep orthonormal columns, so this is a valid SVD of `A B`.
+#
+# Return `(U, S, V)` with `U` `[m, r]`, `S` `[r]`, `V` `[n, r]`, so that `U @ diag(S) @ V.T == A @ B`
+# (the convention of `FactoredMatrix.svd()`, which the check compares with).
+
+# %% exercise curriculum.solutions.chapter1.interp:factored_svd difficulty=3 importance=3 minutes=15
+tests.check_factored_svd(factored_svd)
+
+# %% hint
+# Two QR decompositions (of `A` and of `B.T`), one small SVD, two matrix products. `torch.linalg.qr` is
+# reduced by default: for a tall `m x r` input it returns `Q` `[m, r]` and `R` `[r, r]`.
+
+# %% hint
+# `torch.linalg.svd(M)` returns `(U, S, Vh)` with `Vh = V^T`: the right singular vectors are the *rows*
+# of `Vh`. So `V = Q_B @ Vh.T`, not `Q_B @ Vh`.
+
+# %%
+demo = FactoredMatrix(model.W_E @ model.W_V[1, 0], model.W_O[1, 0] @ model.W_U)
+_, S_demo, _ = factored_svd(demo.A.detach(), demo.B.detach())
+print(f"W_E W_V W_O W_U of L1H0: shape {tuple(demo.shape)}, rank at most {cfg.d_head}")
+print(f"your norm {factored_frobenius_norm(demo.A, demo.B):.3f}, FactoredMatrix.norm() {demo.norm():.3f}")
+print("top singular values:", [round(v, 2) for v in S_demo[:6].tolist()])
+
+# %% [markdown]
 # ### Exercise: the full OV circuit
 #
 # Return `W_E W_V W_O W_U` of one head as a `FactoredMatrix` of shape `[d_vocab, d_vocab]`: row `s` holds
-# the logits that go up when the head attends to source token `s`.
+# the logits that go up when the head attends to source token `s`. A head that copies (the induction heads,
+# whose job is to move the attended token to the output) should have its largest entry of most rows on the
+# diagonal: attending to token `s` raises the logit of `s` itself.
 
 # %% exercise curriculum.solutions.chapter1.interp:full_ov_circuit difficulty=2 importance=4 minutes=15
 tests.check_full_ov_circuit(full_ov_circuit)
@@ -451,41 +686,272 @@ tests.check_top_1_accuracy(top_1_accuracy)
 for layer in range(cfg.n_layers):
     accs = [top_1_accuracy(full_ov_circuit(model, layer, h)) for h in range(cfg.n_heads)]
     print(f"layer {layer}: OV top-1 copying accuracy per head", [round(a, 2) for a in accs])
-prev_head = int(head_detection_scores(patterns, previous_token_detection(toks))[0].argmax())
+
+# %% [markdown]
+# A random `d_vocab x d_vocab` matrix would put the row maximum on the diagonal for about `1 / d_vocab` of
+# the rows, so anything far above that is deliberate. Expect the layer-1 induction heads to copy. The
+# layer-0 previous-token heads need not: what they write is read by layer 1's *keys*, not by the
+# unembedding, so their OV circuit only has to be readable by `W_K` of the induction head, which the
+# composition scores below measure.
+#
+# ### Exercise: the positional QK circuit of the previous-token head
+#
+# How does a layer-0 head know to attend to the previous token? Not from the token contents: "the token
+# before me" is a statement about positions. So the pattern should already be visible in the QK circuit
+# applied to positional embeddings alone, `W_pos W_Q W_K^T W_pos^T`, a `[n_pos, n_pos]` table of scores
+# between query position `i` and key position `j`. Scale it by `1 / sqrt(d_head)`, mask the keys after
+# the query and softmax over keys, and you get the attention pattern the head would have if every token
+# were the same.
+#
+# Write `positional_qk_circuit(model, layer, head, n_pos)` for the first `n_pos` positions. This ignores
+# the token embeddings and layer 0's LayerNorm (which divides each residual vector by its norm), so expect
+# a sharp but not perfect picture. The check compares with TransformerLens's `model.QK[layer, head]`, the
+# head's `W_Q W_K^T` as a `FactoredMatrix`.
+
+# %% exercise curriculum.solutions.chapter1.interp:positional_qk_circuit difficulty=2 importance=4 minutes=15
+tests.check_positional_qk_circuit(positional_qk_circuit)
+
+# %% hint
+# Rows are queries: the query side is `W_pos @ W_Q[layer, head]` (`[n_pos, d_head]`), the key side
+# `W_pos @ W_K[layer, head]`, and the score table is the first times the transpose of the second.
+
+# %% hint
+# After the scores, it is the same scale-mask-softmax as in your `attention_pattern_from_qk`:
+# `torch.triu(torch.ones(n_pos, n_pos, dtype=torch.bool), diagonal=1)` marks the future keys, which get
+# `-inf`, and the softmax runs over the last axis. `model.W_pos[:n_pos]` are the first positions.
+
+# %%
+prev_scores = head_detection_scores(patterns, previous_token_detection(toks))[0]
+prev_head = int(prev_scores.argmax())
 imshow(positional_qk_circuit(model, 0, prev_head, 20).detach(),
        title=f"L0H{prev_head}: attention from positional embeddings alone", xlabel="key position", ylabel="query position")
 
 # %% [markdown]
-# ### K-composition
+# What you should see: nearly all the weight of each row just left of the diagonal. If instead you see
+# the diagonal itself, or a smooth smear over all earlier positions, the head you picked is not a
+# previous-token head (check the detection scores printed in part 2), or your queries and keys are swapped.
 #
-# The induction head's *keys* must be computed from what the previous-token head wrote. The
-# composition score `||W_A W_B||_F / (||W_A||_F ||W_B||_F)` measures how much of what one head
-# writes (`W_A = W_V W_O` of a layer-0 head) another reads (`W_B = W_K W_Q^T` of a layer-1 head,
-# for keys). Unrelated heads still score well above 0 (random low-rank matrices do); for each induction head,
-# the layer-0 previous-token head should be the one it composes with most.
+# ### Composition
 #
-# ### Exercise: composition scores
+# Heads in different layers work together by **composition**: a later head reads, through its query,
+# key or value matrix, what an earlier head wrote. Q-composition means the later head's queries read the
+# earlier head's output, K-composition its keys, V-composition its values. The induction circuit is
+# K-composition: the induction head's key at position `j` must be built from "the token before `j` was
+# A", which only the previous-token head writes.
 #
-# Write `composition_score` for two plain matrices, then `k_composition_scores`: a
-# `[layer-0 head, layer-1 head]` table of how strongly each layer-0 head's output feeds each
-# layer-1 head's keys. The check compares with the bridge's `all_composition_scores("K")`.
+# The composition score `||W_A W_B||_F / (||W_A||_F ||W_B||_F)` measures how much of what one matrix
+# writes (`W_A`, here `W_V W_O` of a layer-0 head) the other reads (`W_B`, the layer-1 head's key side).
+# It is 1 when `W_B` reads exactly the subspace `W_A` writes, and small when they use unrelated
+# directions. The score is invariant to rescaling either matrix, which matters because weight norms differ a
+# lot between heads.
+#
+# ### Exercise: the composition score
+#
+# Write `composition_score` for two plain matrices, returning a Python float. The check compares with
+# `transformer_lens.utilities.composition_scores`.
 
-# %% exercise curriculum.solutions.chapter1.interp:composition_score,k_composition_scores difficulty=3 importance=4 minutes=20
-tests.check_composition_scores(composition_score, k_composition_scores)
+# %% exercise curriculum.solutions.chapter1.interp:composition_score difficulty=1 importance=4 minutes=5
+tests.check_composition_score(composition_score)
 
 # %% hint
-# The score is three Frobenius norms: of the product, and of each factor. For K-composition the
-# writer is the layer-0 head's OV matrix, `d_model x d_model`, and the reader is the layer-1 head's key
-# side, written so that it *starts* in the residual space the writer ends in.
+# Three Frobenius norms: of the product, and of each factor; the score is the first divided by the
+# product of the other two.
 
 # %% hint
 # `tensor.norm()` with no arguments is the Frobenius norm; return a Python float with `.item()`.
-# For the pairs: `W_OV = W_V[0, h0] @ W_O[0, h0]` and `W_K[1, h1] @ W_Q[1, h1].T` (the transpose of the
-# layer-1 head's QK matrix, so its key side comes first). `.detach()` them before filling the table.
+
+# %% [markdown]
+# ### Exercise: K-composition scores between the two layers
+#
+# Write `k_composition_scores`: a `[layer-0 head, layer-1 head]` table of how strongly each layer-0 head's
+# output feeds each layer-1 head's keys. The writer is the layer-0 head's OV matrix, `W_V W_O`
+# (`d_model x d_model`). The reader must *start* in the residual space the writer ends in. The layer-1
+# QK matrix `W_Q W_K^T` has its query side on the left, so for keys use its transpose, `W_K W_Q^T`.
+# The check compares with the bridge's `all_composition_scores("K")`.
+
+# %% exercise curriculum.solutions.chapter1.interp:k_composition_scores difficulty=2 importance=4 minutes=15
+tests.check_k_composition_scores(k_composition_scores)
+
+# %% hint
+# Two loops, over the layer-0 head `h0` and the layer-1 head `h1`, calling your `composition_score` on the
+# writer matrix of `h0` and the key-side reader of `h1`.
+
+# %% hint
+# `W_OV = W_V[0, h0] @ W_O[0, h0]` and `W_K[1, h1] @ W_Q[1, h1].T`. `.detach()` them before scoring, since
+# the model's weights carry gradients.
+
+# %% [markdown]
+# ### Exercise: a baseline from random matrices
+#
+# The table you just made has no zero anywhere: two unrelated matrices still share some directions by
+# chance. So what counts as "high"? Answer it the way a statistician would: draw many pairs of random
+# matrices of the same shapes and look at the distribution of their scores. "Same shapes" includes the
+# rank: `W_V W_O` is `d_model x d_model` but has rank `d_head`, so each random matrix should be a
+# Gaussian `[d_model, d_head]` times a Gaussian `[d_head, d_model]`. A real head pair whose score sits many
+# standard deviations above the random ones is composing on purpose.
+#
+# Write `random_composition_baseline(d_model, d_head, n_samples, generator)`, returning a tensor of
+# `n_samples` scores, each from a fresh pair of random matrices drawn from `generator`. The check compares
+# the mean and the spread of your scores with its own samples; full-rank random matrices give about the
+# same mean but a much narrower spread, so it tells the two apart.
+
+# %% exercise curriculum.solutions.chapter1.interp:random_composition_baseline difficulty=2 importance=3 minutes=10
+tests.check_random_composition_baseline(random_composition_baseline)
+
+# %% hint
+# A loop over samples; in each, four Gaussian draws (two factors per matrix), two products, one call to
+# `composition_score`.
+
+# %% hint
+# `torch.randn(d_model, d_head, generator=generator) @ torch.randn(d_head, d_model, generator=generator)`
+# is one random rank-`d_head` matrix. Do the draws inside the loop, so every sample is new.
 
 # %%
-imshow(k_composition_scores(model), title="K-composition: layer-0 head (rows) into layer-1 head (cols)",
-       xlabel="layer-1 head", ylabel="layer-0 head")
+baseline = random_composition_baseline(cfg.d_model, cfg.d_head, utils.full_or_quick(1000, 200), torch.Generator().manual_seed(0))
+k_comp = k_composition_scores(model)
+z_scores = (k_comp - baseline.mean()) / baseline.std()
+print(f"random baseline: mean {baseline.mean():.3f}, std {baseline.std():.4f}; "
+      f"95th percentile {baseline.quantile(0.95):.3f}")
+print(f"K-composition into layer 1, in baseline standard deviations (rows: layer-0 heads):\n{z_scores.round(decimals=1)}")
+imshow(z_scores, title="K-composition above the random baseline (std units)", xlabel="layer-1 head", ylabel="layer-0 head")
+
+# %% [markdown]
+# What you should see: the rows of the previous-token heads far above the rest, for every induction
+# head. Rows of other layer-0 heads can also sit above the baseline: composition scores measure how much
+# of the *subspace* is shared, not whether the information in it is used, and trained heads share
+# directions for many reasons. That is why the next part looks at actual attention scores on actual inputs.
+#
+# ## 5b. Decomposed attention scores
+#
+# Composition scores say layer 1 *could* read the previous-token head through its keys. To see that it
+# *does*, split an induction head's attention scores by where their inputs come from. The input to layer
+# 1's attention is a sum: the token embedding, the positional embedding, each layer-0 head's output, and
+# the bias `b_O` of layer 0, all divided by layer 1's LayerNorm scale. The query and key are linear in that
+# input (with LayerNorm's scale held fixed), so each is a sum of one term per component, and each
+# score `q . k` is a sum over every (query component, key component) pair. With 2 + `n_heads` components,
+# that is a small table, and for an induction head it should be dominated by one entry: query from the
+# token embedding (what the current token is), key from the previous-token head (what the token before the
+# key was).
+#
+# ### Exercise: split layer 1's input into components
+#
+# Return a `[component, seq, d_model]` tensor for one prompt of the cache: the token embedding, the
+# positional embedding, then each layer-0 head's output `z @ W_O` (no `b_O`), all divided by
+# `blocks.1.ln1.hook_scale`. The check compares the head rows with TransformerLens's
+# `cache.stack_head_results`, and checks that all the rows plus `b_O[0] / scale` rebuild
+# `blocks.1.ln1.hook_normalized`, what layer 1's attention actually reads.
+
+# %% exercise curriculum.solutions.chapter1.interp:decompose_qk_input difficulty=2 importance=4 minutes=15
+tests.check_decompose_qk_input(decompose_qk_input)
+
+# %% hint
+# This is the first half of your direct logit attribution, with layer 1's LayerNorm scale in place of the
+# final one and only layer 0's heads.
+
+# %% hint
+# `hook_embed` and `hook_pos_embed` are `[batch, seq, d_model]`; take `[batch_index]` and add a leading axis.
+# The heads: `einops.einsum(z, model.W_O[0], "seq head d_head, head d_head d_model -> head seq d_model")`
+# with `z = cache["blocks.0.attn.hook_z"][batch_index]`. `torch.cat` the three, then divide by
+# `cache["blocks.1.ln1.hook_scale"][batch_index]` (`[seq, 1]`, broadcasts).
+
+# %% [markdown]
+# ### Exercise: each component's share of a query and a key
+#
+# Project every component with the layer-1 head's `W_Q` and `W_K`: two `[component, seq, d_head]` tensors.
+# Summed over components, plus the bias terms, they must give the cached `hook_q` and `hook_k` of that
+# head, which is what the check tests.
+
+# %% exercise curriculum.solutions.chapter1.interp:decompose_qk difficulty=1 importance=3 minutes=5
+tests.check_decompose_qk(decompose_qk)
+
+# %% hint
+# A matrix product over `d_model`, once with `model.W_Q[1, head]` and once with `model.W_K[1, head]`
+# (layer 1: the induction heads live there).
+
+# %% hint
+# `einops.einsum(decomposed, model.W_Q[1, head], "component seq d_model, d_model d_head -> component seq d_head")`,
+# and the same with `W_K`; return `(q, k)` in that order.
+
+# %% [markdown]
+# ### Exercise: decomposed attention scores
+#
+# Given the query parts `[q_comp, q_pos, d_head]` and the key parts `[k_comp, k_pos, d_head]`, return every
+# pair's contribution to the scores, `[q_comp, k_comp, q_pos, k_pos]`, scaled by `1 / sqrt(d_head)` and
+# not masked (a mask would add `-inf` to every pair, and sums of them would mean nothing). The check adds the
+# bias terms as one more component on each side and verifies that the sum over all pairs, masked and
+# softmaxed, is the head's real attention pattern.
+
+# %% exercise curriculum.solutions.chapter1.interp:decompose_attn_scores difficulty=2 importance=4 minutes=10
+tests.check_decompose_attn_scores(decompose_attn_scores)
+
+# %% hint
+# One contraction over `d_head`, keeping both component axes and both position axes; then the scale.
+
+# %% hint
+# `einops.einsum(q_parts, k_parts, "q_comp q_pos d, k_comp k_pos d -> q_comp k_comp q_pos k_pos")`,
+# divided by `q_parts.shape[-1] ** 0.5`.
+
+# %%
+ind_head = int(induction_scores(rep_cache["blocks.1.attn.hook_pattern"], HALF).argmax())
+parts = decompose_qk_input(model, rep_cache)
+q_parts, k_parts = decompose_qk(model, parts, ind_head)
+decomposed = decompose_attn_scores(q_parts, k_parts).detach()
+seq_len = rep_tokens.shape[1]
+causal = torch.tril(torch.ones(seq_len, seq_len, dtype=torch.bool))
+spread = decomposed[..., causal].std(dim=-1)  # how much each pair moves the scores across (query, key) pairs
+comp_names = ["embed", "pos"] + [f"L0H{h}" for h in range(cfg.n_heads)]
+qi, ki = divmod(int(spread.argmax()), len(comp_names))
+print(f"L1H{ind_head}: the largest term has queries from {comp_names[qi]} and keys from {comp_names[ki]}")
+imshow(spread, x=comp_names, y=comp_names, title=f"L1H{ind_head}: std of each decomposed score term",
+       xlabel="key component", ylabel="query component")
+
+# %% [markdown]
+# Why the standard deviation, not the mean? A term that adds the same amount to every score of a row
+# changes nothing after the softmax. What decides where the head looks is how much a term *varies* across
+# keys. What you should see: the largest entry at query component `embed`, key component = a previous-token
+# head; positional terms come next (they keep the head away from BOS and roughly local). If the biggest term
+# were `embed` with `embed`, the head would be matching tokens with themselves: a duplicate-token head.
+#
+# ### Exercise: the K-composition circuit, token by token
+#
+# Now follow the winning term back to the weights. Query token `s` enters through `W_E` and the
+# induction head's `W_Q`. On the key side, the previous-token head attended to token `t` (the token
+# *before* the key position), moved it with its OV circuit `W_V^0 W_O^0`, and the induction head read the
+# result with `W_K`. The scores between the two form a `[d_vocab, d_vocab]` matrix:
+#
+# `W_E W_Q^1 (W_E W_V^0 W_O^0 W_K^1)^T`
+#
+# Row `s` says how much a query holding `s` wants a key whose previous token was `t`. For an induction
+# circuit it should be largest on the diagonal: "attend where the token before was *my* token". Return it
+# as a `FactoredMatrix` (it has rank at most `d_head`). Like the positional circuit, this leaves out both
+# LayerNorm scales and assumes the previous-token head attends with weight 1, so it is an idealisation. The
+# check compares with TransformerLens's `model.QK` and `model.OV` factored matrices.
+
+# %% exercise curriculum.solutions.chapter1.interp:k_composition_circuit difficulty=3 importance=4 minutes=15
+tests.check_k_composition_circuit(k_composition_circuit)
+
+# %% hint
+# Two sides, each `[d_vocab, d_head]`: the query side is what a token's embedding becomes as a query of
+# the layer-1 head; the key side is what a token's embedding becomes after the layer-0 head's OV circuit
+# and the layer-1 head's key matrix. The circuit is the first times the transpose of the second.
+
+# %% hint
+# `FactoredMatrix(W_E @ W_Q[1, ind_head], (W_E @ W_V[0, prev_head] @ W_O[0, prev_head] @ W_K[1, ind_head]).T)`
+# has the right shape, `[d_vocab, d_head] @ [d_head, d_vocab]`; check that you read the layer-0 head from
+# layer 0 and the induction head from layer 1.
+
+# %%
+for h0 in range(cfg.n_heads):
+    accs = [top_1_accuracy(k_composition_circuit(model, h0, h1)) for h1 in range(cfg.n_heads)]
+    print(f"K-composition circuit via L0H{h0}: top-1 diagonal accuracy into each layer-1 head", [round(a, 2) for a in accs])
+
+# %% [markdown]
+# The rows through the previous-token heads should reach a high diagonal accuracy for every induction
+# head (the stronger the previous-token head, the higher), and the other layer-0 heads a low one. That closes the loop of the diagram at the top of the section, from
+# the weights alone: a layer-0 head that attends to the previous position (its positional QK circuit), whose
+# output the induction heads' keys read (composition scores, decomposed scores) so that a query for `A` finds
+# the key after an earlier `A` (the K-composition circuit), and induction heads whose OV circuit copies
+# (top-1 accuracy of the full OV circuit).
 
 # %% [markdown]
 # ## 6. Features with a sparse autoencoder
@@ -636,7 +1102,11 @@ for b, p, v in top_activating_tokens(latent_acts[..., latent], 10):
 # %% [markdown]
 # ## Where next
 #
-# - Run the same analyses on the online model (8 heads per layer) and find its induction heads.
+# - Run the same analyses on the online model (8 heads per layer) and find its induction heads; then
+#   repeat the decomposed attention scores on GPT-2 small's heads 5.5 and 6.9, where the key side reads a
+#   previous-token head of an *earlier* layer, not necessarily layer 0.
+# - Q-composition and V-composition: adapt `k_composition_scores` to the other two reading sides and
+#   compare each with your random baseline.
 # - Sweep the SAE's `l1_coeff` and plot L0 against FVU: the Pareto frontier of sparsity vs reconstruction.
 # - Section 1.4 uses the same SAE to recover the features of a toy model of superposition, where the
 #   true features are known.
@@ -650,6 +1120,15 @@ for b, p, v in top_activating_tokens(latent_acts[..., latent], 10):
 # - [In-context Learning and Induction Heads](https://arxiv.org/abs/2209.11895) (Olsson et al., 2022):
 #   induction heads in larger models, the sudden phase during training in which they form, and the
 #   evidence that they drive in-context learning.
+# - [interpreting GPT: the logit lens](https://www.lesswrong.com/posts/AcKRB8wDpdaN6v6ru/interpreting-gpt-the-logit-lens)
+#   (nostalgebraist, 2020): the original logit-lens post, with GPT-2 examples of predictions that form
+#   gradually over the layers.
+# - [Eliciting Latent Predictions from Transformers with the Tuned Lens](https://arxiv.org/abs/2303.08112)
+#   (Belrose et al., 2023): why the plain logit lens is unreliable in early layers, and a learned affine
+#   correction per layer that fixes much of it.
+# - [Interpretability in the Wild: a Circuit for Indirect Object Identification in GPT-2 small](https://arxiv.org/abs/2211.00593)
+#   (Wang et al., 2022): a whole circuit in GPT-2 small, with its induction and duplicate-token heads, found
+#   with the patching and attribution tools of part 4.
 # - [How to use and interpret activation patching](https://arxiv.org/abs/2404.15255) (Heimersheim and
 #   Nanda, 2024): clean and corrupted prompts, noising versus denoising, and how the choice of metric
 #   changes what a patching experiment tells you.

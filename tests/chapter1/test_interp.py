@@ -97,17 +97,30 @@ def induction_shift_left(tokens):
     return out
 
 
+def prev_full_lower_triangle(tokens):
+    return torch.tril(torch.ones(len(tokens), len(tokens)), diagonal=-1)
+
+
+def induction_not_causal(tokens):
+    dup = (tokens[:, None] == tokens[None, :]).float() - torch.eye(len(tokens))
+    out = torch.zeros_like(dup)
+    out[:, 1:] = dup[:, :-1]
+    return out
+
+
 @pytest.mark.parametrize(
-    "prev,dup,ind",
+    "check,mutant,match",
     [
-        (prev_above_diagonal, sol.duplicate_token_detection, sol.induction_detection),
-        (sol.previous_token_detection, dup_including_self, sol.induction_detection),
-        (sol.previous_token_detection, sol.duplicate_token_detection, induction_not_shifted),
-        (sol.previous_token_detection, sol.duplicate_token_detection, induction_shift_left),
+        (checks.check_previous_token_detection, prev_above_diagonal, "above the diagonal"),
+        (checks.check_previous_token_detection, prev_full_lower_triangle, "just BELOW"),
+        (checks.check_duplicate_token_detection, dup_including_self, "strictly before"),
+        (checks.check_induction_detection, induction_not_shifted, "RIGHT"),
+        (checks.check_induction_detection, induction_shift_left, "RIGHT"),
+        (checks.check_induction_detection, induction_not_causal, "AFTER the query"),
     ],
 )
-def test_check_detection_patterns_catches(prev, dup, ind):
-    assert_check_fails(checks.check_detection_patterns, prev, dup, ind)
+def test_check_detection_patterns_catches(check, mutant, match):
+    assert_check_fails(check, mutant, match=match)
 
 
 def scores_mean_not_normalised(patterns, detection):
@@ -352,13 +365,226 @@ def k_comp_q_composition(model):
     return out
 
 
+def comp_one_norm(W_A, W_B):
+    return ((W_A @ W_B).norm() / W_A.norm()).item()
+
+
+def comp_tensor(W_A, W_B):
+    return (W_A @ W_B).norm() / (W_A.norm() * W_B.norm())
+
+
+@pytest.mark.parametrize("mutant,match", [(comp_no_normalisation, "Frobenius"), (comp_one_norm, "BOTH factors"), (comp_tensor, "float")])
+def test_check_composition_score_catches(mutant, match):
+    assert_check_fails(checks.check_composition_score, mutant, match=match)
+
+
+@pytest.mark.parametrize("mutant", [k_comp_using_qk_not_transposed, k_comp_q_composition])
+def test_check_k_composition_scores_catches(mutant):
+    assert_check_fails(checks.check_k_composition_scores, mutant, match="transposed")
+
+
+def baseline_full_rank(d_model, d_head, n_samples, generator):
+    return torch.tensor([sol.composition_score(torch.randn(d_model, d_model, generator=generator),
+                                               torch.randn(d_model, d_model, generator=generator)) for _ in range(n_samples)])
+
+
+def baseline_head_sized(d_model, d_head, n_samples, generator):
+    return torch.tensor([sol.composition_score(torch.randn(d_head, d_head, generator=generator),
+                                               torch.randn(d_head, d_head, generator=generator)) for _ in range(n_samples)])
+
+
+def baseline_one_pair(d_model, d_head, n_samples, generator):
+    return sol.random_composition_baseline(d_model, d_head, 1, generator).expand(n_samples).clone()
+
+
+def baseline_global_rng(d_model, d_head, n_samples, generator):
+    return sol.random_composition_baseline(d_model, d_head, n_samples, torch.Generator().manual_seed(torch.seed() % 2**31))
+
+
+@pytest.mark.parametrize("mutant,match", [(baseline_full_rank, "spread"), (baseline_head_sized, "rank d_head"),
+                                          (baseline_one_pair, "same score"), (baseline_global_rng, "generator")])
+def test_check_random_baseline_catches(mutant, match):
+    assert_check_fails(checks.check_random_composition_baseline, mutant, match=match)
+
+
+def qk_input_no_scale(model, cache, batch_index=0):
+    return sol.decompose_qk_input(model, cache, batch_index) * cache["blocks.1.ln1.hook_scale"][batch_index]
+
+
+def qk_input_final_scale(model, cache, batch_index=0):
+    scale = cache["blocks.1.ln1.hook_scale"][batch_index] / cache["ln_final.hook_scale"][batch_index]
+    return sol.decompose_qk_input(model, cache, batch_index) * scale
+
+
+def qk_input_with_bias(model, cache, batch_index=0):
+    out = sol.decompose_qk_input(model, cache, batch_index)
+    out[2:] = out[2:] + model.b_O[0] / cache["blocks.1.ln1.hook_scale"][batch_index] / model.cfg.n_heads
+    return out
+
+
+def qk_input_heads_reversed(model, cache, batch_index=0):
+    out = sol.decompose_qk_input(model, cache, batch_index)
+    return torch.cat([out[:2], out[2:].flip(0)])
+
+
+@pytest.mark.parametrize("mutant,match", [(qk_input_no_scale, "embedding"), (qk_input_final_scale, "ln1.hook_scale"),
+                                          (qk_input_with_bias, "no b_O"), (qk_input_heads_reversed, "head order")])
+def test_check_decompose_qk_input_catches(mutant, match):
+    assert_check_fails(checks.check_decompose_qk_input, mutant, match=match)
+
+
+def qk_swapped(model, decomposed, head):
+    q, k = sol.decompose_qk(model, decomposed, head)
+    return k, q
+
+
+def qk_layer0(model, decomposed, head):
+    return decomposed @ model.W_Q[0, head], decomposed @ model.W_K[0, head]
+
+
+@pytest.mark.parametrize("mutant", [qk_swapped, qk_layer0])
+def test_check_decompose_qk_catches(mutant):
+    assert_check_fails(checks.check_decompose_qk, mutant, match="W_Q")
+
+
+def attn_scores_no_scale(q_parts, k_parts):
+    return sol.decompose_attn_scores(q_parts, k_parts) * q_parts.shape[-1] ** 0.5
+
+
+def attn_scores_positions_transposed(q_parts, k_parts):
+    return sol.decompose_attn_scores(q_parts, k_parts).transpose(-2, -1)
+
+
+@pytest.mark.parametrize("mutant,match", [(attn_scores_no_scale, "sqrt"), (attn_scores_positions_transposed, "transposed")])
+def test_check_decompose_attn_scores_catches(mutant, match):
+    assert_check_fails(checks.check_decompose_attn_scores, mutant, match=match)
+
+
+def kcirc_not_transposed(model, prev_head, ind_head):
+    key_side = model.W_E @ model.W_V[0, prev_head] @ model.W_O[0, prev_head] @ model.W_K[1, ind_head]
+    return sol.FactoredMatrix(key_side, (model.W_E @ model.W_Q[1, ind_head]).T)
+
+
+def kcirc_without_ov(model, prev_head, ind_head):
+    return sol.FactoredMatrix(model.W_E @ model.W_Q[1, ind_head], (model.W_E @ model.W_K[1, ind_head]).T)
+
+
+@pytest.mark.parametrize("mutant", [kcirc_not_transposed, kcirc_without_ov])
+def test_check_k_composition_circuit_catches(mutant):
+    assert_check_fails(checks.check_k_composition_circuit, mutant, match="query side")
+
+
+def norm_product_of_norms(A, B):
+    return A.norm() * B.norm()
+
+
+def norm_squared(A, B):
+    return ((A.T @ A) * (B @ B.T)).sum()
+
+
+@pytest.mark.parametrize("mutant", [norm_product_of_norms, norm_squared])
+def test_check_factored_norm_catches(mutant):
+    assert_check_fails(checks.check_factored_frobenius_norm, mutant, match="square root")
+
+
+def svd_vh_not_transposed(A, B):
+    Q_A, R_A = torch.linalg.qr(A)
+    Q_B, R_B = torch.linalg.qr(B.T)
+    U_m, S, Vh_m = torch.linalg.svd(R_A @ R_B.T)
+    return Q_A @ U_m, S, Q_B @ Vh_m
+
+
+def svd_not_rotated(A, B):
+    U, S, V = sol.factored_svd(A, B)
+    Q_A, _ = torch.linalg.qr(A)
+    return Q_A.T @ U, S, V
+
+
+def svd_of_a_only(A, B):
+    Q_B, _ = torch.linalg.qr(B.T)
+    U, S, Vh = torch.linalg.svd(A, full_matrices=False)
+    return U, S, Q_B @ Vh.T
+
+
+@pytest.mark.parametrize("mutant,match", [(svd_vh_not_transposed, "Vh"), (svd_not_rotated, "Q_A"), (svd_of_a_only, "singular values")])
+def test_check_factored_svd_catches(mutant, match):
+    assert_check_fails(checks.check_factored_svd, mutant, match=match)
+
+
+def _pos_qk(transform):
+    def fn(model, layer, head, n_pos):
+        W_pos = model.W_pos[:n_pos]
+        return transform(W_pos @ model.W_Q[layer, head] @ model.W_K[layer, head].T @ W_pos.T, model.cfg.d_head, n_pos)
+    return fn
+
+
+def _causal(x, n):
+    return x.masked_fill(torch.triu(torch.ones(n, n, dtype=torch.bool), 1), float("-inf"))
+
+
 @pytest.mark.parametrize(
-    "comp,kcomp",
-    [(comp_no_normalisation, sol.k_composition_scores), (sol.composition_score, k_comp_using_qk_not_transposed),
-     (sol.composition_score, k_comp_q_composition)],
+    "mutant,match",
+    [
+        (_pos_qk(lambda s, d, n: _causal(s, n).softmax(-1)), "sqrt"),
+        (_pos_qk(lambda s, d, n: (s / d**0.5).softmax(-1)), "mask the upper triangle"),
+        (_pos_qk(lambda s, d, n: _causal(s.T / d**0.5, n).softmax(-1)), "W_pos @ W_Q"),
+        (_pos_qk(lambda s, d, n: _causal(s / d**0.5, n).softmax(-2)), "KEY axis"),
+    ],
 )
-def test_check_composition_catches(comp, kcomp):
-    assert_check_fails(checks.check_composition_scores, comp, kcomp)
+def test_check_positional_qk_catches(mutant, match):
+    assert_check_fails(checks.check_positional_qk_circuit, mutant, match=match)
+
+
+def lens_stale_scale(model, cache, tokens, batch_index=0):
+    names = [f"blocks.{l}.hook_resid_pre" for l in range(model.cfg.n_layers)] + [f"blocks.{model.cfg.n_layers - 1}.hook_resid_post"]
+    resid = torch.stack([cache[n][batch_index, :-1] for n in names])
+    normed = (resid - resid.mean(-1, keepdim=True)) / cache["ln_final.hook_scale"][batch_index, :-1]
+    lp = (normed @ model.W_U + model.b_U).log_softmax(-1)
+    return lp.gather(-1, tokens[1:].expand(len(names), -1)[..., None])[..., 0]
+
+
+def lens_current_token(model, cache, tokens, batch_index=0):
+    return sol.logit_lens(model, cache, torch.cat([tokens[:1], tokens[:-1]]), batch_index)
+
+
+def lens_no_layernorm(model, cache, tokens, batch_index=0):
+    names = [f"blocks.{l}.hook_resid_pre" for l in range(model.cfg.n_layers)] + [f"blocks.{model.cfg.n_layers - 1}.hook_resid_post"]
+    resid = torch.stack([cache[n][batch_index, :-1] for n in names])
+    lp = (resid @ model.W_U + model.b_U).log_softmax(-1)
+    return lp.gather(-1, tokens[1:].expand(len(names), -1)[..., None])[..., 0]
+
+
+@pytest.mark.parametrize("mutant,match", [(lens_stale_scale, "EACH stage"), (lens_current_token, "tokens\\[i \\+ 1\\]"),
+                                          (lens_no_layernorm, "LayerNorm")])
+def test_check_logit_lens_catches(mutant, match):
+    assert_check_fails(checks.check_logit_lens, mutant, match=match)
+
+
+def hooks_last_layer_only(model, tokens, half_len):
+    out = torch.zeros(model.cfg.n_layers, model.cfg.n_heads)
+
+    def score(pattern, hook):
+        out[hook.layer()] = sol.induction_scores(pattern, half_len)
+        return pattern
+
+    model.run_with_hooks(tokens, fwd_hooks=[(f"blocks.{model.cfg.n_layers - 1}.attn.hook_pattern", score)])
+    return out
+
+
+def hooks_overwrite_row0(model, tokens, half_len):
+    out = torch.zeros(model.cfg.n_layers, model.cfg.n_heads)
+
+    def score(pattern, hook):
+        out[0] = sol.induction_scores(pattern, half_len)
+        return pattern
+
+    model.run_with_hooks(tokens, fwd_hooks=[(lambda n: n.endswith("hook_pattern"), score)])
+    return out
+
+
+@pytest.mark.parametrize("mutant", [hooks_last_layer_only, hooks_overwrite_row0])
+def test_check_induction_hooks_catches(mutant):
+    assert_check_fails(checks.check_induction_scores_with_hooks, mutant, match="EVERY layer")
 
 
 def collect_drops_last_batch(model, tokens, hook_name, batch_size=32):

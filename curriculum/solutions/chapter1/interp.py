@@ -6,8 +6,10 @@ curriculum/utils/interp_models.py) in compatibility mode, so hook names and shap
 [batch, pos, head, d_head], weights are `model.W_Q[l]` [head, d_model, d_head] and so on.
 
 Order of the notebook: cache and hooks -> attention-head detectors -> induction on repeated
-random tokens -> ablations, direct logit attribution and activation patching -> QK/OV circuits
-and K-composition -> features with a sparse autoencoder (curriculum/solutions/chapter1/sae.py).
+random tokens (from a cache, then from hooks) -> ablations, direct logit attribution, the logit lens
+and activation patching -> FactoredMatrix norms and SVD, QK/OV circuits, composition scores against a
+random baseline -> decomposed attention scores and the K-composition circuit -> features with a
+sparse autoencoder (curriculum/solutions/chapter1/sae.py).
 """
 
 from __future__ import annotations
@@ -130,6 +132,21 @@ def induction_scores(patterns: Float[Tensor, "batch head seq seq"], half_len: in
     # END EXERCISE
 
 
+def induction_scores_with_hooks(model, tokens: Int[Tensor, "batch seq"], half_len: int) -> Float[Tensor, "layer head"]:
+    """induction_scores for every layer from ONE forward pass, without caching: a hook on every
+    `hook_pattern` scores the pattern as it flows past and stores it in its layer's row."""
+    out = torch.zeros(model.cfg.n_layers, model.cfg.n_heads)
+    # EXERCISE: a hook that writes induction_scores(pattern, half_len) into out[hook.layer()]; run once with it on every hook_pattern
+    def score(pattern: Float[Tensor, "batch head seq seq"], hook):
+        out[hook.layer()] = induction_scores(pattern, half_len).detach().cpu()
+        return pattern
+
+    with torch.no_grad():
+        model.run_with_hooks(tokens, fwd_hooks=[(lambda name: name.endswith("attn.hook_pattern"), score)])
+    # END EXERCISE
+    return out
+
+
 # ---------------------------------------------------------------------------------------------
 # 4. Hooks: ablations, direct logit attribution, activation patching
 # ---------------------------------------------------------------------------------------------
@@ -185,6 +202,24 @@ def direct_logit_attribution(model, cache, tokens: Int[Tensor, "seq"]) -> Float[
     # END EXERCISE
 
 
+def logit_lens(model, cache, tokens: Int[Tensor, "seq"], batch_index: int = 0) -> Float[Tensor, "layer_plus_1 seq-1"]:
+    """Log-probability of the correct next token when each stage of the residual stream is decoded as if
+    it were the last: blocks.{l}.hook_resid_pre for every layer, then the final blocks.{L-1}.hook_resid_post.
+
+    Decoding = the final LayerNorm recomputed on that residual (centre, divide by sqrt(mean square + eps);
+    its weights are folded into W_U), then W_U and b_U, then log_softmax.
+    """
+    # EXERCISE: for each residual stage, recompute the LayerNorm, unembed, log_softmax, pick each next token
+    names = [f"blocks.{l}.hook_resid_pre" for l in range(model.cfg.n_layers)]
+    names.append(f"blocks.{model.cfg.n_layers - 1}.hook_resid_post")
+    resid = torch.stack([cache[n][batch_index, :-1] for n in names])  # [stage seq-1 d_model]
+    centred = resid - resid.mean(-1, keepdim=True)
+    normed = centred / (centred.pow(2).mean(-1, keepdim=True) + model.cfg.eps).sqrt()
+    log_probs = (normed @ model.W_U + model.b_U).log_softmax(-1)
+    return log_probs.gather(-1, tokens[1:].expand(len(names), -1)[..., None])[..., 0]
+    # END EXERCISE
+
+
 def patch_residual_by_position(
     model, corrupted_tokens: Int[Tensor, "batch seq"], clean_cache, metric: Callable[[Tensor], Tensor]
 ) -> Float[Tensor, "layer seq"]:
@@ -230,8 +265,31 @@ def patch_head_output(
 
 
 # ---------------------------------------------------------------------------------------------
-# 5. Circuits: QK and OV with FactoredMatrix; K-composition
+# 5. Circuits: FactoredMatrix from the inside, QK and OV circuits, composition scores
 # ---------------------------------------------------------------------------------------------
+
+
+def factored_frobenius_norm(A: Float[Tensor, "m r"], B: Float[Tensor, "r n"]) -> Float[Tensor, ""]:
+    """||A B||_F without forming the m x n product: only r x r matrices are ever built."""
+    # EXERCISE: ||AB||_F^2 = trace(B^T A^T A B) = sum of (A^T A) * (B B^T) elementwise; take the square root
+    return ((A.T @ A) * (B @ B.T)).sum().sqrt()
+    # END EXERCISE
+
+
+def factored_svd(
+    A: Float[Tensor, "m r"], B: Float[Tensor, "r n"]
+) -> tuple[Float[Tensor, "m r"], Float[Tensor, "r"], Float[Tensor, "n r"]]:
+    """The thin SVD of A B as (U, S, V) with U diag(S) V^T == A B, computed from r x r pieces.
+
+    Write A = Q_A R_A and B^T = Q_B R_B (reduced QR). Then A B = Q_A (R_A R_B^T) Q_B^T, so the SVD of the
+    small r x r middle, U_m S V_m^T, gives A B = (Q_A U_m) S (Q_B V_m)^T: orthonormal columns both sides.
+    """
+    # EXERCISE: QR of A and of B^T, SVD of the r x r middle, rotate its singular vectors back out
+    Q_A, R_A = torch.linalg.qr(A)
+    Q_B, R_B = torch.linalg.qr(B.T)
+    U_m, S, Vh_m = torch.linalg.svd(R_A @ R_B.T)
+    return Q_A @ U_m, S, Q_B @ Vh_m.T
+    # END EXERCISE
 
 
 def full_ov_circuit(model, layer: int, head: int) -> FactoredMatrix:
@@ -255,12 +313,14 @@ def top_1_accuracy(matrix: FactoredMatrix, batch_size: int = 1024) -> float:
 
 
 def positional_qk_circuit(model, layer: int, head: int, n_pos: int) -> Float[Tensor, "q_pos k_pos"]:
-    """Layer-0 attention scores from positional embeddings alone (W_pos W_Q W_K^T W_pos^T / sqrt(d_head)),
-    masked causally and softmaxed: what a previous-token head's pattern looks like before content."""
+    """Layer-0 attention from positional embeddings alone: W_pos W_Q W_K^T W_pos^T / sqrt(d_head) for the
+    first n_pos positions, masked causally and softmaxed over keys. Row = query position, column = key."""
+    # EXERCISE: the [n_pos, n_pos] score table from W_pos[:n_pos] through W_Q and W_K of the head, scaled, masked, softmaxed
     W_pos = model.W_pos[:n_pos]
     qk = FactoredMatrix(W_pos @ model.W_Q[layer, head], model.W_K[layer, head].T @ W_pos.T).AB
-    future = torch.triu(torch.ones(n_pos, n_pos, dtype=torch.bool), diagonal=1)
+    future = torch.triu(torch.ones(n_pos, n_pos, dtype=torch.bool, device=qk.device), diagonal=1)
     return (qk / model.cfg.d_head**0.5).masked_fill(future, float("-inf")).softmax(-1)
+    # END EXERCISE
 
 
 def composition_score(W_A: Float[Tensor, "a b"], W_B: Float[Tensor, "b c"]) -> float:
@@ -286,6 +346,71 @@ def k_composition_scores(model) -> Float[Tensor, "head0 head1"]:
             out[h0, h1] = composition_score(W_OV, W_QK_T)
     # END EXERCISE
     return out
+
+
+def random_composition_baseline(d_model: int, d_head: int, n_samples: int, generator: torch.Generator) -> Float[Tensor, "n_samples"]:
+    """Composition scores of n_samples pairs of independent random rank-d_head matrices, d_model x d_model each.
+
+    Each matrix is the product of a Gaussian [d_model, d_head] and a Gaussian [d_head, d_model], the shape
+    of a real head's W_V W_O or W_K W_Q^T; the score does not depend on the Gaussians' scale.
+    """
+    # EXERCISE: for each sample, draw two random low-rank d_model x d_model matrices from `generator` and score the pair
+    scores = torch.zeros(n_samples)
+    for i in range(n_samples):
+        W_A = torch.randn(d_model, d_head, generator=generator) @ torch.randn(d_head, d_model, generator=generator)
+        W_B = torch.randn(d_model, d_head, generator=generator) @ torch.randn(d_head, d_model, generator=generator)
+        scores[i] = composition_score(W_A, W_B)
+    return scores
+    # END EXERCISE
+
+
+# ---------------------------------------------------------------------------------------------
+# 5b. Decomposed attention: what the induction head's queries and keys read
+# ---------------------------------------------------------------------------------------------
+
+
+def decompose_qk_input(model, cache, batch_index: int = 0) -> Float[Tensor, "component seq d_model"]:
+    """What enters layer 1's attention, split by source: token embedding, positional embedding, then each
+    layer-0 head's output (z @ W_O, without b_O), each divided by layer 1's LayerNorm scale
+    (`blocks.1.ln1.hook_scale`) so that, with b_O[0] / scale added, they sum to `blocks.1.ln1.hook_normalized`."""
+    # EXERCISE: stack hook_embed, hook_pos_embed and each layer-0 head's z @ W_O; divide by blocks.1.ln1.hook_scale
+    embed = cache["hook_embed"][batch_index]
+    pos = cache["hook_pos_embed"][batch_index]
+    heads = einops.einsum(cache["blocks.0.attn.hook_z"][batch_index], model.W_O[0], "seq head d_head, head d_head d_model -> head seq d_model")
+    stack = torch.cat([embed[None], pos[None], heads])
+    return stack / cache["blocks.1.ln1.hook_scale"][batch_index]
+    # END EXERCISE
+
+
+def decompose_qk(
+    model, decomposed: Float[Tensor, "component seq d_model"], head: int
+) -> tuple[Float[Tensor, "component seq d_head"], Float[Tensor, "component seq d_head"]]:
+    """Each component's contribution to layer-1 head `head`'s queries and keys (no biases)."""
+    # EXERCISE: project every component with W_Q[1, head] and with W_K[1, head]
+    q = einops.einsum(decomposed, model.W_Q[1, head], "component seq d_model, d_model d_head -> component seq d_head")
+    k = einops.einsum(decomposed, model.W_K[1, head], "component seq d_model, d_model d_head -> component seq d_head")
+    return q, k
+    # END EXERCISE
+
+
+def decompose_attn_scores(
+    q_parts: Float[Tensor, "q_comp q_pos d_head"], k_parts: Float[Tensor, "k_comp k_pos d_head"]
+) -> Float[Tensor, "q_comp k_comp q_pos k_pos"]:
+    """The attention score (q . k / sqrt(d_head), unmasked) split over every (query component, key component) pair."""
+    # EXERCISE: one einsum over d_head for every pair of components and positions, scaled by sqrt(d_head)
+    scores = einops.einsum(q_parts, k_parts, "q_comp q_pos d, k_comp k_pos d -> q_comp k_comp q_pos k_pos")
+    return scores / q_parts.shape[-1] ** 0.5
+    # END EXERCISE
+
+
+def k_composition_circuit(model, prev_head: int, ind_head: int) -> FactoredMatrix:
+    """The token-to-token QK circuit of layer-1 head `ind_head` when its keys read layer-0 head `prev_head`:
+    W_E W_Q^1 (W_E W_V^0 W_O^0 W_K^1)^T, [d_vocab (query token), d_vocab (token the previous-token head moved)]."""
+    # EXERCISE: query side W_E @ W_Q[1, ind_head]; key side W_E @ W_V[0, prev_head] @ W_O[0, prev_head] @ W_K[1, ind_head], transposed
+    query_side = model.W_E @ model.W_Q[1, ind_head]
+    key_side = model.W_E @ model.W_V[0, prev_head] @ model.W_O[0, prev_head] @ model.W_K[1, ind_head]
+    return FactoredMatrix(query_side, key_side.T)
+    # END EXERCISE
 
 
 # ---------------------------------------------------------------------------------------------
