@@ -115,7 +115,7 @@ ON_GPU = utils.get_device().type == "cuda"
 # - keep per-split token counts, return `(n_train, n_val)`, and when `max_tokens > 0` stop after the
 #   first chunk at which the total written reaches it.
 #
-# The check writes eight documents of unequal lengths with `val_every=3` and `chunk_docs=3` (so the
+# The check writes eight documents of unequal lengths with `val_every=3` and `chunk_docs=2` (so the
 # split rule has to count across chunk boundaries) and reads the bytes back.
 
 # %% exercise curriculum.solutions.chapter1.train_data:write_memmaps difficulty=2 importance=3 minutes=20
@@ -258,7 +258,8 @@ print(f"GPT-2 124M: {len(decay['params'])} tensors / {n_decay:,} parameters deca
 # %% [markdown]
 # ## 4. Gradient accumulation
 #
-# GPT-3 small was trained with 0.5M tokens per step: 512 sequences of 1024 tokens. A single GPU fits
+# GPT-3 small was trained with 0.5M tokens per step (256 sequences of 2048 tokens; with GPT-2's context of
+# 1024, 512 sequences). A single GPU fits
 # perhaps 64 of them. Gradients are sums, so we can run 8 **micro-batches** of 64, let `.backward()`
 # add their gradients into `.grad`, and step once. The only subtlety is the scale: the loss is a
 # *mean* over tokens, so the big batch's gradient is the *mean* of the micro-batch gradients. Divide
@@ -321,8 +322,12 @@ tests.check_accumulate_gradients(accumulate_gradients)
 #
 # A worked example of why clipping happens *after* unscaling: say the true gradient norm is 0.8,
 # `max_norm = 1.0` and the scale is 65,536. The scaled norm is 52,429; clipping it to 1.0 multiplies
-# every gradient by 1.0 / 52,429, and unscaling afterwards divides by another 65,536. The step is
-# about 3 × 10^-10 of the size it should have been, and the loss curve goes flat with no error.
+# every gradient by 1.0 / 52,429, and unscaling afterwards divides by another 65,536: the gradient the
+# optimizer receives has norm 1 / 65,536, about 2 × 10^-5 of the true 0.8. With plain SGD the loss
+# curve goes flat. With Adam the damage hides: Adam divides by the gradient's running scale, so the
+# steps keep roughly their size, but clipping has stopped meaning anything (every step is "clipped"),
+# the logged norm is 65,536 times too large, and once gradients are that small Adam's `eps` starts to
+# dominate. Nothing raises an error in either case.
 #
 # ### Exercise: `train_step`
 #

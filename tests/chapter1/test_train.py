@@ -572,6 +572,8 @@ from tests.support import mutant  # noqa: E402
     ((("                if ids.max() > np.iinfo(TOKEN_DTYPE).max:\n", "                if False:\n"),), "wrapped silently"),
     ((("            if max_tokens and counts", "            if False and counts"),), "max_tokens"),
     ((("                doc_index += 1\n", ""),), "document i goes to val"),
+    ((("        for chunk in chunked(documents, chunk_docs):\n", "        for chunk in chunked(documents, chunk_docs):\n            doc_index = 0\n"),),
+     "document i goes to val"),
 ])
 def test_write_memmaps_mutants(replacements, match):
     assert_check_fails(T.check_write_memmaps, mutant(D.write_memmaps, *replacements), match=match)

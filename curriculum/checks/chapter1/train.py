@@ -451,7 +451,7 @@ def check_write_memmaps(write_memmaps) -> str:
         expected["val" if i % val_every == val_every - 1 else "train"] += ids + [eot]
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp)
-        counts = write_memmaps(iter(docs), encode_batch, eot, out, val_every=val_every, chunk_docs=3)
+        counts = write_memmaps(iter(docs), encode_batch, eot, out, val_every=val_every, chunk_docs=2)
         for split in ("train", "val"):
             if not (out / f"{split}.bin").exists():
                 fail(f"no {split}.bin in out_dir: write one file per split")
