@@ -344,7 +344,8 @@ for t in [1, 2, 10, 100, 500, 1000]:
 #
 # A precision note: in float32 the t = 1 coefficient of $x_0$ comes out as 0.9998 instead of 1,
 # because $1 - \bar\alpha_1 = 10^{-4}$ is computed from a number near 1 and keeps only about three
-# significant digits. The same happens in your code below; the check allows for it.
+# significant digits. The same happens in your code below if you read `sched.betas`; deriving
+# $\alpha_t$ and $\beta_t$ from `alpha_bars` gives exactly 1. The check accepts both.
 #
 # ### Exercise: the forward-process posterior
 #
@@ -379,8 +380,9 @@ tests.check_posterior_mean_variance(posterior_mean_variance)
 #
 # The model's reverse step is a Gaussian too, $p_\theta(x_{t-1} \mid x_t) = \mathcal N(\mu_\theta(x_t, t), \sigma_t^2 I)$,
 # with a fixed variance $\sigma_t^2$ (DDPM tries $\beta_t$ and $\tilde\beta_t$ and finds both work). The
-# KL divergence between two Gaussians with the same covariance $\sigma_t^2 I$ is just a scaled squared
-# distance between their means,
+# KL divergence from $\mathcal N(\tilde\mu_t, \tilde\beta_t I)$ to $\mathcal N(\mu_\theta, \sigma_t^2 I)$ is a
+# scaled squared distance between the means plus terms that involve only $\tilde\beta_t$ and $\sigma_t^2$,
+# which do not depend on $\theta$ (the "const" below),
 #
 # $$L_{t-1} = \mathbb E_q\Big[\frac{1}{2\sigma_t^2}\big\|\tilde\mu_t(x_t, x_0) - \mu_\theta(x_t, t)\big\|^2\Big] + \text{const}.$$
 #
@@ -558,8 +560,9 @@ scatter_panels(frames, [f"t = {T - 1 - i * (T // 5)}" if i < len(frames) - 1 els
 # %% [markdown]
 # Most of the structure appears in the last fifth of the steps: at high noise the model can only
 # move points towards the data's overall mean; the fine detail (the roll's spiral arms) is decided
-# when little noise is left. In quick mode the model is tiny and trained briefly, so the spiral is
-# blurry; at the default full size it should come out sharp.
+# when little noise is left. In quick mode the model is tiny and trained briefly: it learns little more
+# than a Gaussian fit of the data, so expect a round blob with no spiral at all. At the default full
+# size the spiral should come out sharp.
 #
 # ## Trajectories
 #
