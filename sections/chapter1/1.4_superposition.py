@@ -509,8 +509,8 @@ plot_phase_diagram(phases, importances, probabilities);
 # **What to look for.** The left column (dense) should split by importance: phase 0 (feature 1 dropped)
 # in the rows below importance 1 and phase 1 (feature 1 alone) above it. Moving right, the antipodal
 # phase 2 takes over, first near importance 1, where the two features are worth about the same and
-# neither wants to give up its dimension, then across the whole range. Compare with Figure 7 of the
-# paper. The paper also derives the diagram in closed form and finds the same three regions.
+# neither wants to give up its dimension, then across the whole range. Compare with the paper's own
+# phase diagram for this case, which it also works out analytically next to the trained one.
 #
 # Each cell is a single training run from one random start, and gradient descent can stop in a local
 # optimum: a stray cell of the wrong phase, especially in the sparsest columns where the features are
@@ -532,9 +532,9 @@ plot_phase_diagram(phases, importances, probabilities);
 #   put them antipodally even when it would not for independent features of the same sparsity.
 # - **Correlated** features are on together whenever either is on. Putting them antipodally would make
 #   each cancel the other every time; the model prefers to keep them orthogonal if it has the room, and
-#   if it does not, to collapse them onto one shared direction that represents (roughly) their sum. The
-#   paper calls these *local almost-orthogonal bases*, and notes that they look like a PCA-style
-#   compression rather than superposition.
+#   if it does not, to collapse them onto one shared direction that represents (roughly) their sum, a
+#   PCA-style compression rather than superposition. The paper describes correlated features settling
+#   into *local orthogonal bases*.
 #
 # To test this you need data with that structure. Features come in pairs, (0, 1), (2, 3), ...; each
 # feature still fires with its probability p and takes a uniform value in [0, 1]; only the *joint*
@@ -711,16 +711,16 @@ imshow(neuron_model.W.detach().cpu(), title="W per instance: rows are neurons, c
 # %% [markdown]
 # **What to look for.** In the dense instance (p = 1) each row of W should be dominated by one entry
 # (shares well above 1/2) and the last five columns, the least important features, near zero: five
-# neurons, five features, one each. The mean share falls as features get sparser: rows with two, three,
-# four sizeable weights appear, and columns of less important features fill in. That is polysemanticity
+# neurons, five features, one each. The mean share falls overall from the dense to the sparsest
+# instance (not necessarily at every step in a short run): rows with two, three, four sizeable weights
+# appear, and columns of less important features fill in. That is polysemanticity
 # arising from superposition, in a basis where it could have been avoided (the model could have kept
 # five monosemantic neurons) but was not, because packing more features in lowers the loss. The dense
 # instance needs more steps than the others to settle; at quick-mode length its rows may still mix two
 # features.
 #
 # Note that in the neuron model W has entries of both signs in one row, yet a neuron can only report
-# positive values. A feature read with a negative weight *suppresses* the neuron: the paper notes such
-# negative weights are part of how neurons in superposition cancel interference.
+# positive values: a feature read with a negative weight *suppresses* the neuron rather than driving it.
 
 # %% [markdown]
 # ## 12. Computation in superposition: |x|
@@ -812,13 +812,13 @@ imshow(W_in, title="W_in of the |x| model: rows are neurons, columns features", 
 
 # %% [markdown]
 # **What to look for.** Ten features, five neurons: the exact construction would need twenty. Dense
-# (p = 1), the model cannot share, so it spends its neurons on the most important features: rows with
-# a single large weight (share near 1) in the first columns, one or two neurons per feature, and the
-# remaining features left to the output bias. As features get sparser, rows read several features,
+# (p = 1), the model cannot share, so it spends its neurons on the most important features: each row
+# has a single large weight (share near 1, one feature read per neuron) in the first columns, and the
+# remaining features are left to the output bias. As features get sparser, rows read several features,
 # often with opposite signs (a neuron that fires for $x_a > 0$ and for $x_b < 0$), and more columns are
 # used: several absolute values are computed by shared neurons, and the output layer sorts out which
 # feature caused a firing because usually only one is on. That is computation in superposition. The
-# paper goes further and finds recurring motifs in these weights; its section on computation is worth
+# paper's section on computation describes the weight patterns it finds for this task; it is worth
 # reading with this heatmap next to it.
 
 # %% [markdown]

@@ -24,6 +24,12 @@ The architecture is Anthropic's "Towards Monosemanticity" SAE:
 with the decoder's rows kept at unit norm (otherwise the L1 penalty could be dodged by shrinking
 `acts` and growing `W_dec`), and latents that stop firing ("dead latents") re-initialised towards
 inputs the SAE currently reconstructs badly.
+
+Section 1.4 adds two variants with the same interface, so `train_sae` trains them unchanged:
+`TopKSAE` (keep the k largest pre-activations of each input; `cfg.k`) and `JumpReLUSAE` (a learned
+threshold per latent and an L0 penalty, trained through straight-through estimators; `cfg.l0_coeff`,
+`cfg.threshold_init`, `cfg.bandwidth`), and `compare_saes`, which trains several SAEs and measures L0,
+FVU and dead latents on held-out data.
 """
 
 from __future__ import annotations
