@@ -9,7 +9,7 @@ import torch.nn.functional as F
 
 from curriculum.solutions.chapter1 import sae as sol
 from curriculum.checks.chapter1 import sae as checks
-from tests.support import assert_check_fails
+from tests.support import assert_check_fails, mutant
 
 
 # --- SAE mutants -----------------------------------------------------------------------------
@@ -190,3 +190,128 @@ def test_sae_rejects_bad_input():
         sae(torch.randn(3, 5))
     with pytest.raises(ValueError, match=r"\(n, 4\)"):
         sol.train_sae(sae, torch.randn(10, 3), progress=False)
+
+
+# --- variants (section 1.4) ---------------------------------------------------------------------
+
+
+class TopKNoReLU(sol.TopKSAE):
+    def encode(self, x):
+        pre = (x - self.b_dec) @ self.W_enc + self.b_enc
+        top = pre.topk(self.cfg.k, dim=-1)
+        return torch.zeros_like(pre).scatter(-1, top.indices, top.values)
+
+
+class TopKOverBatch(sol.TopKSAE):
+    def encode(self, x):
+        pre = (x - self.b_dec) @ self.W_enc + self.b_enc
+        top = pre.topk(self.cfg.k, dim=0)
+        return torch.zeros_like(pre).scatter(0, top.indices, F.relu(top.values))
+
+
+class TopKDetached(sol.TopKSAE):
+    def encode(self, x):
+        return sol.TopKSAE.encode(self, x).detach()
+
+
+class TopKNoDecBias(sol.TopKSAE):
+    def encode(self, x):
+        pre = x @ self.W_enc + self.b_enc
+        top = pre.topk(self.cfg.k, dim=-1)
+        return torch.zeros_like(pre).scatter(-1, top.indices, F.relu(top.values))
+
+
+class TopKPlainReLU(sol.TopKSAE):
+    def encode(self, x):
+        return F.relu((x - self.b_dec) @ self.W_enc + self.b_enc)
+
+
+@pytest.mark.parametrize(
+    "mutant_cls,expect",
+    [(TopKNoReLU, "negative"), (TopKOverBatch, "non-zero latents|batch axis"), (TopKDetached, "detached"),
+     (TopKNoDecBias, "encode"), (TopKPlainReLU, "top k")],
+)
+def test_check_topk_catches(mutant_cls, expect):
+    assert_check_fails(checks.check_topk_sae, mutant_cls, match=expect)
+
+
+def _jump_mutant(cls, old, new):
+    return mutant(cls, (old, new))
+
+
+@pytest.mark.parametrize(
+    "bad,expect",
+    [
+        (_jump_mutant(sol.JumpReLUFunction, "-(threshold / eps)", "-(1.0 / eps)"), "missing the factor"),
+        (_jump_mutant(sol.JumpReLUFunction, "-(threshold / eps)", "(threshold / eps)"), "wrong sign"),
+        (_jump_mutant(sol.JumpReLUFunction, "-(threshold / eps)", "-threshold"), "bandwidth"),
+        (_jump_mutant(sol.JumpReLUFunction, " * grad_out).sum(0)", ").sum(0)"), "grad_out"),
+        (_jump_mutant(sol.JumpReLUFunction, "grad_pre = grad_out * (pre > threshold)", "grad_pre = grad_out"), "H\\(z - θ\\)"),
+        (_jump_mutant(sol.JumpReLUFunction, "rectangle((pre - threshold) / eps)", "rectangle(pre - threshold)"), "threshold"),
+    ],
+)
+def test_check_jumprelu_function_catches(bad, expect):
+    assert_check_fails(checks.check_jumprelu_function, bad, match=expect)
+
+
+@pytest.mark.parametrize(
+    "bad,expect",
+    [
+        (_jump_mutant(sol.StepFunction, "-(1.0 / eps)", "(1.0 / eps)"), "wrong sign"),
+        (_jump_mutant(sol.StepFunction, "-(1.0 / eps)", "-(threshold / eps)"), "factor θ"),
+        (_jump_mutant(sol.StepFunction, "torch.zeros_like(pre), grad_threshold", "grad_out, grad_threshold"), "flat in z"),
+        (_jump_mutant(sol.StepFunction, " * grad_out).sum(0)", " * grad_out).mean(0)"), "threshold"),
+    ],
+)
+def test_check_step_function_catches(bad, expect):
+    assert_check_fails(checks.check_step_function, bad, match=expect)
+
+
+@pytest.mark.parametrize(
+    "bad,expect",
+    [
+        (mutant(sol.JumpReLUSAE, ("l0 = StepFunction.apply(pre, threshold, self.cfg.bandwidth).sum(-1).mean()", "l0 = (acts > 0).float().sum(-1).mean()")), "no gradient reaches"),
+        (mutant(sol.JumpReLUSAE, ("l0 = StepFunction.apply(pre, threshold, self.cfg.bandwidth).sum(-1).mean()", "l0 = acts.abs().sum(-1).mean()")), "L1"),
+        (mutant(sol.JumpReLUSAE, ("recon_loss + self.cfg.l0_coeff * l0, recon_loss", "recon_loss + l0, recon_loss")), "l0_coeff"),
+        (mutant(sol.JumpReLUSAE, ("        threshold = self.log_threshold.exp()\n        acts", "        threshold = self.log_threshold\n        acts")), "x_hat|loss|sparsity"),
+        (mutant(sol.JumpReLUSAE, ("recon_loss = (x_hat - x).pow(2).mean(-1).mean()\n        l0", "recon_loss = (x_hat - x).pow(2).sum(-1).mean()\n        l0")), "recon_loss"),
+    ],
+)
+def test_check_jumprelu_sae_catches(bad, expect):
+    assert_check_fails(checks.check_jumprelu_sae, bad, match=expect)
+
+
+@pytest.mark.parametrize(
+    "bad,expect",
+    [
+        (mutant(sol.compare_saes, ('fraction_variance_unexplained(eval_x, out.x_hat)', 'fraction_variance_unexplained(out.x_hat, eval_x)')), "swapped"),
+        (mutant(sol.compare_saes, ("        train_sae(sae, train_data, progress=False)\n", "")), "not trained"),
+        (mutant(sol.compare_saes, ('"frac_dead": (out.acts > 0).any(0).logical_not().float().mean().item()', '"frac_dead": (out.acts > 0).any(0).float().mean().item()')), "frac_dead"),
+        (mutant(sol.compare_saes, ("out = sae(eval_x)", "out = sae(train_data[:len(eval_x)])"), ("eval_x, out.x_hat", "train_data[:len(eval_x)], out.x_hat")), "held-out"),
+        (mutant(sol.compare_saes, ('"l0": l0_norm(out.acts)', '"l0": (out.acts > 0).float().mean().item()')), "l0"),
+    ],
+)
+def test_check_compare_saes_catches(bad, expect):
+    assert_check_fails(checks.check_compare_saes, bad, match=expect)
+
+
+def test_sae_config_stays_compatible():
+    """Section 1.3 builds SAEConfig with its original fields only and small d_sae; the variant fields have defaults."""
+    cfg = sol.SAEConfig(d_in=2, d_sae=2, l1_coeff=0.1)
+    sae = sol.SAE(cfg)
+    out = sae(torch.randn(5, 2))
+    assert isinstance(out, sol.SAEOutput) and out.l1_loss.shape == ()
+    with pytest.raises(ValueError, match="k = 4"):
+        sol.TopKSAE(cfg)
+
+
+def test_variants_train_with_train_sae():
+    """TopK and JumpReLU go through the same train_sae and recover planted features."""
+    dirs, sample = _planted_features()
+    for sae in (sol.TopKSAE(sol.SAEConfig(d_in=8, d_sae=24, k=2, lr=3e-3, batch_size=256, n_steps=600, resample_every=200, dead_window=100)),
+                sol.JumpReLUSAE(sol.SAEConfig(d_in=8, d_sae=24, l0_coeff=3e-3, threshold_init=0.05, lr=3e-3, batch_size=256, n_steps=600,
+                                              resample_every=200, dead_window=100))):
+        hist = sol.train_sae(sae, sample, progress=False)
+        assert hist["fvu"][-1] < 0.3, (type(sae).__name__, hist["fvu"][-1])
+        best_cos = (dirs @ sae.W_dec.detach().T).max(dim=1).values
+        assert best_cos.min() > 0.8, (type(sae).__name__, best_cos)

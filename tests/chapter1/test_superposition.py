@@ -16,7 +16,7 @@ from torch import nn
 from curriculum.solutions.chapter1 import superposition as ref
 from curriculum.solutions.chapter1.sae import SAE, SAEConfig, train_sae
 from curriculum.checks.chapter1 import superposition as checks
-from tests.support import assert_check_fails
+from tests.support import assert_check_fails, mutant
 
 
 # ---------------------------------------------------------------- ToyModel
@@ -401,3 +401,245 @@ def test_sparsity_buys_superposition():
 def test_generate_batch_check_rejects_nan():
     nan_batch = lambda n, p: torch.full((n, *p.shape), float("nan"))  # noqa: E731
     assert_check_fails(checks.check_generate_batch, nan_batch, match="contains NaN")
+
+
+# ---------------------------------------------------------------- correlated / anticorrelated data
+
+
+def correlated_repeat_not_interleave(batch_size, p):
+    shape = (batch_size, *p.shape)
+    on = torch.rand(batch_size, p.shape[0], p.shape[1] // 2) < p[:, ::2]
+    return torch.where(on.repeat(1, 1, 2), torch.rand(shape), 0.0)
+
+
+def correlated_shared_values(batch_size, p):
+    on = torch.rand(batch_size, p.shape[0], p.shape[1] // 2) < p[:, ::2]
+    v = torch.rand(batch_size, p.shape[0], p.shape[1] // 2)
+    return torch.where(on, v, 0.0).repeat_interleave(2, dim=-1)
+
+
+def correlated_one_switch_per_sample(batch_size, p):
+    shape = (batch_size, *p.shape)
+    on = torch.rand(batch_size, p.shape[0], 1) < p[:, :1]
+    return torch.where(on, torch.rand(shape), 0.0)
+
+
+@pytest.mark.parametrize(
+    "mutant,expect",
+    [
+        (correlated_repeat_not_interleave, "repeat_interleave"),
+        (correlated_shared_values, "same value"),
+        (ref.generate_batch, "on together"),
+        (correlated_one_switch_per_sample, "probability"),
+    ],
+)
+def test_generate_correlated_batch_mutants_fail(mutant, expect):
+    assert_check_fails(checks.check_generate_correlated_batch, mutant, match=re.escape(expect))
+
+
+def anticorrelated_pair_prob_p(batch_size, p):
+    shape = (batch_size, *p.shape)
+    pair_on = torch.rand(batch_size, p.shape[0], p.shape[1] // 2) < p[:, ::2]
+    first = torch.rand(pair_on.shape) < 0.5
+    present = torch.stack([pair_on & first, pair_on & ~first], dim=-1).flatten(-2)
+    return torch.where(present, torch.rand(shape), 0.0)
+
+
+def anticorrelated_always_first(batch_size, p):
+    shape = (batch_size, *p.shape)
+    pair_on = torch.rand(batch_size, p.shape[0], p.shape[1] // 2) < 2 * p[:, ::2]
+    present = torch.stack([pair_on, torch.zeros_like(pair_on)], dim=-1).flatten(-2)
+    return torch.where(present, torch.rand(shape), 0.0)
+
+
+def anticorrelated_independent_members(batch_size, p):
+    return ref.generate_batch(batch_size, p)
+
+
+@pytest.mark.parametrize(
+    "mutant,expect",
+    [
+        (anticorrelated_pair_prob_p, "probability"),
+        (anticorrelated_always_first, "probability"),
+        (anticorrelated_independent_members, "both on"),
+    ],
+)
+def test_generate_anticorrelated_batch_mutants_fail(mutant, expect):
+    assert_check_fails(checks.check_generate_anticorrelated_batch, mutant, match=re.escape(expect))
+
+
+def pair_cosines_unnormalised(W):
+    return (W[:, :, 0::2] * W[:, :, 1::2]).sum(dim=1)
+
+
+def pair_cosines_nan(W):
+    W_hat = W / W.norm(dim=1, keepdim=True)
+    return (W_hat[:, :, 0::2] * W_hat[:, :, 1::2]).sum(dim=1)
+
+
+def pair_cosines_wrong_pairs(W):
+    n = W.shape[-1] // 2
+    W_hat = W / W.norm(dim=1, keepdim=True).clamp_min(1e-8)
+    return (W_hat[:, :, :n] * W_hat[:, :, n:]).sum(dim=1)
+
+
+def pair_cosines_norm_over_features(W):
+    W_hat = W / W.norm(dim=2, keepdim=True).clamp_min(1e-8)
+    return (W_hat[:, :, 0::2] * W_hat[:, :, 1::2]).sum(dim=1)
+
+
+@pytest.mark.parametrize(
+    "mutant,expect",
+    [(pair_cosines_unnormalised, "exceed 1"), (pair_cosines_nan, "NaN"), (pair_cosines_wrong_pairs, "pair_cosines"),
+     (pair_cosines_norm_over_features, "pair_cosines")],
+)
+def test_pair_cosines_mutants_fail(mutant, expect):
+    assert_check_fails(checks.check_pair_cosines, mutant, match=re.escape(expect))
+
+
+# ---------------------------------------------------------------- phase diagram
+
+
+@pytest.mark.parametrize(
+    "mutant,expect",
+    [
+        (mutant(ref.phase_grid, ("importances.repeat_interleave(n_prob)", "importances.repeat(n_prob)"),
+                ("probabilities.repeat(n_imp)", "probabilities.repeat_interleave(n_imp)")), "column-major"),
+        (mutant(ref.phase_grid, ("torch.stack([p, p], dim=-1)", "torch.stack([1 - p, 1 - p], dim=-1)")), "1 - p"),
+        (mutant(ref.phase_grid, ("torch.stack([torch.ones_like(r), r], dim=-1)", "torch.stack([r, torch.ones_like(r)], dim=-1)")), "importance"),
+        (mutant(ref.phase_grid, ("return importance, feature_probability", "return feature_probability, importance")), "importance"),
+    ],
+)
+def test_phase_grid_mutants_fail(mutant, expect):
+    assert_check_fails(checks.check_phase_grid, mutant, match=re.escape(expect))
+
+
+@pytest.mark.parametrize(
+    "mutant,expect",
+    [
+        (mutant(ref.classify_phase, ("W.norm(dim=1) > threshold", "W[:, 0] > threshold")), "negative weight"),
+        (mutant(ref.classify_phase, ("torch.where(~second, 0, torch.where(first, 2, 1))", "torch.where(~second, 1, torch.where(first, 2, 0))")), "expected"),
+        (mutant(ref.classify_phase, ("torch.where(~second, 0, torch.where(first, 2, 1))", "torch.where(~first, 0, torch.where(second, 2, 1))")), "expected"),
+    ],
+)
+def test_classify_phase_mutants_fail(mutant, expect):
+    assert_check_fails(checks.check_classify_phase, mutant, match=re.escape(expect))
+
+
+@pytest.mark.parametrize(
+    "mutant,expect",
+    [
+        (mutant(ref.run_phase_sweep, (".reshape(len(importances), len(probabilities))", ".reshape(len(probabilities), len(importances)).T")), "transposed"),
+        (mutant(ref.run_phase_sweep, ("    train_toy_model(model,", "    0 and train_toy_model(model,")), "untrained"),
+        (mutant(ref.run_phase_sweep, ("ToyModel(cfg, feature_probability, importance)", "ToyModel(cfg, importance.clamp(max=1), feature_probability)")), "importances"),
+    ],
+)
+def test_run_phase_sweep_mutants_fail(mutant, expect):
+    assert_check_fails(checks.check_run_phase_sweep, mutant, match=re.escape(expect))
+
+
+@pytest.mark.parametrize(
+    "mutant,expect",
+    [
+        (mutant(ref.plot_phase_diagram, ("z=phases.tolist()", "z=phases.T.tolist()")), "transposed"),
+        (mutant(ref.plot_phase_diagram, ("x=(1 / probabilities).tolist()", "x=probabilities.tolist()")), "1 / feature probability"),
+        (mutant(ref.plot_phase_diagram, ('fig.update_xaxes(type="log", title="1 / feature probability")', 'fig.update_xaxes(title="1 / feature probability")')), "logarithmic"),
+        (mutant(ref.plot_phase_diagram, ('fig.update_yaxes(type="log", title="relative importance of feature 1")', 'fig.update_yaxes(type="log")')), "title"),
+        (mutant(ref.plot_phase_diagram, ("y=importances.tolist()", "y=(1 / importances).tolist()")), "heatmap y"),
+    ],
+)
+def test_plot_phase_diagram_mutants_fail(mutant, expect):
+    assert_check_fails(checks.check_plot_phase_diagram, mutant, match=re.escape(expect))
+
+
+# ---------------------------------------------------------------- privileged basis and |x|
+
+
+class NeuronNoReLU(ref.ToyModel):
+    pass
+
+
+class NeuronReLUOnOutputOnly(ref.ToyModel):
+    def forward(self, features):
+        h = self.hidden(features)
+        return F.relu(einops.einsum(F.relu(h), self.W, "batch inst hidden, inst hidden feats -> batch inst feats") + self.b_final)
+
+
+class NeuronReLUAfterBias(ref.ToyModel):
+    def forward(self, features):
+        h = self.hidden(features)
+        out = einops.einsum(h, self.W, "batch inst hidden, inst hidden feats -> batch inst feats")
+        return F.relu(F.relu(out) + self.b_final)
+
+
+@pytest.mark.parametrize("mutant,expect", [(NeuronNoReLU, "ReLU"), (NeuronReLUOnOutputOnly, "hidden"), (NeuronReLUAfterBias, "ReLU")])
+def test_neuron_model_mutants_fail(mutant, expect):
+    assert_check_fails(checks.check_neuron_model, mutant, match=re.escape(expect))
+
+
+@pytest.mark.parametrize(
+    "mutant,expect",
+    [
+        (mutant(ref.neuron_top_feature_share, ("sq = W.pow(2)", "sq = W.abs()")), "squared"),
+        (mutant(ref.neuron_top_feature_share, ("sq = W.pow(2)", "sq = W")), "negative weight"),
+        (mutant(ref.neuron_top_feature_share, ("sq.max(dim=-1).values / sq.sum(dim=-1)", "sq.max(dim=-2).values / sq.sum(dim=-2)")), "neuron_top_feature_share"),
+    ],
+)
+def test_neuron_top_feature_share_mutants_fail(mutant, expect):
+    assert_check_fails(checks.check_neuron_top_feature_share, mutant, match=re.escape(expect))
+
+
+@pytest.mark.parametrize(
+    "mutant,expect",
+    [
+        (mutant(ref.generate_signed_batch, ("2 * torch.rand(shape, device=feature_probability.device) - 1", "torch.rand(shape, device=feature_probability.device)")), "negative"),
+        (mutant(ref.generate_signed_batch, ("2 * torch.rand(shape, device=feature_probability.device) - 1", "torch.randn(shape, device=feature_probability.device)")), "uniform"),
+        (mutant(ref.generate_signed_batch, ("< feature_probability", "> feature_probability")), "probability"),
+    ],
+)
+def test_generate_signed_batch_mutants_fail(mutant, expect):
+    assert_check_fails(checks.check_generate_signed_batch, mutant, match=re.escape(expect))
+
+
+class AbsNoHiddenReLU(ref.AbsModel):
+    def forward(self, features):
+        h = einops.einsum(features, self.W_in, "batch inst feats, inst hidden feats -> batch inst hidden") + self.b_in
+        return F.relu(einops.einsum(h, self.W_out, "batch inst hidden, inst feats hidden -> batch inst feats") + self.b_out)
+
+
+class AbsNoOutputBias(ref.AbsModel):
+    def forward(self, features):
+        h = F.relu(einops.einsum(features, self.W_in, "batch inst feats, inst hidden feats -> batch inst hidden") + self.b_in)
+        return F.relu(einops.einsum(h, self.W_out, "batch inst hidden, inst feats hidden -> batch inst feats"))
+
+
+class AbsTiedReadOut(ref.AbsModel):
+    def forward(self, features):
+        h = F.relu(einops.einsum(features, self.W_in, "batch inst feats, inst hidden feats -> batch inst hidden") + self.b_in)
+        return F.relu(einops.einsum(h, self.W_in, "batch inst hidden, inst hidden feats -> batch inst feats") + self.b_out)
+
+
+@pytest.mark.parametrize("mutant,expect", [(AbsNoHiddenReLU, "hidden layer has its own ReLU"), (AbsNoOutputBias, "random weights"), (AbsTiedReadOut, "model(x)")])
+def test_abs_model_mutants_fail(mutant, expect):
+    assert_check_fails(checks.check_abs_model, mutant, match=re.escape(expect))
+
+
+@pytest.mark.parametrize(
+    "mutant,expect",
+    [
+        (mutant(ref.train_abs_model, ("model(batch), batch.abs(), model.importance", "model(batch), batch, model.importance")), "rather than |x|"),
+        (mutant(ref.train_abs_model, ("        optimizer.step()\n        # END", "        # END")), "error against |x|"),
+        (mutant(ref.train_abs_model, ("        batch = model.generate_batch(batch_size)\n", ""),
+                ("    for step in progress:\n", "    batch = model.generate_batch(8)\n    for step in progress:\n")), "error against |x|"),
+    ],
+)
+def test_train_abs_model_mutants_fail(mutant, expect):
+    assert_check_fails(checks.check_train_abs_model, mutant, match=re.escape(expect))
+
+
+def test_phase_sweep_corners_are_robust_to_the_seed():
+    """The check's 2 x 2 grid must give the same phases for other seeds, so a learner whose random calls
+    happen in a different order still passes."""
+    for seed in (1, 2):
+        phases, _ = ref.run_phase_sweep(torch.tensor([0.1, 10.0]), torch.tensor([1.0, 0.1]), steps=800, batch_size=256, lr=1e-2, seed=seed)
+        assert phases.tolist() == [[0, 2], [1, 2]], (seed, phases)

@@ -270,3 +270,305 @@ def check_sae_recovers_features(W: torch.Tensor, W_dec: torch.Tensor, threshold:
             "use more latents, or raise l1_coeff so latents stop mixing features"
         )
     return f"every one of the {W.shape[1]} features has a latent with cosine ≥ {best.min().item():.3f}"
+
+
+def _pair_statistics(generate, p: torch.Tensor, n: int):
+    batch = assert_shape(generate(n, p), (n, *p.shape), f"{generate.__name__}({n}, p)", hint="shape is (batch, inst, feats)")
+    assert_finite(batch, f"{generate.__name__}(...)")
+    if (batch < 0).any() or (batch > 1).any():
+        fail(f"values should lie in [0, 1], got min {batch.min().item():.3g} and max {batch.max().item():.3g}: use torch.rand")
+    present = (batch != 0).float()
+    freq = present.mean(0)
+    tol = 4 * (p * (1 - p) / n).sqrt() + 2e-3
+    if ((freq - p).abs() > tol).any():
+        i, j = ((freq - p).abs() > tol).nonzero()[0].tolist()
+        fail(
+            f"feature {j} of instance {i} should be on with probability {p[i, j]:.2f}, but was on in {freq[i, j]:.3f} "
+            "of samples: each feature keeps its own probability p, only the pairing changes. Pairs are neighbours "
+            "(0, 1), (2, 3), ...: expand one switch per pair with repeat_interleave, not repeat"
+        )
+    both = (present[:, :, 0::2] * present[:, :, 1::2]).mean(0)
+    return batch, present, both
+
+
+@check
+def check_generate_correlated_batch(generate_correlated_batch) -> str:
+    torch.manual_seed(0)
+    p = torch.tensor([[0.1, 0.1, 0.4, 0.4, 0.25, 0.25], [0.3, 0.3, 0.05, 0.05, 0.6, 0.6]])
+    n = 20_000
+    batch, present, both = _pair_statistics(generate_correlated_batch, p, n)
+    pair_p = p[:, 0::2]
+    if ((both - pair_p).abs() > 0.02).any():
+        i, k = ((both - pair_p).abs() > 0.02).nonzero()[0].tolist()
+        fail(
+            f"features {2 * k} and {2 * k + 1} (instance {i}) should be on together, in {pair_p[i, k]:.2f} of samples, but "
+            f"both were on in {both[i, k]:.3f}: the pairs are neighbours (0, 1), (2, 3), ..., one draw per pair "
+            "(repeat_interleave, not repeat)"
+        )
+    on = (batch[:, :, 0::2] != 0) & (batch[:, :, 1::2] != 0)
+    if torch.isclose(batch[:, :, 0::2][on], batch[:, :, 1::2][on]).float().mean() > 0.5:
+        fail("the two features of a pair have the same value: only the on/off draw is shared, draw the values independently")
+    # Different pairs stay independent.
+    cross = (present[:, 0, 0] * present[:, 0, 2]).mean().item()
+    if abs(cross - 0.1 * 0.4) > 0.01:
+        fail(f"features 0 and 2 belong to different pairs but are on together in {cross:.3f} of samples, expected 0.04: one draw per pair, not per sample")
+    return "each pair is on together, with independent values; different pairs are independent"
+
+
+@check
+def check_generate_anticorrelated_batch(generate_anticorrelated_batch) -> str:
+    torch.manual_seed(0)
+    p = torch.tensor([[0.1, 0.1, 0.4, 0.4, 0.25, 0.25], [0.3, 0.3, 0.05, 0.05, 0.5, 0.5]])
+    n = 20_000
+    batch, present, both = _pair_statistics(generate_anticorrelated_batch, p, n)
+    if (both > 0).any():
+        i, k = (both > 0).nonzero()[0].tolist()
+        fail(
+            f"features {2 * k} and {2 * k + 1} (instance {i}) are both on in {both[i, k]:.3f} of samples: in an "
+            "anticorrelated pair at most one member is on (activate the pair with probability 2p, then pick one member)"
+        )
+    values = batch[batch != 0]
+    if abs(values.mean().item() - 0.5) > 0.01:
+        fail(f"the non-zero values should be uniform in [0, 1] (mean 0.5), got mean {values.mean().item():.3f}: draw them with torch.rand")
+    first = present[:, 0, 2]
+    if first.sum() > 0 and abs(present[:, 0, 3][first == 0].mean().item() - 0.4 / 0.6) > 0.03:
+        fail("when feature 2 is off, feature 3 should be on with probability 0.4 / 0.6: pick the member with a fair coin per sample")
+    return "pairs never fire together, and each feature keeps its probability"
+
+
+@check
+def check_pair_cosines(pair_cosines) -> str:
+    W = torch.zeros(2, 2, 6)
+    W[0, :, 0], W[0, :, 1] = torch.tensor([2.0, 0.0]), torch.tensor([-0.5, 0.0])  # antipodal, unequal norms: -1
+    W[0, :, 2], W[0, :, 3] = torch.tensor([1.0, 0.0]), torch.tensor([0.0, 3.0])  # orthogonal: 0
+    W[0, :, 4], W[0, :, 5] = torch.tensor([1.0, 1.0]), torch.tensor([0.0, 0.0])  # a dropped member: 0, not NaN
+    W[1, :, 0], W[1, :, 1] = torch.tensor([1.0, 0.0]), torch.tensor([0.5, 0.5 * math.sqrt(3)])  # 60 degrees
+    W[1, :, 2], W[1, :, 3] = torch.tensor([0.0, 1.0]), torch.tensor([0.0, 4.0])  # same direction: 1
+    W[1, :, 4], W[1, :, 5] = torch.tensor([1.0, 0.0]), torch.tensor([0.0, 1.0])  # orthogonal
+    expected = torch.tensor([[-1.0, 0.0, 0.0], [0.5, 1.0, 0.0]])
+    got = assert_shape(pair_cosines(W), (2, 3), "pair_cosines(W)", hint="one value per (instance, pair): pairs are features (0, 1), (2, 3), ...")
+    if torch.isnan(got).any():
+        fail("pair_cosines gives NaN for a pair with a zero column: clamp the norm before dividing")
+    if (got.abs() > 1 + 1e-4).any():
+        fail(f"cosines can't exceed 1 in size, got {got.tolist()}: normalise both columns, over the hidden axis (dim=1)")
+    assert_close(got, expected, "pair_cosines on hand-made pairs", atol=1e-4,
+                 hint="cos(W_2k, W_2k+1): columns 0::2 against columns 1::2, each normalised over the hidden axis")
+    return "antipodal -1, orthogonal 0, 60 degrees 0.5, same direction 1"
+
+
+@check
+def check_phase_grid(phase_grid) -> str:
+    importances, probabilities = torch.tensor([0.1, 1.0, 10.0]), torch.tensor([1.0, 0.5])
+    out = phase_grid(importances, probabilities)
+    if not isinstance(out, tuple) or len(out) != 2:
+        fail(f"phase_grid should return (importance, feature_probability), got {type(out).__name__}")
+    importance, feature_probability = out
+    assert_shape(importance, (6, 2), "importance", hint="one row per (importance, probability) pair: n_imp * n_prob instances, 2 features")
+    assert_shape(feature_probability, (6, 2), "feature_probability")
+    expected_imp = torch.tensor([[1.0, r] for r in (0.1, 1.0, 10.0) for _ in range(2)])
+    expected_p = torch.tensor([[p, p] for _ in range(3) for p in (1.0, 0.5)])
+    if torch.allclose(importance[:, 1], torch.tensor([0.1, 1.0, 10.0, 0.1, 1.0, 10.0])):
+        fail("the instances are in column-major order: instance i * n_prob + j has importances[i], so each importance repeats n_prob times in a row (repeat_interleave)")
+    assert_close(importance, expected_imp, "importance", hint="feature 0 has importance 1, feature 1 the grid's importance")
+    if torch.allclose(feature_probability, 1 - expected_p):
+        fail("feature_probability holds 1 - p: these are the chances a feature is on, use the probabilities as they are")
+    assert_close(feature_probability, expected_p, "feature_probability", hint="both features share the grid's probability; it varies fastest (repeat)")
+    return "row-major grid: importance (1, r_i), probability (p_j, p_j)"
+
+
+@check
+def check_classify_phase(classify_phase) -> str:
+    W = torch.tensor([
+        [[1.0, 0.0]],   # feature 1 dropped
+        [[0.0, 1.0]],   # feature 1 alone
+        [[0.0, -1.0]],  # feature 1 alone, negative direction
+        [[1.0, -1.0]],  # antipodal
+        [[-0.9, 1.1]],  # antipodal the other way round
+        [[0.1, 0.2]],   # nothing represented: feature 1 dropped
+        [[-1.0, 0.3]],  # feature 1 too small
+    ])
+    got = classify_phase(W)
+    got = assert_shape(got, (7,), "classify_phase(W)", hint="one phase number per instance")
+    expected = torch.tensor([0, 1, 1, 2, 2, 0, 0])
+    if got[2] == 0 or got[4] != 2:
+        fail(f"got {got.tolist()}, expected {expected.tolist()}: a feature with a negative weight is still represented, compare the norm (or |W|) with the threshold")
+    if not torch.equal(got.long(), expected):
+        fail(f"got {got.tolist()}, expected {expected.tolist()}: 0 = feature 1 dropped, 1 = feature 1 alone (feature 0 dropped), 2 = both represented")
+    return "dropped, alone and antipodal told apart"
+
+
+@check
+def check_run_phase_sweep(run_phase_sweep) -> str:
+    importances, probabilities = torch.tensor([0.1, 10.0]), torch.tensor([1.0, 0.1])
+    with torch_threads(1):
+        out = run_phase_sweep(importances, probabilities, steps=800, batch_size=256, lr=1e-2, seed=0)
+    if not isinstance(out, tuple) or len(out) != 2:
+        fail(f"run_phase_sweep should return (phases, model), got {type(out).__name__}")
+    phases, model = out
+    phases = assert_shape(phases, (2, 2), "phases", hint="an (n_imp, n_prob) grid: rows are importances, columns probabilities")
+    W = model.W.detach()
+    if W.shape != (4, 1, 2):
+        fail(f"the model should have 4 instances of 2 features in 1 dimension, W of shape (4, 1, 2); got {tuple(W.shape)}")
+    imp = model.importance[:, 1]
+    if not torch.allclose(imp, torch.tensor([0.1, 0.1, 10.0, 10.0])):
+        fail(f"the model's importances of feature 1 are {imp.tolist()}, expected the phase_grid order [0.1, 0.1, 10, 10]: build the model from phase_grid")
+    if (model.b_final.detach() == 0).all():
+        fail("the model looks untrained (b_final is still all zeros): call train_toy_model on it before classifying")
+    norms = W.norm(dim=1)
+    # Independent reading of the trained weights: dense + unimportant drops feature 1; dense + important keeps
+    # feature 1 alone; sparse keeps both, antipodally.
+    if not (norms[0, 1] < 0.5 and norms[2, 1] > 0.5 and norms[2, 0] < 0.5 and (norms[[1, 3]] > 0.5).all()):
+        fail(f"after training, the feature norms per instance are {norms.tolist()}: expected feature 1 dropped (instance 0), alone (2), and both kept when sparse (1, 3). Train with the given steps, lr and seed")
+    expected = torch.tensor([[0, 2], [1, 2]])
+    if torch.equal(phases.long(), expected.T):
+        fail(f"phases {phases.tolist()} are transposed: rows are importances, columns probabilities (reshape to (n_imp, n_prob))")
+    if not torch.equal(phases.long(), expected):
+        fail(f"phases {phases.tolist()}, expected {expected.tolist()} from the trained weights: classify model.W with classify_phase, then reshape")
+    return "dense: dropped or alone depending on importance; sparse: antipodal"
+
+
+@check
+def check_plot_phase_diagram(plot_phase_diagram) -> str:
+    import plotly.graph_objects as go
+
+    phases = torch.tensor([[0, 0, 2], [1, 2, 2]])
+    importances, probabilities = torch.tensor([0.5, 2.0]), torch.tensor([1.0, 0.1, 0.01])
+    fig = plot_phase_diagram(phases, importances, probabilities, show=False)
+    if not isinstance(fig, go.Figure):
+        fail(f"return the plotly figure, got {type(fig).__name__}")
+    heatmaps = [t for t in fig.data if isinstance(t, go.Heatmap)]
+    if len(heatmaps) != 1:
+        fail(f"the figure should hold one go.Heatmap, got traces {[type(t).__name__ for t in fig.data]}")
+    hm = heatmaps[0]
+    z = torch.tensor(hm.z, dtype=torch.float32)
+    if z.shape == (3, 2):
+        fail("z is transposed: its rows should be importances (y) and its columns probabilities (x)")
+    assert_close(z, phases.float(), "heatmap z", hint="z = the phases grid as it is, rows = importances")
+    x, y = torch.tensor(hm.x, dtype=torch.float32), torch.tensor(hm.y, dtype=torch.float32)
+    if torch.allclose(x, probabilities):
+        fail("x holds the probabilities: plot 1 / feature probability, so sparser is further right")
+    assert_close(x, 1 / probabilities, "heatmap x", hint="x = 1 / probabilities")
+    assert_close(y, importances, "heatmap y", hint="y = the importances of feature 1")
+    layout = fig.layout
+    if layout.xaxis.type != "log" or layout.yaxis.type != "log":
+        fail("both axes should be logarithmic (fig.update_xaxes(type='log'), same for y): the grids are geometric")
+    if not (layout.xaxis.title.text and layout.yaxis.title.text):
+        fail("give both axes a title, saying what x and y are")
+    return "one heatmap, rows = importance, x = 1/p, log axes with titles"
+
+
+@check
+def check_neuron_model(NeuronModel) -> str:
+    cfg = ref.ToyConfig(n_instances=2, n_features=4, n_hidden=3)
+    model = module_instance(NeuronModel, cfg)
+    if set(dict(model.named_parameters())) != {"W", "b_final"}:
+        fail("NeuronModel should keep ToyModel's parameters, W and b_final (still tied)")
+    torch.manual_seed(0)
+    with torch.no_grad():
+        model.W.copy_(torch.randn(2, 3, 4))
+        model.b_final.copy_(torch.randn(2, 4) * 0.3)
+    W, b = model.W.detach(), model.b_final.detach()
+    x = torch.rand(9, 2, 4)
+    h = torch.stack([torch.relu(x[:, i] @ W[i].T) for i in range(2)], dim=1)
+    got_h = model.hidden(x)
+    if (got_h < 0).any():
+        fail("model.hidden(x) has negative entries: the hidden layer now has a ReLU, h = ReLU(W x)")
+    assert_close(got_h, h, "model.hidden(x)", hint="h = ReLU(W x), per instance")
+    out = torch.stack([torch.relu(h[:, i] @ W[i] + b[i]) for i in range(2)], dim=1)
+    assert_close(model(x), out, "model(x)", hint="the forward pass reads h back out as before: x' = ReLU(Wᵀ h + b); override hidden only")
+    return "h = ReLU(Wx), x' = ReLU(Wᵀh + b)"
+
+
+@check
+def check_neuron_top_feature_share(neuron_top_feature_share) -> str:
+    W = torch.zeros(1, 3, 4)
+    W[0, 0] = torch.tensor([0.0, -2.0, 0.0, 0.0])  # monosemantic, negative weight: 1
+    W[0, 1] = torch.tensor([1.0, 1.0, 1.0, 1.0])  # reads everything equally: 1/4
+    W[0, 2] = torch.tensor([3.0, -1.0, 0.0, 1.0])  # 9 / 11
+    got = assert_shape(neuron_top_feature_share(W), (1, 3), "neuron_top_feature_share(W)", hint="one value per (instance, neuron)")
+    expected = torch.tensor([[1.0, 0.25, 9 / 11]])
+    if math.isclose(got[0, 2].item(), 3 / 5, abs_tol=1e-4):
+        fail("neuron 2 gives 3/5: share of the *squared* weights, max w² / Σ w², not of the absolute values")
+    if got[0, 0].item() < 0.5:
+        fail(f"a neuron whose only weight is -2 gives {got[0, 0].item():.3g}: square the weights before taking the max, so a negative weight counts")
+    assert_close(got, expected, "neuron_top_feature_share on hand-made neurons", atol=1e-4,
+                 hint="max over features of W² divided by the sum over features of W², per neuron (row)")
+    return "monosemantic 1, uniform 1/4, mixed 9/11"
+
+
+@check
+def check_generate_signed_batch(generate_signed_batch) -> str:
+    torch.manual_seed(0)
+    p = torch.tensor([[0.05, 0.5, 1.0], [0.3, 0.9, 0.2]])
+    batch = assert_shape(generate_signed_batch(20_000, p), (20_000, 2, 3), "generate_signed_batch(20000, p)")
+    freq = (batch != 0).float().mean(0)
+    if ((freq - p).abs() > 0.02).any():
+        fail(f"features should be non-zero with probability p = {p.tolist()}, got {freq.numpy().round(3).tolist()}")
+    values = batch[batch != 0]
+    if values.min() >= 0:
+        fail("generate_signed_batch gives no negative values: draw them uniform in [-1, 1] (2 * rand - 1)")
+    if abs(values.mean().item()) > 0.02 or abs(values.abs().mean().item() - 0.5) > 0.02:
+        fail(f"non-zero values should be uniform in [-1, 1] (mean 0, mean |x| 0.5), got {values.mean().item():.3f} and {values.abs().mean().item():.3f}")
+    if (values.abs() > 1).any():
+        fail("values outside [-1, 1]: use 2 * torch.rand(...) - 1, not torch.randn")
+    return "sparse, signed, uniform in [-1, 1]"
+
+
+@check
+def check_abs_model(AbsModel) -> str:
+    cfg = ref.ToyConfig(n_instances=2, n_features=2, n_hidden=4)
+    model = module_instance(AbsModel, cfg)
+    names = set(dict(model.named_parameters()))
+    if names != {"W_in", "b_in", "W_out", "b_out"}:
+        fail(f"AbsModel's parameters should be W_in, b_in, W_out, b_out, got {sorted(names)}")
+    # By hand: neurons ReLU(x_0), ReLU(-x_0), ReLU(x_1), ReLU(-x_1); |x_i| is the sum of its two neurons.
+    with torch.no_grad():
+        model.W_in.copy_(torch.tensor([[1.0, 0.0], [-1.0, 0.0], [0.0, 1.0], [0.0, -1.0]]).expand(2, 4, 2))
+        model.W_out.copy_(torch.tensor([[1.0, 1.0, 0.0, 0.0], [0.0, 0.0, 1.0, 1.0]]).expand(2, 2, 4))
+        model.b_in.zero_(), model.b_out.zero_()
+    x = 2 * torch.rand(11, 2, 2) - 1
+    got = assert_shape(model(x), (11, 2, 2), "model(x)")
+    if torch.allclose(got, torch.zeros_like(got)):
+        fail("model(x) is 0 everywhere with weights that compute |x|: the neurons x and -x cancel unless the hidden layer has its own ReLU, h = ReLU(W_in x + b_in)")
+    if torch.allclose(got, x.clamp_min(0), atol=1e-5):
+        fail("model(x) gives ReLU(x) with weights that compute |x|: the hidden layer needs its own ReLU before W_out")
+    assert_close(got, x.abs(), "model(x) with hand-set weights that compute |x|",
+                 hint="h = ReLU(W_in x + b_in) with W_in (inst, hidden, feats); y = ReLU(W_out h + b_out) with W_out (inst, feats, hidden)")
+    torch.manual_seed(1)
+    with torch.no_grad():
+        for prm in model.parameters():
+            prm.copy_(torch.randn_like(prm))
+    W_in, b_in, W_out, b_out = (t.detach() for t in (model.W_in, model.b_in, model.W_out, model.b_out))
+    expected = torch.stack([torch.relu(torch.relu(x[:, i] @ W_in[i].T + b_in[i]) @ W_out[i].T + b_out[i]) for i in range(2)], dim=1)
+    assert_close(model(x), expected, "model(x) with random weights", hint="each instance uses only its own W_in[i], b_in[i], W_out[i], b_out[i]")
+    return "the hand-made |x| network and random weights match"
+
+
+@check
+def check_train_abs_model(train_abs_model) -> str:
+    # Two features, four neurons, dense: enough neurons to compute both |x_i| exactly, so the error should
+    # fall far below Var(|x|) = 1/12, what always predicting the mean |x| gives.
+    torch.manual_seed(0)
+    model = ref.AbsModel(ref.ToyConfig(n_instances=2, n_features=2, n_hidden=4), 1.0, 1.0)
+    with torch_threads(1):
+        losses = train_abs_model(model, steps=600, batch_size=256, lr=1e-2, seed=0, log_every=60)
+    if not isinstance(losses, list) or len(losses) != 11:
+        fail(f"train_abs_model should return the logged losses (11 for 600 steps, log_every=60), got {losses!r:.80}")
+    x = 2 * torch.rand(4096, 2, 2) - 1
+    with torch.no_grad():
+        err = (model(x) - x.abs()).pow(2).mean().item()
+        err_identity = (model(x) - x.clamp_min(0)).pow(2).mean().item()
+        out = model(x)
+    on_neg, on_pos = out[x < -0.5].mean().item(), out[x > 0.5].mean().item()
+    if (err_identity < 0.035 and err_identity < err) or (on_pos > 0.5 and on_neg < 0.3):
+        fail(
+            f"the trained model outputs about ReLU(x) rather than |x|: mean output {on_pos:.2f} where x > 0.5 but {on_neg:.2f} "
+            "where x < -0.5 (|x| would give about 0.75 for both): the target is batch.abs()"
+        )
+    if not err < 0.035:
+        fail(
+            f"after 600 steps the mean squared error against |x| is {err:.3g} (a working loop gets below 0.035; always "
+            "predicting the mean |x| gives 1/12 = 0.083): sample a fresh "
+            "signed batch each step, compare the output with |x| using importance_weighted_mse, and zero_grad/backward/step"
+        )
+    return f"loss {losses[0]:.3g} → {losses[-1]:.3g}; MSE against |x| on fresh data {err:.2g}"

@@ -24,10 +24,17 @@ The architecture is Anthropic's "Towards Monosemanticity" SAE:
 with the decoder's rows kept at unit norm (otherwise the L1 penalty could be dodged by shrinking
 `acts` and growing `W_dec`), and latents that stop firing ("dead latents") re-initialised towards
 inputs the SAE currently reconstructs badly.
+
+Section 1.4 adds two variants with the same interface, so `train_sae` trains them unchanged:
+`TopKSAE` (keep the k largest pre-activations of each input; `cfg.k`) and `JumpReLUSAE` (a learned
+threshold per latent and an L0 penalty, trained through straight-through estimators; `cfg.l0_coeff`,
+`cfg.threshold_init`, `cfg.bandwidth`), and `compare_saes`, which trains several SAEs and measures L0,
+FVU and dead latents on held-out data.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Callable, NamedTuple
 
@@ -51,6 +58,11 @@ class SAEConfig:
     resample_every: int = 500  # steps between dead-latent resamplings; 0 turns resampling off
     resample_scale: float = 0.2  # new encoder columns get this times the mean norm of the alive ones
     seed: int = 0
+    # The variants of section 1.4 (ignored by the plain SAE):
+    k: int = 4  # TopKSAE: latents kept per input
+    l0_coeff: float = 1e-2  # JumpReLUSAE: weight of the L0 penalty
+    threshold_init: float = 0.1  # JumpReLUSAE: every latent's threshold at initialisation
+    bandwidth: float = 0.05  # JumpReLUSAE: width of the window in which the threshold gets a gradient
 
     def __post_init__(self):
         for name in ("d_in", "d_sae", "batch_size", "n_steps", "dead_window"):
@@ -60,6 +72,10 @@ class SAEConfig:
             raise ValueError(f"SAEConfig.l1_coeff must be >= 0, got {self.l1_coeff}")
         if self.resample_every < 0:
             raise ValueError(f"SAEConfig.resample_every must be >= 0 (0 = never), got {self.resample_every}")
+        if not isinstance(self.k, int) or self.k < 1:
+            raise ValueError(f"SAEConfig.k must be a positive int, got {self.k!r}")
+        if self.threshold_init <= 0 or self.bandwidth <= 0 or self.l0_coeff < 0:
+            raise ValueError("SAEConfig.threshold_init and bandwidth must be > 0 and l0_coeff >= 0")
 
 
 class SAEOutput(NamedTuple):
@@ -176,6 +192,110 @@ def resample_dead_latents(
     return n_dead
 
 
+# Variants (section 1.4). Each is an SAE with a different way of making latents sparse; all return an
+# SAEOutput, so train_sae trains them unchanged. `l1_loss` holds whatever sparsity penalty the variant
+# uses (the L0 for JumpReLU), or a zero for TopK, which needs none.
+
+
+class TopKSAE(SAE):
+    """Gao et al. (2024): keep the k largest pre-activations of each input (then ReLU), zero the rest.
+    Sparsity is fixed at L0 <= k by construction, so the loss is the reconstruction error alone."""
+
+    def __init__(self, cfg: SAEConfig):
+        if cfg.k > cfg.d_sae:
+            raise ValueError(f"TopKSAE keeps k = {cfg.k} latents but has only d_sae = {cfg.d_sae}")
+        super().__init__(cfg)
+
+    def encode(self, x: Float[Tensor, "batch d_in"]) -> Float[Tensor, "batch d_sae"]:
+        # EXERCISE: the usual pre-activations; keep the top k per input (ReLU'd), zeros elsewhere
+        pre = einops.einsum(x - self.b_dec, self.W_enc, "batch d_in, d_in d_sae -> batch d_sae") + self.b_enc
+        top = pre.topk(self.cfg.k, dim=-1)
+        return torch.zeros_like(pre).scatter(-1, top.indices, F.relu(top.values))
+        # END EXERCISE
+
+    def forward(self, x: Float[Tensor, "batch d_in"]) -> SAEOutput:
+        if x.ndim != 2 or x.shape[-1] != self.cfg.d_in:
+            raise ValueError(f"SAE expects input of shape (batch, {self.cfg.d_in}), got {tuple(x.shape)}")
+        acts = self.encode(x)
+        x_hat = self.decode(acts)
+        recon_loss = (x_hat - x).pow(2).mean(-1).mean()
+        return SAEOutput(recon_loss, recon_loss, recon_loss.new_zeros(()), x_hat, acts)
+
+
+def rectangle(u: Tensor) -> Tensor:
+    """The kernel of the straight-through estimators: 1 on (-1/2, 1/2), else 0."""
+    return ((u > -0.5) & (u < 0.5)).to(u.dtype)
+
+
+class JumpReLUFunction(torch.autograd.Function):
+    """JumpReLU_θ(z) = z · H(z - θ). Forward: exact. Backward: dz gets H(z - θ); θ gets the
+    pseudo-derivative -(θ / ε) K((z - θ) / ε) (Rajamanoharan et al., 2024), K = rectangle."""
+
+    @staticmethod
+    def forward(ctx, pre: Tensor, threshold: Tensor, bandwidth: float) -> Tensor:
+        ctx.save_for_backward(pre, threshold)
+        ctx.bandwidth = bandwidth
+        return pre * (pre > threshold)
+
+    @staticmethod
+    def backward(ctx, grad_out: Tensor):
+        pre, threshold = ctx.saved_tensors
+        eps = ctx.bandwidth
+        # EXERCISE: the gradients for pre (exact) and threshold (pseudo-derivative, summed over the batch)
+        grad_pre = grad_out * (pre > threshold)
+        grad_threshold = (-(threshold / eps) * rectangle((pre - threshold) / eps) * grad_out).sum(0)
+        # END EXERCISE
+        return grad_pre, grad_threshold, None
+
+
+class StepFunction(torch.autograd.Function):
+    """H(z - θ), the indicator that a latent fires. Backward: nothing to z; θ gets the
+    pseudo-derivative -(1 / ε) K((z - θ) / ε)."""
+
+    @staticmethod
+    def forward(ctx, pre: Tensor, threshold: Tensor, bandwidth: float) -> Tensor:
+        ctx.save_for_backward(pre, threshold)
+        ctx.bandwidth = bandwidth
+        return (pre > threshold).to(pre.dtype)
+
+    @staticmethod
+    def backward(ctx, grad_out: Tensor):
+        pre, threshold = ctx.saved_tensors
+        eps = ctx.bandwidth
+        # EXERCISE: zero for pre; the pseudo-derivative for threshold, summed over the batch
+        grad_threshold = (-(1.0 / eps) * rectangle((pre - threshold) / eps) * grad_out).sum(0)
+        return torch.zeros_like(pre), grad_threshold, None
+        # END EXERCISE
+
+
+class JumpReLUSAE(SAE):
+    """Rajamanoharan et al. (2024): acts = JumpReLU_θ(pre) with a learned threshold θ per latent
+    (stored as log θ, so it stays positive), trained on recon + l0_coeff * L0."""
+
+    def __init__(self, cfg: SAEConfig):
+        super().__init__(cfg)
+        self.log_threshold = nn.Parameter(torch.full((cfg.d_sae,), math.log(cfg.threshold_init)))
+
+    def pre_acts(self, x: Float[Tensor, "batch d_in"]) -> Float[Tensor, "batch d_sae"]:
+        return einops.einsum(x - self.b_dec, self.W_enc, "batch d_in, d_in d_sae -> batch d_sae") + self.b_enc
+
+    def encode(self, x: Float[Tensor, "batch d_in"]) -> Float[Tensor, "batch d_sae"]:
+        return JumpReLUFunction.apply(self.pre_acts(x), self.log_threshold.exp(), self.cfg.bandwidth)
+
+    def forward(self, x: Float[Tensor, "batch d_in"]) -> SAEOutput:
+        if x.ndim != 2 or x.shape[-1] != self.cfg.d_in:
+            raise ValueError(f"SAE expects input of shape (batch, {self.cfg.d_in}), got {tuple(x.shape)}")
+        # EXERCISE: encode, decode, recon_loss as in SAE; the L0 through StepFunction; loss = recon + l0_coeff * L0
+        pre = self.pre_acts(x)
+        threshold = self.log_threshold.exp()
+        acts = JumpReLUFunction.apply(pre, threshold, self.cfg.bandwidth)
+        x_hat = self.decode(acts)
+        recon_loss = (x_hat - x).pow(2).mean(-1).mean()
+        l0 = StepFunction.apply(pre, threshold, self.cfg.bandwidth).sum(-1).mean()
+        return SAEOutput(recon_loss + self.cfg.l0_coeff * l0, recon_loss, l0, x_hat, acts)
+        # END EXERCISE
+
+
 def _tensor_sampler(pool: Tensor, d_in: int, seed: int) -> Callable[[int], Tensor]:
     """Batches drawn with replacement from a fixed tensor of activations."""
     if pool.ndim != 2 or pool.shape[-1] != d_in:
@@ -240,3 +360,26 @@ def train_sae(
         if step % 50 == 0:
             bar.set_postfix(loss=f"{out.loss.item():.4f}", l0=f"{history['l0'][-1]:.1f}", dead=f"{history['frac_dead'][-1]:.2f}")
     return history
+
+
+def compare_saes(
+    variants: dict[str, SAE],
+    train_data: Float[Tensor, "n d_in"] | Callable[[int], Float[Tensor, "batch d_in"]],
+    eval_x: Float[Tensor, "n_eval d_in"],
+) -> dict[str, dict[str, float]]:
+    """Train each SAE of `variants` (in place, with its own config) on `train_data`, then measure it on
+    the held-out `eval_x`: {name: {"l0": ..., "fvu": ..., "frac_dead": ...}}, frac_dead being the fraction
+    of latents that fire on no input of eval_x."""
+    results = {}
+    # EXERCISE: for each variant, train_sae; then, without gradients, L0, FVU and dead fraction on eval_x
+    for name, sae in variants.items():
+        train_sae(sae, train_data, progress=False)
+        with torch.no_grad():
+            out = sae(eval_x)
+        results[name] = {
+            "l0": l0_norm(out.acts),
+            "fvu": fraction_variance_unexplained(eval_x, out.x_hat),
+            "frac_dead": (out.acts > 0).any(0).logical_not().float().mean().item(),
+        }
+    # END EXERCISE
+    return results

@@ -77,9 +77,7 @@ class ToyModel(nn.Module):
 
     def hidden(self, features: Float[Tensor, "batch inst feats"]) -> Float[Tensor, "batch inst hidden"]:
         """h = W x for each instance: the compressed representation."""
-        # EXERCISE: project each instance's features through its own W (einops.einsum over the feats axis)
         return einops.einsum(features, self.W, "batch inst feats, inst hidden feats -> batch inst hidden")
-        # END EXERCISE
 
     def forward(self, features: Float[Tensor, "batch inst feats"]) -> Float[Tensor, "batch inst feats"]:
         """x' = ReLU(W^T h + b): read back out with the same W (tied), add the bias, then ReLU."""
@@ -191,6 +189,204 @@ def feature_recovery(
     cos = einops.einsum(F.normalize(W_dec, dim=-1), F.normalize(W, dim=0), "d_sae hidden, hidden feats -> d_sae feats")
     return cos.max(dim=0).values
     # END EXERCISE
+
+
+# Correlated and anticorrelated features. Features come in pairs (0, 1), (2, 3), ...
+
+
+def generate_correlated_batch(batch_size: int, feature_probability: Float[Tensor, "inst feats"]) -> Float[Tensor, "batch inst feats"]:
+    """Like `generate_batch`, but the two features of each pair (0, 1), (2, 3), ... are on together or
+    off together: one draw per pair, with the probability of the pair's first feature. The two values
+    are still independent uniform draws in [0, 1]."""
+    if feature_probability.shape[-1] % 2:
+        raise ValueError(f"features come in pairs: n_features must be even, got {feature_probability.shape[-1]}")
+    # EXERCISE: one on/off draw per pair, repeated for both members; independent values per feature
+    shape = (batch_size, *feature_probability.shape)
+    values = torch.rand(shape, device=feature_probability.device)
+    pair_p = feature_probability[:, ::2]
+    pair_on = torch.rand(batch_size, *pair_p.shape, device=feature_probability.device) < pair_p
+    present = pair_on.repeat_interleave(2, dim=-1)
+    return torch.where(present, values, 0.0)
+    # END EXERCISE
+
+
+def generate_anticorrelated_batch(batch_size: int, feature_probability: Float[Tensor, "inst feats"]) -> Float[Tensor, "batch inst feats"]:
+    """The two features of each pair are never on together: a pair is active with probability 2p
+    (p: its first feature's probability, at most 1/2) and then exactly one member, chosen by a fair
+    coin, is on. Each feature is still on with probability p; values uniform in [0, 1]."""
+    if feature_probability.shape[-1] % 2:
+        raise ValueError(f"features come in pairs: n_features must be even, got {feature_probability.shape[-1]}")
+    if (feature_probability > 0.5).any():
+        raise ValueError("anticorrelated pairs need feature_probability <= 0.5: the pair is active with probability 2p")
+    # EXERCISE: a pair is active with probability 2p; a fair coin picks which member; values uniform
+    shape = (batch_size, *feature_probability.shape)
+    device = feature_probability.device
+    values = torch.rand(shape, device=device)
+    pair_p = feature_probability[:, ::2]
+    pair_on = torch.rand(batch_size, *pair_p.shape, device=device) < 2 * pair_p
+    first = torch.rand(batch_size, *pair_p.shape, device=device) < 0.5
+    present = torch.stack([pair_on & first, pair_on & ~first], dim=-1).flatten(-2)
+    return torch.where(present, values, 0.0)
+    # END EXERCISE
+
+
+def pair_cosines(W: Float[Tensor, "inst hidden feats"]) -> Float[Tensor, "inst pairs"]:
+    """cos(W_{2k}, W_{2k+1}) for each pair k: +1 same direction, 0 orthogonal, -1 antipodal."""
+    # EXERCISE: normalise the columns (clamp the norm), then the dot product of each even column with the next
+    W_hat = W / W.norm(dim=1, keepdim=True).clamp_min(1e-8)
+    return (W_hat[:, :, 0::2] * W_hat[:, :, 1::2]).sum(dim=1)
+    # END EXERCISE
+
+
+# The phase diagram: 2 features in 1 hidden dimension, one instance per (importance, probability).
+
+PHASE_NAMES = ("feature 1 dropped", "feature 1 alone", "both, antipodal")
+
+
+def phase_grid(
+    importances: Float[Tensor, "n_imp"], probabilities: Float[Tensor, "n_prob"]
+) -> tuple[Float[Tensor, "inst 2"], Float[Tensor, "inst 2"]]:
+    """One instance per (importance r, probability p), row-major: instance i * n_prob + j has
+    importance (1, importances[i]) and feature probability (probabilities[j], probabilities[j])."""
+    # EXERCISE: build the (inst, 2) importance and feature-probability tensors of the grid, row-major
+    n_imp, n_prob = len(importances), len(probabilities)
+    r = importances.repeat_interleave(n_prob)
+    p = probabilities.repeat(n_imp)
+    importance = torch.stack([torch.ones_like(r), r], dim=-1)
+    feature_probability = torch.stack([p, p], dim=-1)
+    return importance, feature_probability
+    # END EXERCISE
+
+
+def classify_phase(W: Float[Tensor, "inst 1 2"], threshold: float = 0.5) -> Tensor:
+    """0 if feature 1 is dropped (||W_1|| < threshold), 1 if it has the dimension to itself (feature 0
+    dropped), 2 if both are represented (in one dimension that means antipodal: superposition)."""
+    # EXERCISE: which of the two features have a norm above the threshold, then the phase number
+    represented = W.norm(dim=1) > threshold
+    first, second = represented[:, 0], represented[:, 1]
+    return torch.where(~second, 0, torch.where(first, 2, 1))
+    # END EXERCISE
+
+
+def run_phase_sweep(
+    importances: Float[Tensor, "n_imp"],
+    probabilities: Float[Tensor, "n_prob"],
+    steps: int = 5000,
+    batch_size: int = 1024,
+    lr: float = 1e-2,
+    seed: int = 0,
+) -> tuple[Tensor, ToyModel]:
+    """Train one 2-feature, 1-dimension toy model per grid point (as instances of one ToyModel) and
+    return the phases as an (n_imp, n_prob) grid (rows: importance) and the trained model."""
+    # EXERCISE: build the grid, train one ToyModel with an instance per cell, classify, reshape to (n_imp, n_prob)
+    importance, feature_probability = phase_grid(importances, probabilities)
+    torch.manual_seed(seed)
+    cfg = ToyConfig(n_instances=len(importance), n_features=2, n_hidden=1)
+    model = ToyModel(cfg, feature_probability, importance)
+    train_toy_model(model, steps=steps, batch_size=batch_size, lr=lr, seed=seed, log_every=steps)
+    phases = classify_phase(model.W.detach()).reshape(len(importances), len(probabilities))
+    return phases, model
+    # END EXERCISE
+
+
+def plot_phase_diagram(
+    phases: Tensor, importances: Float[Tensor, "n_imp"], probabilities: Float[Tensor, "n_prob"], show: bool = True
+) -> go.Figure:
+    """A heatmap of the phases: x = 1 / feature probability (log axis), y = relative importance of
+    feature 1 (log axis), z = the phase number, with axis titles and the phase names in the colour bar."""
+    # EXERCISE: one go.Heatmap with z = phases, x = 1 / probabilities, y = importances; log axes with titles
+    fig = go.Figure(go.Heatmap(
+        z=phases.tolist(), x=(1 / probabilities).tolist(), y=importances.tolist(), zmin=0, zmax=2,
+        colorscale=[[0, "#440154"], [0.5, "#21918c"], [1, "#fde725"]],
+        colorbar={"tickvals": [0, 1, 2], "ticktext": list(PHASE_NAMES)},
+    ))
+    fig.update_xaxes(type="log", title="1 / feature probability")
+    fig.update_yaxes(type="log", title="relative importance of feature 1")
+    fig.update_layout(width=700, height=450, template="simple_white", title="2 features in 1 dimension: phase diagram")
+    # END EXERCISE
+    if show:
+        fig.show()
+    return fig
+
+
+# A privileged basis: a ReLU on the hidden layer.
+
+
+class NeuronModel(ToyModel):
+    """h = ReLU(W x), x' = ReLU(W^T h + b): the hidden units are now neurons."""
+
+    def hidden(self, features: Float[Tensor, "batch inst feats"]) -> Float[Tensor, "batch inst hidden"]:
+        # EXERCISE: the same projection as ToyModel.hidden, followed by a ReLU
+        return F.relu(einops.einsum(features, self.W, "batch inst feats, inst hidden feats -> batch inst hidden"))
+        # END EXERCISE
+
+
+def neuron_top_feature_share(W: Float[Tensor, "inst hidden feats"]) -> Float[Tensor, "inst hidden"]:
+    """For each neuron (row of W), the share of its squared input weights that goes to its largest
+    feature: 1 for a monosemantic neuron, 1/n_features for one that reads every feature equally."""
+    # EXERCISE: square the weights, take the largest over features, divide by the sum over features
+    sq = W.pow(2)
+    return sq.max(dim=-1).values / sq.sum(dim=-1).clamp_min(1e-12)
+    # END EXERCISE
+
+
+# Computation in superposition: y = |x| through a ReLU hidden layer.
+
+
+def generate_signed_batch(batch_size: int, feature_probability: Float[Tensor, "inst feats"]) -> Float[Tensor, "batch inst feats"]:
+    """Sparse features with a sign: 0 with probability 1 - p, else uniform in [-1, 1]."""
+    # EXERCISE: like generate_batch, but the values are uniform in [-1, 1]
+    shape = (batch_size, *feature_probability.shape)
+    values = 2 * torch.rand(shape, device=feature_probability.device) - 1
+    present = torch.rand(shape, device=feature_probability.device) < feature_probability
+    return torch.where(present, values, 0.0)
+    # END EXERCISE
+
+
+class AbsModel(nn.Module):
+    """y = ReLU(W_out ReLU(W_in x + b_in) + b_out), trained so that y ≈ |x|: n_hidden ReLU neurons
+    compute n_features absolute values. Untied: W_in (inst, hidden, feats), W_out (inst, feats, hidden)."""
+
+    def __init__(self, cfg: ToyConfig, feature_probability: float | Tensor = 1.0, importance: float | Tensor = 1.0):
+        super().__init__()
+        self.cfg = cfg
+        self.register_buffer("feature_probability", per_instance(feature_probability, cfg, "feature_probability"))
+        self.register_buffer("importance", per_instance(importance, cfg, "importance"))
+        self.W_in = nn.Parameter(nn.init.xavier_normal_(torch.empty(cfg.n_instances, cfg.n_hidden, cfg.n_features)))
+        self.b_in = nn.Parameter(torch.zeros(cfg.n_instances, cfg.n_hidden))
+        self.W_out = nn.Parameter(nn.init.xavier_normal_(torch.empty(cfg.n_instances, cfg.n_features, cfg.n_hidden)))
+        self.b_out = nn.Parameter(torch.zeros(cfg.n_instances, cfg.n_features))
+
+    def forward(self, features: Float[Tensor, "batch inst feats"]) -> Float[Tensor, "batch inst feats"]:
+        # EXERCISE: ReLU(W_in x + b_in), then ReLU(W_out h + b_out), each instance with its own weights
+        h = F.relu(einops.einsum(features, self.W_in, "batch inst feats, inst hidden feats -> batch inst hidden") + self.b_in)
+        return F.relu(einops.einsum(h, self.W_out, "batch inst hidden, inst feats hidden -> batch inst feats") + self.b_out)
+        # END EXERCISE
+
+    def generate_batch(self, batch_size: int) -> Float[Tensor, "batch inst feats"]:
+        return generate_signed_batch(batch_size, self.feature_probability)
+
+
+def train_abs_model(
+    model: AbsModel, steps: int = 10_000, batch_size: int = 1024, lr: float = 1e-3, seed: int = 0, log_every: int = 100
+) -> list[float]:
+    """Adam on fresh signed batches, target |x|, importance-weighted MSE; returns the logged losses."""
+    torch.manual_seed(seed)
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    losses = []
+    progress = tqdm(range(steps), desc="training |x| model")
+    for step in progress:
+        # EXERCISE: a fresh signed batch, the model's output, the weighted MSE against |x|, one Adam step
+        batch = model.generate_batch(batch_size)
+        loss = importance_weighted_mse(model(batch), batch.abs(), model.importance)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        # END EXERCISE
+        if step % log_every == 0 or step == steps - 1:
+            losses.append(loss.item())
+            progress.set_postfix(loss=f"{loss.item() / model.cfg.n_instances:.4g} per instance")
+    return losses
 
 
 # Plots. Not exercises: they take W (and what to colour it by) and return a plotly figure.
