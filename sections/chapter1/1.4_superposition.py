@@ -745,7 +745,7 @@ imshow(neuron_model.W.detach().cpu(), title="W per instance: rows are neurons, c
 # ### Exercise: signed sparse data
 #
 # Implement `generate_signed_batch`: like `generate_batch`, but a feature that is on takes a value
-# uniform in $[-1, 1]$. Half the time it is negative, so the ReLU can no longer be relied on to clean up
+# uniform in $[-1, 1]$. Half the time it is negative, so the ReLU cannot be relied on to clean up
 # negative interference for free, and a model that simply copied its input would be wrong half the time.
 # The check measures frequencies, the mean (0) and the mean absolute value (1/2) of the non-zero values.
 
@@ -782,7 +782,7 @@ tests.check_abs_model(AbsModel)
 # ### Exercise: training it
 #
 # Write the training loop for `train_abs_model`. It is `train_toy_model` with one change, and that
-# change is the whole point: the target is no longer the input. Each step: a fresh signed batch, the
+# change is the whole point: the target is not the input any more. Each step: a fresh signed batch, the
 # model's output, `importance_weighted_mse` against `batch.abs()`, one Adam step. The check trains two
 # features with four neurons (enough for the exact construction) and measures the error against $|x|$ on
 # fresh data: always predicting the mean of $|x|$ gives $\mathrm{Var}(|x|) = 1/12 \approx 0.083$, a working loop
@@ -899,7 +899,7 @@ tests.check_sae_recovers_features(W_toy, sae.W_dec)
 # trained with an L0 penalty.](figures/1.4_sae_variants.svg)
 #
 # - **TopK** (Gao et al., 2024): keep the k largest pre-activations of each input and zero the rest.
-#   Sparsity is no longer a penalty but a hard constraint, L0 ≤ k for every input, so the loss is just
+#   Sparsity is not a penalty here but a hard constraint, L0 ≤ k for every input, so the loss is just
 #   the reconstruction error and there is nothing to shrink the kept values. The knob is k itself,
 #   which is easier to choose than an L1 coefficient: you say how many latents you want.
 # - **JumpReLU** (Rajamanoharan et al., 2024): each latent has a threshold θ; below it the latent is 0,
