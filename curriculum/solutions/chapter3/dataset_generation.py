@@ -40,6 +40,17 @@ T = TypeVar("T")
 R = TypeVar("R")
 
 
+def learner_dataset_path() -> Path:
+    """Where section 3.1 saves the learner's generated dataset and section 3.2 looks for it first.
+
+    In the curriculum's cache folder (`CURRICULUM_CACHE` moves it), so it survives a kernel restart
+    and both notebooks find it whichever runs first.
+    """
+    from curriculum.utils.offline import cache_dir
+
+    return cache_dir("chapter3") / "power_seeking.json"
+
+
 # ----------------------------------------------------------------------------------------------
 # 1. The threat model and what a good question looks like
 # ----------------------------------------------------------------------------------------------
