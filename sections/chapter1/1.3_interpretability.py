@@ -963,43 +963,123 @@ for h0 in range(cfg.n_heads):
 # variance unexplained, FVU) against sparsity (L0: latents active per token). Latents that stop
 # firing are *dead*; we re-initialise them towards inputs the SAE reconstructs badly.
 #
-# ### Exercise: the sparse autoencoder
+# ### Exercise: the SAE's encoder
 #
-# Write `encode`, `decode` and `forward`. `forward` returns an `SAEOutput` with the total loss, the
-# reconstruction loss (per-input mean squared error, averaged over the batch), the L1 loss (per-input
-# sum of `|acts|`, averaged over the batch), `x_hat` and `acts`.
+# Why it matters: everything an SAE tells you about a model comes from `encode`. A latent's activation on
+# a token is the evidence that "this feature is present here"; get the encoder subtly wrong and every
+# dashboard you build later shows the wrong tokens.
+#
+# The encoder reads the input *relative to `b_dec`*. Think of `b_dec` as the average point the SAE
+# reconstructs around: the decoder adds it back, so the encoder should take it away first, and the
+# latents then only describe how this input differs from that centre. A small worked example with
+# `d_in = 2`, `d_sae = 3`: if `b_dec = (1, 1)` and an input is `x = (1, 1)` (exactly the centre),
+# `x - b_dec = 0` and every latent's pre-activation is just its `b_enc`; with `b_enc <= 0` nothing fires,
+# and `decode` returns `b_dec`, a perfect reconstruction at no L1 cost. Forget the subtraction and the
+# same input pushes `(1, 1) @ W_enc` into every latent.
+#
+# The ReLU makes activations non-negative, so "how much of this feature" is a magnitude and 0 means
+# absent. `decode` is given (`acts @ W_dec + b_dec`); `forward` is given and calls `sae_loss`, the next
+# exercise. Write `encode`. The check sets random weights and biases (non-zero `b_dec` and `b_enc`) and
+# compares with its own computation, naming a missing ReLU or a missing `- b_dec`.
 
-# %% exercise curriculum.solutions.chapter1.sae:SAE difficulty=2 importance=5 minutes=20
+# %% exercise curriculum.solutions.chapter1.sae:SAE difficulty=1 importance=5 minutes=8
 sae_tests.check_sae(SAE)
 
 # %% hint
 # The encoder centres the input on the decoder bias before projecting: `(x - b_dec) W_enc + b_enc`,
-# then a ReLU so the latents are non-negative. The decoder is linear: `acts W_dec + b_dec`.
+# then a ReLU so the latents are non-negative.
 
 # %% hint
-# Mind the two different reductions in the losses: the reconstruction term is a *mean* over `d_in`,
-# the L1 term a *sum* over `d_sae`, each then averaged over the batch. The total is
-# `recon_loss + self.cfg.l1_coeff * l1_loss`. The check names the term that differs.
+# `W_enc` is `[d_in, d_sae]`, so `(x - self.b_dec) @ self.W_enc` is `[batch, d_sae]`; add `self.b_enc`
+# and wrap the result in `F.relu`. (`einops.einsum(..., "batch d_in, d_in d_sae -> batch d_sae")` spells
+# out the same product with its shapes.)
 
 # %% [markdown]
-# ### Exercise: sparsity and reconstruction metrics
+# ### Exercise: the SAE loss
 #
-# The two numbers you watch while training an SAE: `l0_norm`, the average number of latents that fire
-# per input, and `fraction_variance_unexplained`, the reconstruction error relative to the spread of
-# the inputs around their mean. Both return Python floats.
+# Why it matters: the loss is the whole definition of what the SAE is for. Its two terms pull in opposite
+# directions: the reconstruction term wants every latent used freely, the L1 term wants as few and as
+# small activations as possible. `l1_coeff` sets the exchange rate between them, and that rate only means
+# something if each term has the reduction you think it has.
+#
+# - `recon_loss`: the squared error of each input, **averaged over `d_in`**, then averaged over the batch.
+#   Averaging over `d_in` makes the number independent of the model's width: an error of 0.1 per
+#   coordinate gives `recon_loss = 0.01` whether `d_in` is 64 or 768.
+# - `l1_loss`: each input's `|acts|` **summed over the latents**, then averaged over the batch. Summing is
+#   the point: the penalty must grow with every extra latent that fires. With `d_sae = 3` and activations
+#   `(0, 2, 0)` vs `(1, 1, 0)` the sums are equal (2), but `(0.5, 0.5, 1)` costs 2 as well: L1 prices total
+#   activation, and only a sum makes that price the same however many latents the SAE has. A mean over
+#   latents would divide the penalty by `d_sae` and quietly weaken your `l1_coeff` as you widen the SAE.
+# - `loss = recon_loss + l1_coeff * l1_loss`.
+#
+# Write `sae_loss(x, acts, x_hat, l1_coeff)`, returning `SAEOutput(loss, recon_loss, l1_loss, x_hat, acts)`
+# with scalar (0-dimensional) losses. The check compares each term with `F.mse_loss` and a plain sum, on
+# inputs whose dimensions have different scales, and names the term that differs.
 
-# %% exercise curriculum.solutions.chapter1.sae:l0_norm,fraction_variance_unexplained difficulty=2 importance=4 minutes=10
-sae_tests.check_metrics(l0_norm, fraction_variance_unexplained)
+# %% exercise curriculum.solutions.chapter1.sae:sae_loss difficulty=2 importance=5 minutes=10
+sae_tests.check_sae_loss(sae_loss)
 
 # %% hint
-# L0 counts, it does not add magnitudes: a latent is firing when it is `> 0`. FVU is a ratio of two
-# sums of squares over the whole batch: the residual `x - x_hat` on top, `x` minus its batch mean below.
+# Two different reductions: the reconstruction term is a *mean* over `d_in`, the L1 term a *sum* over
+# `d_sae`; each is then averaged over the batch. The check names the term that differs.
 
 # %% hint
-# For L0, a comparison gives a boolean tensor; turn it into floats, count along the latent axis, then
-# average over the batch and return `.item()`. For FVU the mean is
-# per dimension, over the batch: `x.mean(0, keepdim=True)`; subtracting the mean of all entries is the
-# mistake the check names. Guard the denominator with `clamp_min`.
+# `(x_hat - x).pow(2).mean(-1)` is one number per input; `.mean()` of that is the scalar. For L1,
+# `acts.abs().sum(-1).mean()`. If the check says a term is not a scalar, you stopped one reduction short.
+
+# %% [markdown]
+# ### Exercise: L0, the sparsity you watch
+#
+# Why it matters: the L1 penalty is what you optimise, but it is not what you care about. L1 can fall
+# because activations shrink while just as many latents fire. L0, the *number* of latents active per
+# input, is the quantity interpretability cares about: a token explained by 5 latents can be read; one
+# explained by 300 cannot. Typical residual-stream SAEs on real models aim for an L0 of tens.
+#
+# Worked example: for two inputs with activations `[[0, 3, 0, 1], [0.2, 0, 0, 0]]`, the first has 2
+# latents firing and the second 1, so L0 = 1.5. Multiply every activation by 10 and L0 stays 1.5, while
+# L1 grows tenfold: L0 counts, it does not weigh.
+#
+# Write `l0_norm(acts)`, returning a Python float. The check uses activations where a quarter of the
+# latents never fire, and rescales them to make sure you count rather than add.
+
+# %% exercise curriculum.solutions.chapter1.sae:l0_norm difficulty=1 importance=4 minutes=5
+sae_tests.check_l0_norm(l0_norm)
+
+# %% hint
+# A latent is firing when its activation is `> 0`. Count those per input, then average over the batch.
+
+# %% hint
+# `(acts > 0)` is a boolean tensor; `.float().sum(-1)` counts per input and `.mean().item()` averages
+# over the batch. A result below 1 on the check's data means you averaged over the latents too.
+
+# %% [markdown]
+# ### Exercise: fraction of variance unexplained
+#
+# Why it matters: `recon_loss` has units (squared activation), so "0.02" says nothing until you know how
+# spread out the activations are. The fraction of variance unexplained (FVU) divides the residual sum of
+# squares by the total sum of squares around the mean:
+#
+# $$\mathrm{FVU} = \frac{\sum_{b,i} (x_{bi} - \hat x_{bi})^2}{\sum_{b,i} (x_{bi} - \bar x_i)^2}, \qquad \bar x_i = \frac{1}{B} \sum_b x_{bi}.$$
+#
+# It reads as a percentage: 0 is a perfect reconstruction, 1 is no better than always predicting the
+# mean activation, which is exactly what an SAE with every latent dead does (it outputs `b_dec`). Note
+# the mean is per dimension, over the batch: residual-stream activations often have a large constant
+# offset in a few dimensions, and centring on the mean of *all* entries would count that offset as
+# "variance" the SAE gets credit for explaining. (FVU is `1 - R²` with the variance-weighted average
+# over dimensions, which is what the check compares against with scikit-learn.)
+#
+# Write `fraction_variance_unexplained(x, x_hat)`, returning a Python float.
+
+# %% exercise curriculum.solutions.chapter1.sae:fraction_variance_unexplained difficulty=2 importance=4 minutes=8
+sae_tests.check_fraction_variance_unexplained(fraction_variance_unexplained)
+
+# %% hint
+# A ratio of two sums of squares over the whole batch: the residual `x - x_hat` on top, `x` minus its
+# per-dimension batch mean below.
+
+# %% hint
+# The mean is `x.mean(0, keepdim=True)`: subtracting `x.mean()` (all entries) is the mistake the check
+# names. Guard the denominator with `.clamp_min(1e-12)` and return `.item()`.
 
 # %% [markdown]
 # ### Exercise: resample dead latents

@@ -7,6 +7,7 @@ metric is compared with scikit-learn's `r2_score`.
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from sklearn.metrics import r2_score
 
 from curriculum.solutions.chapter1.sae import SAEConfig
@@ -37,49 +38,80 @@ def _sae_with_random_weights(SAE, l1_coeff: float = 0.3, seed: int = 0):
 @check
 def check_sae(SAE) -> str:
     sae, x = _sae_with_random_weights(SAE)
-    W_enc, W_dec, b_enc, b_dec = (p.detach() for p in (sae.W_enc, sae.W_dec, sae.b_enc, sae.b_dec))
-    acts = torch.relu((x - b_dec) @ W_enc + b_enc)
-    x_hat = acts @ W_dec + b_dec
+    W_enc, b_enc, b_dec = (p.detach() for p in (sae.W_enc, sae.b_enc, sae.b_dec))
+    pre = (x - b_dec) @ W_enc + b_enc
+    acts = torch.relu(pre)
     with torch.no_grad():
-        got_acts = sae.encode(x)
-        assert_close(got_acts, acts, "encode(x)", atol=1e-5,
-                     hint="acts = ReLU((x - b_dec) @ W_enc + b_enc): subtract b_dec before encoding, and apply the ReLU")
-        assert_close(sae.decode(acts), x_hat, "decode(acts)", atol=1e-5, hint="x_hat = acts @ W_dec + b_dec")
-        out = sae(x)
-    if not isinstance(out, tuple) or not hasattr(out, "recon_loss"):
-        fail(f"forward should return an SAEOutput(loss, recon_loss, l1_loss, x_hat, acts), got {type(out).__name__}")
-    assert_close(out.acts, acts, "forward(x).acts")
-    assert_close(out.x_hat, x_hat, "forward(x).x_hat")
-    recon = (x_hat - x).pow(2).mean(-1).mean()
-    l1 = acts.sum(-1).mean()
-    for got, want, what, hint in [
-        (out.recon_loss, recon, "recon_loss", "mean over d_in of the squared error, then mean over the batch"),
-        (out.l1_loss, l1, "l1_loss", "sum over latents of |acts|, then mean over the batch"),
-        (out.loss, recon + 0.3 * l1, "loss", "loss = recon_loss + cfg.l1_coeff * l1_loss"),
-    ]:
-        assert_shape(got, (), what, hint="each loss term should be a scalar averaged over the batch")
-        assert_scalar_close(got, want.item(), what, rel=1e-4, hint=hint)
+        got = sae.encode(x)
+    assert_shape(got, (BATCH, D_SAE), "encode(x)", hint="one activation per latent: x [batch, d_in] @ W_enc [d_in, d_sae]")
+    if torch.allclose(got, pre, atol=1e-5):
+        fail("encode(x) returns the pre-activations, negative values included: apply a ReLU so latents are >= 0")
+    if torch.allclose(got, torch.relu(x @ W_enc + b_enc), atol=1e-5):
+        fail("encode(x) matches ReLU(x @ W_enc + b_enc): subtract b_dec from x before projecting, "
+             "so the encoder reads the input relative to the point the decoder reconstructs around")
+    assert_close(got, acts, "encode(x)", atol=1e-5,
+                 hint="acts = ReLU((x - b_dec) @ W_enc + b_enc): subtract b_dec before encoding, and apply the ReLU")
     return f"{int((acts > 0).sum())}/{acts.numel()} latents active on random inputs"
 
 
 @check
-def check_metrics(l0_norm, fraction_variance_unexplained) -> None:
+def check_sae_loss(sae_loss) -> str:
+    gen = torch.Generator().manual_seed(3)
+    x = torch.randn(BATCH, D_IN, generator=gen) * torch.linspace(0.5, 2.0, D_IN) + 1.0
+    x_hat = x + torch.randn(BATCH, D_IN, generator=gen) * 0.4
+    acts = torch.relu(torch.randn(BATCH, D_SAE, generator=gen) - 0.3)
+    l1_coeff = 0.3
+    out = sae_loss(x, acts, x_hat, l1_coeff)
+    if not isinstance(out, tuple) or not hasattr(out, "recon_loss"):
+        fail(f"sae_loss should return an SAEOutput(loss, recon_loss, l1_loss, x_hat, acts), got {type(out).__name__}")
+    recon = F.mse_loss(x_hat, x, reduction="none").mean(dim=1).mean()
+    l1 = acts.abs().sum(dim=1).mean()
+    for got, want, what, hint in [
+        (out.recon_loss, recon, "recon_loss",
+         "mean over d_in of the squared error, then mean over the batch (summing over d_in makes it d_in times too big)"),
+        (out.l1_loss, l1, "l1_loss",
+         "sum over latents of |acts|, then mean over the batch (a mean over latents makes it d_sae times too small)"),
+        (out.loss, recon + l1_coeff * l1, "loss", "loss = recon_loss + l1_coeff * l1_loss"),
+    ]:
+        assert_shape(got, (), what, hint="each loss term should be a scalar averaged over the batch")
+        assert_scalar_close(got, want.item(), what, rel=1e-4, hint=hint)
+    assert_close(out.x_hat, x_hat, "sae_loss(...).x_hat", hint="pass x_hat through unchanged")
+    assert_close(out.acts, acts, "sae_loss(...).acts", hint="pass acts through unchanged")
+    return f"recon {out.recon_loss.item():.3f}, l1 {out.l1_loss.item():.3f}, loss {out.loss.item():.3f}"
+
+
+@check
+def check_l0_norm(l0_norm) -> str:
     gen = torch.Generator().manual_seed(0)
     acts = torch.relu(torch.randn(50, 20, generator=gen))
     acts[:, :5] = 0.0  # whole latents silent: L0 must not count them
-    l0 = l0_norm(acts)
     want = torch.count_nonzero(acts, dim=-1).float().mean().item()
-    assert_scalar_close(l0, want, "l0_norm(acts)",
+    got = l0_norm(acts)
+    if isinstance(got, (int, float)) and abs(got - want / acts.shape[1]) < 1e-6:
+        fail(f"l0_norm gave {got:.4f}, the fraction of latents that fire; L0 is their number per input ({want:.2f}): "
+             "sum over d_sae, then average over the batch")
+    assert_scalar_close(got, want, "l0_norm(acts)",
                         hint="count the latents > 0 of each input (sum over d_sae), then average over the batch")
+    if abs(l0_norm(acts * 5.0) - want) > 1e-6:
+        fail("l0_norm changed when every activation was multiplied by 5: count firing latents (> 0), do not add magnitudes")
+    return f"L0 = {want:.2f} of 20 latents"
+
+
+@check
+def check_fraction_variance_unexplained(fraction_variance_unexplained) -> str:
+    gen = torch.Generator().manual_seed(0)
     x = torch.randn(64, 5, generator=gen) * torch.tensor([1.0, 2.0, 0.5, 3.0, 1.0]) + 4.0
     x_hat = x + torch.randn(64, 5, generator=gen) * 0.7
     want = 1.0 - r2_score(x.numpy(), x_hat.numpy(), multioutput="variance_weighted")
-    assert_scalar_close(fraction_variance_unexplained(x, x_hat), want, "fraction_variance_unexplained",
-                        rel=1e-4, hint="residual sum of squares over the sum of squares around the per-dimension batch mean")
-    assert_scalar_close(fraction_variance_unexplained(x, x.clone()), 0.0, "FVU of a perfect reconstruction", abs_=1e-6)
     mean_pred = x.mean(0, keepdim=True).expand_as(x)
-    assert_scalar_close(fraction_variance_unexplained(x, mean_pred), 1.0, "FVU of predicting the mean",
-                        hint="subtract the mean over the batch (dim 0), not over all entries")
+    assert_scalar_close(fraction_variance_unexplained(x, x.clone()), 0.0, "FVU of a perfect reconstruction", abs_=1e-6)
+    assert_scalar_close(fraction_variance_unexplained(x, mean_pred), 1.0, "FVU of predicting the per-dimension mean",
+                        hint="the denominator is x minus its mean over the batch (dim 0, keepdim), not over all entries, "
+                             "and not x itself uncentred")
+    got = fraction_variance_unexplained(x, x_hat)
+    assert_scalar_close(got, want, "fraction_variance_unexplained", rel=1e-4,
+                        hint="residual sum of squares over the sum of squares around the per-dimension batch mean")
+    return f"FVU = {want:.3f} (sklearn's 1 - r2_score, variance-weighted)"
 
 
 @check

@@ -86,6 +86,18 @@ class SAEOutput(NamedTuple):
     acts: Float[Tensor, "batch d_sae"]
 
 
+def sae_loss(
+    x: Float[Tensor, "batch d_in"], acts: Float[Tensor, "batch d_sae"], x_hat: Float[Tensor, "batch d_in"], l1_coeff: float
+) -> SAEOutput:
+    """The SAE's training loss and its two terms, packed with x_hat and acts into an SAEOutput."""
+    # EXERCISE: per-input MSE (mean over d_in) and per-input L1 (sum over d_sae), each averaged over the batch
+    recon_loss = (x_hat - x).pow(2).mean(-1).mean()
+    l1_loss = acts.abs().sum(-1).mean()
+    loss = recon_loss + l1_coeff * l1_loss
+    return SAEOutput(loss, recon_loss, l1_loss, x_hat, acts)
+    # END EXERCISE
+
+
 class SAE(nn.Module):
     """acts = ReLU((x - b_dec) W_enc + b_enc); x_hat = acts W_dec + b_dec. See the module docstring."""
 
@@ -109,21 +121,13 @@ class SAE(nn.Module):
         # END EXERCISE
 
     def decode(self, acts: Float[Tensor, "batch d_sae"]) -> Float[Tensor, "batch d_in"]:
-        # EXERCISE: project the latents back with W_dec and add b_dec
         return einops.einsum(acts, self.W_dec, "batch d_sae, d_sae d_in -> batch d_in") + self.b_dec
-        # END EXERCISE
 
     def forward(self, x: Float[Tensor, "batch d_in"]) -> SAEOutput:
         if x.ndim != 2 or x.shape[-1] != self.cfg.d_in:
             raise ValueError(f"SAE expects input of shape (batch, {self.cfg.d_in}), got {tuple(x.shape)}")
-        # EXERCISE: encode, decode, and return SAEOutput(loss, recon_loss, l1_loss, x_hat, acts)
         acts = self.encode(x)
-        x_hat = self.decode(acts)
-        recon_loss = (x_hat - x).pow(2).mean(-1).mean()
-        l1_loss = acts.abs().sum(-1).mean()
-        loss = recon_loss + self.cfg.l1_coeff * l1_loss
-        return SAEOutput(loss, recon_loss, l1_loss, x_hat, acts)
-        # END EXERCISE
+        return sae_loss(x, acts, self.decode(acts), self.cfg.l1_coeff)
 
     @torch.no_grad()
     def normalize_decoder(self) -> None:
