@@ -85,6 +85,11 @@ def test_tags_are_parsed_and_shown_under_each_heading_in_both_notebooks(tmp_path
         assert re.search(r"### Exercise: LayerNorm\n\n> \*\*Difficulty\*\* ●●○○○ .*\*\*Importance\*\* ●●●●○ .*about 10 min", layer_norm)
         assert re.search(r"### Exercise: token embeddings\n\n> \*\*Difficulty\*\* ●○○○○ .*●●●○○ .*about 5 min", embed)
         assert "Difficulty" not in next(m for m in md if "A test section" in m)
+        # the quote is closed by a blank line, so the text under the heading is not pulled into it
+        for m in (layer_norm, embed):
+            tag = next(line for line in m.split("\n") if line.startswith("> **Difficulty**"))
+            after = m.split("\n")[m.split("\n").index(tag) + 1]
+            assert after == "", f"the line after the tag line must be blank, got {after!r}"
 
 
 @pytest.mark.parametrize(

@@ -293,7 +293,8 @@ def markdown_source(cell: Cell, exercise: Cell | None, base: Path) -> str:
     if exercise is not None:
         # the tags go on the line under the cell's last exercise heading
         last = max(i for i, l in enumerate(lines) if EXERCISE_HEADING.match(l))
-        lines[last + 1 : last + 1] = ["", tag_line(exercise.meta)]
+        # a blank line after it too: text right under the heading would otherwise continue the quote
+        lines[last + 1 : last + 1] = ["", tag_line(exercise.meta), ""]
     return embed_images("\n".join(lines), base)
 
 

@@ -28,9 +28,13 @@ def smooth_series(y: Sequence[float] | np.ndarray, window: int) -> np.ndarray:
     return (cum[idx] - cum[lo]) / (idx - lo)
 
 
-def _show(fig: go.Figure, show: bool) -> go.Figure:
+def _show(fig: go.Figure, show: bool) -> go.Figure | None:
+    """Show the figure and return None, or return it unshown (show=False) to edit it first.
+
+    Returning a shown figure would make Jupyter draw it twice when the call ends a cell."""
     if show:
         fig.show()
+        return None
     return fig
 
 
@@ -43,7 +47,7 @@ def line(
     ylabel: str = "",
     log_y: bool = False,
     show: bool = True,
-) -> go.Figure:
+) -> go.Figure | None:
     """Plot one series, or a dict of named series (losses, rewards, ...).
 
     With `smooth=k` the raw curve is drawn faintly and a k-point moving average on top.
@@ -82,7 +86,7 @@ def imshow(
     zmid: float | None = 0.0,
     show: bool = True,
     **kwargs,
-) -> go.Figure:
+) -> go.Figure | None:
     """Heatmap of a 2-D array, or one facet per leading index of a 3-D array. Diverging colours around zmid."""
     z = to_numpy(z)
     if z.ndim not in (2, 3):
@@ -121,7 +125,7 @@ def image_grid(
     title: str = "",
     value_range: tuple[float, float] | None = None,
     show: bool = True,
-) -> go.Figure:
+) -> go.Figure | None:
     """A grid of images: [N, H, W] (grey) or [N, C, H, W] with C in {1, 3}; values rescaled to [0, 1].
 
     `value_range` (e.g. (-1, 1) for diffusion samples) fixes the scaling; by default it is the data's min/max.

@@ -211,14 +211,36 @@ for i, t in enumerate(example_tokens[0].tolist()[:-1]):
 # ![One GPT-2 block zoomed in: the stream enters at the top; a LayerNorm'd copy goes through attention (per-head queries, keys and values, scaled scores, causal mask, softmax over keys, weighted sum of values, output projection summed over heads) and is added back; a second LayerNorm'd copy goes through the MLP (widen to d_mlp, GELU, narrow back) and is added back; the shape after each step is written on the right](figures/1.1_transformer_block.svg)
 #
 # We use TransformerLens's parameter names and shapes (`W_Q: [n_heads, d_model, d_head]` and so
-# on), so that real GPT-2 weights load straight into your model.
+# on), so that real GPT-2 weights load straight into your model. We also use its *activation* names:
+# each value interpretability reads passes through a `HookPoint` (an identity layer that
+# `run_with_cache` and `run_with_hooks` can record or edit), with the same name and shape as in
+# TransformerLens. Then every tool you write in section 1.3 runs on your own model as well as on a
+# TransformerLens one. The hooks you will route values through:
+#
+# | hook (inside `blocks.{l}` unless marked) | shape | what it holds |
+# |---|---|---|
+# | `hook_embed`, `hook_pos_embed` (top level) | `[batch, pos, d_model]` | token and position embeddings, before they are added |
+# | `ln1.hook_scale`, `ln2.hook_scale`, `ln_final.hook_scale` | `[batch, pos, 1]` | LayerNorm's divisor `sqrt(var + eps)` |
+# | `ln1.hook_normalized` (and the others) | `[batch, pos, d_model]` | centred and divided, before `w` and `b` |
+# | `attn.hook_q`, `attn.hook_k`, `attn.hook_v` | `[batch, pos, n_heads, d_head]` | per-head queries, keys, values |
+# | `attn.hook_pattern` | `[batch, n_heads, query_pos, key_pos]` | softmaxed attention |
+# | `attn.hook_z` | `[batch, query_pos, n_heads, d_head]` | each head's mix of values, before `W_O` |
+# | `hook_attn_out`, `hook_mlp_out` | `[batch, pos, d_model]` | what each sublayer adds to the stream |
+# | `hook_resid_pre`, `hook_resid_mid`, `hook_resid_post` | `[batch, pos, d_model]` | the stream itself |
+#
+# Note the order of axes: q, k, v and z put positions before heads (TransformerLens's layout), while
+# the pattern puts heads first. Section 1.3 indexes `hook_z[:, pos, head]`, so the layout is part of
+# the contract, and the checks hold you to it.
 
 # %% [markdown]
 # ### Exercise: LayerNorm
 #
 # LayerNorm makes each residual vector have mean 0 and variance 1 across `d_model`, then applies
 # a learned scale `w` and shift `b`. Use the *biased* variance (divide by `d_model`, not
-# `d_model - 1`), as `torch.nn.LayerNorm` does, and put `eps` inside the square root.
+# `d_model - 1`), as `torch.nn.LayerNorm` does, and put `eps` inside the square root. Pass the divisor
+# `sqrt(var + eps)` (shape `[batch, pos, 1]`) through `self.hook_scale`, and the normalised vector
+# (before `w` and `b`) through `self.hook_normalized`: section 1.3 divides each component's
+# contribution by the recorded scale to see what the final LayerNorm does to it.
 
 # %% exercise curriculum.solutions.chapter1.gpt2:LayerNorm difficulty=2 importance=4 minutes=10
 tests.check_layer_norm(LayerNorm)
@@ -321,10 +343,13 @@ tests.check_apply_causal_mask(apply_causal_mask)
 # ### Exercise: multi-head attention
 #
 # Implement the forward pass with `einops.einsum`, writing the shapes out. The check compares your
-# layer with `torch.nn.functional.scaled_dot_product_attention` on the same weights, and checks the
-# pattern passes through `self.hook_pattern` (that is what lets `run_with_cache` record it, as in
-# TransformerLens). (The reference solution also has a second path through PyTorch's fused kernel,
-# `attn_impl="sdpa"`, which section 1.2 uses; you write only the plain path, the one the check runs.)
+# layer with `torch.nn.functional.scaled_dot_product_attention` on the same weights, and checks that
+# q, k, v, the pattern and z pass through their hooks with the shapes of the table above (that is what
+# lets `run_with_cache` record them, as in TransformerLens). (The reference solution also has a second
+# path through PyTorch's fused kernel, `attn_impl="sdpa"`, which section 1.2 uses; you write only the
+# plain path, the one the check runs. The fused kernel never materialises the pattern, so on that path
+# `hook_pattern` records nothing, and the model warns if you attach a hook to it: use the plain path
+# for interpretability.)
 #
 # One line concerns the KV cache you will build at the end of the section: right after computing `k`
 # and `v`, write `if kv_cache is not None: k, v = kv_cache.update(k, v)`. Without a cache it does
@@ -343,23 +368,26 @@ tests.check_attention(Attention)
 
 # %% hint
 # Write every step as an einsum with named axes. The projection to queries, for example, is
-# `"b p d, h d e -> b h p e"`, plus `b_Q[:, None]` (the bias is `[n_heads, d_head]`; the `None`
-# broadcasts it over positions). In the scores, give query and key positions different names so they
-# stay two axes; the output projection sums over heads (an axis that appears on the left only), and
-# `b_O` is added once after that, not once per head.
+# `"b p d, h d e -> b p h e"`, plus `b_Q` (the bias is `[n_heads, d_head]`, which broadcasts over the
+# leading batch and position axes), wrapped in `self.hook_q`. In the scores, give query and key
+# positions different names so they stay two axes (`"b q h e, b k h e -> b h q k"`); the output
+# projection sums over heads (an axis that appears on the left only), and `b_O` is added once after
+# that, not once per head.
 
 # %% hint
-# The shape of the code, after the three projections:
+# The shape of the code:
 # ```python
+# q = self.hook_q(einops.einsum(x, self.W_Q, "b p d, h d e -> b p h e") + self.b_Q)   # k, v alike
 # if kv_cache is not None:
 #     k, v = kv_cache.update(k, v)
 # attn_scores = einops.einsum(q, k, ...) / ...
 # pattern = self.hook_pattern(...)   # masked, softmaxed over the key axis
-# z = einops.einsum(pattern, v, ...)
+# z = self.hook_z(einops.einsum(pattern, v, ...))   # [batch, query_pos, n_heads, d_head]
 # return einops.einsum(z, self.W_O, ...) + self.b_O
 # ```
-# If the check says the pattern never passed through `self.hook_pattern`, you computed the softmax
-# but used it without wrapping it.
+# If the check says something never passed through a hook, you computed the value but used it
+# without wrapping it; if it names a shape, your hook holds `[batch, n_heads, pos, d_head]` where
+# TransformerLens's layout puts positions first.
 
 # %% [markdown]
 # ### Exercise: the MLP
@@ -385,7 +413,8 @@ tests.check_mlp(MLP)
 #
 # A block is *pre-norm*: LayerNorm before attention and before the MLP, each output added back into
 # the residual stream. Route the three values of the stream through `hook_resid_pre`,
-# `hook_resid_mid` and `hook_resid_post`, so that `run_with_cache` records them, and hand the block's
+# `hook_resid_mid` and `hook_resid_post`, and what each sublayer adds through `hook_attn_out` and
+# `hook_mlp_out` (before the addition), so that `run_with_cache` records them; hand the block's
 # `kv_cache` to attention.
 
 # %% exercise curriculum.solutions.chapter1.gpt2:TransformerBlock difficulty=2 importance=4 minutes=10
@@ -397,8 +426,8 @@ tests.check_transformer_block(TransformerBlock)
 # does the same on the updated stream.
 
 # %% hint
-# Wrap each stream value in its hook as you compute it, e.g. `resid_pre = self.hook_resid_pre(resid_pre)`,
-# and call `self.attn(self.ln1(...), kv_cache)`. The usual bugs: adding the MLP's output to
+# Wrap each value in its hook as you compute it, e.g. `resid_pre = self.hook_resid_pre(resid_pre)` and
+# `attn_out = self.hook_attn_out(self.attn(self.ln1(resid_pre), kv_cache))`. The usual bugs: adding the MLP's output to
 # `resid_pre` instead of `resid_mid`, or normalising the stream in place (`x = ln(x) + attn(...)`);
 # both change the output and the check compares with a block built from `F.layer_norm` and the
 # fused attention kernel.
@@ -428,7 +457,8 @@ tests.check_unembed(Unembed)
 # in both modes. It then feeds the same tokens in two calls with a KV cache, four tokens and then the
 # rest: the logits of the later tokens must still match, which they only do if the second call's
 # tokens get the position embeddings of positions 4, 5, 6 rather than 0, 1, 2. That is what `offset`
-# is for.
+# is for. Route the two embeddings through `self.hook_embed` and `self.hook_pos_embed` before adding
+# them: section 1.3 attributes the logits to each of them separately.
 
 # %% exercise curriculum.solutions.chapter1.gpt2:GPT2 difficulty=3 importance=5 minutes=20
 tests.check_gpt2(GPT2)
@@ -900,8 +930,8 @@ tests.check_layer_kv_cache(LayerKVCache)
 # append the new positions after the old ones and store the result.
 
 # %% hint
-# Keys and values are `[batch, n_heads, pos, d_head]`, so the position axis is `dim=-2`:
-# `torch.cat([self.k, k], dim=-2)`. Concatenating on another axis shows up in the check as a wrong
+# Keys and values are `[batch, pos, n_heads, d_head]` (the layout of `hook_k`), so the position axis is
+# `dim=1`: `torch.cat([self.k, k], dim=1)`. Concatenating on another axis shows up in the check as a wrong
 # cache length after 9 tokens; putting new before old shows up as different logits.
 
 # %% [markdown]

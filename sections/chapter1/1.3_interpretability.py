@@ -30,6 +30,15 @@
 # `blocks.{l}.attn.hook_z` is `[batch, pos, head, d_head]`, and `model.W_Q[l, h]` is a head's
 # query matrix.
 #
+# **Your own model works too.** The GPT-2 you built in section 1.1 routes its activations through
+# hooks with the same names and shapes (the table in 1.1's part on the residual stream) and exposes the
+# same stacked weights (`model.W_O[l]`, `model.W_U`, ...), so every function you write here runs on it
+# unchanged: try `induction_scores_with_hooks` on the model you trained in 1.1. One difference to
+# keep in mind: TransformerLens's compatibility mode folds each LayerNorm's `w` into the next weight
+# matrix, and your model does not, so direct logit attributions computed on your model read the
+# unfolded weights. (A model built with `attn_impl="sdpa"` records no `hook_pattern`, since the fused
+# kernel never forms the pattern; build it with the default `"manual"` for this section.)
+#
 # **Online or offline.** Online you get TransformerLens's pretrained 2-layer attention-only model
 # (8 heads per layer, trained on web text and code). Offline you get the project's own 2-layer,
 # 4-head model, trained in a few minutes on CPU by `python -m curriculum.solutions.chapter1.induction_model`

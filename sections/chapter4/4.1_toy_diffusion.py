@@ -56,9 +56,10 @@ from curriculum.utils.plotting import line
 # %% [markdown]
 # ## The data
 #
-# Two 2-D datasets, scaled so each axis has roughly unit variance. That scaling is not cosmetic:
-# the noise added is N(0, I), so the schedule's notion of "a little noise" and "mostly noise" is
-# measured against data of size about 1. Data ten times larger would still be clearly visible
+# Two 2-D datasets, scaled so each axis has a standard deviation of order 1: about 0.85 for the
+# swiss roll, and about 1.4 for the eight Gaussians on a circle of radius 2 (each axis of a point on
+# that circle has variance 2²/2 = 2). That scaling is not cosmetic: the noise added is N(0, I), so the
+# schedule's notion of "a little noise" and "mostly noise" is measured against data of size about 1. Data ten times larger would still be clearly visible
 # after the step where unit-size data has faded, and the last step would not be close to N(0, I).
 
 # %%
@@ -128,8 +129,11 @@ tests.check_linear_betas(linear_betas)
 #
 # Here you choose the curve of alpha_bar first and derive the betas from it: since
 # alpha_bar_t = alpha_bar_{t-1} (1 - beta_t), each beta is one minus the ratio of consecutive values
-# of f. Clipping at `max_beta` stops the last step from destroying the remaining signal in one go
-# (f reaches 0 at u = 1, so the final ratio would be 0 and beta would be 1). The check compares
+# of f. Near the end, f falls towards 0 (it reaches 0 at u = 1), so the last ratios approach 0 and
+# the last betas approach 1. A beta of exactly 1 makes alpha_t = 1 - beta_t = 0, and the reverse step
+# divides by sqrt(alpha_t) (and by sqrt(alpha_bar_t) to estimate x_0): the sampler's first step would
+# divide by zero. Clipping at `max_beta` = 0.999 keeps every alpha_t at least 0.001, a singularity
+# avoided at no cost, since so little signal is left at that point that the exact value hardly matters. The check compares
 # with diffusers' `squaredcos_cap_v2` schedule.
 
 # %% exercise curriculum.solutions.chapter4.toy_diffusion:cosine_betas difficulty=2 importance=3 minutes=10
@@ -515,8 +519,12 @@ line(losses, smooth=100, title="epsilon-prediction loss on the swiss roll", ylab
 # ### Exercise: one reverse step
 #
 # Combine the pieces: the $\hat x_0$ estimate (clamped if `clip_x0` is set), your
-# `posterior_mean_variance`, and the noise. The check runs your step against diffusers'
-# `DDPMScheduler.step` at several t, including t = 0, with and without clamping.
+# `posterior_mean_variance`, and the noise: `mean + sqrt(variance) * noise`. The check runs your step
+# against diffusers' `DDPMScheduler.step` at several t, including t = 0, with and without clamping, in
+# two stages: first with `noise` all zeros, which isolates the posterior mean, then with real noise,
+# which measures the scale you put on it. So a message about the mean points at $\hat x_0$ or the
+# mean's coefficients, and a message about the noise scale at the variance ($\tilde\beta_t$, not
+# $\beta_t$) or a forgotten square root.
 
 # %% exercise curriculum.solutions.chapter4.toy_diffusion:ddpm_step difficulty=2 importance=5 minutes=10
 tests.check_ddpm_step(ddpm_step)
@@ -538,6 +546,11 @@ tests.check_ddpm_step(ddpm_step)
 # random numbers through diffusers' loop.
 #
 # ### Exercise: the sampling loop
+#
+# The trajectory plots below need the intermediate states: when `record` is a list, append a CPU copy
+# of x *before* the step, at the first step and then every `record_every` steps, and the final sample
+# after the loop. With T = 100 and `record_every=30` that is x before t = 99, 69, 39 and 9, then the
+# result: 5 tensors. The check compares each one with diffusers' trajectory.
 
 # %% exercise curriculum.solutions.chapter4.toy_diffusion:ddpm_sample difficulty=2 importance=5 minutes=15
 tests.check_ddpm_sample(ddpm_sample)

@@ -87,37 +87,47 @@ def test_causal_mask_check_catches(bug):
     assert_check_fails(checks.check_apply_causal_mask, bug)
 
 
-def _attention_with(*, scale: bool = True, softmax_dim: int = -1, mask: bool = True, hook: bool = True):
+def _attention_with(*, scale: bool = True, softmax_dim: int = -1, mask: bool = True, hook: bool = True,
+                    qkv_hooks: bool = True, head_major_hooks: bool = False, z_hook: bool = True):
     class BuggyAttention(ref.Attention):
         def forward(self, x, kv_cache=None):
-            q = einops.einsum(x, self.W_Q, "b p d, h d e -> b h p e") + self.b_Q[:, None]
-            k = einops.einsum(x, self.W_K, "b p d, h d e -> b h p e") + self.b_K[:, None]
-            v = einops.einsum(x, self.W_V, "b p d, h d e -> b h p e") + self.b_V[:, None]
-            scores = einops.einsum(q, k, "b h q e, b h k e -> b h q k")
+            q = einops.einsum(x, self.W_Q, "b p d, h d e -> b p h e") + self.b_Q
+            k = einops.einsum(x, self.W_K, "b p d, h d e -> b p h e") + self.b_K
+            v = einops.einsum(x, self.W_V, "b p d, h d e -> b p h e") + self.b_V
+            if head_major_hooks:  # hooks fed the [batch, n_heads, pos, d_head] layout
+                q, k, v = (h(t.transpose(1, 2)).transpose(1, 2) for h, t in ((self.hook_q, q), (self.hook_k, k), (self.hook_v, v)))
+            elif qkv_hooks:
+                q, k, v = self.hook_q(q), self.hook_k(k), self.hook_v(v)
+            scores = einops.einsum(q, k, "b q h e, b k h e -> b h q k")
             if scale:
                 scores = scores / math.sqrt(self.cfg.d_head)
             if mask:
                 scores = ref.apply_causal_mask(scores)
             pattern = scores.softmax(dim=softmax_dim)
             pattern = self.hook_pattern(pattern) if hook else pattern
-            z = einops.einsum(pattern.nan_to_num(), v, "b h q k, b h k e -> b h q e")
-            return einops.einsum(z, self.W_O, "b h q e, h e d -> b q d") + self.b_O
+            z = einops.einsum(pattern.nan_to_num(), v, "b h q k, b k h e -> b q h e")
+            z = self.hook_z(z) if z_hook else z
+            return einops.einsum(z, self.W_O, "b q h e, h e d -> b q d") + self.b_O
 
     return BuggyAttention
 
 
 @pytest.mark.parametrize(
-    "bug",
+    "bug,match",
     [
-        dict(scale=False),
-        dict(softmax_dim=-2),
-        dict(mask=False),
-        dict(hook=False),
+        (dict(scale=False), "sqrt"),
+        (dict(softmax_dim=-2), "query axis"),
+        (dict(mask=False), "causal mask"),
+        (dict(hook=False), "hook_pattern"),
+        (dict(qkv_hooks=False), "hook_q"),
+        (dict(head_major_hooks=True), "n_heads, d_head"),
+        (dict(z_hook=False), "hook_z"),
     ],
-    ids=["missing 1/sqrt(d_head)", "softmax over queries", "no causal mask", "pattern bypasses hook"],
+    ids=["missing 1/sqrt(d_head)", "softmax over queries", "no causal mask", "pattern bypasses hook", "no q/k/v hooks",
+         "hooks in [batch, head, pos] layout", "z bypasses hook_z"],
 )
-def test_attention_check_catches(bug):
-    assert_check_fails(checks.check_attention, _attention_with(**bug))
+def test_attention_check_catches(bug, match):
+    assert_check_fails(checks.check_attention, _attention_with(**bug), match=match)
 
 
 def test_attention_check_passes_on_a_correct_rewrite():
@@ -193,14 +203,14 @@ def test_gpt2_check_catches(bug):
     assert_check_fails(checks.check_gpt2, bug)
 
 
-GPT2_POS = "self.embed(tokens) + self.pos_embed(tokens, offset)"
+GPT2_POS = "self.hook_pos_embed(self.pos_embed(tokens, offset))"
 GPT2_TIED = 'return einops.einsum(residual, self.embed.W_E, "b p d, v d -> b p v")'
 
 
 @pytest.mark.parametrize(
     "old,new,message",
     [
-        (GPT2_POS, "self.embed(tokens) + self.pos_embed(tokens)", r"fed after a KV cache.*pass the offset"),
+        (GPT2_POS, "self.hook_pos_embed(self.pos_embed(tokens))", r"fed after a KV cache.*pass the offset"),
         ("block(residual, kv_cache[layer] if kv_cache is not None else None)", "block(residual)",
          r"cache holds 0 positions.*kv_cache\[layer\]"),
         (GPT2_TIED, "return self.unembed(residual)", r"tie_embeddings=True.*TypeError.*self.embed.W_E"),
@@ -346,8 +356,8 @@ def test_beam_search_check_catches_per_beam_selection():
 
 class CachePrepends(ref.LayerKVCache):
     def update(self, k, v):
-        self.k = k if self.k is None else torch.cat([k, self.k], dim=-2)
-        self.v = v if self.v is None else torch.cat([v, self.v], dim=-2)
+        self.k = k if self.k is None else torch.cat([k, self.k], dim=1)
+        self.v = v if self.v is None else torch.cat([v, self.v], dim=1)
         return self.k, self.v
 
 
@@ -357,7 +367,16 @@ class CacheForgets(ref.LayerKVCache):
         return k, v
 
 
-@pytest.mark.parametrize("bug", [CachePrepends, CacheForgets])
+class CacheHeadAxis(ref.LayerKVCache):
+    """Appends along dim=-2, right for a [batch, n_heads, pos, d_head] cache but here that is the head axis."""
+
+    def update(self, k, v):
+        self.k = k if self.k is None else torch.cat([self.k, k], dim=-2)
+        self.v = v if self.v is None else torch.cat([self.v, v], dim=-2)
+        return self.k, self.v
+
+
+@pytest.mark.parametrize("bug", [CachePrepends, CacheForgets, CacheHeadAxis])
 def test_kv_cache_check_catches(bug):
     assert_check_fails(checks.check_layer_kv_cache, bug)
 
@@ -407,7 +426,7 @@ def test_training_lowers_loss():
 
 # --- the checks name the bug (softmax axis, mask, scale, eps, NaN) -------------------------------
 
-SCORES = "einops.einsum(q, k, \"b h q e, b h k e -> b h q k\") / math.sqrt(self.cfg.d_head)"
+SCORES = "einops.einsum(q, k, \"b q h e, b k h e -> b h q k\") / math.sqrt(self.cfg.d_head)"
 PATTERN = "self.hook_pattern(apply_causal_mask(attn_scores).softmax(dim=-1))"
 
 
@@ -429,15 +448,15 @@ def test_attention_check_diagnoses_the_bug_from_the_pattern(old, new, message):
     assert_check_fails(checks.check_attention, mutant(ref.Attention, (old, new)), match=message)
 
 
-LN_SCALE = "scale = (residual.pow(2).mean(dim=-1, keepdim=True) + self.cfg.layer_norm_eps).sqrt()"
+LN_SCALE = "scale = self.hook_scale((residual.pow(2).mean(dim=-1, keepdim=True) + self.cfg.layer_norm_eps).sqrt())"
 
 
 @pytest.mark.parametrize(
     "new",
     [
-        "scale = residual.pow(2).mean(dim=-1, keepdim=True).sqrt() + self.cfg.layer_norm_eps",  # eps outside the root
-        "scale = residual.std(dim=-1, keepdim=True, unbiased=False) + self.cfg.layer_norm_eps",  # std + eps
-        "scale = (residual.var(dim=-1, keepdim=True, unbiased=True) + self.cfg.layer_norm_eps).sqrt()",  # unbiased variance
+        "scale = self.hook_scale(residual.pow(2).mean(dim=-1, keepdim=True).sqrt() + self.cfg.layer_norm_eps)",  # eps outside the root
+        "scale = self.hook_scale(residual.std(dim=-1, keepdim=True, unbiased=False) + self.cfg.layer_norm_eps)",  # std + eps
+        "scale = self.hook_scale((residual.var(dim=-1, keepdim=True, unbiased=True) + self.cfg.layer_norm_eps).sqrt())",  # unbiased variance
     ],
     ids=["eps-outside-sqrt", "std-plus-eps", "unbiased-variance"],
 )
@@ -447,7 +466,7 @@ def test_layer_norm_check_catches_eps_and_variance_bugs(new):
 
 def test_eps_outside_the_root_fails_only_on_small_variance_inputs():
     """The wide inputs alone would let this bug through: the small-variance case is what catches it."""
-    bug = mutant(ref.LayerNorm, (LN_SCALE, "scale = residual.pow(2).mean(dim=-1, keepdim=True).sqrt() + self.cfg.layer_norm_eps"))
+    bug = mutant(ref.LayerNorm, (LN_SCALE, "scale = self.hook_scale(residual.pow(2).mean(dim=-1, keepdim=True).sqrt() + self.cfg.layer_norm_eps)"))
     assert_check_fails(checks.check_layer_norm, bug, match="small-variance inputs")
 
 
@@ -461,3 +480,34 @@ def test_top_k_check_rejects_nan_for_dropped_logits():
 def test_block_check_insists_on_the_residual_hooks():
     no_mid_hook = mutant(ref.TransformerBlock, ("resid_mid = self.hook_resid_mid(resid_pre + ", "resid_mid = (resid_pre + "))
     assert_check_fails(checks.check_transformer_block, no_mid_hook, match=r"never passed through self.hook_resid_mid")
+
+
+# --- the hooks section 1.3 reads ------------------------------------------------------------------
+
+
+def test_layer_norm_check_insists_on_hook_scale():
+    no_hook = mutant(ref.LayerNorm, (LN_SCALE, LN_SCALE.replace("self.hook_scale(", "(")))
+    assert_check_fails(checks.check_layer_norm, no_hook, match=r"LayerNorm.hook_scale")
+    no_norm_hook = mutant(ref.LayerNorm, ("self.hook_normalized(residual / scale)", "(residual / scale)"))
+    assert_check_fails(checks.check_layer_norm, no_norm_hook, match=r"LayerNorm.hook_normalized")
+
+
+def test_block_check_insists_on_the_sublayer_output_hooks():
+    no_attn_out = mutant(ref.TransformerBlock, ("attn_out = self.hook_attn_out(", "attn_out = ("))
+    assert_check_fails(checks.check_transformer_block, no_attn_out, match=r"attn sublayer's output never passed")
+    mlp_out_after_add = mutant(ref.TransformerBlock, ("return self.hook_resid_post(resid_mid + mlp_out)",
+                                                      "return self.hook_resid_post(self.hook_mlp_out(resid_mid + mlp_out))"))
+    assert_check_fails(checks.check_transformer_block, mlp_out_after_add, match=r"hook_mlp_out")
+
+
+def test_gpt2_check_insists_on_the_embedding_hooks():
+    summed = mutant(ref.GPT2, ("self.hook_embed(self.embed(tokens)) + self.hook_pos_embed(self.pos_embed(tokens, offset))",
+                               "self.hook_embed(self.embed(tokens) + self.pos_embed(tokens, offset))"))
+    assert_check_fails(checks.check_gpt2, summed, match=r"hook_embed|hook_pos_embed")
+
+
+def test_sdpa_warns_that_it_records_no_pattern():
+    model = checks.reference_model(attn_impl="sdpa")
+    with pytest.warns(UserWarning, match="hook_pattern records nothing"):
+        _, cache = model.run_with_cache(checks._tokens(1, 5))
+    assert "blocks.0.attn.hook_pattern" not in cache and "blocks.0.attn.hook_z" in cache

@@ -619,6 +619,19 @@ def test_save_checkpoint_missing_key(key):
     assert_check_fails(T.check_save_checkpoint, save, match=f"lacks '{key}'")
 
 
+def test_save_checkpoint_must_be_atomic():
+    direct = mutant(S.save_checkpoint, ("torch.save(state, tmp)\n    os.replace(tmp, path)", "torch.save(state, path)"))
+    assert_check_fails(T.check_save_checkpoint, direct, match="broken file.*temporary")
+    swallowed = mutant(S.save_checkpoint, ("torch.save(state, tmp)\n    os.replace(tmp, path)",
+                                           "try:\n        torch.save(state, tmp)\n        os.replace(tmp, path)\n    except OSError:\n        pass"))
+    assert_check_fails(T.check_save_checkpoint, swallowed, match="returned normally")
+
+
+def test_accumulate_without_dividing_is_named_at_the_loss():
+    bug = mutant(S.accumulate_gradients, ("loss = lm_loss(model(x), y) / n_micro", "loss = lm_loss(model(x), y)"))
+    assert_check_fails(T.check_accumulate_gradients, bug, match="divide each micro-batch's loss by the number of micro-batches")
+
+
 def test_save_checkpoint_leftovers_and_unsafe_pickles():
     assert_check_fails(T.check_save_checkpoint, _save_leaving_tmp, match="os.replace")
     assert_check_fails(T.check_save_checkpoint, _save_whole_objects, match="weights_only=True")
@@ -646,7 +659,7 @@ def test_evaluate_without_no_grad_is_caught():
 @pytest.mark.parametrize("replacements, match", [
     ((("(losses * mask).sum(1) / mask.sum(1)", "(losses * mask).sum(1)"),), "summed"),
     ((("mask[i, len(context) - 1 : len(row) - 1] = 1.0", "mask[i, : len(row) - 1] = 1.0"),), "context's tokens were scored"),
-    ((("mask[i, len(context) - 1 : len(row) - 1] = 1.0", "mask[i, len(context) : len(row)] = 1.0"),), "expected"),
+    ((("mask[i, len(context) - 1 : len(row) - 1] = 1.0", "mask[i, len(context) : len(row)] = 1.0"),), "misaligned"),
     ((("(losses * mask).sum(1) / mask.sum(1)", "(losses * mask).sum(1) / (length - 1)"),), "padding"),
 ])
 def test_ending_losses_mutants(replacements, match):

@@ -163,14 +163,22 @@ def _step(variance="small", prev_offset=1, alpha_bar_coef=False, noise_at_zero=F
 
 def test_ddpm_step_mutants():
     checks.check_ddpm_step(_step())
-    for bug in [
-        _step(variance="large"),  # wrong variance
-        _step(prev_offset=0),  # off-by-one: alpha_bar_t used for alpha_bar_{t-1}
-        _step(alpha_bar_coef=True),  # alpha vs alpha_bar confusion
-        _step(noise_at_zero=True, variance="large"),
-        _step(clip_after=True),  # clamps the sample rather than x0_hat
+    for bug, match in [
+        (_step(variance="large"), r"scales the noise by .*sqrt\(beta_t\)"),  # the variance, reported as the variance
+        (_step(prev_offset=0), "noise = 0"),  # off-by-one: alpha_bar_t used for alpha_bar_{t-1}
+        (_step(alpha_bar_coef=True), "noise = 0"),  # alpha vs alpha_bar confusion
+        (_step(noise_at_zero=True, variance="large"), "scales the noise|no noise is added"),
+        (_step(clip_after=True), "clamp x0_hat"),  # clamps the sample rather than x0_hat
     ]:
-        assert_check_fails(checks.check_ddpm_step, bug)
+        assert_check_fails(checks.check_ddpm_step, bug, match=match)
+
+
+def test_ddpm_step_variance_instead_of_std_is_named():
+    def step(eps, t, x_t, sched, noise, clip_x0=None):
+        mean, var = sol.posterior_mean_variance((x_t - (1 - sched.alpha_bars[t]).sqrt() * eps) / sched.alpha_bars[t].sqrt(), x_t, t, sched)
+        return mean if t == 0 else mean + var * noise
+
+    assert_check_fails(checks.check_ddpm_step, step, match="the variance itself")
 
 
 def test_ddpm_step_noise_free_at_zero_matches_epsilon_form():
@@ -185,14 +193,20 @@ def test_ddpm_step_noise_free_at_zero_matches_epsilon_form():
 
 
 # --- the sampler -------------------------------------------------------------------------------
-def _sampler(skip_last=False, t_offset=0, no_noise=False, start_scale=1.0):
-    def sample(model, shape, sched, generator=None, clip_x0=None, **kw):
+def _sampler(skip_last=False, t_offset=0, no_noise=False, start_scale=1.0, record_after=False, no_final=False):
+    def sample(model, shape, sched, generator=None, clip_x0=None, record=None, record_every=1, **kw):
         x = start_scale * torch.randn(shape, generator=generator)
         last = 1 if skip_last else 0
-        for t in range(sched.n_steps - 1, last - 1, -1):
+        for i, t in enumerate(range(sched.n_steps - 1, last - 1, -1)):
+            if record is not None and not record_after and i % record_every == 0:
+                record.append(x.clone())
             tb = torch.full((shape[0],), min(t + t_offset, sched.n_steps - 1), dtype=torch.long)
             noise = torch.zeros(shape) if no_noise else torch.randn(shape, generator=generator)
             x = sol.ddpm_step(model(x, tb), t, x, sched, noise, clip_x0)
+            if record is not None and record_after and i % record_every == 0:
+                record.append(x.clone())
+        if record is not None and not no_final:
+            record.append(x.clone())
         return x
 
     return sample
@@ -202,6 +216,8 @@ def test_ddpm_sample_mutants():
     checks.check_ddpm_sample(_sampler())
     for bug in [_sampler(no_noise=True), _sampler(skip_last=True), _sampler(t_offset=5), _sampler(start_scale=0.0)]:
         assert_check_fails(checks.check_ddpm_sample, bug)
+    assert_check_fails(checks.check_ddpm_sample, _sampler(record_after=True), match="append x before")
+    assert_check_fails(checks.check_ddpm_sample, _sampler(no_final=True), match="once more after the loop")
 
 
 def test_cosine_schedule_keeps_more_signal_midway():

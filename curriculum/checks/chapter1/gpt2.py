@@ -4,6 +4,7 @@ processors, generate) or TransformerLens, never only with our own solution."""
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import functools
 
@@ -44,6 +45,33 @@ def _seed(s: int = 0) -> torch.Generator:
     return torch.Generator().manual_seed(s)
 
 
+@contextlib.contextmanager
+def _recording(module: torch.nn.Module, names: tuple[str, ...]):
+    """Record what passes through each named HookPoint of `module` during the block (a missing hook: absent)."""
+    seen: dict[str, torch.Tensor] = {}
+    handles = []
+    for name in names:
+        hook = getattr(module, name, None)
+        if isinstance(hook, torch.nn.Module):
+            handles.append(hook.register_forward_hook(lambda mod, i, o, name=name: seen.__setitem__(name, o)))
+    try:
+        yield seen
+    finally:
+        for h in handles:
+            h.remove()
+
+
+def _expect_hooks(seen: dict[str, torch.Tensor], expected: dict[str, torch.Tensor], where: str, hint: str) -> None:
+    """Every hook fired, with the right shape and value; the message says which one and how to route it."""
+    for name, value in expected.items():
+        if name not in seen:
+            fail(f"nothing passed through {where}.{name}: {hint}")
+        got = seen[name]
+        if tuple(got.shape) != tuple(value.shape):
+            fail(f"the value at {where}.{name} has shape {tuple(got.shape)}, expected {tuple(value.shape)}: {hint}")
+        assert_close(got, value, f"the value at {where}.{name}", atol=1e-4, hint=hint)
+
+
 def _params(module: torch.nn.Module, expected: dict[str, tuple[int, ...]]) -> None:
     got = dict(module.named_parameters(recurse=False))
     for name, shape in expected.items():
@@ -71,11 +99,17 @@ def check_layer_norm(LayerNorm) -> None:
     narrow = torch.randn(BATCH, SEQ, CFG.d_model, generator=g) * scales + 0.5
     for x, what in [(wide, "LayerNorm output"), (narrow, "LayerNorm output on small-variance inputs")]:
         expected = F.layer_norm(x, (CFG.d_model,), ln.w, ln.b, CFG.layer_norm_eps)
+        with torch.no_grad(), _recording(ln, ("hook_scale", "hook_normalized")) as seen:
+            got = ln(x)
         assert_close(
-            ln(x), expected, what, atol=1e-4,
+            got, expected, what, atol=1e-4,
             hint="compare with torch.nn.functional.layer_norm: biased variance (unbiased=False / .pow(2).mean()), "
             "eps inside the square root ((var + eps).sqrt(), not std + eps), normalise over the last axis",
         )
+    scale = (x.var(-1, unbiased=False, keepdim=True) + CFG.layer_norm_eps).sqrt()
+    _expect_hooks(seen, {"hook_scale": scale, "hook_normalized": F.layer_norm(x, (CFG.d_model,), eps=CFG.layer_norm_eps)},
+                  "LayerNorm", "route the divisor sqrt(var + eps), kept as [batch, pos, 1], through self.hook_scale, and the "
+                  "normalised value (before w and b) through self.hook_normalized; section 1.3 divides by hook_scale")
 
 
 @check
@@ -188,12 +222,20 @@ def check_attention(Attention) -> None:
         handle.remove()
     if not seen:
         fail("the attention pattern never passed through self.hook_pattern: wrap the softmax output in it")
+    with torch.no_grad(), _recording(attn, ("hook_q", "hook_k", "hook_v", "hook_z")) as hooks:
+        attn(x)
     pattern = assert_shape(seen[0], (BATCH, CFG.n_heads, SEQ, SEQ), "pattern at hook_pattern",
                            hint="one pattern per head: [batch, n_heads, query_pos, key_pos]")
     assert_finite(pattern, "pattern at hook_pattern", hint="a row with every key masked gives NaN: is the mask off by one (a query may attend to itself)? And mask with -inf *before* the softmax")
     with torch.no_grad():
         _diagnose_pattern(pattern, _reference_pattern(attn, x), CFG.d_head)
         expected = _reference_attention(attn, x)
+        tl = {name: einops.rearrange(_project(x, W, b), "b h p e -> b p h e")
+              for name, W, b in (("hook_q", attn.W_Q, attn.b_Q), ("hook_k", attn.W_K, attn.b_K), ("hook_v", attn.W_V, attn.b_V))}
+        tl["hook_z"] = einops.einsum(pattern, tl["hook_v"], "b h q k, b k h e -> b q h e")
+    _expect_hooks(hooks, tl, "Attention",
+                  "each of q, k, v and z should pass through its hook as [batch, pos, n_heads, d_head], TransformerLens's "
+                  "layout (project with 'b p d, h d e -> b p h e'); section 1.3 reads hook_z[:, pos, head]")
     assert_close(
         got, expected, "Attention output", atol=1e-4,
         hint="your pattern is right: check the weighted sum of v (over the key axis), W_O (summed over heads) and that b_O is added once",
@@ -225,20 +267,19 @@ def check_transformer_block(TransformerBlock) -> None:
         m = block.mlp
         expected = mid + F.linear(F.gelu(F.linear(ln(block.ln2, mid), m.W_in.T, m.b_in), approximate="tanh"), m.W_out.T, m.b_out)
         seen: dict[str, torch.Tensor] = {}
-        handles = [getattr(block, name).register_forward_hook(lambda mod, i, o, name=name: seen.__setitem__(name, o))
-                   for name in ("hook_resid_pre", "hook_resid_mid", "hook_resid_post")]
-        try:
+        names = ("hook_resid_pre", "hook_attn_out", "hook_resid_mid", "hook_mlp_out", "hook_resid_post")
+        with _recording(block, names) as seen:
             got = block(x)
-        finally:
-            for h in handles:
-                h.remove()
     assert_close(got, expected, "TransformerBlock output", atol=1e-4,
                  hint="pre-norm: resid_mid = resid_pre + attn(ln1(resid_pre)); resid_post = resid_mid + mlp(ln2(resid_mid))")
-    for name, value in (("hook_resid_pre", x), ("hook_resid_mid", mid), ("hook_resid_post", expected)):
+    for name, value in zip(names, (x, mid - x, mid, expected - mid, expected)):
         if name not in seen:
-            fail(f"the residual stream never passed through self.{name}: route each of the three values through its "
-                 "hook point, so run_with_cache (and section 1.3) can read it")
-        assert_close(seen[name], value, f"the value at {name}", atol=1e-4)
+            what = "the residual stream" if "resid" in name else f"the {name[5:9]} sublayer's output"
+            fail(f"{what} never passed through self.{name}: route the three stream values and the two sublayer "
+                 "outputs through their hook points, so run_with_cache (and section 1.3) can read them")
+        assert_close(seen[name], value, f"the value at {name}", atol=1e-4,
+                     hint="hook_attn_out and hook_mlp_out hold what each sublayer adds to the stream, before the addition"
+                     if "out" in name else "")
 
 
 @check
@@ -315,6 +356,12 @@ def check_gpt2(GPT2) -> str:
                  "self.embed.W_E instead, which is [d_vocab, d_model], so the einsum is 'b p d, v d -> b p v'")
         assert_close(got, expected, f"logits (tie_embeddings={tied}) vs Hugging Face GPT-2", atol=1e-4, rtol=1e-4,
                      hint="embed + pos_embed, every block in order, ln_final, then unembed (or W_E^T when tied)")
+    with torch.no_grad(), _recording(model, ("hook_embed", "hook_pos_embed")) as seen:
+        model(tokens)
+    n_batch, n_pos = tokens.shape
+    _expect_hooks(seen, {"hook_embed": model.embed.W_E[tokens], "hook_pos_embed": model.pos_embed.W_pos[:n_pos].expand(n_batch, -1, -1)},
+                  "GPT2", "route the token embeddings through self.hook_embed and the position embeddings through "
+                  "self.hook_pos_embed before adding them (section 1.3 attributes logits to each)")
     _check_cached_forward(model, tokens, expected)
     return "logits match Hugging Face's GPT-2 implementation on the same weights, to 1e-4, with and without a KV cache"
 
@@ -660,7 +707,7 @@ def check_layer_kv_cache(LayerKVCache) -> str:
         # a 5-token prompt, then a 2-token chunk (the mask needs keys in position order), then single tokens
         steps = [model(tokens[:, a:b], kv_cache=cache) for a, b in [(0, 5), (5, 7), (7, 8), (8, 9)]]
     if cache.length != 9:
-        fail(f"after 9 tokens the cache should hold 9 positions, got {cache.length}: append along the position axis (dim=-2)")
+        fail(f"after 9 tokens the cache should hold 9 positions, got {cache.length}: append along the position axis (dim=1: keys are [batch, pos, n_heads, d_head])")
     assert_close(torch.cat(steps, dim=1), full, "logits computed with the cache vs without", atol=1e-4,
                  hint="update() must return *all* keys/values so far (old then new), in position order")
     greedy = ref.SamplingConfig(temperature=0.0)

@@ -11,9 +11,11 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import random
 import tempfile
 from pathlib import Path
+from unittest import mock
 
 import numpy as np
 import torch
@@ -163,8 +165,13 @@ def check_accumulate_gradients(accumulate_gradients) -> None:
 
     model.zero_grad(set_to_none=True)
     got_loss = accumulate_gradients(model, micro, None, counting_autocast)
+    n = len(micro)
+    loss_ratio = float(got_loss) / ref_loss.item() if isinstance(got_loss, (int, float, torch.Tensor)) else float("nan")
+    if abs(loss_ratio - n) < 0.05:
+        fail(f"the returned loss is {n}x the big-batch loss, and so will be every gradient: divide each micro-batch's "
+             f"loss by the number of micro-batches ({n}) before backward, so the {n} gradients add up to the mean")
     assert_scalar_close(got_loss, ref_loss.item(), "the returned loss (mean over micro-batches)", rel=1e-5,
-                        hint="return the sum of the scaled micro-batch losses")
+                        hint="return the sum of the scaled micro-batch losses (each already divided by the number of micro-batches)")
     for (name, p), ref in zip(model.named_parameters(), ref_grads):
         if ref is None:
             continue
@@ -176,6 +183,10 @@ def check_accumulate_gradients(accumulate_gradients) -> None:
             hint += ": divide each micro-batch loss by the number of micro-batches"
         elif abs(ratio - 1 / len(micro)) < 0.05:
             hint += ": only one micro-batch's gradient survived (zero_grad inside the loop? backward once at the end?)"
+        else:
+            hint += (f" (it should be 1x). Each micro-batch should contribute its own gradient divided by {len(micro)}: "
+                     f"a ratio that is neither {len(micro)}x nor 1/{len(micro)}x usually means micro-batches were weighted "
+                     "unequally, one was skipped or counted twice, or zero_grad ran partway through the loop")
         assert_close(p.grad, ref, f"{name}.grad", atol=1e-6, rtol=1e-4, hint=hint)
     if len(entered) != len(micro):
         fail(f"autocast() was entered {len(entered)} times for {len(micro)} micro-batches: run each forward pass inside `with autocast():`")
@@ -318,6 +329,37 @@ def check_save_checkpoint(save_checkpoint) -> None:
             if not same:
                 fail(f"the saved {what} is not the state at the time of saving: store the get_state() of that generator")
         assert_equal(state["config"], {"max_lr": 3e-3}, "the saved config")
+        _check_save_is_atomic(save_checkpoint, path, model, optimizer, scaler, data_rng)
+
+
+def _check_save_is_atomic(save_checkpoint, path: Path, model, optimizer, scaler, data_rng) -> None:
+    """A save that dies half-way (a full disk, a killed job) must leave the previous checkpoint whole."""
+    if not path.exists():
+        return  # the caller reports the missing file
+    before = path.read_bytes()
+
+    def dies_half_way(obj, f, *args, **kwargs):
+        if isinstance(f, (str, os.PathLike)):
+            with open(f, "wb") as out:
+                out.write(b"half a checkpoint")
+        else:
+            f.write(b"half a checkpoint")
+        raise OSError(28, "No space left on device (simulated by the check)")
+
+    with mock.patch("torch.save", dies_half_way):
+        try:
+            save_checkpoint(path, model, optimizer, scaler, 3, data_rng, {"max_lr": 3e-3})
+        except OSError:
+            pass
+        else:
+            fail("when torch.save raised (a full disk), save_checkpoint returned normally: let the error propagate, "
+                 "a learner must know their checkpoint was not written")
+    if not path.exists() or path.read_bytes() != before:
+        fail("a save that failed half-way replaced the previous checkpoint with a broken file: torch.save to a temporary "
+             "file in the same folder first, and only then os.replace it onto the path (the rename is atomic)")
+    for leftover in path.parent.iterdir():
+        if leftover != path:
+            leftover.unlink()  # a real run cleans up on its next save; here we keep the folder for the next test
 
 
 def _reference_steps(batches, lrs, clip: float) -> tuple[list[list[torch.Tensor]], list[float]]:
@@ -506,17 +548,17 @@ def check_ending_losses(ending_losses) -> str:
             return torch.stack([-logp[t, tokens[0, t]] for t in positions])
         return torch.stack([-logp[t - 1, tokens[0, t]] for t in positions])
 
-    with torch.no_grad():
+    def diagnose(endings, got, padded: bool):
         expected = torch.stack([per_token(e).mean() for e in endings])
         summed = torch.stack([per_token(e).sum() for e in endings])
         with_ctx = torch.stack([per_token(e, with_context=True).mean() for e in endings])
         unshifted = torch.stack([per_token(e, shift=0).mean() for e in endings])
-        got = ending_losses(model, context, endings)
-    if not isinstance(got, torch.Tensor):
-        fail(f"ending_losses should return a tensor of one loss per ending, got {type(got).__name__}")
-    got = got.detach().float().cpu()
-    assert_shape(got, (len(endings),), "ending_losses(...)")
-    if not torch.allclose(got, expected, atol=1e-4, rtol=1e-4):
+        if not isinstance(got, torch.Tensor):
+            fail(f"ending_losses should return a tensor of one loss per ending, got {type(got).__name__}")
+        got = got.detach().float().cpu()
+        assert_shape(got, (len(endings),), "ending_losses(...)")
+        if torch.allclose(got, expected, atol=1e-4, rtol=1e-4):
+            return got
         for alt, why in ((summed, "summed over each ending's tokens; HellaSwag's length-normalised rule takes the mean, "
                                   "so long endings are not penalised for being long"),
                          (with_ctx, "the context's tokens were scored too: score only the ending's tokens (the context "
@@ -525,7 +567,16 @@ def check_ending_losses(ending_losses) -> str:
                                      "with the logits at position len(context) + j - 1")):
             if torch.allclose(got, alt, atol=1e-4, rtol=1e-4):
                 fail(f"ending_losses returned {got.tolist()}: {why}")
-        fail(f"ending_losses returned {[round(v, 4) for v in got.tolist()]}, expected "
-             f"{[round(v, 4) for v in expected.tolist()]} (mean next-token loss of each ending's tokens given the "
-             f"context). If only the short endings are off, padding positions were counted: mask them out")
+        shown = f"ending_losses returned {[round(v, 4) for v in got.tolist()]}, expected {[round(v, 4) for v in expected.tolist()]}"
+        if not padded:
+            fail(f"{shown} on endings of equal length, where no padding is needed: the scored positions are misaligned. "
+                 "Losses computed from logits[:, :-1] against tokens[:, 1:] sit one place left of the tokens they score, "
+                 "so the mask of ending token j belongs at index len(context) + j - 1, not len(context) + j")
+        fail(f"{shown} (mean next-token loss of each ending's tokens given the context). Endings of equal length "
+             "pass, so padding positions were scored: mask them out, and divide by each ending's own token count")
+
+    with torch.no_grad():
+        same_length = [torch.randint(1, 97, (4,), generator=g).tolist() for _ in range(3)]
+        diagnose(same_length, ending_losses(model, context, same_length), padded=False)
+        got = diagnose(endings, ending_losses(model, context, endings), padded=True)
     return f"per-ending losses {[round(v, 3) for v in got.tolist()]}"

@@ -112,15 +112,35 @@ def check_ddpm_step(ddpm_step):
             eps = torch.randn(4, 1, 4, 4, generator=g)
             expected = ref.step(eps, t, x_t, generator=torch.Generator().manual_seed(123)).prev_sample
             noise = torch.randn(x_t.shape, generator=torch.Generator().manual_seed(123))
-            hint = {
-                0: "at t = 0 return the posterior mean: alpha_bar_{t-1} is 1 there and no noise is added",
-                1: "near t = 0 the variance is beta_t (1 - alpha_bar_{t-1}) / (1 - alpha_bar_t), not beta_t",
-            }.get(t, "check x0_hat, both mean coefficients (alpha_t vs alpha_bar_t, square roots) and the index t - 1")
+            # First the mean (noise = 0), then the noise scale: a wrong variance is then never reported as a wrong mean.
+            std = ref._get_variance(t).sqrt() if t > 0 else torch.tensor(0.0)
+            mean = expected - std * noise
+            mean_hint = {
+                0: "at t = 0 return the posterior mean: alpha_bar_{t-1} is 1 there",
+            }.get(t, "check x0_hat, both posterior-mean coefficients (alpha_t vs alpha_bar_t, square roots) and the index t - 1")
             if clip:
-                hint += "; with clip_x0 clamp x0_hat before computing the mean"
+                mean_hint += "; with clip_x0 clamp x0_hat before computing the mean"
             # rtol 1e-3: near t = 0, 1 - alpha_bar_t ~ 1e-4 costs float32 a few digits, however the learner writes it
+            got_mean = ddpm_step(eps, t, x_t, sched, torch.zeros_like(noise), clip)
+            assert_close(got_mean, mean, f"ddpm_step at t={t}, clip_x0={clip}, with noise = 0 (the posterior mean)",
+                         atol=1e-4, rtol=1e-3, hint=mean_hint)
             got = ddpm_step(eps, t, x_t, sched, noise, clip)
-            assert_close(got, expected, f"ddpm_step at t={t}, clip_x0={clip}", atol=1e-4, rtol=1e-3, hint=hint)
+            if t == 0:
+                assert_close(got, mean, "ddpm_step at t=0 with noise", atol=1e-4, rtol=1e-3,
+                             hint="at t = 0 no noise is added: return the posterior mean itself")
+                continue
+            got_std = float(((got - got_mean) * noise).sum() / noise.pow(2).sum())  # least-squares scale of the noise
+            beta = float(ref.betas[t])
+            if abs(got_std - std.item()) > 1e-3 * std.item() + 1e-6:
+                why = ""
+                if abs(got_std - beta ** 0.5) < 1e-3 * beta ** 0.5:
+                    why = (" That is sqrt(beta_t): the variance here is the posterior's, beta_tilde_t = beta_t (1 - alpha_bar_{t-1}) "
+                           "/ (1 - alpha_bar_t) (diffusers' 'fixed_small'); near t = 0 the two differ most")
+                elif abs(got_std - std.item() ** 2) < 1e-3 * std.item() ** 2:
+                    why = " That is the variance itself: multiply the noise by its square root"
+                fail(f"ddpm_step at t={t} scales the noise by {got_std:.5g}, expected sqrt(beta_tilde_t) = {std.item():.5g}.{why}")
+            assert_close(got, expected, f"ddpm_step at t={t}, clip_x0={clip}", atol=1e-4, rtol=1e-3,
+                         hint="the mean and the noise scale are right on their own: return mean + std * noise")
     return "matches diffusers' DDPMScheduler.step"
 
 
@@ -139,14 +159,28 @@ def check_ddpm_sample(ddpm_sample):
     shape = (512, 2)
     g = torch.Generator().manual_seed(0)
     expected = torch.randn(shape, generator=g)
-    for t in ref.timesteps:
+    every = 30  # 100 steps: x_t recorded before the steps t = 99, 69, 39, 9, then the final sample
+    trajectory = []
+    for i, t in enumerate(ref.timesteps):
+        if i % every == 0:
+            trajectory.append(expected)
         expected = ref.step(model(expected, torch.full((shape[0],), int(t))), int(t), expected, generator=g).prev_sample
-    x = ddpm_sample(model, shape, sched, generator=torch.Generator().manual_seed(0))
+    trajectory.append(expected)
+    record: list = []
+    x = ddpm_sample(model, shape, sched, generator=torch.Generator().manual_seed(0), record=record, record_every=every)
     assert_close(
         x, expected, "samples", atol=1e-4, rtol=1e-3,
         hint="draw x_{T-1} from the generator first, then loop t = T-1, ..., 0, calling the model with that t "
         "and drawing fresh noise from the generator for every step",
     )
+    if len(record) != len(trajectory):
+        fail(f"with record_every={every} over 100 steps, `record` should hold {len(trajectory)} tensors (x_t before "
+             f"the steps t = 99, 69, 39, 9, then the final sample), got {len(record)}: append x every record_every "
+             f"steps counting from the first step, and once more after the loop")
+    for i, (got, want) in enumerate(zip(record, trajectory)):
+        what = "the final sample" if i == len(record) - 1 else f"record[{i}] (x_t before step t = {99 - i * every})"
+        assert_close(got, want, what, atol=1e-4, rtol=1e-3,
+                     hint="append x before applying the step (record[0] is the starting noise), as a CPU copy")
     return f"matches diffusers' sampling loop; samples of N(1.5, 0.5^2) have mean {x.mean():.3f}, std {x.std():.3f}"
 
 

@@ -11,6 +11,7 @@ Fenced regions (`# EXERCISE:` ... `# END EXERCISE`) are what the exercise notebo
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 from typing import Literal
 
@@ -48,6 +49,11 @@ class Config:
         if self.attn_impl not in ("manual", "sdpa"):
             raise ValueError(f"attn_impl must be 'manual' or 'sdpa', got {self.attn_impl!r}")
 
+    @property
+    def eps(self) -> float:
+        """TransformerLens's name for layer_norm_eps, so code written for its config reads ours."""
+        return self.layer_norm_eps
+
 
 # ---------------------------------------------------------------------------------------------
 # Building blocks
@@ -60,13 +66,15 @@ class LayerNorm(nn.Module):
         self.cfg = cfg
         self.w = nn.Parameter(torch.ones(cfg.d_model))
         self.b = nn.Parameter(torch.zeros(cfg.d_model))
+        self.hook_scale = HookPoint()  # [batch, pos, 1]: the divisor sqrt(variance + eps)
+        self.hook_normalized = HookPoint()  # [batch, pos, d_model]: centred and divided, before w and b
 
     def forward(self, residual: Float[Tensor, "batch pos d_model"]) -> Float[Tensor, "batch pos d_model"]:
-        # EXERCISE: centre over d_model, divide by sqrt(biased variance + eps), then scale by w and shift by b
+        # EXERCISE: centre over d_model, divide by sqrt(biased variance + eps) (through self.hook_scale), then self.hook_normalized, scale by w and shift by b
         residual = residual - residual.mean(dim=-1, keepdim=True)
         # GPT-2 uses the biased (population) variance, as torch.nn.LayerNorm does
-        scale = (residual.pow(2).mean(dim=-1, keepdim=True) + self.cfg.layer_norm_eps).sqrt()
-        return residual / scale * self.w + self.b
+        scale = self.hook_scale((residual.pow(2).mean(dim=-1, keepdim=True) + self.cfg.layer_norm_eps).sqrt())
+        return self.hook_normalized(residual / scale) * self.w + self.b
         # END EXERCISE
 
 
@@ -126,7 +134,12 @@ class Attention(nn.Module):
         self.b_O = nn.Parameter(torch.zeros(cfg.d_model))
         for w in (self.W_Q, self.W_K, self.W_V, self.W_O):
             nn.init.normal_(w, std=cfg.init_range)
-        self.hook_pattern = HookPoint()  # [batch, n_heads, query_pos, key_pos]
+        # The activations interpretability reads, with TransformerLens's names and shapes:
+        self.hook_q = HookPoint()  # [batch, query_pos, n_heads, d_head]
+        self.hook_k = HookPoint()  # [batch, key_pos, n_heads, d_head] (new positions only, before the cache)
+        self.hook_v = HookPoint()  # [batch, key_pos, n_heads, d_head]
+        self.hook_pattern = HookPoint()  # [batch, n_heads, query_pos, key_pos]; "manual" path only
+        self.hook_z = HookPoint()  # [batch, query_pos, n_heads, d_head]: each head's mix of values
 
     def forward(
         self,
@@ -134,29 +147,38 @@ class Attention(nn.Module):
         kv_cache: LayerKVCache | None = None,
     ) -> Float[Tensor, "batch pos d_model"]:
         """With a `kv_cache`, call `k, v = kv_cache.update(k, v)` right after computing k and v: it
-        returns the keys and values of every position so far (the KV cache section explains it)."""
-        # EXERCISE: q, k, v per head (einsum with W_Q/W_K/W_V plus biases); k, v = kv_cache.update(k, v) if a cache is given; scaled scores, causal mask, softmax over keys through self.hook_pattern; weighted sum of v; W_O summed over heads, plus b_O
+        returns the keys and values of every position so far (the KV cache section explains it).
+
+        `attn_impl="sdpa"` never materialises the pattern, so `hook_pattern` records nothing on that
+        path (every other hook does); interpretability needs the "manual" path."""
+        # EXERCISE: q, k, v as [batch, pos, n_heads, d_head] (einsum with W_Q/W_K/W_V plus biases) through hook_q/k/v; k, v = kv_cache.update(k, v) if a cache is given; scaled scores, causal mask, softmax over keys through self.hook_pattern; weighted sum of v through self.hook_z; W_O summed over heads, plus b_O
         x = normalized_resid_pre
-        q = einops.einsum(x, self.W_Q, "b p d, h d e -> b h p e") + self.b_Q[:, None]
-        k = einops.einsum(x, self.W_K, "b p d, h d e -> b h p e") + self.b_K[:, None]
-        v = einops.einsum(x, self.W_V, "b p d, h d e -> b h p e") + self.b_V[:, None]
+        q = self.hook_q(einops.einsum(x, self.W_Q, "b p d, h d e -> b p h e") + self.b_Q)
+        k = self.hook_k(einops.einsum(x, self.W_K, "b p d, h d e -> b p h e") + self.b_K)
+        v = self.hook_v(einops.einsum(x, self.W_V, "b p d, h d e -> b p h e") + self.b_V)
         if kv_cache is not None:
             # with a cache, k and v become the keys/values of every position so far
             k, v = kv_cache.update(k, v)
         if self.cfg.attn_impl == "sdpa":
-            # the fused kernel (flash attention on GPU). Its is_causal mask is aligned top-left, which is
-            # only right when there are as many queries as keys; with a cache, pass the offset mask.
+            if self.hook_pattern._forward_hooks:
+                warnings.warn("attn_impl='sdpa' never computes the attention pattern, so hook_pattern records "
+                              "nothing; build the model with attn_impl='manual' to read patterns", stacklevel=2)
+            # the fused kernel (flash attention on GPU) wants [batch, n_heads, pos, d_head]. Its is_causal
+            # mask is aligned top-left, only right when there are as many queries as keys; with a cache,
+            # pass the offset mask.
+            q, k, v = (t.transpose(1, 2) for t in (q, k, v))
             n_q, n_k = q.shape[-2], k.shape[-2]
             if n_q == n_k:
                 z = F.scaled_dot_product_attention(q, k, v, is_causal=True)
             else:
                 allowed = torch.ones(n_q, n_k, dtype=torch.bool, device=q.device).tril(diagonal=n_k - n_q)
                 z = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed)
+            z = self.hook_z(z.transpose(1, 2))
         else:
-            attn_scores = einops.einsum(q, k, "b h q e, b h k e -> b h q k") / math.sqrt(self.cfg.d_head)
+            attn_scores = einops.einsum(q, k, "b q h e, b k h e -> b h q k") / math.sqrt(self.cfg.d_head)
             pattern = self.hook_pattern(apply_causal_mask(attn_scores).softmax(dim=-1))
-            z = einops.einsum(pattern, v, "b h q k, b h k e -> b h q e")
-        return einops.einsum(z, self.W_O, "b h q e, h e d -> b q d") + self.b_O
+            z = self.hook_z(einops.einsum(pattern, v, "b h q k, b k h e -> b q h e"))
+        return einops.einsum(z, self.W_O, "b q h e, h e d -> b q d") + self.b_O
         # END EXERCISE
 
 
@@ -185,17 +207,21 @@ class TransformerBlock(nn.Module):
         self.attn = Attention(cfg)
         self.ln2 = LayerNorm(cfg)
         self.mlp = MLP(cfg)
-        self.hook_resid_pre = HookPoint()
+        self.hook_resid_pre = HookPoint()  # every hook here is [batch, pos, d_model]
+        self.hook_attn_out = HookPoint()
         self.hook_resid_mid = HookPoint()
+        self.hook_mlp_out = HookPoint()
         self.hook_resid_post = HookPoint()
 
     def forward(
         self, resid_pre: Float[Tensor, "batch pos d_model"], kv_cache: LayerKVCache | None = None
     ) -> Float[Tensor, "batch pos d_model"]:
-        # EXERCISE: pre-norm residual block: resid_mid = resid_pre + attn(ln1(.)), resid_post = resid_mid + mlp(ln2(.)); pass kv_cache to attn and route through the hooks
+        # EXERCISE: pre-norm residual block: resid_mid = resid_pre + attn(ln1(.)), resid_post = resid_mid + mlp(ln2(.)); pass kv_cache to attn and route the stream and both sublayer outputs through the hooks
         resid_pre = self.hook_resid_pre(resid_pre)
-        resid_mid = self.hook_resid_mid(resid_pre + self.attn(self.ln1(resid_pre), kv_cache))
-        return self.hook_resid_post(resid_mid + self.mlp(self.ln2(resid_mid)))
+        attn_out = self.hook_attn_out(self.attn(self.ln1(resid_pre), kv_cache))
+        resid_mid = self.hook_resid_mid(resid_pre + attn_out)
+        mlp_out = self.hook_mlp_out(self.mlp(self.ln2(resid_mid)))
+        return self.hook_resid_post(resid_mid + mlp_out)
         # END EXERCISE
 
 
@@ -224,7 +250,33 @@ class GPT2(HookedRootModule):
         self.ln_final = LayerNorm(cfg)
         # tied: logits read W_E^T (nanoGPT/HF GPT-2); untied: a separate W_U (TransformerLens)
         self.unembed = None if cfg.tie_embeddings else Unembed(cfg)
+        self.hook_embed = HookPoint()  # [batch, pos, d_model]: the token embeddings
+        self.hook_pos_embed = HookPoint()  # [batch, pos, d_model]: the position embeddings
         self.setup()
+
+    # Stacked weights under TransformerLens's names (`model.W_O[layer]` is [n_heads, d_head, d_model]),
+    # so interpretability code written for a TransformerLens model reads this one too.
+    def _stack(self, name: str) -> Tensor:
+        return torch.stack([getattr(block.attn, name) for block in self.blocks])
+
+    W_Q = property(lambda self: self._stack("W_Q"))  # [n_layers, n_heads, d_model, d_head]
+    W_K = property(lambda self: self._stack("W_K"))
+    W_V = property(lambda self: self._stack("W_V"))
+    W_O = property(lambda self: self._stack("W_O"))  # [n_layers, n_heads, d_head, d_model]
+    b_Q = property(lambda self: self._stack("b_Q"))  # [n_layers, n_heads, d_head]
+    b_K = property(lambda self: self._stack("b_K"))
+    b_V = property(lambda self: self._stack("b_V"))
+    b_O = property(lambda self: self._stack("b_O"))  # [n_layers, d_model]
+    W_E = property(lambda self: self.embed.W_E)  # [d_vocab, d_model]
+    W_pos = property(lambda self: self.pos_embed.W_pos)  # [n_ctx, d_model]
+
+    @property
+    def W_U(self) -> Float[Tensor, "d_model d_vocab"]:
+        return self.embed.W_E.T if self.unembed is None else self.unembed.W_U
+
+    @property
+    def b_U(self) -> Float[Tensor, "d_vocab"]:
+        return self.W_U.new_zeros(self.cfg.d_vocab) if self.unembed is None else self.unembed.b_U
 
     def forward(
         self, tokens: Int[Tensor, "batch pos"], kv_cache: KVCache | None = None
@@ -234,8 +286,8 @@ class GPT2(HookedRootModule):
         offset = kv_cache.length if kv_cache is not None else 0
         if offset + tokens.shape[1] > self.cfg.n_ctx:
             raise ValueError(f"{offset + tokens.shape[1]} positions exceed the context length n_ctx={self.cfg.n_ctx}")
-        # EXERCISE: embed + pos_embed (with offset), the blocks (each with its kv_cache[layer] if a cache is given), ln_final, unembed
-        residual = self.embed(tokens) + self.pos_embed(tokens, offset)
+        # EXERCISE: embed (through hook_embed) + pos_embed with offset (through hook_pos_embed), the blocks (each with its kv_cache[layer] if a cache is given), ln_final, unembed
+        residual = self.hook_embed(self.embed(tokens)) + self.hook_pos_embed(self.pos_embed(tokens, offset))
         for layer, block in enumerate(self.blocks):
             residual = block(residual, kv_cache[layer] if kv_cache is not None else None)
         residual = self.ln_final(residual)
@@ -472,19 +524,19 @@ class LayerKVCache:
     """The keys and values one attention layer has computed so far."""
 
     def __init__(self):
-        self.k: Float[Tensor, "batch n_heads pos d_head"] | None = None
-        self.v: Float[Tensor, "batch n_heads pos d_head"] | None = None
+        self.k: Float[Tensor, "batch pos n_heads d_head"] | None = None
+        self.v: Float[Tensor, "batch pos n_heads d_head"] | None = None
 
     @property
     def length(self) -> int:
-        return 0 if self.k is None else self.k.shape[-2]
+        return 0 if self.k is None else self.k.shape[1]
 
     def update(
-        self, k: Float[Tensor, "batch n_heads new d_head"], v: Float[Tensor, "batch n_heads new d_head"]
-    ) -> tuple[Float[Tensor, "batch n_heads pos d_head"], Float[Tensor, "batch n_heads pos d_head"]]:
+        self, k: Float[Tensor, "batch new n_heads d_head"], v: Float[Tensor, "batch new n_heads d_head"]
+    ) -> tuple[Float[Tensor, "batch pos n_heads d_head"], Float[Tensor, "batch pos n_heads d_head"]]:
         # EXERCISE: append the new keys/values along the position axis (the first call just stores them); return all keys and values so far
-        self.k = k if self.k is None else torch.cat([self.k, k], dim=-2)
-        self.v = v if self.v is None else torch.cat([self.v, v], dim=-2)
+        self.k = k if self.k is None else torch.cat([self.k, k], dim=1)
+        self.v = v if self.v is None else torch.cat([self.v, v], dim=1)
         return self.k, self.v
         # END EXERCISE
 
