@@ -10,7 +10,9 @@
 # 1. build function calling from scratch with the `openai` client's tools API: a calculator tool,
 #    its JSON schema, a robust executor for the model's tool calls, and the agent loop;
 # 2. build the **WikiGame**: reach a target Wikipedia page from a start page by reading pages and
-#    following links, with loops and broken tool calls handled instead of crashing;
+#    following links. You decide what the model reads (the article's own links, inline in its text,
+#    capped in length), and how much of a long game's history it is sent, with loops and broken tool
+#    calls handled instead of crashing;
 # 3. elicit better play with **ReAct** (think, then act), **page-summary lookahead** and
 #    **Reflexion** (learn a lesson from a failure, retry), and measure success rate, moves and
 #    failure modes.
@@ -19,13 +21,23 @@
 # cell) and internet, `llm_endpoint` talks to the real API and the WikiGame reads live Wikipedia
 # through the MediaWiki API. Without a key or without internet the same code talks over real HTTP to a loopback
 # server on 127.0.0.1 whose "model" is a small rule-based policy, and reads a shipped graph of 73
-# hand-written pages with real Wikipedia titles. Offline numbers show the measurement works; they
-# say nothing about real models. The reference is `curriculum/solutions/chapter3/agents.py`.
+# hand-written pages with real Wikipedia titles. The reference is `curriculum/solutions/chapter3/agents.py`
+# (the Wikipedia sources are in `wiki.py` next to it).
+#
+# Be clear about what the offline stand-in can and cannot show. It is a script: it reads the request
+# the `openai` client sends, exactly as a model would receive it, and answers with text or tool calls.
+# So everything about the *harness* is real offline: the HTTP requests, the JSON, the ordering rules of
+# the messages (the loopback server rejects a misplaced tool message with the same 400 the real API
+# sends), malformed arguments and server errors, failure modes and their counts. What it cannot show is
+# anything about *models*: whether ReAct helps a real model, how a model reacts to a truncation note, or
+# whether it forgets its target in a long context. The stand-in was written so that each elicitation
+# helps it; its success rates are a test of your measurement code, not a finding.
 
 # %% setup
 import ast
 import json
 import operator
+import re
 from collections import Counter
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
@@ -35,14 +47,17 @@ import plotly.express as px
 from tqdm.auto import tqdm
 
 from curriculum.solutions.chapter3.agents import (
+    ELIDED_NOTE,
     FAILURE_MODES,
     GET_CONTENT_SCHEMA,
     MAX_EXPONENT,
     MOVE_PAGE_SCHEMA,
+    PAGE_CHARS,
     PREVIEW_PAGE_SCHEMA,
     REACT_ACT,
     REACT_THINK,
     REFLECT_PROMPT,
+    TRUNCATION_NOTE,
     VARIANTS,
     Summary,
     AgentConfig,
@@ -54,7 +69,20 @@ from curriculum.solutions.chapter3.agents import (
     reflexion_outcome,
     sample_games,
 )
-from curriculum.solutions.chapter3.wiki import OfflineWiki, WikiPage, WikiSource, load_wiki, normalise_title
+from curriculum.solutions.chapter3.wiki import (
+    END_SECTIONS,
+    OTHER_NAMESPACES,
+    WIKILINK,
+    OfflineWiki,
+    WikiPage,
+    WikiSource,
+    is_other_namespace,
+    load_wiki,
+    normalise_title,
+    page_links,
+    plain_text,
+    remove_spans,
+)
 from curriculum.checks.chapter3 import agents as tests
 from curriculum.utils import full_or_quick
 from curriculum.utils.offline import describe
@@ -188,6 +216,13 @@ tests.check_execute_tool_calls(execute_tool_calls)
 # %% [markdown]
 # ### Exercise: the agent loop
 #
+# ![The agent loop: the messages go to the model with the tool schemas; if the reply has tool_calls, your code runs them and appends the assistant turn and one tool message per call, then sends again; a text-only reply ends the loop (in the WikiGame it counts as a step and earns a reminder)](figures/3.3_agent_loop.svg)
+#
+# The picture is the whole of an agent: a list of messages that your code owns, a model that only ever
+# returns the next message, and a dispatcher between them. The model never runs anything itself; it *asks*,
+# and the harness decides what asking means. That is why an agent's safety properties live in the harness
+# (which tools exist, what they may touch, when to stop) as much as in the model.
+#
 # Call the model with the tools; append its message (the assistant turn with its `tool_calls` must
 # precede the tool results, or the API rejects the history); if it called tools, append their
 # results and go again; otherwise it has answered. Cap the number of calls: a model can keep
@@ -245,46 +280,182 @@ with llm_endpoint("gpt-4o-mini", responder=arithmetic_responder) as llm:
 #
 # The WikiGame: start on one Wikipedia page, reach a target page by clicking links only. It needs
 # knowledge (which topics connect), planning (which link gets closer) and memory (where have I
-# been). Our agent gets two tools: `get_content` (the current page's text and links) and
+# been). Our agent gets two tools: `get_content` (the current page's text, links included) and
 # `move_page` (follow a link).
 #
 # Pages come from a `WikiSource` (`curriculum/solutions/chapter3/wiki.py`): `LiveWiki` asks the MediaWiki API
-# online; `OfflineWiki` reads `data/chapter3/wiki/pages.json`, generated by `build_graph.py` next to
-# it. Every offline page reaches every other, and `shortest_path` (breadth-first search) gives the
-# par of a game.
+# of en.wikipedia.org online; `OfflineWiki` reads `data/chapter3/wiki/pages.json`, generated by `build_graph.py`
+# next to it. Both start from the same raw material, **wikitext**, the markup Wikipedia's editors write, so the
+# code you write next runs unchanged on both.
+#
+# ### What counts as a link
+#
+# A Wikipedia page carries far more links than its article text. Around the prose sit an infobox (a table
+# of facts, each a link), image captions, footnotes, a "See also" list, a navigation box listing every page
+# of the topic, and categories; and there are links to other *namespaces*: `File:` (images), `Category:`,
+# `Help:`, `Special:`. The MediaWiki API's list of a page's links (`prop=links`) returns all of these at
+# once. For the game that is wrong twice over. It is too easy: the navigation box of "Pizza" lists "Milk",
+# so a game from Pizza to Milk is one click, though no sentence of the article mentions milk. And it
+# hides the context: a bare list of 300 titles tells the model *what* it can click, not *why* the article
+# links it, which is exactly the information a good player uses.
+#
+# So we keep only the article's main content, and show each link where it occurs, marked
+# `<link>Title</link>`:
+#
+# ```text
+# Pizza is a dish from <link>Italy</link> made of <link>Wheat</link> dough topped with <link>Tomato</link> and
+# <link>Cheese</link>. The Margherita was named in Naples after a queen of Italy.
+# ```
+#
+# The model reads the sentence, sees that "Cheese" is an ingredient, and can reason that cheese is made
+# from milk. The tag holds the *target* title (what `move_page` accepts), not the text shown on the page:
+# `[[Wheat|wheat]]` links the page "Wheat", and `[[Cheese#Mozzarella|mozzarella]]` links "Cheese" (the part
+# after `#` is a section of that page).
+#
+# The shipped pages are short hand-written summaries, but each sits inside the same furniture as a real
+# article, and every link in the furniture points to a page the summary does *not* link: a shortcut a
+# careless parser would hand the agent. Here is one page as its source, then as the game shows it.
+
+# %%
+offline_graph = OfflineWiki()  # real Wikipedia titles: games sampled here also exist online
+print(offline_graph.wikitext["Pizza"])
+
+# %% [markdown]
+# ### Exercise: main content, with links inline
+#
+# Write `main_content(wikitext)`. The order of the steps matters, because each kind of markup can hide
+# another inside it: a footnote `<ref>...</ref>` may hold a citation template; a template `{{...}}` may hold
+# links and other templates (`{{Infobox | country = [[Italy]] | x = {{hlist|...}} }}`); an image link
+# `[[File:Pizza.jpg|thumb|A pizza from [[Naples]]]]` holds links in its caption. Regular expressions cannot
+# match nested brackets, so `remove_spans(text, open_, close_, where=None)` (given) removes balanced spans,
+# outermost first; with `where`, only the spans whose inside it accepts. `is_other_namespace(target)`
+# (given) says whether a link target is a `File:`, `Category:`, `Help:`... page.
+#
+# 1. Remove comments `<!-- ... -->`, then footnotes (`<ref ...>...</ref>` and the self-closing `<ref .../>`).
+# 2. Remove templates and tables with `remove_spans`.
+# 3. Cut the text at the first heading (`== See also ==`, `=== Notes ===`) whose name is in `END_SECTIONS`.
+# 4. Remove other-namespace links as whole spans (captions included) with `remove_spans(..., where=is_other_namespace)`.
+# 5. Rewrite every remaining `[[target|shown]]` as `<link>Title</link>`, where Title is the target without its
+#    `#section`, through `normalise_title`. A link to a section of the same page (`[[#History|below]]`) has no
+#    page: keep its shown text.
+# 6. Tidy up: drop other HTML tags (before step 5 adds yours) and bold/italic quotes (`''`, `'''`); turn a
+#    heading `== History ==` into a paragraph `History`; collapse the whitespace inside each paragraph and
+#    separate paragraphs with one blank line.
+#
+# The check runs your function on a sample page that has each kind of furniture (it names the one that leaks
+# through), then on all 73 shipped pages, comparing each page's links with the links of its hand-written
+# summary as `build_graph.py` lists them.
+
+# %% exercise curriculum.solutions.chapter3.wiki:main_content difficulty=3 importance=4 minutes=30
+tests.check_main_content(main_content)
+
+# %% hint
+# Work outside-in: remove the containers (comments, footnotes, templates, tables) before you look at links,
+# because links inside them must vanish with them. Cut at the end section before handling links too. Only then
+# decide, link by link, whether it stays (article namespace) or goes.
+
+# %% hint
+# `re.sub(r"<!--.*?-->", "", text, flags=re.DOTALL)` removes comments; the same shape with `<ref[^>]*/>` and
+# `<ref[^>]*>.*?</ref>` removes footnotes. `remove_spans(text, "{{", "}}")` and `remove_spans(text, "{|", "|}")`
+# remove templates and tables. For the end sections, search with a multi-line regex built from `END_SECTIONS`,
+# e.g. `^=+\s*(see also|references|...)\s*=+\s*$` with `re.IGNORECASE | re.MULTILINE`, and keep
+# `text[:match.start()]`. Then `remove_spans(text, "[[", "]]", where=is_other_namespace)`.
+
+# %% hint
+# `WIKILINK` (given) matches innermost `[[target]]` and `[[target|shown]]` links, with the target in group 1
+# and the shown text in group 2:
+# ```python
+# def link(m):
+#     title = normalise_title(m[1].split("#")[0])
+#     return ...  # "<link>Title</link>", or the shown text for a same-page link (empty title)
+#
+# text = re.sub(r"<[^>]+>", "", text)        # other tags go before you add <link> tags
+# text = WIKILINK.sub(link, text)
+# ...                                        # quotes, headings, paragraphs
+# ```
+
+# %% [markdown]
+# A real article's main content is long: "Albert Einstein" runs to tens of thousands of characters, with
+# hundreds of links. Every `get_content` call appends the whole page to the conversation, and the model reads
+# the whole conversation at every step, so a game of twenty moves on live Wikipedia can fill a context window
+# and cost dollars. Capping what one page adds is the first defence.
+#
+# ### Exercise: a cap on what a page adds
+#
+# Write `truncate_page(text, max_chars)`. Text that fits comes back unchanged. Otherwise keep whole paragraphs
+# while they fit (the lead paragraph of a Wikipedia article says what the topic *is*, the most useful part
+# for the game), and if even the first paragraph is too long, cut it at a space. Never cut inside a
+# `<link>...</link>`: a half tag is a link the model cannot follow and may copy wrongly. Then append
+# `TRUNCATION_NOTE`, so the model knows it is not seeing everything, with the characters shown, the total,
+# and how many linked pages appear only in the part cut off.
+#
+# A worked example: three paragraphs of 100, 94 and 93 characters with `max_chars=200` keep the first two
+# (100 + 2 for the blank line + 94 = 196 characters); with `max_chars=120` only the first. The check uses such
+# a text, then the same text as one long paragraph, with cuts falling inside a word and inside a link.
+
+# %% exercise curriculum.solutions.chapter3.agents:truncate_page difficulty=2 importance=4 minutes=15
+tests.check_truncate_page(truncate_page)
+
+# %% hint
+# Split on `"\n\n"` and add paragraphs to the kept text one at a time; stop before the first one that would
+# push the length (separators included) past `max_chars`. Only if nothing was kept do you need to cut inside a
+# paragraph.
+
+# %% hint
+# For the cut inside a paragraph: take `text[:max_chars]`, drop the partial last word (up to the last space),
+# then, if the last `"<link>"` comes after the last `"</link>"`, the cut fell inside a link: drop from that
+# `"<link>"` on. For the note, `page_links` gives the distinct linked titles of any text; those of the whole
+# page minus those of the kept part are the hidden ones.
+
+# %% hint
+# ```python
+# if len(text) <= max_chars:
+#     return text
+# kept = ""
+# for paragraph in text.split("\n\n"):
+#     ...  # stop before it no longer fits
+# if not kept:
+#     ...  # cut at a space, outside any link
+# hidden = ...
+# return f"{kept}\n\n" + TRUNCATION_NOTE.format(shown=len(kept), total=len(text), hidden=hidden)
+# ```
+
+# %% [markdown]
+# `WikiGame.get_content` (given in the next exercise) shows `"Page: <title>"`, a blank line, then
+# `truncate_page(page.text, self.max_chars)`, with `max_chars=PAGE_CHARS` unless you choose otherwise. The
+# shipped pages are shorter than the cap; live pages rarely are. `shortest_path` (breadth-first search over
+# main-content links) gives the par of a game: the fewest moves that win it.
 
 # %%
 loaded = load_wiki()
 describe(loaded)
 wiki = loaded.value
-offline_graph = OfflineWiki()  # real Wikipedia titles: games sampled here also exist online
 page = wiki.get_page("Pizza")
 print(page.summary, "\nlinks:", page.links[:10])
 print("par Banana -> Albert Einstein:", " -> ".join(offline_graph.shortest_path("Banana", "Albert Einstein")))
+print(truncate_page(offline_graph.get_page("Albert Einstein").text, 150))
 
 # %% [markdown]
 # ### Exercise: the game
 #
-# `WikiGame` keeps the state: current page, path, target. Write `get_content` (what the model reads:
-# `"Page: <title>\n\n<content>\n\nLinks: <a> | <b> | ..."`) and `move_page`, which must refuse any
-# page that is not a link of the current page (the model *will* try to jump straight to the target),
-# count refused moves, and match titles the way Wikipedia does (`linked_title` ignores case and
+# `WikiGame` keeps the state: current page, path, target. `get_content` is given; write `move_page`, which
+# must refuse any page that is not a link of the current page (the model *will* try to jump straight to the
+# target), count refused moves, and match titles the way Wikipedia does (`linked_title` ignores case and
 # underscores). The third tool, `preview_page`, is for the lookahead agent later.
 
 # %% exercise curriculum.solutions.chapter3.agents:WikiGame difficulty=2 importance=3 minutes=15
 tests.check_wiki_game(WikiGame)
 
 # %% hint
-# `get_content` is a single f-string built from `self.current_page` (its `title`, `content` and `links`).
 # `move_page` first asks `self.linked_title(new_page)` which link, if any, the model meant; `None` means the
 # move is refused: count it and say why, leaving the game where it was. Otherwise, move and record the page.
 
 # %% hint
-# Join the links with `" | ".join(page.links)` after `"Links: "`. When a move is allowed, use the title
-# `linked_title` returned (the model may have written `"cheese"` or `"Cell_(biology)"`), set `self.current` to
-# `self.source.get_page(link).title` (online, a link can redirect to a page with another title), and append it
-# to `self.path`. Only refused moves increase `self.invalid_moves`. Return a short message in both cases; saying
-# when the target has been reached (`self.is_won()`) helps the model stop.
+# When a move is allowed, use the title `linked_title` returned (the model may have written `"cheese"` or
+# `"Cell_(biology)"`), set `self.current` to `self.source.get_page(link).title` (online, a link can redirect to
+# a page with another title), and append it to `self.path`. Only refused moves increase `self.invalid_moves`.
+# Return a short message in both cases; saying when the target has been reached (`self.is_won()`) helps the
+# model stop.
 
 # %% hint
 # ```python
@@ -418,6 +589,94 @@ print(f"success={episode.success}, tool errors reported to the model: {episode.t
 print("e.g.", errors[0] if errors else "(none drawn)")
 
 # %% [markdown]
+# ### Managing the context over a long game
+#
+# Every step appends at least two messages (the assistant turn and a tool result), and `play` sends the whole
+# history every time. Over a game the request grows linearly, so the *total* number of input tokens grows
+# quadratically in the number of steps: a 40-step game on live pages of 4,000 characters sends the first page
+# 40 times. Worse than the bill, long contexts degrade the model's attention: the task at the top of the
+# conversation competes with tens of thousands of characters of old pages it will never need again.
+#
+# The fix is to decide what the model *sees*, separately from what you *keep*. `play` keeps the full record in
+# `messages` (you will want it for analysis and for Reflexion), and with `AgentConfig(keep_messages=k)` it sends
+# `manage_context(messages, k)` instead:
+#
+# - always the system prompt and the task, the first two messages: without the task the model no longer knows
+#   where it is going;
+# - a short note saying that older messages were left out, so the model does not think the game just began;
+# - the last `k` messages, or a few more.
+#
+# "A few more" is the subtle part. The API insists that every tool message comes right after the assistant
+# message whose `tool_calls` it answers (other results of the same turn may sit in between). Count `k` back from
+# the end and you may land on a tool result whose assistant turn is just before the cut: sending it is a 400
+# error. So move the cut *back*, past tool messages, to the assistant turn. The picture shows the request at
+# three points of a long game:
+#
+# ![What the model is sent over a long game: the system prompt and the task always; older messages replaced by a note; the last messages in full, with the cut moved back so that no tool result loses its assistant turn](figures/3.3_context_window.svg)
+#
+# Eliding is the bluntest policy. Others keep more for the same budget: keep every assistant turn (the moves
+# are short) and elide only old page contents; or ask the model to write a summary of its progress every few
+# steps and keep that instead of the history. All of them must respect the same pairing rule.
+#
+# ### Exercise: managing the context
+#
+# Write `manage_context(messages, keep)`. When nothing would be left out (the history has at most `2 + keep`
+# messages, or moving the cut back reaches the task), return a copy of the history without a note. The check
+# builds histories of turns with two tool calls each (so the cut must move back past two results), checks the
+# head, the note (`ELIDED_NOTE` with the number left out) and the tail, then plays a 60-step game through the
+# loopback server, which rejects an invalid history with the real API's 400, and checks that the largest
+# request stays bounded.
+
+# %% exercise curriculum.solutions.chapter3.agents:manage_context difficulty=2 importance=4 minutes=15
+tests.check_manage_context(manage_context)
+
+# %% hint
+# Three parts: `messages[:2]`, the note, and `messages[start:]`. All the thinking goes into `start`: begin at
+# `len(messages) - keep` and ask whether that message may begin the kept part.
+
+# %% hint
+# A message may begin the kept part unless its role is `"tool"`. While it is a tool message (and `start > 2`,
+# so you never cut into the head), step back by one: you reach its assistant turn. The number left out is
+# `start - 2`; if it is zero, return `list(messages)`. Slicing `messages[-keep:]` instead drops the task and may
+# begin with an orphaned tool result: the two bugs the check looks for first.
+
+# %% [markdown]
+# Now measure it. The record of a game holds every message; replaying `manage_context` on each prefix of the
+# record gives the size of each request `play` would send. Plot the characters sent per step with and
+# without the policy.
+
+# %%
+LONG_STEPS = full_or_quick(40, 24)
+long_game = sample_games(offline_graph, 1, min_moves=4, max_moves=5, seed=3)[0]
+with llm_endpoint("gpt-4o-mini", responder=WikiPolicy(wiki, seed=2)) as llm:
+    config = AgentConfig(model=llm.model, variant="react", max_steps=LONG_STEPS, max_visits=LONG_STEPS, keep_messages=12)
+    long_episode = play(llm.client, WikiGame(wiki, *long_game), config)
+
+
+def chars(messages: list[dict]) -> int:
+    return sum(len(str(m.get("content") or "")) + len(json.dumps(m.get("tool_calls", []))) for m in messages)
+
+
+record = long_episode.messages
+sent_at = [i for i, m in enumerate(record) if m["role"] == "assistant" and m.get("tool_calls")]
+rows = [{"request": n, "policy": policy, "characters sent": chars(view(record[:i]))}
+        for n, i in enumerate(sent_at)
+        for policy, view in [("whole history", list), ("manage_context(keep=12)", lambda ms: manage_context(ms, 12))]]
+print(f"{long_episode.start} -> {long_episode.target}: {long_episode.steps} steps, success={long_episode.success}, "
+      f"{len(record)} messages in the record")
+fig = px.line(rows, x="request", y="characters sent", color="policy", title="Context sent per model call over one game")
+fig.show()
+
+# %% [markdown]
+# The whole-history curve climbs steadily: each step adds a page and a move; the area under it is what you pay
+# for. The managed curve climbs for the first few steps, then flattens at the size of the head, the note and
+# about twelve messages; its wiggles are pages of different lengths and the occasional extra tool result kept
+# with its turn. If your managed curve kept climbing, the cut would not be moving forward with the game. A real
+# model would show one more effect the stand-in cannot: with the policy it may repeat a page it no longer
+# remembers visiting, which is why the notes of ReAct (which name the pages visited) matter more when the
+# context is cut.
+
+# %% [markdown]
 # ## 3. Elicitation
 #
 # How well an agent does depends on the scaffolding around the model as much as on the model:
@@ -428,16 +687,38 @@ print("e.g.", errors[0] if errors else "(none drawn)")
 # linked page without moving there (`WikiGame.preview_page`, enabled by `variant="lookahead"`).
 # Previewing a few links before each move trades more tool calls for better moves.
 #
-# **Reflexion** (Shinn et al., 2023): after a failed attempt, ask the model to write a lesson
-# (`reflect`, given), then play a fresh game with all lessons in the system prompt.
+# **Reflexion** (Shinn et al., 2023): after a failed attempt, ask the model to write a lesson, then play a
+# fresh game with all lessons in the system prompt. The lesson is *verbal* feedback: instead of updating
+# weights, the agent updates its prompt. It works when the failure is visible in the transcript (a loop between
+# two pages is) and the model can name it; it cannot help when the model lacks the knowledge the game needs.
 #
+# ### Exercise: the reflection step
+#
+# Write `reflect(client, config, episode)`: one model call whose messages are the episode's whole history
+# followed by a user turn `REFLECT_PROMPT`, formatted with the failure mode, the path joined by `" -> "` and the
+# target; no tools (we want a written lesson, not another move). Return the reply's text, stripped. Without the
+# history the model can only guess what went wrong; with it, it can name the pages it kept returning to.
+
+# %% exercise curriculum.solutions.chapter3.agents:reflect difficulty=1 importance=3 minutes=5
+tests.check_reflect(reflect)
+
+# %% hint
+# Build a new list `[*episode.messages, {"role": "user", "content": prompt}]` rather than appending to the
+# episode's messages: the episode is a record and should stay as it was played.
+
+# %% hint
+# `REFLECT_PROMPT.format(failure=episode.failure, path=" -> ".join(episode.path), target=episode.target)`; then
+# `client.chat.completions.create(model=config.model, messages=..., temperature=config.temperature)` and
+# `(response.choices[0].message.content or "").strip()`.
+
+# %% [markdown]
 # ### Exercise: Reflexion
 #
 # Write `reflexion`, the retry loop around `play` and `reflect`. The check's scripted model bounces
 # between two pages until a lesson naming the dead end appears in its system prompt, then plays
 # well: it expects exactly two episodes (a loop, then a win from the start page) and one reflection.
 
-# %% exercise curriculum.solutions.chapter3.agents:reflect,reflexion difficulty=2 importance=3 minutes=10
+# %% exercise curriculum.solutions.chapter3.agents:reflexion difficulty=2 importance=3 minutes=10
 tests.check_reflexion(reflexion)
 
 # %% hint
@@ -527,7 +808,10 @@ if failed is not None:
 #   weak or strong models more?
 # - Combine ReAct with lookahead, or add a "visited pages" line to every tool result.
 # - Give the agent a `test_path` tool that checks a planned path of several moves at once.
-# - Limit the context: keep only the last few page contents in the history and measure the effect.
+# - A gentler context policy: keep every assistant turn and elide only old page contents, or ask the model
+#   for a progress summary every ten steps; compare success rates with `manage_context` online.
+# - Vary `PAGE_CHARS` online (1,000 vs 8,000 characters): does the lead paragraph carry most of what the agent
+#   needs?
 # - Harder games: sample pairs with `min_moves=4` and watch which failure mode grows.
 
 # %% [markdown]
@@ -538,6 +822,12 @@ if failed is not None:
 # - [Shinn et al., "Reflexion: Language Agents with Verbal Reinforcement Learning" (2023)](https://arxiv.org/abs/2303.11366):
 #   learning from failure through written lessons kept in memory; read how the lessons are produced and
 #   stored, and on which kinds of task they help.
+# - [Schick et al., "Toolformer: Language Models Can Teach Themselves to Use Tools" (2023)](https://arxiv.org/abs/2302.04761):
+#   how a model can learn *when* a tool call helps (keeping calls that lower the loss on the following text);
+#   read it for the contrast with this section, where the tool protocol is given and only the prompt changes.
+# - [Schluntz and Zhang (Anthropic), "Building effective agents" (2024)](https://www.anthropic.com/engineering/building-effective-agents):
+#   workflows versus agents, and the advice to design the agent-computer interface (tool names, descriptions,
+#   formats) with as much care as a human interface; the WikiGame's inline links and truncation note are that.
 # - [OpenAI, "Function calling" guide](https://platform.openai.com/docs/guides/function-calling):
 #   the tools protocol of this section (schemas, `tool_calls`, `tool_choice`, tool messages) in full.
 # - [Kinniment et al., "Evaluating Language-Model Agents on Realistic Autonomous Tasks" (2023)](https://arxiv.org/abs/2312.11671):

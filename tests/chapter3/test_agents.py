@@ -1,5 +1,5 @@
-"""Section 3.3 beyond the automatic contract: mutants each check must catch, the offline graph, the live
-Wikipedia client's parsing, and the agent surviving injected server failures."""
+"""Section 3.3 beyond the automatic contract: mutants each check must catch, the offline graph and its
+non-content links, the live Wikipedia client's request and parsing, the page cap, context management, and the agent surviving injected server failures."""
 
 from __future__ import annotations
 
@@ -21,6 +21,52 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 MUTANTS = {
+    "main_content: no cut at See also": (
+        checks.check_main_content, wiki.main_content, [("    if end:\n        text = text[: end.start()]\n", "")]),
+    "main_content: templates kept": (
+        checks.check_main_content, wiki.main_content, [('text = remove_spans(text, "{{", "}}")', "pass")]),
+    "main_content: File links removed by a regex, captions' links leak": (
+        checks.check_main_content, wiki.main_content, [('text = remove_spans(text, "[[", "]]", where=is_other_namespace)',
+                                                        r'text = re.sub(r"\[\[(?:File|Category|Help|Special):[^\]]*\]\]", "", text)')]),
+    "main_content: namespaced links kept": (
+        checks.check_main_content, wiki.main_content, [('text = remove_spans(text, "[[", "]]", where=is_other_namespace)', "pass")]),
+    "main_content: shown text instead of the target": (
+        checks.check_main_content, wiki.main_content, [('return f"<link>{title}</link>" if title', 'return f"<link>{shown or title}</link>" if title')]),
+    "main_content: anchors kept": (
+        checks.check_main_content, wiki.main_content, [('normalise_title(target.split("#")[0])', "normalise_title(target)")]),
+    "main_content: refs kept": (
+        checks.check_main_content, wiki.main_content, [('text = re.sub(r"<ref[^>]*>.*?</ref>", "", text, flags=re.DOTALL)', "pass")]),
+    "truncate_page: plain slice": (
+        checks.check_truncate_page, ref.truncate_page, [("    if len(text) <= max_chars:\n        return text\n",
+                                                         "    if len(text) <= max_chars:\n        return text\n    kept = text[:max_chars]\n    return f\"{kept}\\n\\n\" + TRUNCATION_NOTE.format(shown=len(kept), total=len(text), hidden=0)\n")]),
+    "truncate_page: no note": (
+        checks.check_truncate_page, ref.truncate_page, [('return f"{kept}\\n\\n" + TRUNCATION_NOTE.format(shown=len(kept), total=len(text), hidden=hidden)', "return kept")]),
+    "truncate_page: note on every page": (
+        checks.check_truncate_page, ref.truncate_page, [("    if len(text) <= max_chars:\n        return text\n", "")]),
+    "truncate_page: cut inside a link": (
+        checks.check_truncate_page, ref.truncate_page, [('if kept.rfind("<link>") > kept.rfind("</link>"):', "if False:")]),
+    "truncate_page: drops a first paragraph that does not fit": (
+        checks.check_truncate_page, ref.truncate_page, [("    if not kept:\n", "    if False:\n")]),
+    "truncate_page: counts every link as hidden": (
+        checks.check_truncate_page, ref.truncate_page, [("hidden = len(set(page_links(text)) - set(page_links(kept)))", "hidden = len(set(page_links(text)))")]),
+    "manage_context: last messages only (task dropped)": (
+        checks.check_manage_context, ref.manage_context, [("    if len(messages) <= 2 + keep:", "    return list(messages[-keep:])\n    if len(messages) <= 2 + keep:")]),
+    "manage_context: task dropped": (
+        checks.check_manage_context, ref.manage_context, [("return [*messages[:2], {", "return [*messages[:1], {")]),
+    "manage_context: assistant dropped, its tool results kept": (
+        checks.check_manage_context, ref.manage_context, [('while start > 2 and messages[start].get("role") == "tool":', "while False:")]),
+    "manage_context: assistant turns filtered out": (
+        checks.check_manage_context, ref.manage_context, [("*messages[start:]]", '*[m for m in messages[start:] if not m.get("tool_calls")]]')]),
+    "manage_context: no note": (
+        checks.check_manage_context, ref.manage_context, [('{"role": "user", "content": ELIDED_NOTE.format(n=start - 2)}, ', "")]),
+    "manage_context: never trims": (
+        checks.check_manage_context, ref.manage_context, [("    if len(messages) <= 2 + keep:", "    return list(messages)\n    if len(messages) <= 2 + keep:")]),
+    "reflect: prompt without the history": (
+        checks.check_reflect, ref.reflect, [("messages=[*episode.messages, {", "messages=[{")]),
+    "reflect: lesson not stripped": (
+        checks.check_reflect, ref.reflect, [('return (response.choices[0].message.content or "").strip()', 'return response.choices[0].message.content or ""')]),
+    "reflect: path as a Python list": (
+        checks.check_reflect, ref.reflect, [('path=" -> ".join(episode.path)', "path=episode.path")]),
     "calculate: eval instead of walking the tree": (
         checks.check_calculate, ref.calculate, [("return str(walk(ast.parse(expression, mode=\"eval\")))", "return str(eval(expression))")]),
     "calculate: no unary minus": (
@@ -61,8 +107,6 @@ MUTANTS = {
         checks.check_wiki_game, ref.WikiGame, [("self.path.append(self.current)", "pass")]),
     "WikiGame: refused moves not counted": (
         checks.check_wiki_game, ref.WikiGame, [("self.invalid_moves += 1", "pass")]),
-    "WikiGame: content without links": (
-        checks.check_wiki_game, ref.WikiGame, [("\\n\\nLinks: {' | '.join(page.links)}", "")]),
     "react_act: reasoning dropped from history": (
         checks.check_react_act, ref.react_act, [('messages.append({"role": "assistant", "content": thought.content or ""})', "pass")]),
     "react_act: tool_choice swapped": (
@@ -78,7 +122,7 @@ MUTANTS = {
     "play: tool errors not counted": (
         checks.check_play, ref.play, [('tool_errors += sum(r["content"].startswith("Error") for r in results)', "pass")]),
     "play: ignores the react variant": (
-        checks.check_play, ref.play, [('act = react_act if config.variant == "react" else plain_act', "act = plain_act")]),
+        checks.check_play, ref.play, [('decide = react_act if config.variant == "react" else plain_act', "decide = plain_act")]),
     "play: stops on the first text reply without reminding": (
         checks.check_play, ref.play, [("if text_turns >= config.max_text_turns:", "if text_turns >= 1:")]),
     "reflexion: reuses the finished game": (
@@ -121,8 +165,9 @@ def test_offline_graph_size_and_connectivity():
     assert len(w.titles) >= 50
     for title in w.titles:
         page = w.get_page(title)
-        assert page.content and page.summary and 2 <= len(page.links)
+        assert page.text and page.summary and 2 <= len(page.links)
         assert all(link in w.pages for link in page.links)
+        assert "<link>" not in page.summary and "[[" not in page.text
     # strongly connected: every game has a solution
     assert all(len(w.shortest_path(w.titles[0], t)) >= 1 and w.shortest_path(t, w.titles[0]) for t in w.titles)
     assert w.shortest_path("Pizza", "Milk") == ["Pizza", "Cheese", "Milk"]
@@ -133,36 +178,84 @@ def test_offline_graph_size_and_connectivity():
 # --- the live client, on recorded-shaped MediaWiki API responses ------------------------------
 
 
-def test_live_wiki_parses_extracts_links_redirects_and_continuation():
+def test_live_wiki_sends_a_standard_parse_request_and_keeps_main_content():
     calls = []
+    einstein = ("{{Infobox scientist|name=Albert Einstein|field=[[Physics]]}}\n"
+                "'''Albert Einstein''' was a [[physicist]] who developed [[Theory of relativity|relativity]].<ref>x</ref>\n\n"
+                "== See also ==\n* [[Max Planck]]\n[[Category:Physicists]]")
 
     def handler(request: httpx.Request) -> httpx.Response:
         params = dict(request.url.params)
         calls.append(params)
-        assert params["action"] == "query" and "links" in params["prop"] and params["redirects"] == "1"
+        assert request.url.path == "/w/api.php"
         assert request.headers["User-Agent"].startswith("open-alignment-curriculum")
-        if params["titles"] == "Atlantis (fiction)":
-            return httpx.Response(200, json={"query": {"pages": [{"title": "Atlantis (fiction)", "missing": True}]}})
-        page = {"pageid": 1, "ns": 0, "title": "Albert Einstein"}
-        if "plcontinue" not in params:
-            page |= {"extract": "Albert Einstein was a physicist. He developed relativity.", "links": [{"ns": 0, "title": "Physics"}]}
-            return httpx.Response(200, json={"continue": {"plcontinue": "1|0|Z", "continue": "||"}, "query": {"pages": [page]}})
-        page |= {"links": [{"ns": 0, "title": "Theory of relativity"}, {"ns": 0, "title": "Physics"}]}
-        return httpx.Response(200, json={"batchcomplete": True, "query": {"redirects": [{"from": "Einstein", "to": "Albert Einstein"}], "pages": [page]}})
+        assert {k: v for k, v in params.items() if k != "page"} == {
+            "action": "parse", "format": "json", "formatversion": "2", "redirects": "1", "prop": "wikitext"}
+        if params["page"] == "Atlantis (fiction)":
+            return httpx.Response(200, json={"error": {"code": "missingtitle", "info": "The page you specified doesn't exist."}})
+        if params["page"] == "Physicist":
+            return httpx.Response(200, json={"parse": {"title": "Physicist", "wikitext": "A physicist studies [[physics]]."}})
+        assert params["page"] == "Einstein"
+        return httpx.Response(200, json={"parse": {"title": "Albert Einstein", "pageid": 736,
+                                                   "redirects": [{"from": "Einstein", "to": "Albert Einstein"}],
+                                                   "wikitext": einstein}})
 
     client = httpx.Client(transport=httpx.MockTransport(handler), headers={"User-Agent": wiki.LiveWiki.USER_AGENT})
     live = wiki.LiveWiki(client=client)
     page = live.get_page("einstein")
     assert page.title == "Albert Einstein"
-    assert page.links == ("Physics", "Theory of relativity")
-    assert page.summary.startswith("Albert Einstein was a physicist.")
-    assert len(calls) == 2 and calls[1]["plcontinue"] == "1|0|Z"
+    assert page.links == ("Physicist", "Theory of relativity")  # not the infobox, See also or category links
+    assert page.text == ("Albert Einstein was a <link>Physicist</link> who developed <link>Theory of relativity</link>.")
+    assert page.summary.startswith("Albert Einstein was a Physicist")
     live.get_page("Albert Einstein")  # cached under the resolved title too
-    assert len(calls) == 2
+    assert len(calls) == 1
     with pytest.raises(wiki.PageNotFound):
         live.get_page("Atlantis (fiction)")
-    game = ref.WikiGame(live, "Einstein", "Physics")
-    assert game.start == "Albert Einstein" and "Physics" in game.get_content()
+    game = ref.WikiGame(live, "Einstein", "Physicist")
+    assert game.start == "Albert Einstein" and "<link>Physicist</link>" in game.get_content()
+
+
+def test_live_wiki_api_url_can_point_elsewhere():
+    seen = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(str(request.url).split("?")[0])
+        return httpx.Response(200, json={"parse": {"title": "Milk", "wikitext": "Milk comes from a [[cow]]."}})
+
+    live = wiki.LiveWiki(client=httpx.Client(transport=httpx.MockTransport(handler)), api="http://127.0.0.1:9/w/api.php")
+    assert live.get_page("Milk").links == ("Cow",)
+    assert seen == ["http://127.0.0.1:9/w/api.php"]
+
+
+def test_shipped_pages_carry_furniture_that_the_game_must_not_offer():
+    w = wiki.OfflineWiki()
+    raw = {t: {m[1] for m in wiki.WIKILINK.finditer(text)} for t, text in w.wikitext.items()}
+    shortcuts = sum(len({l for l in raw[t] if ":" not in l} - set(w.get_page(t).links)) for t in w.titles)
+    assert shortcuts >= 3 * len(w.titles)  # See also, navbox, infobox and caption links on every page
+    assert all("Category:" in text and "== See also ==" in text for text in w.wikitext.values())
+
+
+def test_game_caps_long_pages_with_a_note():
+    page = wiki.WikiPage("Long", "\n\n".join(f"Paragraph {i} links <link>Page {i}</link>." for i in range(200)))
+    source = type("One", (wiki.WikiSource,), {"get_page": lambda self, title: page, "description": ""})()
+    game = ref.WikiGame(source, "Long", "Long", max_chars=500)
+    content = game.get_content()
+    assert len(content) < 700 and "[Page truncated: " in content
+    assert ref.WikiGame(source, "Long", "Long", max_chars=10**6).get_content().count("<link>") == 200
+
+
+def test_play_with_managed_context_keeps_the_record_and_sends_less():
+    w = wiki.OfflineWiki()
+    games = ref.sample_games(w, 2, seed=5)
+    sizes = {}
+    for keep in (None, 4):
+        with LoopbackServer(ref.WikiPolicy(w, seed=0)) as server:
+            client = loopback_client(server, fresh_connections=True, max_retries=0)
+            eps = [ref.play(client, ref.WikiGame(w, s, t), ref.AgentConfig(variant="react", max_steps=15, keep_messages=keep))
+                   for s, t in games]
+        sizes[keep] = max(sum(len(str(m.get("content") or "")) for m in r["messages"]) for r in server.requests)
+        assert all(len(e.messages) >= 2 * e.steps for e in eps)  # the record holds every turn
+    assert sizes[4] < sizes[None]
 
 
 # --- the agent under real server conditions ---------------------------------------------------

@@ -4,6 +4,7 @@ client against the loopback server (curriculum.utils.openai_server), driven by s
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import json
 import math
 import re
@@ -15,7 +16,7 @@ import pydantic
 from openai.types.chat import ChatCompletionFunctionToolParam, ChatCompletionMessageFunctionToolCall
 
 from curriculum.solutions.chapter3 import agents as ref
-from curriculum.solutions.chapter3.wiki import OfflineWiki
+from curriculum.solutions.chapter3.wiki import OFFLINE_GRAPH, OfflineWiki, page_links
 from curriculum.checking import assert_equal, check, fail
 from curriculum.utils.openai_server import HTTPError, LoopbackServer, ToolCall, loopback_client
 
@@ -217,18 +218,175 @@ def check_run_agent(run_agent: Callable) -> str:
 # Part 2: the WikiGame
 # ----------------------------------------------------------------------------------------------
 
+# A page with every kind of furniture a real article has around its prose, and its main content.
+SAMPLE_WIKITEXT = """{{Short description|Italian dish}}
+{{Infobox food
+| name = Pizza
+| country = [[Italy]]
+| main_ingredient = {{hlist|[[Flour]]|[[Tomato]]}}
+}}
+[[File:Pizza-3007395.jpg|thumb|upright|A pizza from [[Naples]], with [[Basil]]]]
+<!-- Do not link [[Pizza Hut]] here -->
+'''Pizza''' is a dish from [[Italy]] made of [[wheat|flour]] dough,<ref>Davidson, [[Oxford Companion to Food]], 1999.</ref>
+topped with [[Tomato|tomatoes]] and [[Cheese#Mozzarella|mozzarella]].<ref name="b"/> See [[#History|below]].
+
+== History ==
+The [[Margherita_pizza|Margherita]] was named after a queen of [[Italy]]; [[Help:IPA|pronounced]] ''pizza''.
+{| class="wikitable"
+| [[Calzone]] || a folded pizza
+|}
+
+== See also ==
+* [[List of pizza varieties by country]]
+* [[Pizza Hut]]
+
+== References ==
+{{Reflist}}
+* [[Special:BookSources/978|ISBN]]
+{{Navbox pizza|[[Neapolitan pizza]]}}
+[[Category:Italian cuisine]]
+[[:Category:Pizza|pizza category]]
+"""
+SAMPLE_MAIN = """Pizza is a dish from <link>Italy</link> made of <link>Wheat</link> dough, topped with <link>Tomato</link> and
+<link>Cheese</link>. See below.
+
+History
+
+The <link>Margherita pizza</link> was named after a queen of <link>Italy</link>; pizza."""
+_CAPTION = ("a File: caption: remove a File: link with its caption as one span, "
+            "remove_spans(text, '[[', ']]', where=is_other_namespace), before rewriting the other links")
+# Links that sit in the furniture: where each comes from, and the fix.
+FURNITURE = {
+    "Flour": "an infobox template: remove {{...}} spans with remove_spans(text, '{{', '}}')",
+    "Naples": _CAPTION,
+    "Basil": _CAPTION,
+    "Pizza Hut": "a comment or the See also section: strip <!-- --> and cut at the first END_SECTIONS heading",
+    "Oxford Companion to Food": "a <ref> footnote: remove <ref ...>...</ref> and <ref .../> first",
+    "Calzone": "a table: remove {|...|} spans",
+    "List of pizza varieties by country": "the See also section: cut everything from the first END_SECTIONS heading",
+    "Neapolitan pizza": "a navbox template after the references: cut at the first END_SECTIONS heading",
+}
+_JUNK = [
+    ("Category", ("category links ([[Category:...]], [[:Category:...]]) are not article links: drop links whose "
+                  "prefix is in OTHER_NAMESPACES (is_other_namespace)")),
+    ("Special:", "Special: and Help: links leave the article namespace: drop them"),
+    ("Help:", "Special: and Help: links leave the article namespace: drop them"),
+    ("See also", "cut the text at the first END_SECTIONS heading (== See also ==)"),
+    ("{{", "templates {{...}} should be gone (remove_spans)"),
+    ("[[", "every [[...]] link should be rewritten as <link>Title</link> or dropped"),
+    ("''", "remove the bold and italic quotes ('' and ''')"),
+    ("<ref", "remove <ref> footnotes"),
+    ("<!--", "remove HTML comments"),
+]
+
+
+def _flat(text: str) -> str:
+    return " ".join(text.split())
+
+
+def _shipped_main_links() -> dict[str, list[str]]:
+    """The links of each offline page's hand-written body, as the generator lists them (not through a parser)."""
+    spec = importlib.util.spec_from_file_location("_wiki_build_graph", OFFLINE_GRAPH.parent / "build_graph.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.main_links()
+
+
+@check
+def check_main_content(main_content: Callable[[str], str]) -> str:
+    out = main_content(SAMPLE_WIKITEXT)
+    if not isinstance(out, str):
+        fail(f"main_content should return a str, got {type(out).__name__}")
+    links = list(page_links(out))
+    for title, why in FURNITURE.items():
+        if title in out:
+            fail(f"{title!r} is in your main content, but it comes from {why}")
+    for junk, why in _JUNK:
+        if junk in out:
+            fail(f"{junk!r} is still in your main content: {why}")
+    expected_links = ["Italy", "Wheat", "Tomato", "Cheese", "Margherita pizza"]
+    if links != expected_links:
+        hint = ""
+        if "Wheat" not in links and any(t in links for t in ("flour", "Flour", "tomatoes")):
+            hint = " A link [[wheat|flour]] goes to the page 'Wheat': put the target, not the shown text, in the tag."
+        elif any("#" in t or "_" in t or t[:1].islower() for t in links):
+            hint = " Normalise the target: drop '#Section', underscores to spaces, first letter upper case (normalise_title)."
+        elif "" in links or "History" in links:
+            hint = " [[#History|below]] points to a section of the same page: keep only its shown text."
+        fail(f"links of the sample page, in order: expected {expected_links}, got {links}.{hint}")
+    if _flat(out) != _flat(SAMPLE_MAIN):
+        fail(f"the sample page's main content, whitespace aside, should read\n{_flat(SAMPLE_MAIN)!r}\ngot\n{_flat(out)!r}")
+    paragraphs = [p for p in out.split("\n\n") if p.strip()]
+    if len(paragraphs) != 3:
+        fail(f"expected 3 paragraphs separated by blank lines (the lead, the heading 'History', its text), got "
+             f"{len(paragraphs)}: keep blank lines between paragraphs and turn '== History ==' into a line 'History'")
+
+    shipped = json.loads(OFFLINE_GRAPH.read_text())["pages"]
+    expected = _shipped_main_links()
+    for page in shipped:
+        got = list(page_links(main_content(page["wikitext"])))
+        if got != expected[page["title"]]:
+            extra = [t for t in got if t not in expected[page["title"]]]
+            fail(f"offline page {page['title']!r}: expected the links of its body {expected[page['title']]}, got {got}"
+                 + (f" (not in the body: {extra})" if extra else ""))
+    return f"sample page exact; the links of all {len(shipped)} offline pages match their hand-written bodies"
+
+
+TRUNCATE_TEXT = (
+    "The first paragraph links <link>Alpha</link> and <link>Beta</link> in a sentence of moderate length.\n\n"
+    "The second paragraph mentions <link>Gamma</link> and the <link>Theory of relativity</link> once.\n\n"
+    "A third paragraph with <link>Delta</link>, <link>Alpha</link> again, and more words to fill it."
+)
+
+
+def _truncated_body(out: Any, text: str, max_chars: int, what: str) -> str:
+    """The page text before the note, after checking the cut and the note."""
+    if not isinstance(out, str):
+        fail(f"truncate_page should return a str, got {type(out).__name__}")
+    if "[Page truncated" not in out:
+        fail(f"{what}: the page was cut but the result has no TRUNCATION_NOTE: tell the model it is not seeing the whole page")
+    body, note = out[: out.index("[Page truncated")].rstrip(), out[out.index("[Page truncated"):]
+    if len(body) > max_chars:
+        fail(f"{what}: {len(body)} characters of page before the note, more than max_chars={max_chars}")
+    if not text.startswith(body):
+        fail(f"{what}: the text before the note should be the start of the page, unchanged; it ends {body[-60:]!r}")
+    if "<" in re.sub(r"<link>[^<]*</link>", "", body):
+        fail(f"{what}: the cut breaks a <link>...</link> tag ({body[-40:]!r}); a broken tag is a link the model cannot "
+             "read: cut before the <link>")
+    hidden = len(set(page_links(text)) - set(page_links(body)))
+    assert_equal(note.strip(), ref.TRUNCATION_NOTE.format(shown=len(body), total=len(text), hidden=hidden),
+                 f"the note ({what})", "shown = characters kept, total = len(text), hidden = distinct linked titles "
+                 "that appear only in the part cut off")
+    return body
+
+
+@check
+def check_truncate_page(truncate_page: Callable[[str, int], str]) -> str:
+    text = TRUNCATE_TEXT
+    assert_equal(truncate_page(text, len(text)), text, "a page exactly max_chars long",
+                 "return pages that fit unchanged, without a note")
+    assert_equal(truncate_page("Short.", 4000), "Short.", "a short page")
+    p1, p2, _ = text.split("\n\n")
+    for max_chars, n_paragraphs in [(len(p1) + len(p2) + 2, 2), (len(p1) + len(p2) + 30, 2), (len(p1) + 5, 1)]:
+        body = _truncated_body(truncate_page(text, max_chars), text, max_chars, f"max_chars={max_chars}")
+        kept = [p for p in body.split("\n\n") if p]
+        if len(kept) != n_paragraphs:
+            fail(f"max_chars={max_chars}: {n_paragraphs} whole paragraph(s) fit, you kept {len(kept)}: keep adding "
+                 "paragraphs while the text, with its blank-line separators, stays within max_chars")
+    one = text.replace("\n\n", " ")
+    for max_chars in (one.index("relativity") + 3, one.index("Gamma") + 2, 37):
+        body = _truncated_body(truncate_page(one, max_chars), one, max_chars, f"one long paragraph, max_chars={max_chars}")
+        if not body:
+            fail(f"max_chars={max_chars}: when the first paragraph does not fit, cut it at a space; do not drop it")
+        if one[len(body)] not in " <":
+            fail(f"max_chars={max_chars}: the cut splits a word ({body[-20:]!r}): cut at the last space")
+    return "short pages untouched; whole paragraphs while they fit; no split words or links; exact note"
+
+
 
 @check
 def check_wiki_game(WikiGame: type) -> str:
     game = WikiGame(WIKI, "Pizza", "Milk")
-    content = game.get_content()
-    page = WIKI.get_page("Pizza")
-    if not isinstance(content, str) or not content.startswith("Page: Pizza"):
-        fail(f"get_content should start with 'Page: Pizza', got {str(content)[:80]!r}")
-    if page.content not in content:
-        fail("get_content should include the page's text")
-    if not content.rstrip().endswith("Links: " + " | ".join(page.links)):
-        fail("get_content should end with 'Links: ' and the page's links joined by ' | '")
 
     msg = game.move_page("Milk")  # the target, but not linked from Pizza
     if game.current != "Pizza" or game.path != ["Pizza"]:
@@ -296,6 +454,155 @@ class ChatsFirst:
             self.chatted = True
             return "Let me think about which page leads to milk."
         return self.then(request)
+
+
+@check
+def check_reflect(reflect: Callable) -> str:
+    history = [{"role": "system", "content": 'Reach the target page "Milk".'}, {"role": "user", "content": "Start: Pizza."},
+               {"role": "assistant", "content": "", "tool_calls": [{"id": "c1", "type": "function", "function": {
+                   "name": "move_page", "arguments": '{"new_page": "Italy"}'}}]},
+               {"role": "tool", "tool_call_id": "c1", "content": "Moved to 'Italy'."}]
+    failed = ref.Episode("Pizza", "Milk", False, ["Pizza", "Italy", "Pizza", "Italy"], 7, "loop", messages=history)
+    snapshot = json.dumps(history)
+    with serve() as loop:
+        mark = loop.script(lambda r: "  Dead ends: Italy. Try Cheese.\n")
+        lesson = reflect(loop.client, ref.AgentConfig(), failed)
+        requests = loop.since(mark)
+    if json.dumps(history) != snapshot:
+        fail("reflect changed the episode's messages: send a new list, [*episode.messages, prompt]")
+    if len(requests) != 1:
+        fail(f"reflect should make one model call, the server saw {len(requests)}")
+    sent = requests[0]["messages"]
+    if [m.get("content") for m in sent[:-1]] != [m["content"] for m in history]:
+        fail("the reflection request should carry the episode's whole history before the prompt: the model can only "
+             "find its dead ends in what it did")
+    if sent[-1].get("role") != "user":
+        fail(f"the reflection prompt should be a user message, got role {sent[-1].get('role')!r}")
+    expected = ref.REFLECT_PROMPT.format(failure="loop", path="Pizza -> Italy -> Pizza -> Italy", target="Milk")
+    assert_equal(sent[-1].get("content"), expected, "the reflection prompt",
+                 "REFLECT_PROMPT.format(failure=episode.failure, path=' -> '.join(episode.path), target=episode.target)")
+    if requests[0].get("tools"):
+        fail("do not offer tools to the reflection call: we want a written lesson, not a move")
+    assert_equal(lesson, "Dead ends: Italy. Try Cheese.", "the lesson returned", "return the reply's text, stripped")
+    return "history and prompt sent without tools; the lesson's text returned"
+
+
+def _history_problem(messages: list[dict]) -> str | None:
+    """What the API would reject in a message list, or None: each tool message must follow (through other tool
+    messages) the assistant message whose tool_calls include its id, and every tool call must be answered."""
+    pending: set[str] = set()
+    for i, m in enumerate(messages):
+        if m.get("role") == "tool":
+            if m.get("tool_call_id") not in pending:
+                return (f"message {i} is a tool result without its assistant message (the one with the tool_calls) "
+                        "right before it: keep an assistant turn and its tool results together")
+            pending.discard(m["tool_call_id"])
+            continue
+        if pending:
+            return f"message {i - 1} leaves tool calls without results ({sorted(pending)}): keep all results of a turn"
+        if m.get("role") == "assistant" and m.get("tool_calls"):
+            pending = {c["id"] for c in m["tool_calls"]}
+    return None
+
+
+class _LongReader:
+    """A scripted model for a long game: reads a long page, or makes two calls at once (a read and a note), and
+    now and then replies with text; it never finishes."""
+
+    def __init__(self):
+        self.n = 0
+
+    def __call__(self, request: dict) -> Any:
+        self.n += 1
+        if self.n % 7 == 0:
+            return "Let me think about where to go next."
+        if self.n % 2:
+            return ToolCall("read", {})
+        return [ToolCall("read", {}), ToolCall("note", {"text": f"step {self.n}"})]
+
+
+def _turns(n: int) -> list[dict]:
+    """n turns: an assistant message with two tool calls, their results, a text reply and a user reminder."""
+    out = []
+    for t in range(n):
+        calls = [{"id": f"{k}{t}", "type": "function", "function": {"name": name, "arguments": "{}"}}
+                 for k, name in (("a", "read"), ("b", "note"))]
+        out += [{"role": "assistant", "content": "", "tool_calls": calls},
+                {"role": "tool", "tool_call_id": f"a{t}", "content": f"Page {t}"},
+                {"role": "tool", "tool_call_id": f"b{t}", "content": "noted"},
+                {"role": "assistant", "content": f"thought {t}"}, {"role": "user", "content": "go on"}]
+    return out
+
+
+@check
+def check_manage_context(manage_context: Callable[[list[dict], int], list[dict]]) -> str:
+    head = [{"role": "system", "content": "You play the WikiGame."}, {"role": "user", "content": 'Reach "Milk".'}]
+    for n_turns in (1, 6):
+        history = head + _turns(n_turns)
+        snapshot = json.dumps(history)
+        for keep in (2, 3, 4, 5, 9):
+            out = manage_context(history, keep)
+            what = f"a history of {len(history)} messages with keep={keep}"
+            if json.dumps(history) != snapshot:
+                fail("manage_context changed the list it was given: build and return a new list")
+            if not isinstance(out, list) or len(out) < 2:
+                fail(f"{what}: expected a list of messages, got {out!r:.200}")
+            if out[0] != head[0]:
+                fail(f"{what}: the first message should be the system prompt, got {out[0]!r:.100}")
+            if out[1] != head[1]:
+                fail(f"{what}: the second message should be the task (the first user message), got {out[1]!r:.100}: "
+                     "without it the model no longer knows its target")
+            if len(history) <= 2 + keep:
+                assert_equal(out, history, f"the result for {what} (short enough to keep whole)",
+                             "return short histories unchanged")
+                continue
+            if (problem := _history_problem(out)) is not None:
+                fail(f"{what}: the API would reject the result: {problem}")
+            start = len(history) - keep
+            while start > 2 and history[start]["role"] == "tool":
+                start -= 1
+            if start == 2:
+                assert_equal(out, history, f"the result for {what} (moving the cut back to the assistant turn leaves "
+                             "nothing out)", "return the history whole, without a note, when nothing is left out")
+                continue
+            n_tail = len(out) - 3
+            if n_tail < keep or out[3:] != history[len(history) - n_tail:]:
+                fail(f"{what}: after the system prompt, the task and the note, expected the last {keep} messages or a "
+                     "few more, unchanged and in order")
+            assert_equal(n_tail, len(history) - start, f"recent messages kept for {what}",
+                         "start `keep` from the end and move back only past tool messages, to their assistant turn")
+            assert_equal(out[2], {"role": "user", "content": ref.ELIDED_NOTE.format(n=start - 2)}, f"the note for {what}",
+                         "one user message ELIDED_NOTE.format(n=<messages left out>) right after the task")
+
+    tools = {"read": lambda: "Lorem ipsum dolor sit amet. " * 80, "note": lambda text: "noted"}
+    schemas = [{"type": "function", "function": {"name": n, "parameters": {"type": "object", "properties": {}}}}
+               for n in tools]
+    messages, keep = list(head), 6
+    with serve() as loop:
+        mark = loop.script(_LongReader())
+        for step in range(60):
+            view = manage_context(messages, keep)
+            if (problem := _history_problem(view)) is not None:
+                fail(f"at step {step} of a long game: {problem}")
+            try:
+                reply = loop.client.chat.completions.create(model="loopback", messages=view, tools=schemas).choices[0].message
+            except openai.BadRequestError as e:
+                fail(f"at step {step} of a long game the API rejected the messages you kept (400): {e.message}")
+            messages.append(ref.assistant_message(reply))
+            if reply.tool_calls:
+                messages += ref.execute_tool_calls(reply.tool_calls, tools)
+            else:
+                messages.append({"role": "user", "content": "Please use a tool."})
+        requests = loop.since(mark)
+    sizes = [sum(len(str(m.get("content") or "")) for m in r["messages"]) for r in requests]
+    if any(r["messages"][:2] != head for r in requests):
+        fail("in a long game a request lost the system prompt or the task")
+    bound = sum(len(m["content"]) for m in head) + 200 + (keep + 1) * len(tools["read"]())
+    if max(sizes) > bound:
+        fail(f"the context kept growing over a 60-step game: the largest request held {max(sizes)} characters of "
+             f"content, more than keep={keep} messages can hold ({bound})")
+    return (f"system prompt and task kept, valid for the API, context bounded over 60 steps "
+            f"({sizes[5]} characters at step 5, {sizes[-1]} at step 60)")
 
 
 def _play(loop: Loopback, play: Callable, responder: Any, variant: str = "baseline", max_steps: int = 12):

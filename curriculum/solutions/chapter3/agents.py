@@ -27,7 +27,9 @@ from typing import Any, Callable, Sequence
 
 import openai
 
-from curriculum.solutions.chapter3.wiki import OfflineWiki, PageNotFound, WikiPage, WikiSource, normalise_title
+from curriculum.solutions.chapter3.wiki import (
+    OfflineWiki, PageNotFound, WikiPage, WikiSource, normalise_title, page_links, plain_text,
+)
 from curriculum.utils.openai_server import ReplyLike, ToolCall, last_user_message, system_message, tool_names
 
 # ==============================================================================================
@@ -166,7 +168,8 @@ GET_CONTENT_SCHEMA = {
     "type": "function",
     "function": {
         "name": "get_content",
-        "description": "Get the text of the page you are on, followed by the list of pages it links to.",
+        "description": "Get the text of the page you are on. Links to other pages are marked <link>Title</link>; "
+                       "you can move to any of them with move_page.",
         "parameters": {"type": "object", "properties": {}, "additionalProperties": False},
     },
 }
@@ -198,11 +201,42 @@ PREVIEW_PAGE_SCHEMA = {
 }
 
 
+PAGE_CHARS = 4000  # how much of a page one get_content call adds to the context, at most
+TRUNCATION_NOTE = "[Page truncated: {shown} of {total} characters shown. Linked pages only in the part not shown: {hidden}.]"
+
+
+def truncate_page(text: str, max_chars: int) -> str:
+    """At most `max_chars` characters of a page's main content, then TRUNCATION_NOTE; short pages unchanged.
+
+    Keep whole paragraphs (separated by "\n\n") while they fit. If even the first paragraph does not fit, cut it
+    at a space, never inside a word or a <link>...</link> tag. The note gives the characters shown (of the kept
+    text, before the note), the total, and how many distinct linked titles appear only in the part cut off.
+    """
+    # EXERCISE: keep whole paragraphs while they fit; else cut the first one at a space outside any <link>...</link>; append the note
+    if len(text) <= max_chars:
+        return text
+    kept = ""
+    for paragraph in text.split("\n\n"):
+        candidate = f"{kept}\n\n{paragraph}" if kept else paragraph
+        if len(candidate) > max_chars:
+            break
+        kept = candidate
+    if not kept:
+        kept = text[:max_chars]
+        kept = kept[: kept.rfind(" ")] if " " in kept else ""
+        if kept.rfind("<link>") > kept.rfind("</link>"):  # the cut fell inside a link: drop the whole link
+            kept = kept[: kept.rfind("<link>")]
+        kept = kept.rstrip()
+    hidden = len(set(page_links(text)) - set(page_links(kept)))
+    return f"{kept}\n\n" + TRUNCATION_NOTE.format(shown=len(kept), total=len(text), hidden=hidden)
+    # END EXERCISE
+
+
 class WikiGame:
     """The state of one game: where we are, where we must get to, and the path so far."""
 
-    def __init__(self, source: WikiSource, start: str, target: str):
-        self.source = source
+    def __init__(self, source: WikiSource, start: str, target: str, max_chars: int = PAGE_CHARS):
+        self.source, self.max_chars = source, max_chars
         self.start = source.get_page(start).title
         self.target = source.get_page(target).title
         self.current = self.start
@@ -222,11 +256,9 @@ class WikiGame:
         return next((link for link in self.current_page.links if link.lower() == wanted), None)
 
     def get_content(self) -> str:
-        """What the model reads: the title, the text, then every link on one line."""
-        # EXERCISE: return f"Page: <title>\n\n<content>\n\nLinks: <link 1> | <link 2> | ..." for the current page
+        """What the model reads: the title, then the main content with its links inline, capped at max_chars."""
         page = self.current_page
-        return f"Page: {page.title}\n\n{page.content}\n\nLinks: {' | '.join(page.links)}"
-        # END EXERCISE
+        return f"Page: {page.title}\n\n{truncate_page(page.text, self.max_chars)}"
 
     def move_page(self, new_page: str) -> str:
         """Move along a link of the current page. A refused move leaves the game unchanged (but counts)."""
@@ -269,12 +301,15 @@ class AgentConfig:
     max_visits: int = 3  # reaching one page this often means the agent is going round in circles
     max_text_turns: int = 2  # replies without a tool call in a row before we say it gave up
     temperature: float = 1.0
+    keep_messages: int | None = None  # context management: the model sees the task and about this many recent messages
 
     def __post_init__(self):
         if self.variant not in VARIANTS:
             raise ValueError(f"variant must be one of {VARIANTS}, got {self.variant!r}")
         if self.max_steps < 1 or self.max_visits < 2:
             raise ValueError("max_steps must be >= 1 and max_visits >= 2")
+        if self.keep_messages is not None and self.keep_messages < 2:
+            raise ValueError("keep_messages must be None (keep everything) or >= 2")
 
 
 @dataclass
@@ -340,6 +375,30 @@ def react_act(client: openai.OpenAI, config: AgentConfig, messages: list[dict], 
     # END EXERCISE
 
 
+ELIDED_NOTE = "[{n} earlier messages of this game were left out to save space. Your task is unchanged.]"
+
+
+def manage_context(messages: list[dict], keep: int) -> list[dict]:
+    """What the model is sent of a long history (a new list; `messages` is left unchanged).
+
+    Always the first two messages (the system prompt and the task); then, if anything was left out, one user
+    message ELIDED_NOTE saying how many; then the last `keep` messages, or a few more: the kept part must not
+    start with a tool message, because a tool message is only valid right after the assistant message whose
+    tool_calls it answers (and the other results of that call). When nothing would be left out (a history of
+    at most 2 + keep messages, or a cut that moved back to the task) the history comes back whole, without a note.
+    """
+    # EXERCISE: keep messages[:2]; start the kept tail `keep` from the end, moved back past tool messages to their assistant turn; note how many were left out
+    if len(messages) <= 2 + keep:
+        return list(messages)
+    start = len(messages) - keep
+    while start > 2 and messages[start].get("role") == "tool":
+        start -= 1
+    if start == 2:
+        return list(messages)
+    return [*messages[:2], {"role": "user", "content": ELIDED_NOTE.format(n=start - 2)}, *messages[start:]]
+    # END EXERCISE
+
+
 def play(client: openai.OpenAI, game: WikiGame, config: AgentConfig, lessons: Sequence[str] = ()) -> Episode:
     """Play one game to the end and say how it ended.
 
@@ -348,10 +407,20 @@ def play(client: openai.OpenAI, game: WikiGame, config: AgentConfig, lessons: Se
     "no_tool_call" (`max_text_turns` text-only replies in a row; after each one we remind it to use
     the tools), "out_of_steps" (`max_steps` steps), "api_error" (the API kept failing).
     A step is one decision (one `act`), whether it produced tool calls or text.
+    With `config.keep_messages`, the model is sent `manage_context(messages, ...)`; `messages` keeps everything.
     """
     tools = game.tools(lookahead=config.variant == "lookahead")
     fns, schemas = {t.name: t.fn for t in tools}, [t.schema for t in tools]
-    act = react_act if config.variant == "react" else plain_act
+    decide = react_act if config.variant == "react" else plain_act
+
+    def act(client: openai.OpenAI, config: AgentConfig, messages: list[dict], schemas: list[dict]) -> Any:
+        if config.keep_messages is None:
+            return decide(client, config, messages, schemas)
+        view = manage_context(messages, config.keep_messages)
+        n = len(view)
+        message = decide(client, config, view, schemas)
+        messages += view[n:]  # what the decision added (ReAct's thinking turns) belongs to the record too
+        return message
     messages = [
         {"role": "system", "content": system_prompt(game, config, lessons)},
         {"role": "user", "content": f'You are on the page "{game.start}". Reach "{game.target}".'},
@@ -400,12 +469,14 @@ REFLECT_PROMPT = (
 
 def reflect(client: openai.OpenAI, config: AgentConfig, episode: Episode) -> str:
     """Ask the model (without tools) to turn a failed episode into a lesson for the next attempt."""
+    # EXERCISE: format REFLECT_PROMPT, send it after the episode's whole history (no tools), return the stripped text
     prompt = REFLECT_PROMPT.format(failure=episode.failure, path=" -> ".join(episode.path), target=episode.target)
     response = client.chat.completions.create(
         model=config.model, messages=[*episode.messages, {"role": "user", "content": prompt}],
         temperature=config.temperature,
     )
     return (response.choices[0].message.content or "").strip()
+    # END EXERCISE
 
 
 def reflexion(
@@ -559,7 +630,7 @@ class WikiPolicy:
 
     def _known_text(self, title: str) -> str:
         try:
-            return self.source.get_page(title).content
+            return plain_text(self.source.get_page(title).text)
         except PageNotFound:
             return ""
 
@@ -579,7 +650,7 @@ class WikiPolicy:
             text = str(m.get("content", ""))
             if text.startswith("Page: "):
                 state["page"] = text.split("\n", 1)[0].removeprefix("Page: ")
-                state["links"] = text.rsplit("Links: ", 1)[-1].split(" | ")
+                state["links"] = list(page_links(text))
                 state["previews"], state["stale"] = {}, False
                 state["visited"].append(state["page"])
             elif text.startswith("Summary of "):

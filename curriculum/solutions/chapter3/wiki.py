@@ -1,8 +1,15 @@
 """Where the WikiGame (section 3.3) reads Wikipedia from: the live site online, a shipped graph offline.
 
-A `WikiSource` answers one question: given a page title, what does the page say and which pages does
-it link to? `LiveWiki` asks the MediaWiki API of en.wikipedia.org; `OfflineWiki` reads the 73
-hand-written pages in data/chapter3/wiki/pages.json (real Wikipedia titles, so the same games work
+A `WikiSource` answers one question: given a page title, what does the page say, with its links in
+place? Both sources start from *wikitext*, the markup editors write, and keep only the article's main
+content (`main_content`): prose paragraphs, with every link to another article marked inline as
+`<link>Title</link>`. Infoboxes, navigation boxes, references, "See also" lists, categories and
+File:/Help:/Special: links are dropped: a player clicking through Wikipedia reads the article, and
+the links around it would make the game easier than it is (a "See also" list is a shortcut).
+
+`LiveWiki` fetches wikitext from the MediaWiki action API of en.wikipedia.org (`action=parse`,
+`prop=wikitext`); `OfflineWiki` reads the 73 hand-written pages in data/chapter3/wiki/pages.json (real
+Wikipedia titles with wikitext-style navigation around them, so the same parser and the same games work
 on both). `load_wiki()` picks one through `curriculum.utils.offline.resource_choice("web")`.
 """
 
@@ -12,6 +19,7 @@ import json
 import re
 from abc import ABC, abstractmethod
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,21 +30,118 @@ from curriculum.utils.offline import Loaded, resource_choice
 OFFLINE_GRAPH = Path(__file__).resolve().parents[3] / "data" / "chapter3" / "wiki" / "pages.json"
 SUMMARY_CHARS = 300
 
+# Sections that list links around the article rather than telling it; everything from the first of them on is cut.
+END_SECTIONS = ("see also", "references", "notes", "external links", "further reading", "bibliography",
+                "sources", "citations", "footnotes", "works cited")
+# Link prefixes that leave the article namespace: images, categories, help and special pages, other wikis.
+OTHER_NAMESPACES = ("file", "image", "media", "category", "help", "special", "wikipedia", "wp", "template",
+                    "portal", "talk", "user", "draft", "module", "mediawiki", "wikt", "wiktionary", "commons")
+WIKILINK = re.compile(r"\[\[([^\[\]|]*)(?:\|([^\[\]]*))?\]\]")  # [[Title]] or [[Title|shown text]], innermost
+LINK_TAG = re.compile(r"<link>(.*?)</link>")
+
 
 class PageNotFound(KeyError):
     """The source has no page with this title."""
 
 
+def normalise_title(title: str) -> str:
+    """Wikipedia treats `albert_einstein` and `Albert Einstein` as the same page."""
+    title = " ".join(title.replace("_", " ").split())
+    return title[:1].upper() + title[1:]
+
+
+def remove_spans(text: str, open_: str, close_: str, where: Callable[[str], bool] | None = None) -> str:
+    """Remove every outermost `open_ ... close_` span, nesting allowed (`{{a {{b}} c}}` is one span).
+
+    With `where`, remove only the spans whose inside (the text between the delimiters) it accepts and keep
+    the others verbatim. An unclosed span runs to the end of the text and is removed.
+    """
+    out, i, depth, start = [], 0, 0, 0
+    while i < len(text):
+        if text.startswith(open_, i):
+            if depth == 0:
+                out.append(text[start:i])
+                start = i
+            depth += 1
+            i += len(open_)
+        elif depth and text.startswith(close_, i):
+            depth -= 1
+            i += len(close_)
+            if depth == 0:
+                inner = text[start + len(open_): i - len(close_)]
+                if where is not None and not where(inner):
+                    out.append(text[start:i])
+                start = i
+        else:
+            i += 1
+    if depth == 0:
+        out.append(text[start:])
+    return "".join(out)
+
+
+def is_other_namespace(target: str) -> bool:
+    """True for link targets outside the article namespace: `File:Pizza.jpg`, `:Category:Foods`, `Help:IPA`."""
+    prefix, colon, _ = target.strip().lstrip(":").partition(":")
+    return bool(colon) and prefix.strip().lower() in OTHER_NAMESPACES
+
+
+def main_content(wikitext: str) -> str:
+    """The article's prose with each link to another article written inline as `<link>Title</link>`.
+
+    Dropped: comments, <ref> footnotes, templates `{{...}}` (infoboxes, navboxes, citations), tables `{|...|}`,
+    links outside the article namespace (with their captions, which may hold links), and everything from the
+    first END_SECTIONS heading on. Kept: paragraphs, separated by blank lines, with the whitespace inside each
+    collapsed to single spaces; a section heading `== History ==` becomes a paragraph `History`. A link `[[Title#Section|shown]]` becomes `<link>Title</link>` (normalised title, no anchor); a link
+    to a section of the same page (`[[#History|...]]`) keeps only its shown text. Bold/italic quotes go.
+    """
+    # EXERCISE: strip comments, refs, templates and tables; cut at the first END_SECTIONS heading; drop other-namespace links; rewrite [[...]] as <link>Title</link>
+    text = re.sub(r"<!--.*?-->", "", wikitext, flags=re.DOTALL)
+    text = re.sub(r"<ref[^>]*/>", "", text)
+    text = re.sub(r"<ref[^>]*>.*?</ref>", "", text, flags=re.DOTALL)
+    text = remove_spans(text, "{{", "}}")
+    text = remove_spans(text, "{|", "|}")
+    end = re.search(r"^=+\s*(" + "|".join(END_SECTIONS) + r")\s*=+\s*$", text, flags=re.IGNORECASE | re.MULTILINE)
+    if end:
+        text = text[: end.start()]
+    text = remove_spans(text, "[[", "]]", where=is_other_namespace)
+
+    def link(m: re.Match) -> str:
+        target, shown = m[1], m[2]
+        title = normalise_title(target.split("#")[0])
+        return f"<link>{title}</link>" if title else (shown or target.lstrip("#"))
+
+    text = re.sub(r"<[^>]+>", "", text)  # leftover HTML tags (<small>, <br/>), before we add our own
+    text = WIKILINK.sub(link, text)
+    text = re.sub(r"'{2,}", "", text)
+    text = re.sub(r"^=+\s*(.*?)\s*=+\s*$", r"\n\1\n", text, flags=re.MULTILINE)  # a heading is a paragraph of its own
+    paragraphs = [" ".join(p.split()) for p in re.split(r"\n\s*\n", text)]
+    return "\n\n".join(p for p in paragraphs if p)
+    # END EXERCISE
+
+
+def page_links(text: str) -> tuple[str, ...]:
+    """The titles marked `<link>...</link>` in a page's main content, first occurrence first."""
+    return tuple(dict.fromkeys(LINK_TAG.findall(text)))
+
+
+def plain_text(text: str) -> str:
+    """The main content with the link markers removed (what a reader sees)."""
+    return LINK_TAG.sub(r"\1", text)
+
+
 @dataclass(frozen=True)
 class WikiPage:
     title: str
-    content: str  # plain text, no markup
-    links: tuple[str, ...]  # titles of the pages this one links to (main namespace only)
+    text: str  # main content: paragraphs separated by blank lines, links inline as <link>Title</link>
+
+    @property
+    def links(self) -> tuple[str, ...]:
+        return page_links(self.text)
 
     @property
     def summary(self) -> str:
-        """The first sentence or two: what a reader sees in a link preview."""
-        first_para = self.content.strip().split("\n\n")[0]
+        """The first sentence or two, without link markers: what a reader sees in a link preview."""
+        first_para = plain_text(self.text).strip().split("\n\n")[0]
         sentences = re.split(r"(?<=[.!?])\s+", first_para)
         out = sentences[0]
         for s in sentences[1:]:
@@ -44,12 +149,6 @@ class WikiPage:
                 break
             out += " " + s
         return out[: SUMMARY_CHARS * 2]
-
-
-def normalise_title(title: str) -> str:
-    """Wikipedia treats `albert_einstein` and `Albert Einstein` as the same page."""
-    title = " ".join(title.replace("_", " ").split())
-    return title[:1].upper() + title[1:]
 
 
 class WikiSource(ABC):
@@ -64,11 +163,12 @@ class WikiSource(ABC):
 
 
 class OfflineWiki(WikiSource):
-    """The shipped graph: small, deterministic, and every page reaches every other page."""
+    """The shipped graph: small, deterministic, and every page reaches every other page along main-content links."""
 
     def __init__(self, path: Path = OFFLINE_GRAPH):
         data = json.loads(Path(path).read_text())
-        self.pages = {p["title"]: WikiPage(p["title"], p["content"], tuple(p["links"])) for p in data["pages"]}
+        self.wikitext = {p["title"]: p["wikitext"] for p in data["pages"]}
+        self.pages = {t: WikiPage(t, main_content(w)) for t, w in self.wikitext.items()}
         self._by_lower = {t.lower(): t for t in self.pages}
         self.description = f"offline Wikipedia stand-in: {len(self.pages)} hand-written pages ({Path(path).name})"
 
@@ -95,51 +195,48 @@ class OfflineWiki(WikiSource):
                     path.append(prev)
                 return path[::-1]
             for nxt in self.pages[title].links:
-                if nxt not in parent:
+                if nxt in self.pages and nxt not in parent:
                     parent[nxt] = title
                     queue.append(nxt)
         raise PageNotFound(f"{target!r} cannot be reached from {start!r}")
 
 
 class LiveWiki(WikiSource):
-    """English Wikipedia through the MediaWiki action API (one request per page, plus link continuation)."""
+    """English Wikipedia through the MediaWiki action API: one `action=parse` request per page for its wikitext.
+
+    The request is `GET {api}?action=parse&format=json&formatversion=2&redirects=1&prop=wikitext&page=<title>`;
+    the reply is `{"parse": {"title": ..., "wikitext": ...}}` (the title after redirects), or
+    `{"error": {"code": "missingtitle", ...}}` for a page that does not exist.
+    """
 
     API = "https://en.wikipedia.org/w/api.php"
     # Wikipedia asks API clients to identify themselves.
     USER_AGENT = "open-alignment-curriculum/0.1 (educational WikiGame; https://github.com/open-alignment-curriculum)"
 
-    def __init__(self, client: httpx.Client | None = None, max_chars: int = 6000, timeout: float = 20.0):
+    def __init__(self, client: httpx.Client | None = None, api: str | None = None, timeout: float = 20.0):
         self.client = client or httpx.Client(headers={"User-Agent": self.USER_AGENT}, timeout=timeout)
-        self.max_chars = max_chars  # long articles would flood the agent's context
-        self.description = "live English Wikipedia (MediaWiki API)"
+        self.api = api or self.API
+        self.description = f"live English Wikipedia (MediaWiki API at {self.api})"
         self._cache: dict[str, WikiPage] = {}
 
     def get_page(self, title: str) -> WikiPage:
         key = normalise_title(title)
         if key in self._cache:
             return self._cache[key]
-        params = {
-            "action": "query", "format": "json", "formatversion": "2", "redirects": "1", "titles": key,
-            "prop": "extracts|links", "explaintext": "1", "plnamespace": "0", "pllimit": "max",
-        }
-        content, links, resolved = None, [], key
-        while True:
-            response = self.client.get(self.API, params=params)
-            response.raise_for_status()
-            data = response.json()
-            page = data["query"]["pages"][0]
-            if page.get("missing") or page.get("invalid"):
+        params = {"action": "parse", "format": "json", "formatversion": "2", "redirects": "1",
+                  "prop": "wikitext", "page": key}
+        response = self.client.get(self.api, params=params)
+        response.raise_for_status()
+        data = response.json()
+        if "error" in data:
+            if data["error"].get("code") in ("missingtitle", "invalidtitle"):
                 raise PageNotFound(f"Wikipedia has no page titled {title!r}")
-            resolved = page["title"]
-            if content is None and "extract" in page:
-                content = page["extract"]
-            links += [link["title"] for link in page.get("links", [])]
-            if "continue" not in data:
-                break
-            # Link lists longer than one batch come back in pages; the extract arrives only once.
-            params = {**params, **data["continue"]}
-        page = WikiPage(resolved, (content or "")[: self.max_chars], tuple(dict.fromkeys(links)))
-        self._cache[key] = self._cache[normalise_title(resolved)] = page
+            raise RuntimeError(f"MediaWiki API error for {title!r}: {data['error']}")
+        wikitext = data["parse"]["wikitext"]
+        if isinstance(wikitext, dict):  # formatversion=1 shape, should a server ignore formatversion=2
+            wikitext = wikitext["*"]
+        page = WikiPage(data["parse"]["title"], main_content(wikitext))
+        self._cache[key] = self._cache[normalise_title(page.title)] = page
         return page
 
 

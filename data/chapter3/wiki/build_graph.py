@@ -2,10 +2,12 @@
 
     python data/chapter3/wiki/build_graph.py
 
-Each page is a real English Wikipedia title with a short hand-written summary. Links are written
-inline as [[Title]] or [[Title|shown text]], as in wikitext; the script strips the markup into plain
-text plus a list of linked titles (the shape the live MediaWiki API returns), checks that every link
-points to a page that exists and that every page can reach every other page, and writes the JSON.
+Each page is a real English Wikipedia title with a short hand-written summary, its main content. Links are
+written inline as [[Title]] or [[Title|shown text]], as in wikitext. The script checks that every link points
+to a page that exists and that every page can reach every other page along these links, then wraps each body
+in the furniture of a real article (infobox, image, footnote, "See also", references, navbox, category: the
+shape `action=parse&prop=wikitext` of the MediaWiki API returns) and writes the wikitext to the JSON. The
+WikiGame must keep only the body's links; the furniture's links are deliberate shortcuts it must not offer.
 """
 
 from __future__ import annotations
@@ -101,8 +103,12 @@ PAGES = {
 }
 
 
+# Categories of the groups above, in order, with how many pages each holds.
+GROUPS = [("Physics and astronomy", 16), ("Chemistry and biology", 11), ("Mathematics and computing", 12),
+          ("Places and history", 16), ("Food and agriculture", 10), ("Arts and games", 8)]
+
+
 def parse(markup: str) -> tuple[str, list[str]]:
-    """Wikitext-style links -> (plain text, linked titles in order of first appearance)."""
     links: list[str] = []
     for m in LINK.finditer(markup):
         if m[1] not in links:
@@ -121,23 +127,61 @@ def reachable(graph: dict[str, list[str]], start: str) -> set[str]:
     return seen
 
 
+def wikitext(i: int, title: str, body: str, titles: list[str], group: str, members: list[str], links: list[str]) -> str:
+    """The hand-written body inside the furniture of a real article: an infobox, an image with a linked caption,
+    a footnote, a "See also" list, references, a navigation box and a category. Only the body is main content;
+    the other links point to pages the body does not link to (shortcuts the game must not offer)."""
+    others = [t for t in titles if t != title and t not in links]
+    see_also = [others[(7 * i + 3) % len(others)], others[(11 * i + 5) % len(others)]]
+    related, beside = others[(5 * i + 1) % len(others)], others[(3 * i + 2) % len(others)]
+    navbox = " | ".join(f"[[{t}]]" for t in members if t != title)
+    first, _, rest = body.partition(". ")
+    bold = "'''"
+    cite = f"<ref>{{{{cite web |title={title} |url=https://en.wikipedia.org/wiki/{title.replace(' ', '_')}}}}}</ref>"
+    file = title.replace(" ", "_")
+    return (
+        f"{{{{Short description|Article about {title.lower()}}}}}\n"
+        f"{{{{Infobox topic\n| name = {title}\n| related = [[{related}]]\n}}}}\n"
+        f"[[File:{file}.jpg|thumb|An image of {title.lower()}, beside [[{beside}]]]]\n"
+        f"<!-- hand-written summary, page {i + 1} of {len(titles)} -->\n"
+        f"{bold}{first}{bold}. {cite}{rest}\n\n"
+        f"== See also ==\n* [[{see_also[0]}]]\n* [[{see_also[1]}]]\n\n"
+        "== References ==\n{{Reflist}}\n* [[Special:BookSources/0000000000|Book sources]]\n"
+        "* [[Help:Referencing for beginners|How to cite]]\n\n"
+        f"{{{{Navbox\n| name = {group}\n| list1 = {navbox}\n}}}}\n"
+        f"[[Category:{group}]]\n"
+    )
+
+
 def build() -> list[dict]:
-    pages = []
-    for title, markup in PAGES.items():
-        text, links = parse(markup)
+    titles = list(PAGES)
+    assert sum(k for _, k in GROUPS) == len(titles), "GROUPS must cover every page, in order"
+    groups, i0 = {}, 0
+    for name, k in GROUPS:
+        groups.update({t: (name, titles[i0:i0 + k]) for t in titles[i0:i0 + k]})
+        i0 += k
+    pages, graph = [], {}
+    for i, (title, markup) in enumerate(PAGES.items()):
+        _, links = parse(markup)
         missing = [l for l in links if l not in PAGES]
         assert not missing, f"{title!r} links to pages that do not exist: {missing}"
         assert title not in links, f"{title!r} links to itself"
-        pages.append({"title": title, "content": text, "links": links})
-    graph = {p["title"]: p["links"] for p in pages}
+        graph[title] = links
+        pages.append({"title": title, "wikitext": wikitext(i, title, markup, titles, *groups[title], links)})
     for title in graph:
         unreached = set(graph) - reachable(graph, title)
         assert not unreached, f"from {title!r} these pages cannot be reached: {sorted(unreached)}"
     return pages
 
 
+def main_links() -> dict[str, list[str]]:
+    """The links of each page's hand-written body: what the WikiGame must offer, nothing more."""
+    return {title: parse(markup)[1] for title, markup in PAGES.items()}
+
+
 if __name__ == "__main__":
     pages = build()
-    OUT.write_text(json.dumps({"source": "hand-written summaries of English Wikipedia articles", "pages": pages}, indent=1, ensure_ascii=False) + "\n")
-    n_links = sum(len(p["links"]) for p in pages)
-    print(f"wrote {OUT.name}: {len(pages)} pages, {n_links} links, {OUT.stat().st_size / 1024:.1f} KiB")
+    OUT.write_text(json.dumps({"source": "hand-written summaries of English Wikipedia articles, as wikitext",
+                               "pages": pages}, indent=1, ensure_ascii=False) + "\n")
+    n_links = sum(len(v) for v in main_links().values())
+    print(f"wrote {OUT.name}: {len(pages)} pages, {n_links} main-content links, {OUT.stat().st_size / 1024:.1f} KiB")
