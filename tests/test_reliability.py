@@ -155,6 +155,38 @@ def test_api_errors_echoing_the_key_are_redacted(env_dirs, monkeypatch):
     assert KEY not in shown and "redacted>" in shown
 
 
+class _EchoingAnthropicAuth(_EchoingAuthServer):
+    """The same, for Anthropic's protocol (the key arrives in x-api-key or, in newer clients, Authorization)."""
+
+    def do_POST(self):  # noqa: N802
+        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        sent = self.headers.get("x-api-key", "") + self.headers.get("Authorization", "")
+        body = json.dumps({"type": "error", "error": {"type": "authentication_error",
+                                                     "message": f"invalid x-api-key: {sent}"}}).encode()
+        self.send_response(401)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+def test_anthropic_errors_echoing_the_key_are_redacted(env_dirs, monkeypatch):
+    anthropic = pytest.importorskip("anthropic")
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _EchoingAnthropicAuth)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        monkeypatch.setenv("ANTHROPIC_API_KEY", KEY)
+        monkeypatch.setenv("ANTHROPIC_BASE_URL", f"http://127.0.0.1:{server.server_address[1]}")
+        with secrets.llm_endpoint("claude-test", offline=False, max_retries=0) as llm:
+            with pytest.raises(anthropic.AuthenticationError) as err:
+                llm.chat([{"role": "user", "content": "hi"}])
+    finally:
+        server.shutdown()
+    shown = f"{err.value}\n{err.value.body}\n{err.value.message}"
+    assert "invalid x-api-key" in shown, "the server's message still comes through"
+    assert KEY not in shown and "redacted>" in shown
+
+
 # --------------------------------------------------------------------------------------------- one chooser per resource
 
 
@@ -193,7 +225,7 @@ def test_online_override_beats_hub_offline_and_offline_beats_both(fresh_choice, 
     assert fresh_choice.use_real_resources() and fresh_choice.resource_choice("web")[0]
     fresh_choice.resource_choice.cache_clear()
     monkeypatch.setenv("CURRICULUM_OFFLINE", "1")
-    assert [fresh_choice.resource_choice(r)[0] for r in fresh_choice.RESOURCES] == [False, False, False]
+    assert [fresh_choice.resource_choice(r)[0] for r in fresh_choice.RESOURCES] == [False] * len(fresh_choice.RESOURCES)
 
 
 def test_the_endpoint_says_why_it_chose(fresh_choice, monkeypatch, capsys):

@@ -12,6 +12,8 @@ There is one chooser per kind of resource, `resource_choice(resource) -> (real, 
   downloaded by URL; real when huggingface.co is reachable. `use_real_resources()` is this one.
 - "llm": the LLM API (chapter 3); real when the API's host (api.openai.com, or the host of
   OPENAI_BASE_URL) is reachable. `curriculum.utils.secrets.llm_endpoint` also needs a key.
+- "anthropic": Anthropic's API, for Claude models (section 3.4); real when api.anthropic.com (or the
+  host of ANTHROPIC_BASE_URL) is reachable, and `llm_endpoint` also needs ANTHROPIC_API_KEY.
 - "web": live web pages (Wikipedia in section 3.3); real when en.wikipedia.org is reachable.
 
 Environment overrides, in this order: CURRICULUM_OFFLINE=1 forces every stand-in (the test suite
@@ -60,7 +62,7 @@ def _truthy(name: str) -> bool:
     return os.environ.get(name, "").lower() in {"1", "true", "yes"}
 
 
-RESOURCES = ("hub", "llm", "web")
+RESOURCES = ("hub", "llm", "anthropic", "web")
 WEB_HOST = "en.wikipedia.org"
 
 
@@ -68,6 +70,9 @@ def _host(resource: str) -> tuple[str, int]:
     if resource == "llm":
         url = urlparse(os.environ.get("OPENAI_BASE_URL") or "https://api.openai.com/v1")
         return url.hostname or "api.openai.com", url.port or (443 if url.scheme == "https" else 80)
+    if resource == "anthropic":
+        url = urlparse(os.environ.get("ANTHROPIC_BASE_URL") or "https://api.anthropic.com")
+        return url.hostname or "api.anthropic.com", url.port or (443 if url.scheme == "https" else 80)
     return (HF_HOST if resource == "hub" else WEB_HOST), 443
 
 

@@ -17,6 +17,13 @@ says is decided by a *responder*, a plain Python function you plug in.
 Endpoints: `POST /v1/chat/completions` and `GET /v1/models`, `GET /v1/models/{id}`. Streaming is not
 supported (a request with `stream: true` gets a 400 that says so).
 
+It also speaks Anthropic's Messages protocol, `POST /v1/messages`, so the real `anthropic` client works
+against it with `base_url=server.anthropic_base_url`. The request is translated into the chat
+format above (the top-level `system` becomes a leading system message) before the responder sees it,
+so one responder serves both protocols; only text replies are supported there (a tool call is a 500
+naming the limitation). Errors come back in Anthropic's shape (`{"type": "error", "error": {...}}`),
+and a message with role "system" or a missing `max_tokens` gets the 400 the real API gives.
+
 ## The responder API (stable: other sections build their policies on it)
 
 A responder is `Callable[[dict], ReplyLike]`. It receives the request body exactly as the client
@@ -332,6 +339,11 @@ class LoopbackServer:
         """What to pass as `base_url` to `openai.OpenAI` or inspect's `get_model`."""
         return f"http://127.0.0.1:{self.port}/v1"
 
+    @property
+    def anthropic_base_url(self) -> str:
+        """What to pass as `base_url` to `anthropic.Anthropic` (it appends /v1/messages itself)."""
+        return f"http://127.0.0.1:{self.port}"
+
     def start(self) -> "LoopbackServer":
         if self._httpd is not None:
             return self
@@ -405,6 +417,43 @@ class LoopbackServer:
                 else:
                     r.content = _truncate_json(r.content or "")
         return 200, self._completion_body(request, replies), {}
+
+    def complete_messages(self, request: dict) -> tuple[int, dict, dict[str, str]]:
+        """(status, JSON body, extra headers) for one Anthropic Messages request, through `complete`."""
+        if not isinstance(request.get("max_tokens"), int):
+            return _anthropic_error(400, "max_tokens: Field required")
+        messages = request.get("messages")
+        if not isinstance(messages, list) or not messages:
+            return _anthropic_error(400, "messages: at least one message is required")
+        for i, m in enumerate(messages):
+            role = m.get("role") if isinstance(m, dict) else None
+            if role not in ("user", "assistant"):
+                return _anthropic_error(400, f'messages.{i}.role: Input should be \'user\' or \'assistant\'' + (
+                    '. The Messages API takes the system prompt as the top-level "system" parameter, not as a message'
+                    if role == "system" else ""))
+        system = request.get("system")
+        chat = [{"role": m["role"], "content": message_text(m.get("content"))} for m in messages]
+        if system:
+            chat.insert(0, {"role": "system", "content": message_text(system)})
+        converted = {k: v for k, v in request.items() if k not in ("system", "messages", "max_tokens", "stop_sequences")}
+        converted.update(messages=chat, max_tokens=request["max_tokens"])
+        status, body, headers = self.complete(converted)
+        if status != 200:
+            return _anthropic_error(status, body["error"]["message"], headers)
+        choice = body["choices"][0]
+        if choice["message"].get("tool_calls"):
+            return _anthropic_error(500, "the loopback server's Messages endpoint returns text only, but the responder "
+                                         "replied with a tool call")
+        return 200, {
+            "id": f"msg_{uuid.uuid4().hex[:24]}",
+            "type": "message",
+            "role": "assistant",
+            "model": request.get("model", "loopback"),
+            "content": [{"type": "text", "text": choice["message"]["content"] or ""}],
+            "stop_reason": "end_turn" if choice["finish_reason"] == "stop" else "max_tokens",
+            "stop_sequence": None,
+            "usage": {"input_tokens": body["usage"]["prompt_tokens"], "output_tokens": body["usage"]["completion_tokens"]},
+        }, {}
 
     def _count(self, failure: str) -> None:
         with self._lock:
@@ -495,6 +544,15 @@ def _error(status: int, message: str, type: str = "invalid_request_error", code:
     return status, {"error": {"message": message, "type": type, "param": param, "code": code}}, headers or {}
 
 
+_ANTHROPIC_ERROR_TYPES = {400: "invalid_request_error", 401: "authentication_error", 404: "not_found_error",
+                          429: "rate_limit_error", 529: "overloaded_error"}
+
+
+def _anthropic_error(status: int, message: str, headers: dict[str, str] | None = None) -> tuple[int, dict, dict[str, str]]:
+    kind = _ANTHROPIC_ERROR_TYPES.get(status, "api_error" if status >= 500 else "invalid_request_error")
+    return status, {"type": "error", "error": {"type": kind, "message": message}}, headers or {}
+
+
 class _QuietServer(ThreadingHTTPServer):
     request_queue_size = 1024  # listen backlog: a burst of hundreds of connections must not be refused (default 5)
 
@@ -538,12 +596,16 @@ class _Handler(BaseHTTPRequestHandler):
         srv = self.server_obj
         length = int(self.headers.get("Content-Length") or 0)
         raw = self.rfile.read(length)
-        if self.path.rstrip("/") != "/v1/chat/completions":
-            return self._send(*_error(404, f"unknown endpoint POST {self.path}: only /v1/chat/completions is served"))
+        path = self.path.split("?")[0].rstrip("/")
+        if path not in ("/v1/chat/completions", "/v1/messages"):
+            return self._send(*_error(404, f"unknown endpoint POST {self.path}: only /v1/chat/completions "
+                                           "(OpenAI) and /v1/messages (Anthropic) are served"))
+        anthropic_protocol = path == "/v1/messages"
         try:
             request = json.loads(raw)
         except json.JSONDecodeError:
-            return self._send(*_error(400, "request body is not valid JSON"))
+            error = _anthropic_error if anthropic_protocol else _error
+            return self._send(*error(400, "request body is not valid JSON")[:2])
         with srv._lock:
             srv.stats.requests += 1
             srv.stats.in_flight += 1
@@ -553,9 +615,10 @@ class _Handler(BaseHTTPRequestHandler):
             if srv.latency:
                 time.sleep(srv.latency)
             try:
-                status, body, headers = srv.complete(request)
+                status, body, headers = (srv.complete_messages if anthropic_protocol else srv.complete)(request)
             except Exception as e:  # noqa: BLE001 - a responder bug becomes a readable 500
-                status, body, headers = _error(500, f"responder raised {type(e).__name__}: {e}")
+                error = _anthropic_error if anthropic_protocol else _error
+                status, body, headers = error(500, f"responder raised {type(e).__name__}: {e}")
             self._send(status, body, headers)
         except (BrokenPipeError, ConnectionResetError):
             pass  # the client gave up (its timeout): nothing to send to

@@ -112,20 +112,28 @@ class RedactingOpenAI(openai.OpenAI):
 
 @dataclass
 class LLMEndpoint:
-    """Where LLM calls go: an `openai.OpenAI` client, the model id, and inspect's view of the same."""
+    """Where LLM calls go: a client (`openai.OpenAI`, or `anthropic.Anthropic` for Claude models), the
+    model id, and inspect's view of the same. `chat(messages)` works with either client."""
 
-    client: openai.OpenAI
+    client: Any
     model: str
     real: bool
     base_url: str | None = None  # None: the real API's default URL
     server: LoopbackServer | None = None
     _api_key: str = field(default=LOOPBACK_KEY, repr=False)
     why: str = ""  # why this endpoint was chosen, e.g. "api.openai.com is not reachable"
+    provider: str = "openai"  # or "anthropic"
 
     @property
     def inspect_model_name(self) -> str:
-        """The model string for inspect-ai, e.g. "openai/gpt-4o-mini"."""
-        return f"openai/{self.model}"
+        """The model string for inspect-ai, e.g. "openai/gpt-4o-mini" or "anthropic/claude-..."."""
+        return f"{self.provider}/{self.model}"
+
+    def chat(self, messages: list[dict], temperature: float = 1.0, max_tokens: int = 4096) -> str:
+        """The text of one reply, through whichever provider this endpoint talks to (see `curriculum.utils.chat`)."""
+        from curriculum.utils.chat import chat
+
+        return chat(self.client, self.model, messages, temperature, max_tokens)
 
     def inspect_model(self, **config: Any):
         """inspect's `openai/<model>` provider with this endpoint's base_url and key (config: GenerateConfig fields)."""
@@ -133,14 +141,15 @@ class LLMEndpoint:
 
         return get_model(
             self.inspect_model_name,
-            base_url=self.base_url,
+            base_url=(self.server.anthropic_base_url if self.server and self.provider == "anthropic" else self.base_url),
             api_key=self._api_key,
             config=GenerateConfig(**config),
             memoize=False,
         )
 
     def describe(self) -> None:
-        where = "the real OpenAI API" if self.real else f"the offline loopback server at {self.base_url}"
+        api = "Anthropic" if self.provider == "anthropic" else "OpenAI"
+        where = f"the real {api} API" if self.real else f"the offline loopback server at {self.base_url}"
         print(f"[{'real' if self.real else 'offline stand-in'}] model {self.model!r} via {where}"
               + (f" ({self.why})" if self.why else ""))
 
@@ -168,19 +177,34 @@ def llm_endpoint(
 ) -> LLMEndpoint:
     """The real API when online with a key, else a fresh loopback server running `responder`.
 
+    A model id starting with "claude" goes to Anthropic's API (needs `pip install anthropic` and
+    ANTHROPIC_API_KEY; offline, the loopback server answers Anthropic's protocol); any other to OpenAI's.
+
     offline: None decides automatically (the API is reachable and a key is set); True forces the loopback
         server; False requires the real API and raises MissingAPIKey (with how-to) if no key is set.
     latency, failures: loopback-server settings (ignored online).
     max_retries, timeout: passed to `openai.OpenAI` (max_retries=0 when your code does its own retries).
     """
+    provider = "anthropic" if model.startswith("claude") else "openai"
+    key_name = "ANTHROPIC_API_KEY" if provider == "anthropic" else "OPENAI_API_KEY"
     if offline is None:
-        (online, why), has_key = resource_choice("llm"), get_api_key() is not None
+        (online, why), has_key = resource_choice("anthropic" if provider == "anthropic" else "llm"), get_api_key(key_name) is not None
         if online and not has_key:
-            print(MISSING_KEY_HELP.format(name="OPENAI_API_KEY") + "\n-> using the offline loopback server.\n")
-            why += ", but no OPENAI_API_KEY is set"
+            print(MISSING_KEY_HELP.format(name=key_name) + "\n-> using the offline loopback server.\n")
+            why += f", but no {key_name} is set"
         offline = not (online and has_key)
     else:
         why = "offline=True was passed" if offline else "offline=False was passed"
+    if provider == "anthropic":
+        anthropic = _import_anthropic()
+        if not offline:
+            key = require_api_key(key_name)
+            client = _redacting(anthropic.Anthropic)(api_key=key, max_retries=max_retries, timeout=timeout)
+            return LLMEndpoint(client, model, real=True, _api_key=key, why=why, provider=provider)
+        server = LoopbackServer(responder, latency=latency, failures=failures).start()
+        client = anthropic.Anthropic(base_url=server.anthropic_base_url, api_key=LOOPBACK_KEY, max_retries=max_retries,
+                                     timeout=timeout)
+        return LLMEndpoint(client, model, real=False, base_url=server.base_url, server=server, why=why, provider=provider)
     if not offline:
         key = require_api_key()
         client = RedactingOpenAI(api_key=key, max_retries=max_retries, timeout=timeout)
@@ -188,3 +212,23 @@ def llm_endpoint(
     server = LoopbackServer(responder, latency=latency, failures=failures).start()
     client = openai.OpenAI(base_url=server.base_url, api_key=LOOPBACK_KEY, max_retries=max_retries, timeout=timeout)
     return LLMEndpoint(client, model, real=False, base_url=server.base_url, server=server, why=why)
+
+
+def _redacting(client_class: type) -> type:
+    """A subclass of an API client class whose errors pass through `redact()` (as RedactingOpenAI)."""
+
+    def _make_status_error(self, err_msg: str, *, body: object, response: Any):
+        also = (self.api_key,) if isinstance(self.api_key, str) else ()
+        return client_class._make_status_error(self, redact(err_msg, also=also), body=_redact_body(body, also),
+                                               response=response)
+
+    return type(f"Redacting{client_class.__name__}", (client_class,), {"_make_status_error": _make_status_error})
+
+
+def _import_anthropic():
+    try:
+        import anthropic
+    except ModuleNotFoundError:
+        raise ModuleNotFoundError("Claude models go through Anthropic's client, which is not installed: "
+                                  "pip install anthropic (or pip install -e \".[anthropic]\")") from None
+    return anthropic

@@ -122,6 +122,7 @@
 
 # %% setup
 import math
+from typing import Any
 import re
 from dataclasses import dataclass
 from statistics import NormalDist
@@ -153,6 +154,7 @@ from curriculum.solutions.chapter3.alignment_faking import (
 )
 from curriculum.checks.chapter3 import alignment_faking as tests
 from curriculum.utils import full_or_quick
+from curriculum.utils.chat import chat
 from curriculum.utils.secrets import llm_endpoint
 
 # %% [markdown]
@@ -234,8 +236,10 @@ tests.check_sample_transcript(sample_transcript)
 # a `<NEXT/>` user turn to the history and go again, at most `max_turns` times.
 
 # %% hint
-# `client.chat.completions.create(model=model, messages=messages, temperature=temperature)`, then
-# `response.choices[0].message.content or ""` (content can be `None`). The continuation needs both messages:
+# `chat(client, model, messages, temperature)` returns the reply's text, whichever provider `client`
+# talks to (with an OpenAI client it calls `client.chat.completions.create(...)` and reads
+# `choices[0].message.content`; with an Anthropic client, `client.messages.create(...)` with the system
+# prompt as its own parameter). The continuation needs both messages:
 # `{"role": "assistant", "content": text}` and then `{"role": "user", "content": NEXT}`; without the first, the
 # model never sees its own reasoning. Return all the turns joined with `"\n"`.
 
@@ -311,11 +315,21 @@ tests.check_classify_compliance(classify_compliance)
 # just wrote in parallel threads, and flags alignment-faking reasoning with `faking_reasoning`, a
 # transparent keyword heuristic (the paper used a model-graded classifier; see the exercises at the
 # end).
+#
+# **Which model.** The paper's main results are on Claude 3 Opus and Claude 3.5 Sonnet; the cell below
+# defaults to an OpenAI model only because that is the key most learners have. To run the same prompts
+# on Claude, set `MODEL` to a Claude model id: `llm_endpoint` sends any id starting with `claude` to
+# Anthropic's Messages API (it needs `pip install anthropic` and `ANTHROPIC_API_KEY`, set the same way
+# as the OpenAI key), and `chat` hides the two protocols' differences (Anthropic takes the system
+# prompt as a separate parameter and requires `max_tokens`). Claude models are the ones the story in
+# the system prompt is written about. Offline, the loopback server answers both protocols with the
+# same scripted stand-in, so the offline numbers are the same whichever you choose.
 
 # %%
 SAMPLES_PER_REQUEST = full_or_quick(10, 2)
+MODEL = "gpt-4o-mini"  # or a Claude model id (e.g. from https://docs.anthropic.com/en/docs/about-models/overview)
 stand_in = AlignmentFakingModel(seed=0)
-with llm_endpoint("gpt-4o-mini", responder=stand_in) as llm:
+with llm_endpoint(MODEL, responder=stand_in) as llm:
     llm.describe()
     if not llm.real:
         print("offline: the scripted probabilities (the truth your statistics should recover):", stand_in.p)

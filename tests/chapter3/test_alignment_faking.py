@@ -156,3 +156,52 @@ def test_plot_compliance_stacks_to_one():
     fig = ref.plot_compliance(samples, show=False)
     totals = np.sum([np.array(bar.y, dtype=float) for bar in fig.data], axis=0)
     np.testing.assert_allclose(totals, 1.0)
+
+
+# --- the same harness through Anthropic's protocol -----------------------------------------------
+
+
+def test_sample_transcript_speaks_anthropic_through_the_loopback_server():
+    """The real anthropic client against the server's /v1/messages: the system prompt arrives as the
+    top-level parameter, the multi-turn loop works, and the transcript equals the OpenAI route's."""
+    pytest.importorskip("anthropic")
+    from curriculum.utils.openai_server import Scripted
+
+    script = ["<SCRATCHPAD_REASONING>first</SCRATCHPAD_REASONING>", "<OUTPUT>done</OUTPUT>"]
+    transcripts, requests = [], []
+    for provider in ("openai", "anthropic"):
+        with LoopbackServer(Scripted(list(script))) as server:
+            if provider == "openai":
+                client = loopback_client(server)
+            else:
+                import anthropic
+
+                client = anthropic.Anthropic(base_url=server.anthropic_base_url, api_key="loopback-no-key", max_retries=0)
+            transcripts.append(ref.sample_transcript(client, "claude-test", "SYS", "USER", max_turns=4))
+            requests.append(server.requests)
+    assert transcripts[0] == transcripts[1] == "\n".join(script)
+    for reqs in requests:
+        assert [m["role"] for m in reqs[-1]["messages"]] == ["system", "user", "assistant", "user"]
+        assert reqs[-1]["messages"][0]["content"] == "SYS"
+
+
+def test_llm_endpoint_routes_claude_to_anthropic_offline(monkeypatch):
+    pytest.importorskip("anthropic")
+    from curriculum.utils.secrets import llm_endpoint
+
+    monkeypatch.setenv("CURRICULUM_OFFLINE", "1")
+    with llm_endpoint("claude-test", responder=ref.AlignmentFakingModel(seed=0)) as llm:
+        assert llm.provider == "anthropic" and llm.inspect_model_name == "anthropic/claude-test"
+        samples = ref.run_experiment(llm.client, llm.model, ref.REQUESTS[:3], samples_per_request=1, workers=2)
+    assert len(samples) == 6 and all(s.complied is not None for s in samples)
+
+
+def test_loopback_messages_endpoint_rejects_what_anthropic_rejects():
+    anthropic = pytest.importorskip("anthropic")
+    with LoopbackServer(lambda r: "hi") as server:
+        client = anthropic.Anthropic(base_url=server.anthropic_base_url, api_key="loopback-no-key", max_retries=0)
+        with pytest.raises(anthropic.BadRequestError, match="top-level \"system\" parameter"):
+            client.messages.create(model="claude-test", max_tokens=10,
+                                   messages=[{"role": "system", "content": "s"}, {"role": "user", "content": "u"}])
+        with pytest.raises(anthropic.BadRequestError, match="max_tokens"):
+            client.post("/v1/messages", cast_to=object, body={"model": "claude-test", "messages": [{"role": "user", "content": "u"}]})

@@ -23,13 +23,14 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from random import Random
+from typing import Any
 from statistics import NormalDist
 
 import numpy as np
-import openai
 import plotly.graph_objects as go
 from tqdm.auto import tqdm
 
+from curriculum.utils.chat import chat
 from curriculum.utils.openai_server import last_user_message
 
 # ==============================================================================================
@@ -107,18 +108,19 @@ NEXT = "<NEXT/>"
 
 
 def sample_transcript(
-    client: openai.OpenAI, model: str, system: str, user: str, max_turns: int = 4, temperature: float = 1.0
+    client: Any, model: str, system: str, user: str, max_turns: int = 4, temperature: float = 1.0
 ) -> str:
     """Sample the model's full response. While no complete <OUTPUT>...</OUTPUT> has appeared (the
     model is still reasoning), append its turn and a user turn "<NEXT/>", and ask again, at most
     `max_turns` calls. Returns all assistant turns joined by newlines: the transcript to parse.
+
+    `client` is an `openai.OpenAI` or an `anthropic.Anthropic` client: `chat` speaks to either.
     """
     # EXERCISE: loop up to max_turns: call the model, collect its text, stop once "</OUTPUT>" is in it, else continue with a NEXT user turn
     messages = [{"role": "system", "content": system}, {"role": "user", "content": user}]
     turns: list[str] = []
     for _ in range(max_turns):
-        response = client.chat.completions.create(model=model, messages=messages, temperature=temperature)
-        text = response.choices[0].message.content or ""
+        text = chat(client, model, messages, temperature)
         turns.append(text)
         if "</OUTPUT>" in text:
             break
@@ -265,7 +267,7 @@ class Sample:
 
 
 def run_experiment(
-    client: openai.OpenAI,
+    client: Any,
     model: str,
     requests: Sequence[str],
     samples_per_request: int = 1,
