@@ -557,8 +557,8 @@ def check_shuffle_sample_choices(shuffle_sample_choices):
 
 @check
 def check_paired_difference(paired_difference):
-    replies_a = ["A", "A", "B", "A", "B", "A", "A"]
-    replies_b = ["A", "B", "B", "B", "B", "A", "B"]
+    replies_a = ["A", "A", "A", "B", "B", "A", "B"]
+    replies_b = ["A", "A", "A", "B", "B", "B", "B"]
     samples = [Sample(input=f"case {i}", target="A", id=i + 1) for i in range(len(replies_a))]
     logs = []
     for replies in (replies_a, replies_b):
@@ -578,8 +578,14 @@ def check_paired_difference(paired_difference):
     if abs(got[1] - se) > 1e-9:
         pa, pb = sum(x == "A" for x in replies_a) / 7, sum(x == "A" for x in replies_b) / 7
         unpaired = math.sqrt(pa * (1 - pa) / 6 + pb * (1 - pb) / 6)
+        by_position = [float(x.scores[next(iter(x.scores))].value == CORRECT) - float(y.scores[next(iter(y.scores))].value == CORRECT)
+                       for x, y in zip(log_a.samples, log_b.samples)]
+        mp = sum(by_position) / len(by_position)
+        se_position = math.sqrt(sum((x - mp) ** 2 for x in by_position) / (len(by_position) - 1) / len(by_position))
         hint = (" (that is the unpaired standard error: take the standard deviation of the per-question differences)"
                 if abs(got[1] - unpaired) < 1e-6 else
+                " (that pairs the samples by their position in the lists; pair them by sample.id, the logs list them in "
+                "different orders)" if abs(got[1] - se_position) < 1e-9 else
                 " (divide the squared deviations by n - 1)" if abs(got[1] - se * math.sqrt(6 / 7)) < 1e-9 else "")
         fail(f"standard error should be {se:.4f}, got {got[1]:.4f}{hint}")
     lone = log_b.model_copy(update={"samples": [s.model_copy(update={"id": 100 + i}) for i, s in enumerate(log_b.samples)]})
@@ -587,4 +593,7 @@ def check_paired_difference(paired_difference):
         paired_difference(log_a, lone)
     except ValueError:
         return "paired by sample id, with the standard error of the differences"
+    except Exception as e:  # noqa: BLE001 - any other failure is the bug this case is about
+        fail(f"two logs with no sample ids in common raised {type(e).__name__}: {e}; check the number of common ids first "
+             f"and raise ValueError saying why they cannot be compared")
     fail("two logs with no sample ids in common cannot be compared question by question: raise ValueError")
