@@ -560,8 +560,8 @@ for name, m in se_log.results.scores[0].metrics.items():
 # %% [markdown]
 # **What to look for.** The two `standard_error` lines differ: the clustered one is larger when questions
 # of one category tend to be answered alike, smaller when the category means happen to sit close to the
-# overall mean. (inspect's metrics dict keys a repeated metric by its name, so the two `standard_error`
-# lines carry numbered names.) Report the larger one when you have reason to think the questions are
+# overall mean. (inspect keys the metrics by name, so the second, clustered one is listed as
+# `standard_error2`.) Report the larger one when you have reason to think the questions are
 # clustered, and say which you report.
 
 # %% [markdown]
