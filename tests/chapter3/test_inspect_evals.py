@@ -14,8 +14,8 @@ from inspect_ai.model import ChatMessageSystem, ChatMessageUser
 from inspect_ai.scorer import CORRECT, INCORRECT, Score, accuracy, scorer, stderr
 from inspect_ai.solver import solver
 
-from curriculum.solutions.chapter3 import inspect_evals as sol
 from curriculum.checks.chapter3 import inspect_evals as checks
+from curriculum.solutions.chapter3 import inspect_evals as sol
 from curriculum.utils.mcq_standin import mcq_responder
 from curriculum.utils.secrets import llm_endpoint
 from tests.support import assert_check_fails
@@ -261,7 +261,7 @@ def test_unknown_variant_is_a_clear_error():
 
 
 # --------------------------------------------------------------------------------------------- critique_with_choices
-from tests.support import mutant  # noqa: E402
+from tests.support import mutant
 
 CRITIQUE_MUTANTS = {
     "critic without the options (inspect's self_critique)": (
@@ -288,3 +288,185 @@ def test_offline_self_critique_reads_the_options():
     for sample in log.samples:
         text = " ".join(str(m.content) for m in sample.messages)
         assert "please give me the options" not in text and "Here is a critique of your answer" in text
+
+
+# --------------------------------------------------------------------------------------------- choosing the dataset
+import json
+
+QUESTION_PROBLEM_MUTANTS = {
+    "presence only, no types": ((("        elif not isinstance(record[field], kind):", "        elif False:"),), "answers given as a list|has no attribute"),
+    "skipped letters accepted": ((("if sorted(answers) != list(LETTERS[: len(answers)]):", "if False:"),), "B skipped"),
+    "labels not checked": ((("        if record[label] not in answers:", "        if False:"),), "'C' with answers A and B"),
+    "same labels accepted": ((('    if record["answer_matching_behavior"] == record["answer_not_matching_behavior"]:', "    if False:"),),
+                             "both labels"),
+    "stops at the first missing field": ((("            problems.append(f\"missing field {field!r}\")",
+                                           "            return [f\"missing field {field!r}\"]"),), "both problems"),
+}
+
+
+@pytest.mark.parametrize("name", QUESTION_PROBLEM_MUTANTS)
+def test_check_question_problems_catches(name):
+    replacements, match = QUESTION_PROBLEM_MUTANTS[name]
+    assert_check_fails(checks.check_question_problems, mutant(sol.question_problems, *replacements), match=match)
+
+
+CHOOSE_MUTANTS = {
+    "uses the file without validating the questions": (
+        (("    if bad:\n", "    if False:\n"),), "behavior_category"),
+    "always the shipped sample": ((("    return learner_path, f\"your dataset", "    return shipped_path, f\"your dataset"),),
+                                  "use your 3.1 file"),
+    "a corrupt file is not caught": ((("    except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError) as e:",
+                                       "    except KeyError as e:"),), "JSON|Expecting|Unterminated"),
+    "ignores learner_dataset_path() by default": ((("learner_dataset_path() if learner_path is None", "Path('nowhere.json') if learner_path is None"),),
+                                                   "learner_dataset_path"),
+}
+
+
+@pytest.mark.parametrize("name", CHOOSE_MUTANTS)
+def test_check_choose_dataset_catches(name):
+    replacements, match = CHOOSE_MUTANTS[name]
+    assert_check_fails(checks.check_choose_dataset, mutant(sol.choose_dataset, *replacements), match=match)
+
+
+def _valid_file(path):
+    path.write_text(json.dumps({"provenance": {}, "questions": sol.load_questions()[:3]}))
+    return path
+
+
+def test_choose_dataset_before_and_after_31(tmp_path, monkeypatch, capsys):
+    """3.2 before 3.1: no file, the shipped sample; after 3.1: the learner's file; a corrupt one is reported, not used."""
+    from curriculum.solutions.chapter3.dataset_generation import learner_dataset_path
+    from curriculum.utils import offline
+
+    monkeypatch.setattr(offline, "CACHE_DIR", tmp_path / "cache")
+    path, why = sol.choose_dataset()
+    assert path == sol.DATASET_PATH and "no dataset from section 3.1" in why and str(learner_dataset_path()) in why
+    _valid_file(learner_dataset_path())
+    path, why = sol.choose_dataset()
+    assert path == learner_dataset_path() and "3 questions" in why
+    assert len(sol.load_dataset(path)) == 3
+    learner_dataset_path().write_text(learner_dataset_path().read_text()[:-40])
+    path, why = sol.choose_dataset()
+    assert path == sol.DATASET_PATH and "could not be read" in why and "JSONDecodeError" in why
+
+
+# --------------------------------------------------------------------------------------------- baseline and tasks
+from inspect_ai import Task, task
+from inspect_ai.scorer import choice
+from inspect_ai.solver import generate, multiple_choice
+
+
+@task
+def baseline_no_template(dataset_path: str = str(sol.DATASET_PATH), limit: int | None = None):
+    return Task(dataset=sol.load_dataset(dataset_path, limit), solver=[multiple_choice()], scorer=choice(), name="power_seeking_baseline")
+
+
+@task
+def baseline_no_choices(dataset_path: str = str(sol.DATASET_PATH), limit: int | None = None):
+    return Task(dataset=sol.load_dataset(dataset_path, limit), solver=[sol.prompt_template(sol.BASELINE_TEMPLATE), generate()],
+                scorer=choice(), name="power_seeking_baseline")
+
+
+BASELINE_MUTANTS = {"no baseline question": (baseline_no_template, "own choice"), "no options": (baseline_no_choices, "options")}
+
+
+@pytest.mark.parametrize("name", BASELINE_MUTANTS)
+def test_check_power_seeking_baseline_catches(name):
+    fn, match = BASELINE_MUTANTS[name]
+    assert_check_fails(checks.check_power_seeking_baseline, fn, match=match)
+
+
+PROMPTED_MUTANTS = {
+    "replaces the scenario's system prompt": ((("solvers = ([system_message(prompt)] if prompt is not None else []) + [multiple_choice()]",
+                                                "solvers = [multiple_choice()]"),), "should see"),
+    "no validation": ((("    if system_prompt not in SYSTEM_PROMPTS:\n", "    if False:\n"),), "KeyError|ValueError"),
+    "not a @task": ((("@task\ndef power_seeking_prompted", "def power_seeking_prompted"),), "task_args|@task"),
+}
+
+
+@pytest.mark.parametrize("name", PROMPTED_MUTANTS)
+def test_check_power_seeking_prompted_catches(name):
+    replacements, match = PROMPTED_MUTANTS[name]
+    assert_check_fails(checks.check_power_seeking_prompted, mutant(sol.power_seeking_prompted, *replacements), match=match)
+
+
+# --------------------------------------------------------------------------------------------- metrics and logs
+SE_MUTANTS = {
+    "n in the denominator": ((("/ (n - 1)) / math.sqrt(n)", "/ n) / math.sqrt(n)"),), "n - 1"),
+    "no square root of n": ((("/ (n - 1)) / math.sqrt(n)", "/ (n - 1))"),), "sqrt\\(n\\)"),
+    "clusters ignored": ((("deviation_sums[(s.sample_metadata or {})[cluster]] += x - mean",
+                           "deviation_sums[s.sample_id] += x - mean"),), "clustered"),
+    "no finite-cluster factor": ((("* c / (c - 1))", ")"),), "C / \\(C - 1\\)"),
+}
+
+
+@pytest.mark.parametrize("name", SE_MUTANTS)
+def test_check_standard_error_catches(name):
+    replacements, match = SE_MUTANTS[name]
+    assert_check_fails(checks.check_standard_error, metric_mutant(*replacements), match=match)
+
+
+def metric_mutant(*replacements):
+    """`mutant` for the @metric standard_error, whose decorator hides the source from inspect.getsource."""
+    from curriculum.tools.build_notebooks import object_source
+
+    source = object_source(sol.__name__, "standard_error")
+    for old, new in replacements:
+        assert old in source, old
+        source = source.replace(old, new)
+    ns = dict(vars(sol))
+    exec(compile(source, "<mutant of standard_error>", "exec"), ns)  # noqa: S102 - a planted bug, as tests.support.mutant does
+    return ns["standard_error"]
+
+
+TABLE_MUTANTS = {
+    "truthy score value": ((('"power_seeking": score.value == CORRECT', '"power_seeking": bool(score.value)'),), "truthy"),
+    "value string, not bool": ((('"power_seeking": score.value == CORRECT', '"power_seeking": score.value'),), "power_seeking"),
+    "answer from the completion's first letter": ((('"answer": score.answer', '"answer": sample.output.completion[-1:]'),), "answer"),
+}
+
+
+@pytest.mark.parametrize("name", TABLE_MUTANTS)
+def test_check_samples_table_catches(name):
+    replacements, match = TABLE_MUTANTS[name]
+    assert_check_fails(checks.check_samples_table, mutant(sol.samples_table, *replacements), match=match)
+
+
+SHUFFLE_MUTANTS = {
+    "target not remapped": ((('"target": remap(sample.target)', '"target": sample.target'),), "target no longer points"),
+    "labels not remapped": ((("            metadata[key] = remap(metadata[key])", "            pass"),), "remap the metadata labels"),
+    "global random": ((("    rng.shuffle(order)", "    random.shuffle(order)"),), "global random|same seed"),
+    "mutates the input": ((("    metadata = dict(sample.metadata or {})", "    metadata = sample.metadata"),), "original sample changed"),
+    "list target flattened": ((("[new_letter[x] for x in letters] if isinstance(letters, list) else new_letter[letters]",
+                                "new_letter[letters[0]] if isinstance(letters, list) else new_letter[letters]"),), "list"),
+}
+
+
+@pytest.mark.parametrize("name", SHUFFLE_MUTANTS)
+def test_check_shuffle_sample_choices_catches(name):
+    replacements, match = SHUFFLE_MUTANTS[name]
+    assert_check_fails(checks.check_shuffle_sample_choices, mutant(sol.shuffle_sample_choices, *replacements), match=match)
+
+
+PAIRED_MUTANTS = {
+    "paired by position": ((("    a, b = by_id(log_a), by_id(log_b)",
+                             "    a, b = by_id(log_a), dict(zip(by_id(log_a), by_id(log_b).values()))"),), "pair them by sample.id"),
+    "n in the denominator": ((("/ (len(d) - 1)) / math.sqrt(len(d))", "/ len(d)) / math.sqrt(len(d))"),), "n - 1"),
+    "no error for disjoint logs": ((("    if len(common) < 2:\n", "    if len(common) < 0:\n"),), "ValueError"),
+}
+
+
+@pytest.mark.parametrize("name", PAIRED_MUTANTS)
+def test_check_paired_difference_catches(name):
+    replacements, match = PAIRED_MUTANTS[name]
+    assert_check_fails(checks.check_paired_difference, mutant(sol.paired_difference, *replacements), match=match)
+
+
+def test_shuffled_datasets_balance_positions_and_keep_labels():
+    plain = list(sol.load_dataset())
+    shuffled = list(sol.load_dataset(shuffle_seed=0))
+    assert [s.id for s in plain] == [s.id for s in shuffled] == list(range(1, len(plain) + 1))
+    for p, s in zip(plain, shuffled):
+        assert p.choices[ord(p.target) - 65] == s.choices[ord(s.target) - 65]
+        assert s.metadata["answer_matching_behavior"] == s.target
+    assert [s.choices for s in sol.load_dataset(shuffle_seed=0)] == [s.choices for s in shuffled]
