@@ -640,3 +640,105 @@ def loopback_client(server: LoopbackServer, *, fresh_connections: bool = False, 
     if fresh_connections:
         kw.setdefault("http_client", httpx.Client(limits=httpx.Limits(max_keepalive_connections=0), timeout=20))
     return openai.OpenAI(base_url=server.base_url, api_key=api_key, **{"max_retries": 0, **kw})
+
+
+# ----------------------------------------------------------------------------------------------
+# The server in its own process
+# ----------------------------------------------------------------------------------------------
+
+
+def _import_responder(spec: str) -> Responder:
+    module, _, attr = spec.partition(":")
+    if not module or not attr:
+        raise ValueError(f"a responder for another process is named 'module:attribute', got {spec!r}")
+    import importlib
+
+    return getattr(importlib.import_module(module), attr)
+
+
+def _serve_main(argv: list[str] | None = None) -> None:
+    """`python -m curriculum.utils.openai_server RESPONDER [--latency S] [--failures JSON]`: serve until stdin closes."""
+    import argparse
+
+    ap = argparse.ArgumentParser(description="a loopback OpenAI/Anthropic server; prints its port, serves until stdin closes")
+    ap.add_argument("responder", help="module:attribute of the responder")
+    ap.add_argument("--latency", type=float, default=0.0)
+    ap.add_argument("--failures", default=None, help="Failures fields as JSON")
+    args = ap.parse_args(argv)
+    failures = Failures(**json.loads(args.failures)) if args.failures else None
+    server = LoopbackServer(_import_responder(args.responder), latency=args.latency, failures=failures, record=False).start()
+    print(server.port, flush=True)
+    sys.stdin.read()  # returns when the parent closes our stdin (or dies)
+    server.stop()
+
+
+class LoopbackProcess:
+    """A `LoopbackServer` running in a separate process, so that its request handling does not compete
+    with the client's threads for one interpreter's GIL (with 32 client threads in the same process the
+    server's replies queue up behind them). The responder must be importable there, so it is named, not
+    passed: `LoopbackProcess("curriculum.utils.mcq_standin:mcq_responder", latency=0.1)`. Stateful
+    responders keep their state in the server's process; `requests` and `stats` are not available here.
+    """
+
+    def __init__(self, responder: str, latency: float = 0.0, failures: Failures | None = None, start_timeout: float = 60.0):
+        _import_responder(responder)  # fail here, with a clear message, rather than inside the child
+        self.responder, self.latency, self.failures, self.start_timeout = responder, latency, failures, start_timeout
+        self._proc = None
+        self.port: int | None = None
+
+    @property
+    def base_url(self) -> str:
+        if self.port is None:
+            raise RuntimeError("the server process is not running: call start() or use it as a context manager")
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    @property
+    def anthropic_base_url(self) -> str:
+        return self.base_url.removesuffix("/v1")
+
+    def start(self) -> "LoopbackProcess":
+        import dataclasses
+        import subprocess
+
+        if self._proc is not None:
+            return self
+        cmd = [sys.executable, "-m", "curriculum.utils.openai_server", self.responder, "--latency", str(self.latency)]
+        if self.failures is not None:
+            cmd += ["--failures", json.dumps(dataclasses.asdict(self.failures))]
+        self._proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        ready = threading.Event()
+        line: list[str] = []
+
+        def read_port() -> None:
+            line.append(self._proc.stdout.readline())
+            ready.set()
+
+        threading.Thread(target=read_port, daemon=True).start()
+        if not ready.wait(self.start_timeout) or not line[0].strip().isdigit():
+            self.stop()
+            printed = f" (it printed {line[0]!r})" if line else ""
+            raise RuntimeError(f"the loopback server process did not start within {self.start_timeout:g} s{printed}")
+        self.port = int(line[0])
+        return self
+
+    def stop(self) -> None:
+        if self._proc is None:
+            return
+        try:
+            self._proc.stdin.close()  # the server's signal to stop
+            self._proc.wait(timeout=5)
+        except Exception:  # noqa: BLE001 - a stuck server is killed
+            self._proc.kill()
+            self._proc.wait(timeout=5)
+        self._proc = None
+        self.port = None
+
+    def __enter__(self) -> "LoopbackProcess":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+if __name__ == "__main__":
+    _serve_main()

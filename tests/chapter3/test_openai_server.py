@@ -353,3 +353,33 @@ def test_a_burst_of_200_simultaneous_connections_is_served():
         with concurrent.futures.ThreadPoolExecutor(max_workers=200) as pool:
             results = list(pool.map(one, range(200)))
     assert results == ["You said: hello"] * 200
+
+
+# --- the server in its own process ---------------------------------------------------------------
+
+
+def test_loopback_process_serves_both_protocols_and_failures_and_stops():
+    import openai
+
+    from curriculum.utils.openai_server import LoopbackProcess
+
+    failures = Failures(rate=1.0, kinds=("429",), retry_after=0.01)
+    with LoopbackProcess("curriculum.utils.openai_server:echo") as server:
+        client = openai.OpenAI(base_url=server.base_url, api_key="loopback", max_retries=0)
+        reply = client.chat.completions.create(model="m", messages=[{"role": "user", "content": "ping"}])
+        assert "ping" in reply.choices[0].message.content
+        proc = server._proc
+    assert proc.poll() is not None, "the server process should have exited on stop()"
+    with LoopbackProcess("curriculum.utils.openai_server:echo", failures=failures) as server:
+        client = openai.OpenAI(base_url=server.base_url, api_key="loopback", max_retries=0)
+        with pytest.raises(openai.RateLimitError):
+            client.chat.completions.create(model="m", messages=[{"role": "user", "content": "ping"}])
+
+
+def test_loopback_process_names_an_unimportable_responder():
+    from curriculum.utils.openai_server import LoopbackProcess
+
+    with pytest.raises(ValueError, match="module:attribute"):
+        LoopbackProcess("no_colon_here")
+    with pytest.raises(ModuleNotFoundError):
+        LoopbackProcess("curriculum.no_such_module:responder")
