@@ -254,6 +254,7 @@ train_dqn_target_every_iteration = mutant(S.train_dqn, ("if it % target_every ==
 train_dqn_epsilon_per_iteration = mutant(S.train_dqn, ("linear_schedule(step,", "linear_schedule(it,"))
 train_dqn_obs_not_carried = mutant(S.train_dqn, ("            obs = next_obs\n", ""))
 train_dqn_autoreset_never_set = mutant(S.train_dqn, ("autoreset = np.logical_or(terminated, truncated)", "pass"))
+train_dqn_autoreset_terminated_only = mutant(S.train_dqn, ("autoreset = np.logical_or(terminated, truncated)", "autoreset = terminated"))
 train_dqn_no_optimizer_step = mutant(S.train_dqn, ("optimizer.step()", "pass"))
 train_dqn_trains_every_iteration = mutant(S.train_dqn, ("it % train_every == 0", "True"))
 train_dqn_online_as_target = mutant(S.train_dqn, ("td_loss(q_network, target_network,", "td_loss(q_network, q_network,"))
@@ -269,6 +270,7 @@ train_dqn_loss_renamed = mutant(S.train_dqn, ("loss = td_loss(", "td_value = td_
         (train_dqn_epsilon_per_iteration, "epsilon was"),
         (train_dqn_obs_not_carried, "obs = next_obs"),
         (train_dqn_autoreset_never_set, "autoreset"),
+        (train_dqn_autoreset_terminated_only, "end only by truncation"),
         (train_dqn_no_optimizer_step, "optimizer.step"),
         (train_dqn_trains_every_iteration, "td_loss was called"),
         (train_dqn_online_as_target, "online network as its target"),
@@ -357,3 +359,26 @@ def test_nan_loss_from_the_learner_is_caught(monkeypatch):
 )
 def test_check_catches_mutant(check, mutant):
     assert_check_fails(check, mutant)
+
+
+def td_always_huber(q_network, target_network, batch, gamma, loss="huber"):
+    return S.td_loss(q_network, target_network, batch, gamma, "huber")
+
+
+def td_unsqueezed(q_network, target_network, batch, gamma, loss="huber"):
+    with torch.no_grad():
+        target = batch.rewards + gamma * (1 - batch.terminated) * target_network(batch.next_obs).max(-1).values
+    q = q_network(batch.obs).gather(1, batch.actions[:, None])  # (batch, 1): broadcasts against (batch,)
+    return (F.smooth_l1_loss if loss == "huber" else F.mse_loss)(q, target)
+
+
+@pytest.mark.parametrize("mutant, match", [
+    (td_no_terminal_mask, "terminal transition"),
+    (td_online_target, "online network"),
+    (td_max_not_taken, "action actually taken"),
+    (td_unsqueezed, r"\(batch, 1\)"),
+    (td_always_huber, 'loss="mse" gave the Huber loss'),
+    (td_always_mse, 'loss="huber" should use'),
+])
+def test_td_loss_check_names_the_bug(mutant, match):
+    assert_check_fails(T.check_td_loss, mutant, match=match)

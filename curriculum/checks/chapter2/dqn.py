@@ -4,6 +4,9 @@ terminated vs truncated), and the whole training loop on the probe environments.
 
 from __future__ import annotations
 
+import warnings
+
+import gymnasium as gym
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -182,10 +185,30 @@ def check_td_loss(td_loss):
         hint = ""
         no_mask = torch.tensor([1.0 + 0.9, -1.0 + 0.9 * 4.0, 0.5 + 0.9 * 8.0])
         if torch.is_tensor(loss) and loss.numel() == 1:
-            if torch.isclose(loss.detach(), (F.mse_loss if kind == "mse" else F.smooth_l1_loss)(q_taken, no_mask)):
-                hint = "You bootstrap from the terminal transition: multiply the next value by (1 - terminated)."
-            elif kind == "huber" and torch.isclose(loss.detach(), F.mse_loss(q_taken, target)):
-                hint = 'loss="huber" should use F.smooth_l1_loss.'
+            fn = F.mse_loss if kind == "mse" else F.smooth_l1_loss
+            online_next = (batch.next_obs @ q_net.W).max(1).values.detach()
+            online_target = batch.rewards + gamma * (1 - batch.terminated) * online_next
+            q_max = (batch.obs @ q_net.W).max(1).values.detach()
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # the broadcasting bug below is exactly what torch warns about
+                broadcast = fn(q_taken[:, None], target)
+            diagnoses = [
+                (fn(q_taken, no_mask), "You bootstrap from the terminal transition: multiply the next value by (1 - terminated)."),
+                (fn(q_taken, online_target), "The target uses the online network's max over s': bootstrap from target_network, "
+                                             "which lags behind, so the target does not move with every update."),
+                (fn(q_max, target), "Q(s, a) is the max over actions: take the value of the action actually taken, "
+                                    "q_network(obs).gather(1, actions[:, None]).squeeze(1)."),
+                (broadcast, "Q(s, a) has shape (batch, 1) and the target (batch,): the loss broadcast them to (batch, batch). "
+                            "Squeeze the gathered values to (batch,) before the loss."),
+            ]
+            if kind == "mse":
+                diagnoses.append((F.smooth_l1_loss(q_taken, target), 'loss="mse" gave the Huber loss: choose F.mse_loss when kind is "mse".'))
+            else:
+                diagnoses.append((F.mse_loss(q_taken, target), 'loss="huber" should use F.smooth_l1_loss.'))
+            for value, why in diagnoses:
+                if torch.isclose(loss.detach(), value):
+                    hint = why
+                    break
         if torch.is_tensor(loss) and loss.numel() != 1:
             fail(f"td_loss should return a scalar (the mean over the batch), got shape {tuple(loss.shape)}")
         assert_close(loss, ref, f"td_loss ({kind})", hint=hint or
@@ -271,6 +294,43 @@ class _LoopSpy:
         return False
 
 
+TRUNCATING_ENV_ID = "curriculum-check/NeverEnds-v0"
+
+
+class _NeverEnds(gym.Env):
+    """An episode that never terminates: only its time limit (2 steps) ends it, by truncation."""
+
+    observation_space = gym.spaces.Box(-1.0, 1.0, (1,), np.float32)
+    action_space = gym.spaces.Discrete(2)
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        return np.zeros(1, np.float32), {}
+
+    def step(self, action):
+        return np.zeros(1, np.float32), 0.0, False, False, {}
+
+
+def _check_autoreset_after_truncation(train_dqn) -> None:
+    """Probe 2's episodes end by termination; this one's end by truncation, which must set autoreset too."""
+    from curriculum.solutions.chapter2.dqn import DQNConfig
+
+    if TRUNCATING_ENV_ID not in gym.registry:
+        gym.register(TRUNCATING_ENV_ID, entry_point=_NeverEnds, max_episode_steps=2)
+    cfg = DQNConfig(env_id=TRUNCATING_ENV_ID, seed=0, num_envs=2, total_timesteps=18, buffer_size=64, batch_size=4,
+                    hidden_sizes=(4,), learning_starts=1000, target_update_frequency=40)
+    with _LoopSpy(train_dqn.__globals__) as spy:
+        train_dqn(cfg, progress=False)
+    # steps 1, 2 (truncated), then the reset step, and again: autoreset is set on every third iteration
+    want = [k % 3 == 2 for k in range(len(spy.stores))]
+    got = [bool(a.all()) for _, _, a in spy.stores]
+    if got != want:
+        k = next(i for i, (g, w) in enumerate(zip(got, want)) if g != w)
+        fail(f"on an env whose episodes end only by truncation (a 2-step time limit), store_vector_step got "
+             f"autoreset = {got[k]} at iteration {k} (expected {want[k]}): a truncated episode is reset on the next "
+             "step just like a terminated one, so set `autoreset = terminated | truncated`, not `terminated` alone")
+
+
 def _check_loop_structure(train_dqn) -> str:
     """Run 60 iterations on Probe 2 (one-step episodes, random obs) with spies, and compare what the loop did with what the
     configuration asks for."""
@@ -298,6 +358,8 @@ def _check_loop_structure(train_dqn) -> str:
             fail(f"at iteration {k} store_vector_step got autoreset = {autoreset.tolist()}; on Probe 2 every episode ends "
                  f"after one step, so it should be {[k % 2 == 1] * cfg.num_envs}. After storing, set "
                  "`autoreset = terminated | truncated` (the next step of those sub-envs is only their reset).")
+
+    _check_autoreset_after_truncation(train_dqn)
 
     # Acting: epsilon-greedy from learning_starts on, with epsilon from the linear schedule in env steps.
     acting = [it for it in range(n_iters) if it * cfg.num_envs >= cfg.learning_starts]
