@@ -362,3 +362,64 @@ def test_nan_loss_stops_training_naming_it(monkeypatch):
     args = ppo.PPOArgs(total_timesteps=256, num_envs=2, num_steps=64)
     with pytest.raises(NonFiniteError, match="the value loss is NaN at iteration 0"):
         ppo.train_ppo(args, progress=False)
+
+
+# ------------------------------------------------------------------------------------------ rollout loop
+@pytest.mark.parametrize("old,new,message", [
+    ('("valid", ~done)', '("valid", torch.ones_like(done))', "autoreset step"),
+    ('store["terminated"].append(torch.as_tensor(terminated, device=device))',
+     'store["terminated"].append(torch.zeros(n_envs, dtype=torch.bool, device=device))', "terminated flags"),
+    ('store["truncated"].append(torch.as_tensor(truncated, device=device))',
+     'store["truncated"].append(torch.as_tensor(terminated | truncated, device=device))', "merged with terminated"),
+    ('        obs = torch.as_tensor(next_obs, device=device)\n', '        obs = torch.as_tensor(next_obs, device=device)\n        store["obs"][-1] = obs\n',
+     "AFTER step t"),
+    ("        with torch.no_grad():\n            action, logprob", "        if True:\n            action, logprob", "torch.no_grad"),
+    ('        done = store["terminated"][-1] | store["truncated"][-1]\n', '', "autoreset step"),
+    ("tracker.update(infos, global_step + (step + 1) * n_envs)", "pass", "tracker"),
+], ids=["all-valid", "no-terminations", "terminated-as-truncated", "stores-next-obs", "keeps-grad", "done-not-carried",
+        "no-tracker"])
+def test_check_collect_rollout_catches(old, new, message):
+    assert_check_fails(checks.check_collect_rollout, mutant(ppo.collect_rollout, (old, new)), match=message)
+
+
+def test_check_collect_rollout_catches_a_rollout_that_bootstraps_through_termination():
+    """Every episode end stored as a truncation: GAE would bootstrap from V(final obs) after a fall."""
+    bug = mutant(ppo.collect_rollout,
+                 ('store["terminated"].append(torch.as_tensor(terminated, device=device))',
+                  'store["terminated"].append(torch.zeros(n_envs, dtype=torch.bool, device=device))'),
+                 ('store["truncated"].append(torch.as_tensor(truncated, device=device))',
+                  'store["truncated"].append(torch.as_tensor(terminated | truncated, device=device))'))
+    assert_check_fails(checks.check_collect_rollout, bug, match="bootstrap through a terminal state")
+
+
+def test_collect_rollout_done_carried_across_rollouts():
+    """A rollout that starts right after an episode end marks its first row as the autoreset row."""
+    bug = mutant(ppo.collect_rollout, ("device = obs.device\n", "device = obs.device\n    done = torch.zeros_like(done)\n"))
+    assert_check_fails(checks.check_collect_rollout, bug, match="valid flags")
+
+
+# ------------------------------------------------------------------------------------------ Nature CNN
+@pytest.mark.parametrize("old,new,message", [
+    ("nn.Conv2d(32, 64, 4, stride=2)", "nn.Conv2d(32, 64, 4, stride=1)", "conv layers"),
+    ("layer_init(nn.Linear(64 * 7 * 7, 512)), nn.ReLU(),", "layer_init(nn.Linear(64 * 7 * 7, 512)),", "ReLU"),
+    ("layer_init(nn.Conv2d(64, 64, 3, stride=1))", "nn.Conv2d(64, 64, 3, stride=1)", "layer_init"),
+    ("layer_init(nn.Conv2d(4, 32, 8, stride=4))", "layer_init(nn.Conv2d(4, 32, 8, stride=4), std=1.0)", "sqrt\\(2\\)"),
+    ("layer_init(nn.Conv2d(4, 32, 8, stride=4)), nn.ReLU(),", "layer_init(nn.Conv2d(4, 32, 8, stride=4)),", "ReLU"),
+], ids=["stride", "no-final-relu", "default-init", "gain-1", "missing-relu"])
+def test_check_nature_cnn_catches(old, new, message):
+    assert_check_fails(checks.check_nature_cnn, mutant(ppo.nature_cnn, (old, new)), match=message)
+
+
+# ------------------------------------------------------------------------------------------ training loop wiring
+@pytest.mark.parametrize("old,new,message", [
+    ("obs, done = rollout.next_obs, rollout.next_done", "obs = rollout.next_obs", "carry done"),
+    ("obs, done = rollout.next_obs, rollout.next_done", "done = rollout.next_done", "next_obs"),
+    ("global_step += args.batch_size", "global_step += args.num_steps", "env_steps"),
+    ("rollout.terminated, rollout.truncated, args.gamma, args.gae_lambda)",
+     "rollout.terminated, rollout.truncated, args.gamma, 1.0)", "advantages"),
+    ("batch = Batch.from_rollout(rollout, advantages)",
+     ("batch = Batch(rollout.obs.flatten(0, 1), rollout.actions.flatten(), rollout.logprobs.flatten(), "
+      "rollout.values.flatten(), advantages.flatten(), (advantages + rollout.values).flatten())"), "valid ones"),
+], ids=["done-not-carried", "obs-not-carried", "step-count", "wrong-lambda", "keeps-autoreset-rows"])
+def test_check_train_ppo_catches_wiring(old, new, message):
+    assert_check_fails(checks.check_train_ppo, mutant(ppo.train_ppo, (old, new)), match=message)

@@ -96,7 +96,12 @@ def layer_init(layer: nn.Linear | nn.Conv2d, std: float = np.sqrt(2), bias_const
 
 
 def nature_cnn() -> nn.Sequential:
-    """Mnih et al. (2015)'s trunk: uint8 [batch, 4, 84, 84] -> [batch, 512]."""
+    """Mnih et al. (2015)'s trunk on 4 stacked 84x84 frames (already scaled to [0, 1]) -> [batch, 512].
+
+    conv 32 filters 8x8 stride 4 -> conv 64 4x4 stride 2 -> conv 64 3x3 stride 1 -> flatten -> linear 512,
+    a ReLU after each, every layer through `layer_init` with its default gain sqrt(2).
+    """
+    # EXERCISE: three Conv2d layers and one Linear, each layer_init-ed and followed by a ReLU, with a Flatten before the Linear
     return nn.Sequential(
         layer_init(nn.Conv2d(4, 32, 8, stride=4)), nn.ReLU(),
         layer_init(nn.Conv2d(32, 64, 4, stride=2)), nn.ReLU(),
@@ -104,6 +109,7 @@ def nature_cnn() -> nn.Sequential:
         nn.Flatten(),
         layer_init(nn.Linear(64 * 7 * 7, 512)), nn.ReLU(),
     )
+    # END EXERCISE
 
 
 class Agent(nn.Module):
@@ -222,10 +228,16 @@ def collect_rollout(
 
     `done` says whether the previous step ended each sub-env's episode: if so, this step is the
     autoreset step, whose action is ignored and whose row is marked invalid.
+
+    Row t of each `store` list holds a tensor of shape (env, ...): the observation the action was chosen
+    from, the action, its log-prob and value, and what `envs.step` returned for it. At the end `obs` and
+    `done` must describe the state after the last step (where the next rollout starts), and `next_value`
+    is V(obs) of that state. Pass each step's infos to `tracker.update` (if given) with the env-step count.
     """
     device = obs.device
     n_envs = envs.num_envs
     store = {k: [] for k in ("obs", "actions", "logprobs", "values", "rewards", "terminated", "truncated", "valid")}
+    # EXERCISE: num_steps times: act without grad, step, store the row (valid = not done), carry obs and done; then next_value
     for step in range(num_steps):
         with torch.no_grad():
             action, logprob, _, value = agent.get_action_and_value(obs)
@@ -243,6 +255,7 @@ def collect_rollout(
         done = store["terminated"][-1] | store["truncated"][-1]
     with torch.no_grad():
         next_value = agent.get_value(obs)
+    # END EXERCISE
     return Rollout(**{k: torch.stack(v) for k, v in store.items()}, next_obs=obs, next_done=done, next_value=next_value)
 
 
@@ -397,10 +410,9 @@ def train_ppo(
     global_step, start = 0, time.perf_counter()
     bar = tqdm(range(args.num_iterations), desc=f"PPO {args.env_id}", disable=not progress)
     for iteration in bar:
-        # EXERCISE: anneal the learning rate linearly from args.learning_rate (first iteration) towards 0
+        # EXERCISE: anneal the lr; collect a rollout (carry obs and done over); count steps; GAE; Batch.from_rollout; ppo_update
         if args.anneal_lr:
             optimizer.param_groups[0]["lr"] = args.learning_rate * (1.0 - iteration / args.num_iterations)
-        # END EXERCISE
         rollout = collect_rollout(agent, envs, obs, done, args.num_steps, tracker, global_step)
         obs, done = rollout.next_obs, rollout.next_done
         global_step += args.batch_size
@@ -409,6 +421,7 @@ def train_ppo(
                                         rollout.terminated, rollout.truncated, args.gamma, args.gae_lambda)
         batch = Batch.from_rollout(rollout, advantages)
         stats = ppo_update(agent, optimizer, batch, args)
+        # END EXERCISE
         for name in ("policy_loss", "value_loss"):
             require_finite(stats[name], f"the {name.replace('_', ' ')}", f"iteration {iteration} (step {global_step})")
         stats.update(explained_variance=explained_variance(batch.values, batch.returns),
