@@ -44,7 +44,7 @@ import torch
 import torch.nn as nn
 from jaxtyping import Bool, Float, Int
 from torch import Tensor
-from torch.distributions import Categorical
+from torch.distributions import Categorical, Normal
 from tqdm.auto import tqdm
 
 from curriculum import utils
@@ -57,6 +57,7 @@ from curriculum.solutions.chapter2.ppo import (
     explained_variance,
     layer_init,
     make_envs,
+    mountain_car_potential,
 )
 from curriculum.solutions.chapter2.reinforce import ReinforceArgs, ReinforceResult, mlp
 from curriculum.checks.chapter2 import ppo as tests
@@ -789,6 +790,96 @@ line({k: [row[k] for row in result.history] for k in ("approx_kl", "clipfrac", "
 # bootstrap through terminated states, and compare the curves. Which details matter most on CartPole?
 
 # %% [markdown]
+# ## Continuous actions
+#
+# Nothing in PPO's objective cares whether actions are discrete: it needs $\log \pi(a|s)$ of the actions
+# taken, an entropy, and samples. For a robot joint or a pendulum's torque, the standard choice is a
+# **Gaussian policy**: the actor outputs the mean $\mu_\theta(s)$ of a Normal distribution per action
+# dimension, and the standard deviation comes from a separate learned parameter, $\sigma = e^{\log\sigma}$,
+# one per dimension and the **same in every state**. Three details:
+#
+# - **state-independent log-std**. Letting the network output $\sigma(s)$ too is possible, but gives the
+#   policy a way to collapse its exploration in some states early on; one global $\log\sigma$, starting at
+#   0 ($\sigma = 1$), shrinks only as fast as the whole policy gets confident. Parameterising the log
+#   keeps $\sigma$ positive without constraints.
+# - **independent dimensions**. With a diagonal covariance the joint density is a product, so the
+#   log-probability of an action vector is the *sum* of the per-dimension log-probabilities (and so is the
+#   entropy). Forget the sum and the ratio in the clipped objective is computed per dimension, a
+#   different (and wrong) objective.
+# - **clip in the environment, not in the policy**. Samples from a Normal can leave the valid range
+#   ($[-2, 2]$ for Pendulum's torque). The environment wrapper clips what is *applied*, while the rollout
+#   keeps the unclipped sample whose log-probability the policy actually computed; clipping before storing
+#   would make the stored log-prob describe a different action. `make_envs` also rescales rewards by a
+#   running estimate of the return's spread (`NormalizeReward`), so one learning rate suits any reward scale;
+#   the returns you see are recorded before that wrapper.
+#
+# ### Exercise: a Gaussian policy
+#
+# Write `GaussianAgent.get_action_and_value`. The networks come from `Agent` (the actor now outputs
+# `action_dim` means); `self.log_std` is created for you. The check compares log-probabilities and the entropy
+# with the Normal density written out by hand, checks that samples are spread with the policy's own mean and
+# standard deviation, and that gradient reaches `log_std`.
+
+# %% exercise curriculum.solutions.chapter2.ppo:GaussianAgent difficulty=2 importance=3 minutes=10
+tests.check_gaussian_agent(GaussianAgent)
+
+# %% hint
+# It is the discrete version with a different distribution: `torch.distributions.Normal(mean, std)` gives you
+# `sample()`, `log_prob()` and `entropy()`, each per action dimension. Reduce the last axis where the
+# return value needs one number per observation.
+
+# %% hint
+# `mean = self.actor(x)`, `dist = Normal(mean, self.log_std.exp().expand_as(mean))`; sample only if `action is
+# None`; return `action, dist.log_prob(action).sum(-1), dist.entropy().sum(-1), self.critic(x).squeeze(-1)`.
+
+# %% [markdown]
+# ### Pendulum-v1
+#
+# Swing a pendulum up and hold it there, with a weak motor: the agent must learn to pump energy in by
+# swinging back and forth first. Rewards are always negative (a cost on angle, speed and torque); a random
+# policy scores about -1200 per 200-step episode, a good one -200 or better. `train_ppo` picks the
+# `GaussianAgent` whenever the action space is continuous, so the same loop runs unchanged.
+
+# %%
+pend_args = PPOArgs.pendulum(total_timesteps=full_or_quick(100_000, 8_192))
+pend = train_ppo(pend_args)
+print(f"{pend.env_steps} steps in {pend.seconds:.0f}s; mean return of the first 10 episodes "
+      f"{np.mean(pend.tracker.returns[:10]):.0f}, of the last 10 {np.mean(pend.tracker.returns[-10:]):.0f}; "
+      f"policy std now {pend.agent.log_std.exp().detach().numpy().round(2)}")
+line({"episode return": pend.tracker.returns}, x=pend.tracker.steps_at_end, smooth=5,
+     title="PPO on Pendulum-v1", xlabel="environment steps", ylabel="return")
+
+# %% [markdown]
+# What you should see at full size: the return climbs steadily from around -1200 (compare the two numbers
+# printed above), and the policy's standard deviation falls below 1 as it commits to a swing-up. In quick
+# mode the run is a few dozen episodes long and only the first gains, if any, show. If the return does not move at all, print a few sampled
+# actions: a missing `.sum(-1)` or a standard deviation stuck near 0 are the usual causes.
+#
+# ### MuJoCo (optional)
+#
+# The MuJoCo locomotion tasks (HalfCheetah, Hopper, Walker2d, ...) are the standard continuous-control
+# benchmark, and the same code runs them with `PPOArgs.mujoco()` (CleanRL's settings: 1M steps, one
+# environment, rollouts of 2048 steps). They need the `mujoco` package, which is not installed by default:
+# `pip install "gymnasium[mujoco]"`. The next cell skips itself when `mujoco` is missing, and otherwise only
+# trains when you set `RUN_MUJOCO = True` (1M steps take on the order of an hour on a laptop CPU, an
+# estimate, not a measured run).
+
+# %%
+import importlib.util
+
+RUN_MUJOCO = False  # set True to train PPO on HalfCheetah-v5 for 1M steps (needs `mujoco`)
+
+if importlib.util.find_spec("mujoco") is None:
+    print("Skipping MuJoCo: the `mujoco` package is not installed (pip install \"gymnasium[mujoco]\").")
+elif RUN_MUJOCO or utils.QUICK:
+    mj_args = PPOArgs.mujoco() if RUN_MUJOCO else PPOArgs.mujoco(total_timesteps=512, num_steps=256, update_epochs=1)
+    mj = train_ppo(mj_args)
+    print(f"HalfCheetah-v5: {mj.env_steps} steps, {len(mj.tracker)} finished episodes, "
+          f"mean return {mj.tracker.mean_return(10):.0f}")
+else:
+    print("Skipping the MuJoCo run: set RUN_MUJOCO = True in this cell to train PPO on HalfCheetah-v5.")
+
+# %% [markdown]
 # ## Atari
 #
 # The same algorithm runs Atari unchanged: only the agent's body (a Nature CNN over four stacked
@@ -877,7 +968,103 @@ else:
     print("Skipping the Atari run: set RUN_ATARI = True in this cell to train PPO on Breakout.")
 
 # %% [markdown]
+# ## Reward shaping
+#
+# CartPole pays +1 every step, so even a random agent gets a learning signal. Many tasks do not. In
+# MountainCar-v0 an under-powered car sits in a valley and must reach a flag on the right hill; the reward
+# is -1 per step until it gets there, for at most 200 steps. A random policy essentially never reaches
+# the flag, so every episode returns exactly -200, every advantage is zero after normalisation, and the
+# policy gradient has nothing to say. The car has to rock back and forth to build momentum, a behaviour
+# random exploration is vanishingly unlikely to stumble on.
+#
+# The tempting fix is to add rewards for things that look like progress ("+1 for moving right"). That
+# changes the task: agents are notorious for farming such bonuses (circling to collect a "progress"
+# reward forever) instead of finishing. **Potential-based shaping** (Ng, Harada & Russell, 1999) is the
+# form that provably cannot do this. Pick any potential $\Phi(s)$, a guess of how promising a state is,
+# and add
+#
+# $$F(s, s') = \gamma\,\Phi(s') - \Phi(s)$$
+#
+# to every transition's reward. Along an episode $s_0, s_1, \dots, s_T$ the discounted shaping terms
+# telescope:
+#
+# $$\sum_{t=0}^{T-1} \gamma^t \big(\gamma \Phi(s_{t+1}) - \Phi(s_t)\big) = \gamma^T \Phi(s_T) - \Phi(s_0).$$
+#
+# With $\Phi = 0$ at terminal states the sum is $-\Phi(s_0)$, the same for every policy from $s_0$. So
+# every policy's value shifts by the same amount, $Q'(s, a) = Q(s, a) - \Phi(s)$, the ranking of actions
+# is unchanged, and the optimal policy is the same. What shaping changes is the *learning signal*: a
+# transition that raises the potential is rewarded now, not only when the flag is reached. Two details
+# carry the proof, and both are easy to get wrong:
+#
+# - **the factor $\gamma$**. Without it the terms telescope only when $\gamma = 1$; with discounting, a
+#   state of high potential pays a bonus every time you step into it, and looping near it can beat finishing;
+# - **$\Phi = 0$ after termination, but not after truncation**. A terminal state has no future, so it
+#   cannot be promising; if it kept its potential, ending the episode in a high-potential state would pay a
+#   bonus the original task does not. A truncated episode's last state is an ordinary state cut off by the
+#   clock, and it keeps its potential, consistent with bootstrapping from it.
+#
+# For MountainCar a natural potential is the car's mechanical energy, height plus speed: pumping energy in
+# is exactly what the task requires, and the flag is reached by having enough of it.
+#
+# ### Exercise: a potential-based shaping wrapper
+#
+# Write the body of `PotentialShaping.step`: compute $\Phi(s')$ (0 if the step terminated), the shaped reward,
+# and remember $\Phi(s')$ for the next step (`reset` stores $\Phi(s_0)$ for you). The check steps your wrapper
+# and an unwrapped copy of the same environment side by side, through terminations, a truncation and resets,
+# and compares every shaped reward with $r + \gamma\Phi(s') - \Phi(s)$ computed independently; it names a
+# missing $\gamma$, a terminal state that keeps its potential, a truncated one that loses it, and a flipped sign.
+
+# %% exercise curriculum.solutions.chapter2.ppo:PotentialShaping difficulty=2 importance=3 minutes=10
+tests.check_potential_shaping(PotentialShaping)
+
+# %% hint
+# The wrapper carries one number between steps: the potential of the state the agent is in now. Each step
+# turns the new observation into a potential, uses both numbers, and then the new one becomes the old one.
+
+# %% hint
+# `potential = 0.0 if terminated else float(self.potential(obs))`; then
+# `shaped = float(reward) + self.gamma * potential - self.last_potential`; then `self.last_potential = potential`.
+
+# %% [markdown]
+# Now watch the telescoping happen. Play random episodes of MountainCar through your wrapper and add up the
+# discounted shaping terms (shaped reward minus the original -1). The sum should equal
+# $\gamma^T \Phi(s_T) - \Phi(s_0)$ for each episode, whatever the actions were: every policy's return moves
+# by an amount that depends only on where the episode started and where it was cut off.
+
+# %%
+gamma = 0.99
+shaped_env = PotentialShaping(gym.make("MountainCar-v0"), mountain_car_potential, gamma)
+rng = np.random.default_rng(0)
+for episode in range(3):
+    obs, _ = shaped_env.reset(seed=episode)
+    phi0, shaping_sum, t, done = mountain_car_potential(obs), 0.0, 0, False
+    while not done:
+        obs, r, terminated, truncated, _ = shaped_env.step(int(rng.integers(3)))
+        shaping_sum += gamma**t * (r - (-1.0))
+        t += 1
+        done = terminated or truncated
+    end = 0.0 if terminated else mountain_car_potential(obs)
+    print(f"episode {episode}: {t} steps, discounted shaping sum {shaping_sum:+.5f}, "
+          f"gamma^T Phi(s_T) - Phi(s_0) = {gamma**t * end - phi0:+.5f}")
+shaped_env.close()
+
+# %% [markdown]
+# The two columns agree to rounding. **Try it:** train PPO on MountainCar-v0 with and without the wrapper
+# (wrap each sub-environment by passing `wrappers=[lambda e: PotentialShaping(e, mountain_car_potential,
+# args.gamma)]` to `gym.make_vec`), and compare how often the flag is reached. Then break the wrapper (drop
+# $\gamma$, or give terminal states their potential) and look for an agent that has learned to hover.
+
+# %% [markdown]
 # ## Further reading
+# - [Williams, "Simple Statistical Gradient-Following Algorithms for Connectionist Reinforcement Learning", Machine Learning 8 (1992)](https://doi.org/10.1007/BF00992696):
+#   the REINFORCE family and the first derivation of the likelihood-ratio gradient for neural networks,
+#   including the baseline (the "reinforcement comparison" term).
+# - [Sutton & Barto, "Reinforcement Learning: An Introduction", 2nd ed. (2018), chapter 13](http://www.incompleteideas.net/book/RLbook2020trimmed.pdf):
+#   the policy-gradient theorem proved for the discounted and episodic cases, REINFORCE with a baseline,
+#   actor-critic methods and Gaussian policies for continuous actions, at textbook pace.
+# - [Ng, Harada & Russell, "Policy Invariance Under Reward Transformations: Theory and Application to Reward Shaping" (ICML 1999)](http://www.andrewng.org/portfolio/policy-invariance-under-reward-transformations-theory-and-application-to-reward-shaping/):
+#   why potential-based shaping preserves optimal policies, why it is the only form that always does, and
+#   the reward-farming bugs other shaping schemes cause.
 # - [Schulman, Wolski, Dhariwal, Radford & Klimov, "Proximal Policy Optimization Algorithms" (2017)](https://arxiv.org/abs/1707.06347):
 #   the clipped objective (section 3), the KL-penalty alternative (section 4) and the combined loss with a
 #   value term and an entropy bonus (section 5).

@@ -16,6 +16,8 @@ from curriculum.solutions.chapter2 import atari, ppo, probes  # noqa: F401 - imp
 from curriculum.checks.chapter2 import ppo as checks
 from tests.support import assert_check_fails, mutant
 
+PENDULUM_STEPS = 40_960
+
 
 
 # ------------------------------------------------------------------------------------------ Agent
@@ -423,3 +425,59 @@ def test_check_nature_cnn_catches(old, new, message):
 ], ids=["done-not-carried", "obs-not-carried", "step-count", "wrong-lambda", "keeps-autoreset-rows"])
 def test_check_train_ppo_catches_wiring(old, new, message):
     assert_check_fails(checks.check_train_ppo, mutant(ppo.train_ppo, (old, new)), match=message)
+
+
+# ------------------------------------------------------------------------------------------ continuous actions
+@pytest.mark.parametrize("old,new,message", [
+    ("dist.log_prob(action).sum(-1), dist.entropy().sum(-1)", "dist.log_prob(action), dist.entropy().sum(-1)", "sum it over"),
+    ("action = dist.sample()", "action = mean", "equals the mean"),
+    ("self.log_std.exp().expand_as(mean)", "self.log_std.expand_as(mean).abs()", "log_std.exp"),
+    ("self.log_std.exp().expand_as(mean)", "self.log_std.detach().exp().expand_as(mean)", "no gradient reaches log_std"),
+    ("dist.entropy().sum(-1)", "dist.entropy().mean(-1)", "entropy"),
+    ("if action is None:\n            action = dist.sample()", "action = dist.sample()", "unchanged"),
+], ids=["no-sum", "mean-not-sampled", "no-exp", "detached-std", "entropy-mean", "ignores-given"])
+def test_check_gaussian_agent_catches(old, new, message):
+    assert_check_fails(checks.check_gaussian_agent, mutant(ppo.GaussianAgent, (old, new)), match=message)
+
+
+def test_ppo_learns_pendulum():
+    """Continuous control end to end: the mean return of the last 10 episodes beats the first 10 by 200+."""
+    torch.set_num_threads(1)
+    result = ppo.train_ppo(ppo.PPOArgs.pendulum(seed=0, total_timesteps=PENDULUM_STEPS), progress=False)
+    first, last = np.mean(result.tracker.returns[:10]), np.mean(result.tracker.returns[-10:])
+    assert last >= first + 200, f"Pendulum: mean return {first:.0f} over the first 10 episodes, {last:.0f} over the last 10"
+
+
+# ------------------------------------------------------------------------------------------ reward shaping
+@pytest.mark.parametrize("old,new,message", [
+    ("shaped = float(reward) + self.gamma * potential - self.last_potential",
+     "shaped = float(reward) + potential - self.last_potential", "gamma is missing"),
+    ("potential = 0.0 if terminated else float(self.potential(obs))",
+     "potential = float(self.potential(obs))", "0 after a termination"),
+    ("potential = 0.0 if terminated else float(self.potential(obs))",
+     "potential = 0.0 if terminated or truncated else float(self.potential(obs))", "zeroed after a truncation"),
+    ("shaped = float(reward) + self.gamma * potential - self.last_potential",
+     "shaped = float(reward) - self.gamma * potential + self.last_potential", "sign is flipped"),
+    ("        self.last_potential = potential\n", "", "remember it"),
+    ("        self.last_potential = float(self.potential(obs))\n        return obs, info",
+     "        return obs, info", "remember it"),
+], ids=["no-gamma", "terminal-potential-kept", "truncation-zeroed", "sign", "never-updated", "reset-forgotten"])
+def test_check_potential_shaping_catches(old, new, message):
+    assert_check_fails(checks.check_potential_shaping, mutant(ppo.PotentialShaping, (old, new)), match=message)
+
+
+def test_shaping_telescopes_on_mountain_car():
+    """The property that preserves optimal policies: the discounted sum of the shaping terms over an
+    episode is gamma^T Phi(s_T) - Phi(s_0), whatever the actions."""
+    gamma = 0.99
+    env = ppo.PotentialShaping(gym.make("MountainCar-v0"), ppo.mountain_car_potential, gamma)
+    obs, _ = env.reset(seed=0)
+    phi0, total, t, done = ppo.mountain_car_potential(obs), 0.0, 0, False
+    rng = np.random.default_rng(0)
+    while not done:
+        obs, r, term, trunc, _ = env.step(int(rng.integers(3)))
+        total += gamma**t * (r - (-1.0))  # MountainCar pays -1 per step: keep only the shaping term
+        t += 1
+        done = term or trunc
+    end = 0.0 if term else ppo.mountain_car_potential(obs)
+    assert total == pytest.approx(gamma**t * end - phi0, abs=1e-6)

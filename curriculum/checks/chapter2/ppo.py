@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 import torch.nn as nn
 from torch.distributions import Categorical
@@ -639,3 +640,101 @@ def check_nature_cnn(nature_cnn) -> None:
             fail(f"{layer}: weight rows are not orthogonal: use layer_init (nn.init.orthogonal_), not the default init")
         if layer.bias.abs().max() > 0:
             fail(f"{layer}: biases should start at 0 (layer_init sets them to bias_const=0)")
+
+
+# --------------------------------------------------------------------------------------------- continuous actions
+def _normal_logprob(a, mean, log_std):
+    """log N(a; mean, exp(log_std)^2), written out, per dimension."""
+    return -0.5 * ((a - mean) / log_std.exp()) ** 2 - log_std - 0.5 * math.log(2 * math.pi)
+
+
+@check
+def check_gaussian_agent(GaussianAgent) -> None:
+    torch.manual_seed(0)
+    agent = module_instance(GaussianAgent, (3,), 2)
+    log_std = getattr(agent, "log_std", None)
+    if not isinstance(log_std, nn.Parameter) or tuple(log_std.shape) != (2,):
+        fail("GaussianAgent should have `log_std`, an nn.Parameter of shape (action_dim,) = (2,), independent of the state")
+    with torch.no_grad():
+        log_std.copy_(torch.tensor([-0.5, 0.3]))  # unequal, away from 0, so std = log_std or a missing exp shows
+    obs = torch.randn(256, 3)
+    action, logprob, entropy, value = agent.get_action_and_value(obs)
+    assert_shape(action, (256, 2), "sampled actions", hint="one value per action dimension")
+    if logprob.shape == (256, 2):
+        fail("log_prob has shape (batch, action_dim): sum it over the action dimensions (they are independent, "
+             "so the joint log-probability is the sum), giving one number per observation")
+    assert_shape(logprob, (256,), "log_prob", hint="dist.log_prob(action).sum(-1)")
+    assert_shape(entropy, (256,), "entropy", hint="dist.entropy().sum(-1)")
+    assert_shape(value, (256,), "value", hint="self.critic(x).squeeze(-1)")
+    with torch.no_grad():
+        mean = agent.actor(obs)
+        if torch.allclose(action, mean):
+            fail("the sampled action equals the mean: sample from the Normal (dist.sample()), or the policy never explores")
+        std_wrong = _normal_logprob(action, mean, log_std.abs().log()).sum(-1)  # std = |log_std| (no exp)
+        expected = _normal_logprob(action, mean, log_std).sum(-1)
+        if torch.allclose(logprob, std_wrong, atol=1e-4):
+            fail("the standard deviation is log_std itself: use std = log_std.exp()")
+        assert_close(logprob, expected, "log_prob of the sampled actions",
+                     hint="Normal(actor(x), log_std.exp()).log_prob(action).sum(-1)")
+        ent = (0.5 + 0.5 * math.log(2 * math.pi) + log_std).sum().expand(256)
+        assert_close(entropy, ent, "entropy", hint="the Normal's entropy, summed over action dimensions "
+                     "(for this policy it is the same in every state: it depends only on log_std)")
+        z = (action - mean) / log_std.exp()
+        if abs(z.std().item() - 1) > 0.15 or abs(z.mean().item()) > 0.15:
+            fail(f"the sampled actions, standardised by the policy's mean and std, have mean {z.mean():.2f} and std "
+                 f"{z.std():.2f} (expected 0 and 1): sample from Normal(mean, exp(log_std))")
+    given = torch.randn(256, 2)
+    a2, lp2, _, _ = agent.get_action_and_value(obs, given)
+    if not torch.equal(a2, given):
+        fail("when `action` is passed in, return it unchanged (the update re-scores the rollout's actions)")
+    assert_close(lp2.detach(), _normal_logprob(given, mean, log_std).sum(-1).detach(), "log_prob of given actions")
+    lp2.sum().backward()
+    if log_std.grad is None or log_std.grad.abs().sum() == 0:
+        fail("no gradient reaches log_std: build the std from the parameter (log_std.exp()), do not detach it")
+
+
+# --------------------------------------------------------------------------------------------- reward shaping
+def _phi(obs) -> float:
+    """A potential that differs at every counter-env state, and is not 0 at reset."""
+    return float(obs[0]) * 0.7 + 0.3 * float(obs[1]) + 1.0
+
+
+@check
+def check_potential_shaping(PotentialShaping) -> None:
+    gamma = 0.9
+    for term_at, max_steps, what in ((3, 50, "an env that terminates after 3 steps"),
+                                     (None, 4, "an env truncated after 4 steps")):
+        base = _counter_env(term_at, max_steps)()
+        env = PotentialShaping(_counter_env(term_at, max_steps)(), _phi, gamma)
+        obs_b, _ = base.reset(seed=0)
+        obs_s, _ = env.reset(seed=0)
+        prev_phi = _phi(obs_b)
+        for step in range(11):  # crosses several episode ends, so resets are covered too
+            action = step % 2
+            ob, r, term, trunc, _ = base.step(action)
+            os_, rs, term_s, trunc_s, _ = env.step(action)
+            if (term_s, trunc_s) != (term, trunc) or not np.array_equal(os_, ob):
+                fail("the wrapper must pass observations and the terminated/truncated flags through unchanged")
+            phi_next = 0.0 if term else _phi(ob)
+            expected = r + gamma * phi_next - prev_phi
+            if not math.isclose(float(rs), expected, abs_tol=1e-5):
+                bugs = [
+                    (r + phi_next - prev_phi, "gamma is missing: F = gamma * Phi(s') - Phi(s) (without it the "
+                     "shaping terms do not telescope under discounting, and the optimal policy can change)"),
+                    (r + gamma * _phi(ob) - prev_phi, "Phi(s') must be 0 after a termination: there is no future, "
+                     "and a terminal state that keeps its potential pays a bonus for ending the episode"),
+                    (r + gamma * 0.0 - prev_phi, "Phi(s') is zeroed after a truncation: only a TERMINATION "
+                     "ends the future; a truncated episode's last state is a real state with its potential"),
+                    (r - gamma * phi_next + prev_phi, "the sign is flipped: F = gamma * Phi(s') - Phi(s)"),
+                ]
+                hint = next((h for v, h in bugs if math.isclose(float(rs), v, abs_tol=1e-5)), None)
+                if hint is None:
+                    hint = ("expected r + gamma * Phi(s') - Phi(s), where Phi(s) is the potential of the observation "
+                            "the previous step (or reset) returned: remember it in reset() and after each step")
+                fail(f"on {what}, step {step} (terminated={term}, truncated={trunc}): shaped reward {float(rs):.4f}, "
+                     f"expected {expected:.4f}: {hint}")
+            prev_phi = phi_next
+            if term or trunc:
+                ob, _ = base.reset()
+                env.reset()
+                prev_phi = _phi(ob)

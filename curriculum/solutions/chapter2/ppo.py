@@ -11,6 +11,7 @@ Read top to bottom in the order the notebook teaches it:
     kl_and_clipfrac         approx-KL and clip-fraction diagnostics
     ppo_update              epochs of shuffled minibatches, entropy bonus, gradient clipping
     train_ppo               the loop: learning-rate annealing, rollouts, updates, logging
+    GaussianAgent           continuous actions: a Normal policy with a state-independent log-std (Pendulum, MuJoCo)
 
 gymnasium 1.x vector envs autoreset on the NEXT step. The step on which an episode ends returns the
 episode's true final observation; the step after that ignores the action and returns the first
@@ -32,7 +33,7 @@ import torch
 import torch.nn as nn
 from jaxtyping import Bool, Float, Int
 from torch import Tensor
-from torch.distributions import Categorical
+from torch.distributions import Categorical, Normal
 from tqdm.auto import tqdm
 
 from curriculum.solutions.chapter2 import atari
@@ -78,6 +79,20 @@ class PPOArgs:
     @property
     def num_iterations(self) -> int:
         return max(1, self.total_timesteps // self.batch_size)
+
+    @classmethod
+    def pendulum(cls, **overrides: Any) -> "PPOArgs":
+        """Continuous control on Pendulum-v1 (after RL-Zoo's tuned values, without gSDE)."""
+        defaults = dict(env_id="Pendulum-v1", num_envs=4, num_steps=256, total_timesteps=100_000, gamma=0.9,
+                        gae_lambda=0.95, num_minibatches=4, update_epochs=10, learning_rate=1e-3)
+        return cls(**{**defaults, **overrides})
+
+    @classmethod
+    def mujoco(cls, **overrides: Any) -> "PPOArgs":
+        """CleanRL's ppo_continuous_action.py defaults (1M steps; e.g. HalfCheetah-v5, needs `mujoco`)."""
+        defaults = dict(env_id="HalfCheetah-v5", num_envs=1, num_steps=2048, total_timesteps=1_000_000,
+                        learning_rate=3e-4, gamma=0.99, gae_lambda=0.95, num_minibatches=32, update_epochs=10)
+        return cls(**{**defaults, **overrides})
 
     @classmethod
     def atari(cls, **overrides: Any) -> "PPOArgs":
@@ -161,6 +176,28 @@ class Agent(nn.Module):
         if action is None:
             action = dist.sample()
         return action, dist.log_prob(action), dist.entropy(), self.critic(x).squeeze(-1)
+        # END EXERCISE
+
+
+class GaussianAgent(Agent):
+    """Continuous actions: the actor's output is the MEAN of a Normal per action dimension; its log standard
+    deviation is one learned parameter per dimension, the same in every state (starts at 0, so std 1).
+    An action's log-probability (and the entropy) is the sum over the independent dimensions."""
+
+    def __init__(self, obs_shape: tuple[int, ...], action_dim: int, hidden: int = 64) -> None:
+        super().__init__(obs_shape, action_dim, hidden)
+        self.log_std = nn.Parameter(torch.zeros(action_dim))
+
+    def get_action_and_value(
+        self, obs: Tensor, action: Float[Tensor, "batch act"] | None = None
+    ) -> tuple[Float[Tensor, "batch act"], Float[Tensor, "batch"], Float[Tensor, "batch"], Float[Tensor, "batch"]]:
+        # EXERCISE: Normal(mean = actor(x), std = exp(log_std)); sample if no action; sum log_prob and entropy over action dims
+        x = self.features(obs)
+        mean = self.actor(x)
+        dist = Normal(mean, self.log_std.exp().expand_as(mean))
+        if action is None:
+            action = dist.sample()
+        return action, dist.log_prob(action).sum(-1), dist.entropy().sum(-1), self.critic(x).squeeze(-1)
         # END EXERCISE
 
 
@@ -377,7 +414,14 @@ def explained_variance(values: Tensor, returns: Tensor) -> float:
 def make_envs(args: PPOArgs) -> gym.vector.VectorEnv:
     if atari.is_atari(args.env_id):
         return atari.make_atari_vec_env(args.env_id, args.num_envs, args.seed)
-    return make_vec_env(args.env_id, args.num_envs, args.seed)
+    envs = make_vec_env(args.env_id, args.num_envs, args.seed)
+    if isinstance(envs.single_action_space, gym.spaces.Box):
+        # a Normal policy's samples are unbounded: clip them to the action range inside the env (the rollout
+        # keeps the unclipped sample, whose log-prob the policy computed). Rewards are scaled by a running
+        # estimate of the return's std, so one learning rate fits any reward scale. Episode statistics were
+        # recorded inside these wrappers, so reported returns stay the environment's own.
+        envs = gym.wrappers.vector.NormalizeReward(gym.wrappers.vector.ClipAction(envs), gamma=args.gamma)
+    return envs
 
 
 @dataclass
@@ -400,7 +444,11 @@ def train_ppo(
     of the last 20 episode returns reaches it (for benchmarks)."""
     seed_everything(args.seed)
     envs = make_envs(args)
-    agent = Agent(envs.single_observation_space.shape, int(envs.single_action_space.n), args.hidden).to(device)
+    if isinstance(envs.single_action_space, gym.spaces.Box):
+        agent = GaussianAgent(envs.single_observation_space.shape, int(np.prod(envs.single_action_space.shape)), args.hidden)
+    else:
+        agent = Agent(envs.single_observation_space.shape, int(envs.single_action_space.n), args.hidden)
+    agent = agent.to(device)
     optimizer = torch.optim.Adam(agent.parameters(), lr=args.learning_rate, eps=1e-5)
     tracker, history = EpisodeTracker(), []
 
@@ -436,3 +484,40 @@ def train_ppo(
             break
     envs.close()
     return TrainResult(agent, tracker, history, global_step, time.perf_counter() - start)
+
+
+class PotentialShaping(gym.Wrapper):
+    """Potential-based reward shaping (Ng, Harada & Russell, 1999): r' = r + gamma * Phi(s') - Phi(s).
+
+    `potential(obs) -> float` scores how promising a state looks. The potential of the state after a
+    TERMINATION is 0 (there is no future to be promising about); after a truncation the state is real and
+    keeps its potential. Then the discounted sum of the shaping terms over an episode telescopes to
+    gamma^T Phi(s_T) - Phi(s_0), which no policy can change, so the optimal policy is the same.
+    """
+
+    def __init__(self, env: gym.Env, potential: Any, gamma: float) -> None:
+        super().__init__(env)
+        self.potential, self.gamma = potential, gamma
+        self.last_potential = 0.0
+
+    def reset(self, **kwargs):
+        obs, info = self.env.reset(**kwargs)
+        self.last_potential = float(self.potential(obs))
+        return obs, info
+
+    def step(self, action):
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        # EXERCISE: Phi(s') (0 if terminated); shaped = reward + gamma * Phi(s') - Phi(s); remember Phi(s') for the next step
+        potential = 0.0 if terminated else float(self.potential(obs))
+        shaped = float(reward) + self.gamma * potential - self.last_potential
+        self.last_potential = potential
+        # END EXERCISE
+        return obs, shaped, terminated, truncated, info
+
+
+def mountain_car_potential(obs: np.ndarray) -> float:
+    """MountainCar's mechanical energy, scaled to about [0, 1]: height (the track is sin(3x)) plus speed.
+    Pumping energy in is exactly what the car must learn to do to reach the flag."""
+    position, velocity = float(obs[0]), float(obs[1])
+    height = 0.45 * np.sin(3 * position) + 0.55
+    return 0.5 * (height + 0.5 * velocity**2 / 0.0025)
