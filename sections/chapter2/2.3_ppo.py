@@ -353,9 +353,15 @@ for name, g in est.items():
 # %% [markdown]
 # ### The hyperparameters
 #
-# One dataclass, CleanRL-style, with defaults that solve CartPole-v1 in well under 100k steps (they are
-# RL-Zoo's tuned values: 8 envs x 32 steps per rollout, 20 epochs on each batch of 256, gamma 0.98,
-# lambda 0.8). `PPOArgs.atari()` gives CleanRL's Atari settings.
+# One dataclass, CleanRL-style, with defaults that solve CartPole-v1 well within 100k steps (RL-Zoo's tuned
+# values: 8 envs x 32 steps per rollout, 20 epochs on each batch of 256, gamma 0.98, lambda 0.8; with a
+# learning rate of 2e-3 instead of RL-Zoo's 1e-3, which makes every seed we benchmark reach a mean return of
+# 475 within 60k steps). `PPOArgs.pendulum()`, `PPOArgs.mujoco()` and `PPOArgs.atari()` give settings for the
+# continuous-control and Atari parts below.
+#
+# Compare with REINFORCE: PPO also collects a batch with the current policy, but instead of one gradient
+# step it takes `update_epochs` passes over the batch, and instead of the return-to-go it weights each
+# log-probability by a GAE advantage from a learned critic. The rest of this part builds those pieces.
 
 # %%
 args = PPOArgs()
@@ -764,8 +770,9 @@ tests.check_train_ppo(train_ppo)
 #
 # Now the real thing: balance a pole for 500 steps. We log losses, KL and returns to Weights & Biases
 # (offline unless you have configured a key; `wandb sync` uploads later). In quick mode this is a short
-# run that will not solve the task; at the default full size (100k steps) the agent reaches a mean return of
-# 475+ within ~50k steps (see `curriculum/benchmarks/ppo_cartpole.py`).
+# run that will not solve the task. At full size, `curriculum/benchmarks/ppo_cartpole.py` trains seeds 0-9
+# with these defaults and a 60k-step budget: on two cores of a shared server CPU every seed reached a
+# mean return of 475 (over 20 episodes), after 26k-45k environment steps and under a minute of wall time each.
 
 # %%
 args = PPOArgs(seed=1, total_timesteps=full_or_quick(100_000, 6_144))

