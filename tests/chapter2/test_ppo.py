@@ -16,6 +16,8 @@ from curriculum.solutions.chapter2 import atari, ppo, probes  # noqa: F401 - imp
 from curriculum.checks.chapter2 import ppo as checks
 from tests.support import assert_check_fails, mutant
 
+PENDULUM_STEPS = 40_960
+
 
 
 # ------------------------------------------------------------------------------------------ Agent
@@ -362,3 +364,120 @@ def test_nan_loss_stops_training_naming_it(monkeypatch):
     args = ppo.PPOArgs(total_timesteps=256, num_envs=2, num_steps=64)
     with pytest.raises(NonFiniteError, match="the value loss is NaN at iteration 0"):
         ppo.train_ppo(args, progress=False)
+
+
+# ------------------------------------------------------------------------------------------ rollout loop
+@pytest.mark.parametrize("old,new,message", [
+    ('("valid", ~done)', '("valid", torch.ones_like(done))', "autoreset step"),
+    ('store["terminated"].append(torch.as_tensor(terminated, device=device))',
+     'store["terminated"].append(torch.zeros(n_envs, dtype=torch.bool, device=device))', "terminated flags"),
+    ('store["truncated"].append(torch.as_tensor(truncated, device=device))',
+     'store["truncated"].append(torch.as_tensor(terminated | truncated, device=device))', "merged with terminated"),
+    ('        obs = torch.as_tensor(next_obs, device=device)\n', '        obs = torch.as_tensor(next_obs, device=device)\n        store["obs"][-1] = obs\n',
+     "AFTER step t"),
+    ("        with torch.no_grad():\n            action, logprob", "        if True:\n            action, logprob", "torch.no_grad"),
+    ('        done = store["terminated"][-1] | store["truncated"][-1]\n', '', "autoreset step"),
+    ("tracker.update(infos, global_step + (step + 1) * n_envs)", "pass", "tracker"),
+], ids=["all-valid", "no-terminations", "terminated-as-truncated", "stores-next-obs", "keeps-grad", "done-not-carried",
+        "no-tracker"])
+def test_check_collect_rollout_catches(old, new, message):
+    assert_check_fails(checks.check_collect_rollout, mutant(ppo.collect_rollout, (old, new)), match=message)
+
+
+def test_check_collect_rollout_catches_a_rollout_that_bootstraps_through_termination():
+    """Every episode end stored as a truncation: GAE would bootstrap from V(final obs) after a fall."""
+    bug = mutant(ppo.collect_rollout,
+                 ('store["terminated"].append(torch.as_tensor(terminated, device=device))',
+                  'store["terminated"].append(torch.zeros(n_envs, dtype=torch.bool, device=device))'),
+                 ('store["truncated"].append(torch.as_tensor(truncated, device=device))',
+                  'store["truncated"].append(torch.as_tensor(terminated | truncated, device=device))'))
+    assert_check_fails(checks.check_collect_rollout, bug, match="bootstrap through a terminal state")
+
+
+def test_collect_rollout_done_carried_across_rollouts():
+    """A rollout that starts right after an episode end marks its first row as the autoreset row."""
+    bug = mutant(ppo.collect_rollout, ("device = obs.device\n", "device = obs.device\n    done = torch.zeros_like(done)\n"))
+    assert_check_fails(checks.check_collect_rollout, bug, match="valid flags")
+
+
+# ------------------------------------------------------------------------------------------ Nature CNN
+@pytest.mark.parametrize("old,new,message", [
+    ("nn.Conv2d(32, 64, 4, stride=2)", "nn.Conv2d(32, 64, 4, stride=1)", "conv layers"),
+    ("layer_init(nn.Linear(64 * 7 * 7, 512)), nn.ReLU(),", "layer_init(nn.Linear(64 * 7 * 7, 512)),", "ReLU"),
+    ("layer_init(nn.Conv2d(64, 64, 3, stride=1))", "nn.Conv2d(64, 64, 3, stride=1)", "layer_init"),
+    ("layer_init(nn.Conv2d(4, 32, 8, stride=4))", "layer_init(nn.Conv2d(4, 32, 8, stride=4), std=1.0)", "sqrt\\(2\\)"),
+    ("layer_init(nn.Conv2d(4, 32, 8, stride=4)), nn.ReLU(),", "layer_init(nn.Conv2d(4, 32, 8, stride=4)),", "ReLU"),
+], ids=["stride", "no-final-relu", "default-init", "gain-1", "missing-relu"])
+def test_check_nature_cnn_catches(old, new, message):
+    assert_check_fails(checks.check_nature_cnn, mutant(ppo.nature_cnn, (old, new)), match=message)
+
+
+# ------------------------------------------------------------------------------------------ training loop wiring
+@pytest.mark.parametrize("old,new,message", [
+    ("obs, done = rollout.next_obs, rollout.next_done", "obs = rollout.next_obs", "carry done"),
+    ("obs, done = rollout.next_obs, rollout.next_done", "done = rollout.next_done", "next_obs"),
+    ("global_step += args.batch_size", "global_step += args.num_steps", "env_steps"),
+    ("rollout.terminated, rollout.truncated, args.gamma, args.gae_lambda)",
+     "rollout.terminated, rollout.truncated, args.gamma, 1.0)", "advantages"),
+    ("batch = Batch.from_rollout(rollout, advantages)",
+     ("batch = Batch(rollout.obs.flatten(0, 1), rollout.actions.flatten(), rollout.logprobs.flatten(), "
+      "rollout.values.flatten(), advantages.flatten(), (advantages + rollout.values).flatten())"), "valid ones"),
+], ids=["done-not-carried", "obs-not-carried", "step-count", "wrong-lambda", "keeps-autoreset-rows"])
+def test_check_train_ppo_catches_wiring(old, new, message):
+    assert_check_fails(checks.check_train_ppo, mutant(ppo.train_ppo, (old, new)), match=message)
+
+
+# ------------------------------------------------------------------------------------------ continuous actions
+@pytest.mark.parametrize("old,new,message", [
+    ("dist.log_prob(action).sum(-1), dist.entropy().sum(-1)", "dist.log_prob(action), dist.entropy().sum(-1)", "sum it over"),
+    ("action = dist.sample()", "action = mean", "equals the mean"),
+    ("self.log_std.exp().expand_as(mean)", "self.log_std.expand_as(mean).abs()", "log_std.exp"),
+    ("self.log_std.exp().expand_as(mean)", "self.log_std.detach().exp().expand_as(mean)", "no gradient reaches log_std"),
+    ("dist.entropy().sum(-1)", "dist.entropy().mean(-1)", "entropy"),
+    ("if action is None:\n            action = dist.sample()", "action = dist.sample()", "unchanged"),
+], ids=["no-sum", "mean-not-sampled", "no-exp", "detached-std", "entropy-mean", "ignores-given"])
+def test_check_gaussian_agent_catches(old, new, message):
+    assert_check_fails(checks.check_gaussian_agent, mutant(ppo.GaussianAgent, (old, new)), match=message)
+
+
+def test_ppo_learns_pendulum():
+    """Continuous control end to end: the mean return of the last 10 episodes beats the first 10 by 200+."""
+    torch.set_num_threads(1)
+    result = ppo.train_ppo(ppo.PPOArgs.pendulum(seed=0, total_timesteps=PENDULUM_STEPS), progress=False)
+    first, last = np.mean(result.tracker.returns[:10]), np.mean(result.tracker.returns[-10:])
+    assert last >= first + 200, f"Pendulum: mean return {first:.0f} over the first 10 episodes, {last:.0f} over the last 10"
+
+
+# ------------------------------------------------------------------------------------------ reward shaping
+@pytest.mark.parametrize("old,new,message", [
+    ("shaped = float(reward) + self.gamma * potential - self.last_potential",
+     "shaped = float(reward) + potential - self.last_potential", "gamma is missing"),
+    ("potential = 0.0 if terminated else float(self.potential(obs))",
+     "potential = float(self.potential(obs))", "0 after a termination"),
+    ("potential = 0.0 if terminated else float(self.potential(obs))",
+     "potential = 0.0 if terminated or truncated else float(self.potential(obs))", "zeroed after a truncation"),
+    ("shaped = float(reward) + self.gamma * potential - self.last_potential",
+     "shaped = float(reward) - self.gamma * potential + self.last_potential", "sign is flipped"),
+    ("        self.last_potential = potential\n", "", "remember it"),
+    ("        self.last_potential = float(self.potential(obs))\n        return obs, info",
+     "        return obs, info", "remember it"),
+], ids=["no-gamma", "terminal-potential-kept", "truncation-zeroed", "sign", "never-updated", "reset-forgotten"])
+def test_check_potential_shaping_catches(old, new, message):
+    assert_check_fails(checks.check_potential_shaping, mutant(ppo.PotentialShaping, (old, new)), match=message)
+
+
+def test_shaping_telescopes_on_mountain_car():
+    """The property that preserves optimal policies: the discounted sum of the shaping terms over an
+    episode is gamma^T Phi(s_T) - Phi(s_0), whatever the actions."""
+    gamma = 0.99
+    env = ppo.PotentialShaping(gym.make("MountainCar-v0"), ppo.mountain_car_potential, gamma)
+    obs, _ = env.reset(seed=0)
+    phi0, total, t, done = ppo.mountain_car_potential(obs), 0.0, 0, False
+    rng = np.random.default_rng(0)
+    while not done:
+        obs, r, term, trunc, _ = env.step(int(rng.integers(3)))
+        total += gamma**t * (r - (-1.0))  # MountainCar pays -1 per step: keep only the shaping term
+        t += 1
+        done = term or trunc
+    end = 0.0 if term else ppo.mountain_car_potential(obs)
+    assert total == pytest.approx(gamma**t * end - phi0, abs=1e-6)

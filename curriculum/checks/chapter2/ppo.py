@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 import torch.nn as nn
 from torch.distributions import Categorical
@@ -370,6 +371,65 @@ def probe_args(env_id: str):
                    learning_rate=3e-3, update_epochs=10)
 
 
+def _wiring(train_ppo):
+    """Run train_ppo on probe 3 with collect_rollout and ppo_update wrapped (in train_ppo's own globals) to
+    record what the loop passes between them, and check the plumbing: rollouts continue from where the
+    previous one stopped, the batch holds the valid rows with GAE advantages of the rollout."""
+    from curriculum.solutions.chapter2 import ppo as ref
+
+    g = getattr(train_ppo, "__globals__", {})
+    names = ("collect_rollout", "ppo_update")
+    if not all(callable(g.get(n)) for n in names):
+        return train_ppo(probe_args("curriculum/Probe3-v0"), progress=False)
+    saved = {n: g[n] for n in names}
+    calls, batches = [], []
+
+    def collect(agent, envs, obs, done, num_steps, *rest, **kw):
+        r = saved["collect_rollout"](agent, envs, obs, done, num_steps, *rest, **kw)
+        calls.append((obs.clone(), torch.as_tensor(done).clone(), num_steps, r))
+        return r
+
+    def update(agent, optimizer, batch, args):
+        batches.append(batch)
+        return saved["ppo_update"](agent, optimizer, batch, args)
+
+    args = probe_args("curriculum/Probe3-v0")
+    g.update(collect_rollout=collect, ppo_update=update)
+    try:
+        result = train_ppo(args, progress=False)
+    finally:
+        g.update(saved)
+    if len(calls) != args.num_iterations or len(batches) != args.num_iterations:
+        fail(f"{args.num_iterations} iterations should collect {args.num_iterations} rollouts and run as many updates, "
+             f"got {len(calls)} rollouts and {len(batches)} updates")
+    if result.env_steps != args.num_iterations * args.batch_size:
+        fail(f"env_steps should count num_envs * num_steps = {args.batch_size} per iteration, "
+             f"{args.num_iterations * args.batch_size} in all; got {result.env_steps}")
+    for i, ((obs, done, n, r), batch) in enumerate(zip(calls, batches)):
+        if n != args.num_steps:
+            fail(f"collect_rollout was asked for {n} steps, expected args.num_steps = {args.num_steps}")
+        if i == 0 and bool(done.any()):
+            fail("the first rollout should start with done = all False (nothing has ended yet)")
+        if i > 0:
+            prev = calls[i - 1][3]
+            if not torch.equal(obs, prev.next_obs):
+                fail(f"rollout {i} does not start from the previous rollout's next_obs: carry obs = rollout.next_obs "
+                     "over to the next iteration (resetting would cut every episode at a rollout boundary)")
+            if not torch.equal(done, prev.next_done):
+                fail(f"rollout {i} starts with done = {done.tolist()}, but the previous rollout ended with next_done = "
+                     f"{prev.next_done.tolist()}: carry done = rollout.next_done over, or the first row after an "
+                     "episode end is taken for a real transition")
+        adv = ref.compute_advantages(r.next_value, r.rewards, r.values, r.terminated, r.truncated,
+                                     args.gamma, args.gae_lambda)
+        if len(batch) != int(r.valid.sum()):
+            fail(f"the batch has {len(batch)} rows, the rollout {int(r.valid.sum())} valid ones: build it with "
+                 "Batch.from_rollout(rollout, advantages), which drops the autoreset rows")
+        assert_close(batch.advantages, adv[r.valid], f"the batch's advantages (iteration {i})",
+                     hint="compute_advantages(rollout.next_value, rollout.rewards, rollout.values, rollout.terminated, "
+                          "rollout.truncated, args.gamma, args.gae_lambda)")
+    return result
+
+
 @check
 def check_train_ppo(train_ppo) -> str:
     from curriculum.solutions.chapter2 import probes
@@ -378,7 +438,7 @@ def check_train_ppo(train_ppo) -> str:
         agent = train_ppo(probe_args(env_id), progress=False).agent
         return agent.get_value, lambda obs: agent.actor(agent.features(obs))
 
-    result = train_ppo(probe_args("curriculum/Probe1-v0"), progress=False)
+    result = _wiring(train_ppo)
     lrs = [row["learning_rate"] for row in result.history]
     n, lr0 = len(lrs), probe_args("").learning_rate
     expected = [lr0 * (1 - i / n) for i in range(n)]
@@ -389,3 +449,292 @@ def check_train_ppo(train_ppo) -> str:
     if not diagnosis.ok:
         fail("PPO failed a probe environment:\n" + str(diagnosis))
     return "all five probes passed"
+
+
+# --------------------------------------------------------------------------------------------- rollouts
+def _counter_env(term_at: int | None, max_steps: int):
+    """obs = (steps into the episode, episode index), reward = new step count + 100 * action,
+    terminated when the step count reaches `term_at`, truncated after `max_steps` (TimeLimit)."""
+    import gymnasium as gym
+    import numpy as np
+
+    class CounterEnv(gym.Env):
+        observation_space = gym.spaces.Box(-1e6, 1e6, (2,), np.float32)
+        action_space = gym.spaces.Discrete(2)
+
+        def reset(self, *, seed=None, options=None):
+            super().reset(seed=seed)
+            self.ep = getattr(self, "ep", -1) + 1
+            self.t = 0
+            return np.array([0.0, self.ep], np.float32), {}
+
+        def step(self, action):
+            self.t += 1
+            term = term_at is not None and self.t == term_at
+            return np.array([self.t, self.ep], np.float32), float(self.t + 100 * int(action)), term, False, {}
+
+    return lambda: gym.wrappers.TimeLimit(CounterEnv(), max_episode_steps=max_steps)
+
+
+class _ScriptedAgent(nn.Module):
+    """action = step count mod 2, log-prob = -(step count), value = step count + 0.5 + 10 * episode.
+    The scale parameter makes every output carry a gradient unless it is computed under no_grad."""
+
+    def __init__(self):
+        super().__init__()
+        self.scale = nn.Parameter(torch.tensor(1.0))
+
+    def get_value(self, obs):
+        obs = obs.float()
+        return (obs[:, 0] + 0.5 + 10 * obs[:, 1]) * self.scale
+
+    def get_action_and_value(self, obs, action=None):
+        obs = obs.float()
+        if action is None:
+            action = obs[:, 0].long() % 2
+        return action, -obs[:, 0] * self.scale, torch.zeros(len(obs)), self.get_value(obs)
+
+
+def _expected_rollout(starts, term_at, max_steps, num_steps):
+    """Simulate next-step autoreset by hand for each sub-env. `starts`: per env (t, ep, pending_reset)."""
+    rows = {k: [] for k in ("obs", "actions", "rewards", "terminated", "truncated", "valid")}
+    state = [list(s) for s in starts]
+    returns = []  # (env, episode return) of each episode that ends
+    ep_ret = [0.0 for _ in starts]
+    for _ in range(num_steps):
+        row = {k: [] for k in rows}
+        for e, (t, ep, pending) in enumerate(state):
+            row["obs"].append([t, ep])
+            a = int(t) % 2
+            row["actions"].append(a)
+            row["valid"].append(not pending)
+            if pending:
+                state[e] = [0, ep + 1, False]
+                row["rewards"].append(0.0), row["terminated"].append(False), row["truncated"].append(False)
+                continue
+            t += 1
+            r = float(t + 100 * a)
+            ep_ret[e] += r
+            term = term_at[e] is not None and t == term_at[e]
+            trunc = t >= max_steps[e]
+            row["rewards"].append(r), row["terminated"].append(term), row["truncated"].append(trunc)
+            if term or trunc:
+                returns.append((e, ep_ret[e]))
+                ep_ret[e] = 0.0
+            state[e] = [t, ep, term or trunc]
+        for k, v in row.items():
+            rows[k].append(v)
+    out = {k: torch.tensor(v) for k, v in rows.items()}
+    out["obs"] = out["obs"].float()
+    return out, state, returns
+
+
+@check
+def check_collect_rollout(collect_rollout) -> None:
+    import gymnasium as gym
+
+    from curriculum.utils.rl import EpisodeTracker
+
+    term_at, max_steps = [3, None], [50, 4]  # env 0 terminates after 3 steps, env 1 is truncated after 4
+    envs = gym.vector.SyncVectorEnv([_counter_env(term_at[0], max_steps[0]), _counter_env(term_at[1], max_steps[1])])
+    envs = gym.wrappers.vector.RecordEpisodeStatistics(envs)
+    obs = torch.as_tensor(envs.reset(seed=0)[0])
+    agent, tracker = _ScriptedAgent(), EpisodeTracker()
+    starts = [(0, 0, False), (0, 0, False)]
+    for call, n in enumerate((9, 6)):
+        done = torch.zeros(2, dtype=torch.bool) if call == 0 else r.next_done
+        start_obs = obs if call == 0 else r.next_obs
+        r = collect_rollout(agent, envs, start_obs, done, n, tracker, 0)
+        expected, end_state, _ = _expected_rollout(starts, term_at, max_steps, n)
+        what = "the first rollout (9 steps from reset)" if call == 0 else "a second rollout continuing the first"
+        for k in ("obs", "actions", "rewards", "terminated", "truncated", "valid", "logprobs", "values"):
+            if not isinstance(getattr(r, k, None), torch.Tensor):
+                fail(f"Rollout.{k} should be a tensor of shape (num_steps, num_envs)")
+        assert_shape(r.rewards, (n, 2), f"rewards of {what}", hint="stack one (num_envs,) tensor per step")
+        if r.logprobs.requires_grad or r.values.requires_grad:
+            fail("the rollout's log-probs/values carry gradients: act under torch.no_grad() (the update recomputes them)")
+        if torch.equal(r.obs.float()[:-1], expected["obs"][1:]):
+            fail(f"in {what}, row t holds the observation AFTER step t: store the observation the action was chosen "
+                 "from (obs before envs.step), then move on to next_obs")
+        assert_close(r.obs.float(), expected["obs"], f"observations of {what}",
+                     hint="store obs before stepping; after the step, obs = next_obs (the env's autoreset puts the "
+                          "final observation and then the new episode's first one in the right rows)")
+        assert_close(r.actions.float(), expected["actions"].float(), f"actions of {what}")
+        if not torch.equal(r.terminated.bool(), expected["terminated"]):
+            if torch.equal(r.truncated.bool(), expected["terminated"] | expected["truncated"]):
+                fail(f"in {what}, terminations are stored as truncations: GAE would then bootstrap through a "
+                     "terminal state. Store the env's `terminated` and `truncated` separately")
+            fail(f"terminated flags of {what}: expected {expected['terminated'].int().T.tolist()} (env-major), "
+                 f"got {r.terminated.int().T.tolist()}. Store what envs.step returned for each step")
+        if not torch.equal(r.truncated.bool(), expected["truncated"]):
+            fail(f"truncated flags of {what}: expected {expected['truncated'].int().T.tolist()}, "
+                 f"got {r.truncated.int().T.tolist()}. Store the env's `truncated` as it is, not merged with terminated")
+        assert_close(r.rewards.float(), expected["rewards"], f"rewards of {what}",
+                     hint="row t's reward is what envs.step returned for row t's action")
+        if not torch.equal(r.valid.bool(), expected["valid"]):
+            if bool(r.valid.all()):
+                fail(f"in {what} every row is marked valid, but the row after each episode end is gymnasium's "
+                     "autoreset step (action ignored, reward 0): mark it valid = False (valid = not done of the "
+                     "previous step, carried across rollouts)")
+            fail(f"valid flags of {what}: expected {expected['valid'].int().T.tolist()}, got {r.valid.int().T.tolist()}: "
+                 "row t is invalid exactly when the previous step (possibly the last of the previous rollout) ended an episode")
+        assert_close(r.logprobs, -expected["obs"][..., 0], f"log-probs of {what}",
+                     hint="store the log-prob get_action_and_value returned for the action you sent to the env")
+        assert_close(r.values, agent.get_value(expected["obs"].reshape(-1, 2)).detach().reshape(n, 2),
+                     f"values of {what}", hint="store V(obs) of the observation the action was chosen from")
+        exp_next = torch.tensor([[t, ep] for t, ep, _ in end_state]).float()
+        assert_close(torch.as_tensor(r.next_obs).float(), exp_next, f"next_obs of {what}",
+                     hint="next_obs is the observation returned by the LAST envs.step call")
+        if not torch.equal(torch.as_tensor(r.next_done).bool(), torch.tensor([p for _, _, p in end_state])):
+            fail(f"next_done of {what} should say which sub-envs ended an episode on the last step, got {r.next_done.tolist()}")
+        assert_close(r.next_value, agent.get_value(exp_next).detach(), f"next_value of {what}",
+                     hint="next_value = V(next_obs), under no_grad: GAE bootstraps the last row from it")
+        starts = [tuple(s) for s in end_state]
+    _, _, ended = _expected_rollout([(0, 0, False), (0, 0, False)], term_at, max_steps, 15)
+    if len(tracker) != len(ended):
+        fail(f"the tracker recorded {len(tracker)} finished episodes, expected {len(ended)}: "
+             "call tracker.update(infos, env_steps) after every envs.step")
+    envs.close()
+
+
+# --------------------------------------------------------------------------------------------- Nature CNN
+@check
+def check_nature_cnn(nature_cnn) -> None:
+    torch.manual_seed(0)
+    net = nature_cnn()
+    if not isinstance(net, nn.Module):
+        fail(f"nature_cnn() should return an nn.Module (an nn.Sequential), got {type(net).__name__}")
+    convs = [m for m in net.modules() if isinstance(m, nn.Conv2d)]
+    linears = [m for m in net.modules() if isinstance(m, nn.Linear)]
+    layout = [(c.in_channels, c.out_channels, c.kernel_size[0], c.stride[0]) for c in convs]
+    expected = [(4, 32, 8, 4), (32, 64, 4, 2), (64, 64, 3, 1)]
+    if layout != expected:
+        fail(f"conv layers (in, out, kernel, stride) should be {expected}, got {layout}")
+    if len(linears) != 1 or (linears[0].in_features, linears[0].out_features) != (3136, 512):
+        fail(f"expected one Linear(3136, 512) after the convolutions (64 channels x 7 x 7 = 3136), got "
+             f"{[(m.in_features, m.out_features) for m in linears]}")
+    x = torch.rand(3, 4, 84, 84)
+    out = net(x)
+    assert_shape(out, (3, 512), "nature_cnn()(frames [3, 4, 84, 84])", hint="did you Flatten before the Linear?")
+    if (out < 0).any():
+        fail("the output has negative entries: end with a ReLU after the Linear layer")
+    relus = sum(isinstance(m, nn.ReLU) for m in net.modules())
+    if relus != 4:
+        fail(f"expected 4 ReLUs (one after each conv and after the linear layer), found {relus}")
+    # independent forward pass with the learner's weights: the layers must run in this order
+    h = x
+    for c in convs:
+        h = torch.relu(torch.nn.functional.conv2d(h, c.weight, c.bias, stride=c.stride))
+    h = torch.relu(torch.nn.functional.linear(h.flatten(1), linears[0].weight, linears[0].bias))
+    assert_close(out, h, "nature_cnn's output vs the same weights applied conv-relu x3, flatten, linear-relu")
+    # orthogonal init with gain sqrt(2): the rows of each weight (flattened per output unit) are orthogonal,
+    # each of norm sqrt(2)
+    for layer in convs + linears:
+        w = layer.weight.detach().reshape(layer.weight.shape[0], -1)
+        gram = w @ w.T
+        if not torch.allclose(gram.diagonal(), torch.full((w.shape[0],), 2.0), atol=1e-3):
+            norm = gram.diagonal().sqrt().mean().item()
+            fail(f"{layer}: rows of the weight have norm {norm:.3g}, expected sqrt(2) = 1.414: wrap each layer in "
+                 "layer_init(...) (orthogonal, default std=sqrt(2))")
+        if not torch.allclose(gram, torch.diag(gram.diagonal()), atol=1e-3):
+            fail(f"{layer}: weight rows are not orthogonal: use layer_init (nn.init.orthogonal_), not the default init")
+        if layer.bias.abs().max() > 0:
+            fail(f"{layer}: biases should start at 0 (layer_init sets them to bias_const=0)")
+
+
+# --------------------------------------------------------------------------------------------- continuous actions
+def _normal_logprob(a, mean, log_std):
+    """log N(a; mean, exp(log_std)^2), written out, per dimension."""
+    return -0.5 * ((a - mean) / log_std.exp()) ** 2 - log_std - 0.5 * math.log(2 * math.pi)
+
+
+@check
+def check_gaussian_agent(GaussianAgent) -> None:
+    torch.manual_seed(0)
+    agent = module_instance(GaussianAgent, (3,), 2)
+    log_std = getattr(agent, "log_std", None)
+    if not isinstance(log_std, nn.Parameter) or tuple(log_std.shape) != (2,):
+        fail("GaussianAgent should have `log_std`, an nn.Parameter of shape (action_dim,) = (2,), independent of the state")
+    with torch.no_grad():
+        log_std.copy_(torch.tensor([-0.5, 0.3]))  # unequal, away from 0, so std = log_std or a missing exp shows
+    obs = torch.randn(256, 3)
+    action, logprob, entropy, value = agent.get_action_and_value(obs)
+    assert_shape(action, (256, 2), "sampled actions", hint="one value per action dimension")
+    if logprob.shape == (256, 2):
+        fail("log_prob has shape (batch, action_dim): sum it over the action dimensions (they are independent, "
+             "so the joint log-probability is the sum), giving one number per observation")
+    assert_shape(logprob, (256,), "log_prob", hint="dist.log_prob(action).sum(-1)")
+    assert_shape(entropy, (256,), "entropy", hint="dist.entropy().sum(-1)")
+    assert_shape(value, (256,), "value", hint="self.critic(x).squeeze(-1)")
+    with torch.no_grad():
+        mean = agent.actor(obs)
+        if torch.allclose(action, mean):
+            fail("the sampled action equals the mean: sample from the Normal (dist.sample()), or the policy never explores")
+        std_wrong = _normal_logprob(action, mean, log_std.abs().log()).sum(-1)  # std = |log_std| (no exp)
+        expected = _normal_logprob(action, mean, log_std).sum(-1)
+        if torch.allclose(logprob, std_wrong, atol=1e-4):
+            fail("the standard deviation is log_std itself: use std = log_std.exp()")
+        assert_close(logprob, expected, "log_prob of the sampled actions",
+                     hint="Normal(actor(x), log_std.exp()).log_prob(action).sum(-1)")
+        ent = (0.5 + 0.5 * math.log(2 * math.pi) + log_std).sum().expand(256)
+        assert_close(entropy, ent, "entropy", hint="the Normal's entropy, summed over action dimensions "
+                     "(for this policy it is the same in every state: it depends only on log_std)")
+        z = (action - mean) / log_std.exp()
+        if abs(z.std().item() - 1) > 0.15 or abs(z.mean().item()) > 0.15:
+            fail(f"the sampled actions, standardised by the policy's mean and std, have mean {z.mean():.2f} and std "
+                 f"{z.std():.2f} (expected 0 and 1): sample from Normal(mean, exp(log_std))")
+    given = torch.randn(256, 2)
+    a2, lp2, _, _ = agent.get_action_and_value(obs, given)
+    if not torch.equal(a2, given):
+        fail("when `action` is passed in, return it unchanged (the update re-scores the rollout's actions)")
+    assert_close(lp2.detach(), _normal_logprob(given, mean, log_std).sum(-1).detach(), "log_prob of given actions")
+    lp2.sum().backward()
+    if log_std.grad is None or log_std.grad.abs().sum() == 0:
+        fail("no gradient reaches log_std: build the std from the parameter (log_std.exp()), do not detach it")
+
+
+# --------------------------------------------------------------------------------------------- reward shaping
+def _phi(obs) -> float:
+    """A potential that differs at every counter-env state, and is not 0 at reset."""
+    return float(obs[0]) * 0.7 + 0.3 * float(obs[1]) + 1.0
+
+
+@check
+def check_potential_shaping(PotentialShaping) -> None:
+    gamma = 0.9
+    for term_at, max_steps, what in ((3, 50, "an env that terminates after 3 steps"),
+                                     (None, 4, "an env truncated after 4 steps")):
+        base = _counter_env(term_at, max_steps)()
+        env = PotentialShaping(_counter_env(term_at, max_steps)(), _phi, gamma)
+        obs_b, _ = base.reset(seed=0)
+        env.reset(seed=0)
+        prev_phi = _phi(obs_b)
+        for step in range(11):  # crosses several episode ends, so resets are covered too
+            action = step % 2
+            ob, r, term, trunc, _ = base.step(action)
+            os_, rs, term_s, trunc_s, _ = env.step(action)
+            if (term_s, trunc_s) != (term, trunc) or not np.array_equal(os_, ob):
+                fail("the wrapper must pass observations and the terminated/truncated flags through unchanged")
+            phi_next = 0.0 if term else _phi(ob)
+            expected = r + gamma * phi_next - prev_phi
+            if not math.isclose(float(rs), expected, abs_tol=1e-5):
+                bugs = [
+                    (r + phi_next - prev_phi, "gamma is missing: F = gamma * Phi(s') - Phi(s) (without it the "
+                     "shaping terms do not telescope under discounting, and the optimal policy can change)"),
+                    (r + gamma * _phi(ob) - prev_phi, "Phi(s') must be 0 after a termination: there is no future, "
+                     "and a terminal state that keeps its potential pays a bonus for ending the episode"),
+                    (r + gamma * 0.0 - prev_phi, "Phi(s') is zeroed after a truncation: only a TERMINATION "
+                     "ends the future; a truncated episode's last state is a real state with its potential"),
+                    (r - gamma * phi_next + prev_phi, "the sign is flipped: F = gamma * Phi(s') - Phi(s)"),
+                ]
+                hint = next((h for v, h in bugs if math.isclose(float(rs), v, abs_tol=1e-5)), None)
+                if hint is None:
+                    hint = ("expected r + gamma * Phi(s') - Phi(s), where Phi(s) is the potential of the observation "
+                            "the previous step (or reset) returned: remember it in reset() and after each step")
+                fail(f"on {what}, step {step} (terminated={term}, truncated={trunc}): shaped reward {float(rs):.4f}, "
+                     f"expected {expected:.4f}: {hint}")
+            prev_phi = phi_next
+            if term or trunc:
+                ob, _ = base.reset()
+                env.reset()
+                prev_phi = _phi(ob)
