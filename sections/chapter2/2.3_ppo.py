@@ -381,28 +381,49 @@ print(f"batch size {args.batch_size}, {args.num_iterations} iterations")
 # forward pass: it samples an action (or evaluates the given one), and returns its log-probability,
 # the policy's entropy and the value.
 #
+# ### Exercise: the actor and critic networks
+#
+# Write `actor_critic_mlps(obs_dim, n_actions, hidden)`, returning `(actor, critic)`: two `nn.Sequential`s
+# of the same shape, obs_dim -> hidden -> hidden -> out with `nn.Tanh()` between layers, every `nn.Linear`
+# wrapped in `layer_init`. They differ in the output size (n_actions logits, 1 value) and in the gain of
+# the last layer. Why those gains: an orthogonal matrix with gain g has rows of norm exactly g, so with
+# g = 0.01 the first logits are all within a few hundredths of 0 for any observation, a near-uniform policy
+# that explores every action; with g = 1 the first values have the spread of the inputs, about the scale of
+# a return after the reward normalisation many setups use. The check builds the networks with unequal sizes
+# (5 inputs, 3 actions, 16 hidden units) and reads each layer's shape and row norms.
+
+# %% exercise curriculum.solutions.chapter2.ppo:actor_critic_mlps difficulty=1 importance=3 minutes=8
+tests.check_actor_critic_mlps(actor_critic_mlps)
+
+# %% hint
+# Two `nn.Sequential`s of Linear, Tanh, Linear, Tanh, Linear. Every `nn.Linear` goes through `layer_init`;
+# only the last one of each gets a non-default `std`.
+
+# %% hint
+# `layer_init(nn.Linear(hidden, n_actions), std=0.01)` ends the actor and `layer_init(nn.Linear(hidden, 1),
+# std=1.0)` the critic; the other layers keep the default gain sqrt(2). Build two separate networks: reusing
+# one `nn.Linear` object in both shares its weights, which the check reports.
+
+# %% [markdown]
 # ### Exercise: the actor-critic agent
 #
-# Fill in the two fenced parts: the MLPs in `__init__` (the Atari branch above them is given) and
-# `get_action_and_value`. The check looks at the networks' structure and the gains of their last layers,
-# compares the four outputs with a `Categorical` built from your actor, and checks that actions are sampled,
-# not taken greedily.
+# `Agent.__init__` (given) builds its networks with your `actor_critic_mlps` (for images, with the Nature
+# CNN you write later as a shared trunk). Write `get_action_and_value`. The check compares the four
+# outputs with a `Categorical` built from your actor, checks that a given action is scored rather than
+# replaced, and that actions are sampled, not taken greedily.
 
-# %% exercise curriculum.solutions.chapter2.ppo:Agent difficulty=2 importance=4 minutes=15
+# %% exercise curriculum.solutions.chapter2.ppo:Agent difficulty=2 importance=4 minutes=10
 tests.check_agent(Agent)
 
 # %% hint
-# Build two `nn.Sequential`s of the same shape, obs_dim -> hidden -> hidden -> out, with `nn.Tanh()`
-# between layers and every `nn.Linear` wrapped in `layer_init`. They differ only in the output size
-# (n_actions logits, 1 value) and the gain of the last layer. In `get_action_and_value`, the actor's output
-# is a set of logits: wrap it in a distribution, which gives you sampling, log-probabilities and entropy.
+# The actor's output is a set of logits: wrap it in a distribution, which gives you sampling,
+# log-probabilities and entropy. Call `self.features(obs)` first (it converts to float, and for Atari runs
+# the CNN).
 
 # %% hint
-# `layer_init(nn.Linear(hidden, n_actions), std=0.01)` and `layer_init(nn.Linear(hidden, 1), std=1.0)`; the
-# other layers keep the default gain sqrt(2). Call `self.features(obs)` first (it converts to float, and for
-# Atari runs the CNN), then `Categorical(logits=self.actor(x))`. Sample only when `action is None`, otherwise
-# keep the given action: the update re-scores the rollout's actions with the new policy. The value is
-# `self.critic(x).squeeze(-1)`, one number per observation.
+# `Categorical(logits=self.actor(x))`. Sample only when `action is None`, otherwise keep the given action:
+# the update re-scores the rollout's actions with the new policy. The value is `self.critic(x).squeeze(-1)`,
+# one number per observation.
 
 # %% hint
 # ```python

@@ -63,6 +63,30 @@ def test_check_agent_catches(mutant):
     assert_check_fails(checks.check_agent, mutant)
 
 
+def _mlps(shared=False, gain_actor=0.01, no_tanh=False, plain_hidden=False):
+    def build(obs_dim, n_actions, hidden=64):
+        init = (lambda layer, std=2 ** 0.5: layer) if plain_hidden else ppo.layer_init
+        act = nn.Identity if no_tanh else nn.Tanh
+        first = init(nn.Linear(obs_dim, hidden))
+        actor = nn.Sequential(first, act(), init(nn.Linear(hidden, hidden)), act(),
+                              ppo.layer_init(nn.Linear(hidden, n_actions), std=gain_actor))
+        critic = nn.Sequential(first if shared else init(nn.Linear(obs_dim, hidden)), act(),
+                               init(nn.Linear(hidden, hidden)), act(), ppo.layer_init(nn.Linear(hidden, 1), std=1.0))
+        return actor, critic
+
+    return build
+
+
+@pytest.mark.parametrize("bug, match", [
+    (_mlps(shared=True), "separate networks"),
+    (_mlps(gain_actor=1.0), "std=0.01"),
+    (_mlps(no_tanh=True), "no nn.Tanh"),
+    (_mlps(plain_hidden=True), "default gain sqrt"),
+])
+def test_check_actor_critic_mlps_catches(bug, match):
+    assert_check_fails(checks.check_actor_critic_mlps, bug, match=match)
+
+
 def test_check_agent_rejects_instance():
     assert_check_fails(checks.check_agent, ppo.Agent((4,), 2), match="class")
 

@@ -22,18 +22,41 @@ def _last_linear(module: nn.Module, what: str) -> nn.Linear:
 
 
 @check
-def check_agent(Agent) -> None:
+def check_actor_critic_mlps(actor_critic_mlps) -> str:
     torch.manual_seed(0)
-    agent = module_instance(Agent, (4,), 2)
-    for name in ("actor", "critic"):
-        if not isinstance(getattr(agent, name, None), nn.Module):
-            fail(f"Agent should have an nn.Module attribute `{name}`")
-    actor_params = {id(p) for p in agent.actor.parameters()}
-    if any(id(p) in actor_params for p in agent.critic.parameters()):
+    got = actor_critic_mlps(5, 3, 16)
+    if not isinstance(got, tuple) or len(got) != 2 or not all(isinstance(m, nn.Module) for m in got):
+        fail("actor_critic_mlps should return (actor, critic), two nn.Modules")
+    actor, critic = got
+    _check_mlps(actor, critic, obs_dim=5, n_actions=3, hidden=16)
+    return "two separate tanh MLPs, orthogonal init, last-layer gains 0.01 (actor) and 1 (critic)"
+
+
+def _is_orthogonal(weight: torch.Tensor, gain: float) -> bool:
+    """W is gain times an orthogonal matrix: its rows (if it is wide) or its columns (if tall) are orthogonal with norm gain."""
+    W = weight.detach().double()
+    gram = W @ W.T if W.shape[0] <= W.shape[1] else W.T @ W
+    return torch.allclose(gram, gain ** 2 * torch.eye(len(gram), dtype=W.dtype), atol=1e-4 * max(gain ** 2, 1e-4))
+
+
+def _check_mlps(actor: nn.Module, critic: nn.Module, obs_dim: int, n_actions: int, hidden: int) -> None:
+    actor_params = {id(p) for p in actor.parameters()}
+    if any(id(p) in actor_params for p in critic.parameters()):
         fail("for vector observations the actor and the critic should be separate networks (no shared layers)")
-    out_a, out_c = _last_linear(agent.actor, "actor"), _last_linear(agent.critic, "critic")
-    if out_a.out_features != 2 or out_c.out_features != 1:
-        fail(f"the actor should end in 2 logits and the critic in 1 value, got {out_a.out_features} and {out_c.out_features}")
+    for net, who in ((actor, "actor"), (critic, "critic")):
+        linears = [m for m in net.modules() if isinstance(m, nn.Linear)]
+        if [(m.in_features, m.out_features) for m in linears[:2]] != [(obs_dim, hidden), (hidden, hidden)]:
+            fail(f"the {who} should be {obs_dim} -> {hidden} -> {hidden} -> out, got Linear layers "
+                 f"{[(m.in_features, m.out_features) for m in linears]}")
+        if not any(isinstance(m, nn.Tanh) for m in net.modules()):
+            fail(f"the {who} has no nn.Tanh between its layers: without a nonlinearity it is one linear map")
+        for m in linears[:-1]:
+            if not _is_orthogonal(m.weight, 2 ** 0.5):
+                fail(f"the {who}'s hidden layers should be layer_init(...) with the default gain sqrt(2) (an orthogonal "
+                     f"matrix times 1.414), got a weight that is not: wrap every nn.Linear in layer_init")
+    out_a, out_c = _last_linear(actor, "actor"), _last_linear(critic, "critic")
+    if out_a.out_features != n_actions or out_c.out_features != 1:
+        fail(f"the actor should end in {n_actions} logits and the critic in 1 value, got {out_a.out_features} and {out_c.out_features}")
     # orthogonal init with gain g gives each output row of the weight a norm of exactly g
     for layer, gain, who in ((out_a, 0.01, "actor"), (out_c, 1.0, "critic")):
         norms = layer.weight.detach().norm(dim=1)
@@ -41,6 +64,16 @@ def check_agent(Agent) -> None:
             fail(f"the {who}'s last layer should be layer_init(..., std={gain}) (orthogonal, row norm {gain}), "
                  f"got row norms {norms.tolist()}"
                  + (": a tiny actor output makes the first policy near-uniform" if who == "actor" else ""))
+
+
+@check
+def check_agent(Agent) -> None:
+    torch.manual_seed(0)
+    agent = module_instance(Agent, (4,), 2)
+    for name in ("actor", "critic"):
+        if not isinstance(getattr(agent, name, None), nn.Module):
+            fail(f"Agent should have an nn.Module attribute `{name}`")
+    _check_mlps(agent.actor, agent.critic, obs_dim=4, n_actions=2, hidden=64)
 
     obs = torch.randn(64, 4)
     action, logprob, entropy, value = agent.get_action_and_value(obs)

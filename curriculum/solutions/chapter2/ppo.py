@@ -127,6 +127,24 @@ def nature_cnn() -> nn.Sequential:
     # END EXERCISE
 
 
+def actor_critic_mlps(obs_dim: int, n_actions: int, hidden: int = 64) -> tuple[nn.Sequential, nn.Sequential]:
+    """Two separate MLPs, obs_dim -> hidden -> hidden -> out with tanh, every Linear through layer_init: the
+    actor ends in n_actions logits (gain 0.01: a near-uniform first policy), the critic in one value (gain 1)."""
+    # EXERCISE: build the actor and the critic: Linear/Tanh MLPs with layer_init (std 0.01 and 1.0 on the last layers)
+    actor = nn.Sequential(
+        layer_init(nn.Linear(obs_dim, hidden)), nn.Tanh(),
+        layer_init(nn.Linear(hidden, hidden)), nn.Tanh(),
+        layer_init(nn.Linear(hidden, n_actions), std=0.01),
+    )
+    critic = nn.Sequential(
+        layer_init(nn.Linear(obs_dim, hidden)), nn.Tanh(),
+        layer_init(nn.Linear(hidden, hidden)), nn.Tanh(),
+        layer_init(nn.Linear(hidden, 1), std=1.0),
+    )
+    return actor, critic
+    # END EXERCISE
+
+
 class Agent(nn.Module):
     """Actor (logits over actions) and critic (a state value).
 
@@ -144,19 +162,7 @@ class Agent(nn.Module):
             self.critic = layer_init(nn.Linear(512, 1), std=1.0)
             return
         self.trunk = nn.Identity()
-        obs_dim = int(np.prod(obs_shape))
-        # EXERCISE: build self.actor and self.critic: Linear/Tanh MLPs with layer_init (std 0.01 and 1.0 on the last layers)
-        self.actor = nn.Sequential(
-            layer_init(nn.Linear(obs_dim, hidden)), nn.Tanh(),
-            layer_init(nn.Linear(hidden, hidden)), nn.Tanh(),
-            layer_init(nn.Linear(hidden, n_actions), std=0.01),
-        )
-        self.critic = nn.Sequential(
-            layer_init(nn.Linear(obs_dim, hidden)), nn.Tanh(),
-            layer_init(nn.Linear(hidden, hidden)), nn.Tanh(),
-            layer_init(nn.Linear(hidden, 1), std=1.0),
-        )
-        # END EXERCISE
+        self.actor, self.critic = actor_critic_mlps(int(np.prod(obs_shape)), n_actions, hidden)
 
     def features(self, obs: Tensor) -> Tensor:
         if isinstance(self.trunk, nn.Identity):
