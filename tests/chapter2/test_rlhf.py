@@ -288,7 +288,7 @@ def test_preference_pairs_follow_the_rule():
     dot = base.tokenizer(".")["input_ids"][-1]
     pairs = rlhf.preference_pairs(base, rlhf.target_token_reward(dot), 40, 12, pad_id=5)
     assert 0 < len(pairs) <= 40  # pairs with equal scores are dropped
-    for c, cl, r, rl in zip(pairs.chosen, pairs.chosen_len, pairs.rejected, pairs.rejected_len):
+    for c, cl, r, rl in zip(pairs.chosen, pairs.chosen_len, pairs.rejected, pairs.rejected_len, strict=True):
         assert (c[:cl] == dot).sum() > (r[:rl] == dot).sum()
         assert (c[cl:] == 5).all() and (r[rl:] == 5).all()
         assert 6 <= cl <= 12 and 6 <= rl <= 12

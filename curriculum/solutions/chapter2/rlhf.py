@@ -356,7 +356,7 @@ def preference_pairs(
     lengths = torch.randint(min_len, gen_len + 1, (2 * n_pairs,), generator=g)
     real = torch.arange(gen_len)[None, :] < lengths[:, None]
     samples = torch.where(real, samples, pad_id)
-    scores = torch.stack([rule(s[None, :n])[0] for s, n in zip(samples, lengths)])
+    scores = torch.stack([rule(s[None, :n])[0] for s, n in zip(samples, lengths, strict=True)])
     a, b = torch.arange(0, 2 * n_pairs, 2), torch.arange(1, 2 * n_pairs, 2)
     keep = scores[a] != scores[b]
     a, b = a[keep], b[keep]
@@ -420,11 +420,12 @@ class RewardModelArgs:
 
 
 def train_reward_model(
-    reward_model: RewardModel, train: PreferencePairs, test: PreferencePairs, args: RewardModelArgs = RewardModelArgs(),
+    reward_model: RewardModel, train: PreferencePairs, test: PreferencePairs, args: RewardModelArgs | None = None,
     progress: bool = True,
 ) -> dict[str, list[float]]:
     """Fit the whole reward model (transformer and head) to the preference pairs with the Bradley-Terry loss.
     Returns the loss of every step and the held-out pairwise accuracy after every epoch."""
+    args = args or RewardModelArgs()
     torch.manual_seed(args.seed)
     generator = torch.Generator().manual_seed(args.seed)
     optimizer = torch.optim.AdamW(reward_model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
