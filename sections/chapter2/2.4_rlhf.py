@@ -14,15 +14,28 @@
 # | reward | the reward model's score of the completion, on its last token, minus a KL penalty on every token |
 # | critic | a *value head* reading the transformer's residual stream |
 #
+# ![The RLHF loop: prompts go to the policy, which samples completions; a reward model scores each completion; the frozen reference model's log-probs give a per-token KL penalty; rewards, values and log-probs feed the PPO update, which changes the policy](figures/2.4_rlhf_loop.svg)
+#
+# The figure is one *phase* of training, and the whole section builds it piece by piece. The policy
+# samples a batch of completions (the rollout). A reward model reads each finished completion and
+# returns one number. The frozen reference model reads the same tokens and gives, token by token, how
+# far the policy has moved from where it started; that distance is charged as a penalty. Then PPO
+# takes a few gradient steps on this batch, and the loop starts again with fresh samples from the
+# updated policy. Everything except the reward model is the same machinery as 2.3's CartPole agent.
+#
 # You will
 # 1. attach a value head to a TransformerLens `TransformerBridge` with a hook;
 # 2. sample completions with section 1.1's `sample_next_token`;
 # 3. compute the log-probs of generated tokens, per-token rewards with a KL penalty to a frozen reference,
 #    and per-token advantages (with section 2.3's GAE);
-# 4. write the PPO loss on generated tokens, then train against a programmatic reward (count of a target
-#    token) and watch the reward rise while the KL stays bounded;
+# 4. write the PPO loss on generated tokens, one batch of experience, and the training loop itself, then
+#    train against a programmatic reward (count of a target token) and watch the reward rise while the KL
+#    stays bounded;
 # 5. switch the KL penalty off and watch the policy **hack the reward**;
-# 6. train a small reward model (a linear probe on a frozen LM) and optimise the LM against it.
+# 6. build a reward model (a transformer with a scalar head), train it on preference pairs with the
+#    Bradley-Terry loss, measure its held-out accuracy, and optimise the LM against it;
+# 7. replace PPO's critic by GRPO's group-relative advantages and compare the two on the same reward;
+# 8. score completions with a real sentiment classifier (online).
 #
 # **Online or offline.** Online the LM is GPT-2 small. Offline (no internet, or `CURRICULUM_OFFLINE=1`) it is
 # the project's own small LM (2 layers, d_model 128) trained on CPython's documentation and shipped in
@@ -34,6 +47,7 @@ from typing import Any
 import einops
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 from jaxtyping import Float, Int
 from torch import Tensor
 from tqdm.auto import tqdm
@@ -42,25 +56,29 @@ from curriculum import utils
 from curriculum.solutions.chapter1.gpt2 import SamplingConfig, sample_next_token
 from curriculum.solutions.chapter2.ppo import compute_advantages, kl_and_clipfrac, policy_loss, value_loss
 from curriculum.solutions.chapter2.rlhf import (
+    SENTIMENT_MODEL,
     VALUE_HOOK,
+    GRPOArgs,
+    GRPOBatch,
+    PreferencePairs,
     RewardFn,
-    RewardModel,
+    RewardModelArgs,
     RLHFArgs,
     RLHFBatch,
     RLHFResult,
     learned_reward,
-    lexicon_sentiment,
     load_base_model,
-    sentiment_dataset,
+    load_sentiment_classifier,
+    preference_pairs,
     target_token_reward,
+    text_reward,
     token_advantages,
-    train_reward_model,
 )
 from curriculum.checks.chapter2 import rlhf as tests
 from curriculum.utils import full_or_quick
 from curriculum.utils.logging import wandb_run
 from curriculum.utils.rl import require_finite
-from curriculum.utils.offline import describe, load_text_corpus
+from curriculum.utils.offline import describe
 from curriculum.utils.plotting import line
 
 device = utils.get_device()
@@ -129,12 +147,24 @@ tests.check_transformer_with_value_head(TransformerWithValueHead)
 # The policy acts by sampling. Use your `sample_next_token` from section 1.1 (temperature, top-k, top-p): run
 # the model on the tokens so far, take the last position's logits, sample, append, repeat.
 #
-# During training, sample at temperature 1 with no top-k or top-p. PPO's ratio compares the
-# probability of each sampled token under the updated policy with its probability under the policy
-# that sampled it, and both are read from the model's plain logits. A temperature of 0.7 would draw
-# tokens from a sharper distribution than the one those log-probs describe: the data would be
-# off-policy and the ratio meaningless, so `RLHFArgs` refuses any other temperature. Use the
-# filters freely when you only want to look at what the model writes.
+# During training, sample at temperature 1 with no top-k or top-p, and `RLHFArgs` refuses any other
+# temperature. Here is why. PPO's ratio $\pi_\theta(a|s) / \pi_{\text{old}}(a|s)$ is an importance weight:
+# it corrects for the fact that the batch was drawn from $\pi_{\text{old}}$ while the gradient is taken for
+# $\pi_\theta$. That correction is only right if $\pi_{\text{old}}$ is *exactly the distribution that drew
+# the tokens*. The log-probs we store are read from the model's plain logits, the temperature-1 softmax. Sample
+# at temperature 0.7 and the tokens come from $\mathrm{softmax}(\text{logits}/0.7)$ instead: a likely token is
+# drawn more often than the stored log-prob says, an unlikely one less often. A worked example: two tokens with
+# plain probabilities 0.8 and 0.2 get $0.8^{1/0.7} : 0.2^{1/0.7}$, about 0.88 : 0.12, at temperature 0.7. The
+# first is then sampled 88% of the time while its stored probability says 80%, so every update over-weights it,
+# and the clipping, which was meant to keep the new policy near the one that sampled, measures distance from a
+# distribution that never sampled anything. The batch is off-policy and nothing in the loss says so.
+#
+# There are two consistent fixes: sample at temperature 1 (this section's choice), or divide the logits by the
+# same temperature everywhere, when sampling *and* when computing the stored and the new log-probs, so that
+# the policy being trained *is* the tempered one. The second is what libraries that allow a training
+# temperature do; it is easy to get half right, so we refuse the setting instead. Top-k and top-p break the
+# ratio the same way (they zero out tokens the stored log-probs still give mass to). Use any filters you like
+# afterwards, when you only want to look at what the model writes.
 #
 # ### Exercise: sampling completions
 #
@@ -281,9 +311,7 @@ tests.check_rlhf_loss(rlhf_loss)
 # reward function (on the generated tokens only), get the policy's log-probs and values and the reference's
 # log-probs, and turn it all into per-token rewards, advantages and returns.
 #
-# `train_rlhf` (below it, nothing to write) then alternates `make_batch` with `update_epochs` of shuffled
-# minibatches of `rlhf_loss`, with separate learning rates for the transformer (small: it is pretrained) and the
-# value head (larger: it starts from scratch). Both come into this notebook, so they call your functions.
+# `train_rlhf`, the next exercise, then alternates `make_batch` with `update_epochs` passes of PPO over it.
 #
 # ### Exercise: one batch of experience
 #
@@ -292,7 +320,7 @@ tests.check_rlhf_loss(rlhf_loss)
 # log-probs, values, the reported reward, advantages and returns in that order: the first mismatch points at
 # the step to look at.
 
-# %% exercise curriculum.solutions.chapter2.rlhf:make_batch,train_rlhf difficulty=3 importance=4 minutes=20
+# %% exercise curriculum.solutions.chapter2.rlhf:make_batch difficulty=3 importance=4 minutes=20
 tests.check_make_batch(make_batch)
 
 # %% hint
@@ -319,6 +347,67 @@ tests.check_make_batch(make_batch)
 # rewards = normalize_rewards(raw_rewards) if args.normalize_reward else raw_rewards
 # token_rewards = ...
 # advantages = token_advantages(values, token_rewards, args.gamma, args.gae_lambda)
+# ```
+
+# %% [markdown]
+# ### Exercise: the training loop
+#
+# Now the loop that turns batches into learning. One phase is: collect a batch with the current policy, then
+# take several gradient steps on it, then throw it away. In pseudocode,
+#
+# ```
+# for phase in range(total_phases):
+#     batch = make_batch(policy)            # on-policy: fresh samples from the policy as it is now
+#     for epoch in range(update_epochs):    # reuse the batch a few times: sampling is the expensive part
+#         for minibatch in shuffled split of batch:
+#             loss = rlhf_loss(policy, minibatch)
+#             step the optimizer on loss (with the gradient norm clipped)
+# ```
+#
+# Three details matter. The batch must be **fresh every phase**: PPO's clipped ratio lets you reuse one batch
+# for a few epochs because the policy cannot move far from the one that sampled it, but after that the
+# advantages describe a policy that no longer exists. The minibatches are **shuffled** every epoch, so that
+# consecutive gradient steps do not always see the same completions in the same order. And the gradient norm is
+# **clipped** (here to `max_grad_norm = 1`): one completion with a huge advantage should not be able to throw
+# a pretrained model far in one step.
+#
+# The lines around the fence are given: the optimizer has two parameter groups, a small learning rate for the
+# pretrained transformer and a larger one for the value head, which starts from random weights and has to catch
+# up quickly before its advantages mean anything. The model is put in eval mode, which switches dropout off:
+# with dropout, two forward passes on the same tokens disagree, and the PPO ratio would not start at exactly 1.
+# After the fence, each phase's statistics (`stats`, with the last minibatch's `loss_stats`) go to the history.
+#
+# Write the body of the phase loop. The check trains a fresh copy of the small LM for 10 short phases on the
+# "count the full stops" reward below and asks that the mean reward rises: a loop that never calls
+# `optimizer.step()`, or that climbs the loss instead of descending it, leaves the reward flat or sends it down.
+
+# %% exercise curriculum.solutions.chapter2.rlhf:train_rlhf difficulty=2 importance=5 minutes=15
+tests.check_train_rlhf(train_rlhf)
+
+# %% hint
+# Each phase: call `make_batch(model, ref, reward_fn, prompt, args, generator)`, which returns `(batch, stats)`,
+# and stop with `require_finite` if the mean reward is not finite. Then two nested loops: `update_epochs` times,
+# over `num_minibatches` minibatches of random indices. For each: the loss, a finiteness check, and the four
+# optimizer lines you wrote in 2.3.
+
+# %% hint
+# The indices: `torch.randperm(args.batch_size, generator=generator, device=device).tensor_split(args.num_minibatches)`
+# gives a list of index tensors; `batch[mb]` selects those completions (see `RLHFBatch.__getitem__`). Then
+# `loss, loss_stats = rlhf_loss(model, batch[mb], prefix_len, args)`. Keep the names `batch`, `stats` and
+# `loss_stats`: the lines after the fence use them.
+
+# %% hint
+# ```python
+# batch, stats = make_batch(...)
+# require_finite(stats["reward"], "the mean reward of the sampled completions", f"phase {phase}")
+# for _ in range(args.update_epochs):
+#     for mb in ...:
+#         loss, loss_stats = ...
+#         require_finite(loss, "the PPO loss", f"phase {phase}")
+#         optimizer.zero_grad()
+#         loss.backward()
+#         nn.utils.clip_grad_norm_(..., args.max_grad_norm)
+#         optimizer.step()
 # ```
 
 # %% [markdown]
@@ -379,51 +468,428 @@ line({"kl_coef=0.2": [h["kl"] for h in with_kl.history], "kl_coef=0": [h["kl"] f
 # %% [markdown]
 # ## A learned reward model
 #
-# Real RLHF rewards come from a model trained on human judgements. We imitate that: label windows of the corpus
-# as positive or negative with a small sentiment word list, then train a **reward model**, a linear head on the
-# frozen base LM's mean-pooled final residual stream, to predict the label from the text. The policy is then
-# optimised against the reward model's logit, not the word list. Because we know the "true" labeller (the word
-# list), we can check whether optimising the proxy improves the real thing.
+# Real RLHF does not have a rule that says what is good. It has people, and people are slow, so their
+# judgements are distilled into a **reward model**: a network trained to predict which of two completions a
+# person prefers, which the policy can then query millions of times. Comparisons rather than scores, because a
+# labeller asked "is this a 7 or an 8?" is inconsistent with themselves, while "which of these two is better?"
+# gets reproducible answers (Christiano et al. 2017; Stiennon et al. 2020).
+#
+# **Our "human" is a rule.** We have no labellers, so we let the rule from the previous part judge: of two
+# completions, the one with more full stops is preferred. `preference_pairs` samples completions from the
+# base model, cuts each to a random length (so that completions in a batch have different lengths, as real
+# ones do, and the reward model has to deal with padding), asks the rule which of each pair is better, and
+# drops ties. Be clear about what this can and cannot show. It **can** show the whole mechanism: the
+# Bradley-Terry loss, reading the reward from the right token, held-out accuracy, and, because we know the
+# true preference exactly, whether optimising the learned reward also optimises the true one, which with
+# real labellers you can only estimate with more labelling. It **cannot** show what makes human preferences
+# hard: labellers disagree with each other and with themselves, prefer longer or more confident answers for
+# reasons that have nothing to do with quality, and judge things (helpfulness, honesty) that no short rule
+# captures. A reward model that is nearly always right about a rule says nothing about how it would do on
+# those; the reward models in InstructGPT and Stiennon et al. agree with held-out human comparisons roughly 70%
+# of the time, not much less than labellers agree with each other, and that noise is part of what the policy
+# then exploits.
 
 # %%
-corpus = load_text_corpus()
-describe(corpus)
-rm_tokens, rm_labels = sentiment_dataset(corpus.value, tokenizer, n_tokens=rlhf_args.gen_len,
-                                         max_examples=full_or_quick(4000, 800))
-print(f"{len(rm_labels)} labelled windows, {rm_labels.float().mean():.0%} positive. Example:")
-print(repr(tokenizer.decode(rm_tokens[0])), "->", int(rm_labels[0]))
-reward_model = RewardModel(load_base_model(device).value).to(device)
-print(train_reward_model(reward_model, rm_tokens, rm_labels))
-
-# %%
-sentiment = run_rlhf(rlhf_args, learned_reward(reward_model), "sentiment")
-for phase, texts in sentiment.samples:
-    print(phase, "lexicon labels", [lexicon_sentiment(t) for t in texts], texts[:2])
-line({"reward model logit": [h["reward"] for h in sentiment.history]}, smooth=3,
-     title="Optimising a learned reward", xlabel="phase", ylabel="mean reward")
+rule = target_token_reward(DOT)
+pairs = preference_pairs(base, rule, n_pairs=full_or_quick(4000, 600), gen_len=full_or_quick(24, 12),
+                         pad_id=tokenizer.eos_token_id)
+n_test = len(pairs) // 5
+test_pairs, train_pairs = pairs[:n_test], pairs[n_test:]
+print(f"{len(pairs)} pairs after dropping ties ({len(train_pairs)} to train on, {len(test_pairs)} held out)")
+for i in range(2):
+    print("chosen:  ", repr(tokenizer.decode(pairs.chosen[i, : pairs.chosen_len[i]])))
+    print("rejected:", repr(tokenizer.decode(pairs.rejected[i, : pairs.rejected_len[i]])))
 
 # %% [markdown]
-# The reward model's score rises. Now look at the samples with the *true* labeller, the word list: with the
-# small offline LM they usually still contain no sentiment words at all (labels 0). The policy did not learn to
-# be positive; it found whatever features the linear probe happens to score highly (read the samples above:
-# often punctuation or table-like fragments). That is reward hacking of a learned reward, the failure RLHF
-# practitioners worry about most: a reward model (compare its printed test accuracy with its train accuracy)
-# is only trustworthy on text like its training data, and the policy is an optimiser searching for where it
-# is wrong. Real RLHF keeps the KL penalty,
-# retrains the reward model on the policy's new outputs, and evaluates with held-out judges. With GPT-2 small
-# online, fluent text makes the probe's features closer to real sentiment, and you can check how far that goes.
+# Many sampled pairs tie (both completions hold no full stop, or the same number), and a tie tells the reward
+# model nothing about which is better, so the printed count of pairs is well below `n_pairs`.
 #
-# **Try it:** raise `kl_coef` to 0.5 and 2 and plot reward against KL (the *reward-KL frontier*); run the
-# sentiment reward with `kl_coef=0`; change the prompt; online, use GPT-2 small with `base_lr=2e-5`.
+# ### Exercise: the reward model
+#
+# The reward model is a transformer with a **scalar head**: the same base LM, with the unembedding ignored and a
+# `nn.Linear(d_model, 1)` reading the final residual stream. But a transformer gives one residual vector per
+# position, and we want one number per completion. Which position? In a causal transformer, position $t$ has
+# attended to tokens $0..t$ and nothing after, so only the **last real token** has read the whole completion.
+# Position 0 has seen one token. The last position of the tensor is, for every completion shorter than the
+# longest, a pad token: with causal attention its vector has read the whole completion *and* the pads after
+# it, so its score depends on how much padding the batch happened to need. With right padding and lengths
+# $n_i$, the reward is the head applied at position $n_i - 1$ of row $i$.
+#
+# Worked example: a batch of two completions, lengths 5 and 3, padded to 5:
+#
+# ```
+# row 0:  The  cat  sat  .    down      -> read position 4 ("down")
+# row 1:  A    dog  .    PAD  PAD       -> read position 2 (".")
+# ```
+#
+# Indexing a different position in each row is one advanced-indexing expression,
+# `resid[torch.arange(batch), lengths - 1]`, which picks `resid[0, 4]` and `resid[1, 2]`.
+#
+# Write `forward`, which returns one reward per row; `lengths=None` means no padding. The whole model is
+# trained, transformer included: the gradients flow through the residual stream, so do not read it under
+# `torch.no_grad()`. The check compares with the head applied to TransformerLens's cached activation at each
+# row's last real token, and tells you if you read position 0, the last (pad) position, or the mean over
+# positions.
+
+# %% exercise curriculum.solutions.chapter2.rlhf:RewardModel difficulty=2 importance=4 minutes=10
+tests.check_reward_model(RewardModel)
+
+# %% hint
+# This is your value head's forward with one change: the value head wanted a number at every position, the
+# reward model wants one per row, at that row's last real token.
+
+# %% hint
+# Store the activation at `VALUE_HOOK` with a hook during `self.base.run_with_hooks(tokens, fwd_hooks=...)`
+# (ignore the logits it returns). The stored tensor has shape (batch, seq, d_model); index it with
+# `[torch.arange(batch, device=...), lengths - 1]` to get (batch, d_model), apply `self.head`, squeeze the last axis.
+
+# %% [markdown]
+# ### Exercise: the Bradley-Terry loss
+#
+# How do we turn "A was preferred to B" into a loss for a model that outputs one number per completion? The
+# **Bradley-Terry** model (1952, for ranking chess players and sports teams) says each item has a hidden
+# strength $r$, and the probability that A beats B is a logistic function of the difference:
+#
+# $$P(A \succ B) = \sigma(r_A - r_B) = \frac{1}{1 + e^{-(r_A - r_B)}}.$$
+#
+# Only the difference matters: adding the same constant to every reward changes nothing, which is why a
+# reward model's scores have no natural zero (and why the RLHF loop normalises them). Training is maximum
+# likelihood on the observed comparisons: for each pair, maximise $\log P(\text{chosen} \succ
+# \text{rejected})$, that is, minimise
+#
+# $$\mathcal{L} = -\frac{1}{N}\sum_i \log \sigma\big(r(\text{chosen}_i) - r(\text{rejected}_i)\big).$$
+#
+# Worked numbers: a difference of 0 (the model cannot tell them apart) costs $\log 2 \approx 0.69$ per pair;
+# a difference of +2 costs $-\log\sigma(2) \approx 0.13$; a difference of -2 (confidently wrong) costs
+# $\approx 2.13$. Wrong pairs are punished roughly linearly in how wrong they are, right pairs stop
+# mattering once they are clearly right. The gradient with respect to the difference is
+# $-(1 - \sigma(d))$: the probability the model currently gives to the *wrong* order.
+#
+# One numerical trap: computing `torch.log(torch.sigmoid(d))` for $d = -200$ gives $\sigma(-200) = 0$ in
+# float32 and $\log 0 = -\infty$, while the true value is about $-200$. `F.logsigmoid` computes the same
+# function without forming the tiny probability first. Write `bradley_terry_loss`; the check compares it with
+# `-F.logsigmoid(chosen - rejected).mean()` on random rewards, then feeds it a badly wrong pair.
+
+# %% exercise curriculum.solutions.chapter2.rlhf:bradley_terry_loss difficulty=1 importance=5 minutes=5
+tests.check_bradley_terry_loss(bradley_terry_loss)
+
+# %% hint
+# The loss is a function of one thing per pair, the difference r_chosen - r_rejected, in that order: a larger
+# difference in favour of the chosen completion should give a smaller loss.
+
+# %% hint
+# `F.logsigmoid(x)` is log(sigmoid(x)), computed stably. Negate it and average over the pairs (`.mean()`, not
+# `.sum()`, so the learning rate does not depend on the batch size).
+
+# %% [markdown]
+# ### Exercise: held-out pairwise accuracy
+#
+# The loss says how confident the model is; the number you report is simpler: on pairs it has never seen,
+# how often does it rank the chosen completion above the rejected one? Chance is 50%. A pair where the two
+# rewards are exactly equal counts as wrong: the model has not expressed a preference. Score the pairs in
+# chunks of `chunk` pairs, without gradients (the `@torch.no_grad()` is on the function), each side with its
+# own lengths, and return a Python float. The check uses a fake reward model whose scores it knows, with one
+# tie, and a chunk size that does not divide the number of pairs.
+
+# %% exercise curriculum.solutions.chapter2.rlhf:pairwise_accuracy difficulty=1 importance=3 minutes=5
+tests.check_pairwise_accuracy(pairwise_accuracy)
+
+# %% hint
+# Loop over `range(0, len(pairs), chunk)`; `pairs[i : i + chunk]` is a smaller `PreferencePairs`. Count the
+# pairs with `reward_model(p.chosen, p.chosen_len) > reward_model(p.rejected, p.rejected_len)`.
+
+# %% hint
+# Accumulate the count with `.sum().item()` and divide by `len(pairs)` at the end; averaging per-chunk
+# accuracies gives the last, shorter chunk too much weight.
+
+# %% [markdown]
+# ### Exercise: training the reward model
+#
+# The training loop is ordinary supervised learning: shuffle the training pairs, and for each minibatch score
+# both sides with the *same* model, take the Bradley-Terry loss, step. After each epoch, measure the held-out
+# accuracy. The optimizer (AdamW over all parameters: the transformer and the head) and the history dict are
+# created before the fence. Every step's loss goes into `history["loss"]`, every epoch's held-out accuracy into
+# `history["test_accuracy"]`.
+#
+# The check trains a fresh reward model for 2 epochs on synthetic pairs whose chosen side holds more full
+# stops and asks for a held-out accuracy above 0.8. If you swap chosen and rejected, the model learns the
+# opposite preference and the accuracy falls far below chance; the check says so.
+
+# %% exercise curriculum.solutions.chapter2.rlhf:train_reward_model difficulty=2 importance=4 minutes=10
+tests.check_train_reward_model(train_reward_model)
+
+# %% hint
+# Minibatches of indices: `torch.randperm(len(train), generator=generator).split(args.batch_size)`; `train[idx]`
+# is a `PreferencePairs`. Each side is scored with its own lengths: `reward_model(mb.chosen, mb.chosen_len)`.
+
+# %% hint
+# ```python
+# for idx in ...:
+#     mb = train[idx]
+#     loss = bradley_terry_loss(..., ...)
+#     require_finite(loss, "the Bradley-Terry loss", "while training the reward model")
+#     ... zero_grad / backward / step ...
+#     history["loss"].append(loss.item())
+# history["test_accuracy"].append(...)
+# ```
+
+# %%
+reward_model = RewardModel(load_base_model(device).value).to(device)
+print(f"held-out accuracy before training: {pairwise_accuracy(reward_model, test_pairs):.2f}")
+rm_history = train_reward_model(reward_model, train_pairs, test_pairs,
+                                RewardModelArgs(epochs=full_or_quick(2, 3), lr=1e-3 if not loaded.real else 1e-5))
+print("held-out accuracy after each epoch:", [round(a, 3) for a in rm_history["test_accuracy"]])
+line({"Bradley-Terry loss": rm_history["loss"]}, smooth=10, title="Reward model training", xlabel="step", ylabel="loss")
+
+# %% [markdown]
+# **What you should see.** The loss starts near $\log 2 \approx 0.69$ (a fresh head gives nearly equal
+# rewards to both sides) and falls; the held-out accuracy climbs above 0.9 within a few epochs, because
+# counting full stops is easy for a transformer: attention can spread evenly over the completion and the head
+# reads how much of the average is ".". The accuracy before training can be well above 0.5: a random head
+# already leans on whatever correlates with the rule, and a full stop changes the residual stream of the
+# tokens after it, so even random features carry some of the signal. Length correlates with it too (a longer
+# completion has more chances to hold a full stop): a *length bias*, which real reward models also pick up. A loss that stays at
+# 0.69 means the rewards of the two sides are not being compared; one that falls while the accuracy sits
+# below 0.5 means chosen and rejected are swapped.
+#
+# ## RLHF against the learned reward
+#
+# Now the policy optimises the reward model's score instead of the rule. Because we know the rule, we log it
+# next to the learned reward on every batch (a small wrapper around the reward function) and can see whether the
+# two go up together.
+
+# %%
+true_reward_log = []
+
+
+def learned_and_logged(completions):
+    true_reward_log.append(rule(completions).float().mean().item())
+    return learned_reward(reward_model)(completions)
+
+
+learned = run_rlhf(rlhf_args, learned_and_logged, "learned-reward")
+line({"reward model's score": [h["reward"] for h in learned.history],
+      "true reward: full stops per completion": true_reward_log},
+     smooth=3, title="Optimising a learned reward", xlabel="phase", ylabel="mean per completion")
+for phase, texts in learned.samples:
+    print(phase, texts[:2])
+
+# %% [markdown]
+# Both curves should rise together: here the reward model learned the rule well, on text from the same
+# distribution the policy starts from, and the KL penalty keeps the policy near that distribution. Watch the
+# gap, though. The reward model only ever saw completions of the *base* model; as the policy drifts, it
+# writes text the reward model never saw, and there its score can keep rising while the true reward stalls or
+# falls. That is **reward model overoptimisation** (Gao et al. 2022): the learned reward is a proxy, and the
+# policy is an optimiser searching for where the proxy is wrong. Run it longer with `kl_coef=0` and compare the
+# two curves: the learned score tends to run ahead of the rule. Real pipelines keep the KL penalty, collect new
+# comparisons on the policy's current outputs and retrain the reward model, and judge the result with held-out
+# people or a stronger model, never with the reward model that was optimised.
+
+# %% [markdown]
+# ## GRPO: advantages from a group, no critic
+#
+# PPO needs a value head to turn one reward at the end of a completion into an advantage for every token.
+# That critic is a second network to train, its early estimates are poor (it starts from random weights), and
+# for an LM it costs as much memory as the policy it sits on. **Group Relative Policy Optimisation** (GRPO,
+# Shao et al. 2024, introduced for DeepSeekMath) drops it. For each prompt, sample a *group* of $G$
+# completions, score them all, and use the group itself as the baseline:
+#
+# $$A_i = \frac{r_i - \operatorname{mean}(r_1..r_G)}{\operatorname{std}(r_1..r_G) + \epsilon}.$$
+#
+# A completion's advantage is how much better it did than its siblings *from the same prompt*, in units of
+# their spread. Every token of completion $i$ gets the same $A_i$. The baseline is per prompt because prompts
+# differ in difficulty: a hard maths problem where every sample scores 0.1 and an easy one where every sample
+# scores 0.9 should both give zero advantage to an average sample; one baseline for the whole batch would
+# instead push up everything written for the easy prompt.
+#
+# ![PPO vs GRPO advantages: PPO turns one reward at the last token into per-token advantages with a learned value head and GAE; GRPO samples G completions per prompt and gives every token of completion i the same advantage (r_i - group mean) / (group std + eps)](figures/2.4_ppo_vs_grpo.svg)
+#
+# The KL to the reference moves too: PPO-RLHF charges it inside the reward, token by token; GRPO adds it to the
+# loss as a separate term, $\beta\,\widehat{\mathrm{KL}}(\pi\|\pi_{\text{ref}})$, estimated per token with
+# $k_3 = e^{\log\pi_{\text{ref}} - \log\pi} - (\log\pi_{\text{ref}} - \log\pi) - 1$. This is the same
+# estimator `kl_and_clipfrac` used in 2.3 for the policy's step size. Its expectation under $\pi$ is the KL
+# (because $\mathbb{E}_\pi[\pi_{\text{ref}}/\pi] = 1$), and unlike the plain log-ratio it is never negative
+# for a single token ($e^x - x - 1 \ge 0$), so no token can *earn* loss reduction by being less likely under
+# the policy than under the reference.
+#
+# What it costs: $G$ samples per prompt (DeepSeekMath uses 64), and advantages that are constant along a
+# completion, so GRPO cannot tell which tokens of a good completion were the good ones; PPO's value head can,
+# at least in principle. For outcome rewards on long reasoning traces that trade has been worth it.
+#
+# ### Exercise: group-relative advantages
+#
+# Write `group_advantages(rewards, groups, eps)`: `groups[i]` is the id of the prompt that completion `i` came
+# from. Groups may have different sizes and need not be contiguous. Use torch's default **unbiased** standard
+# deviation (divide by $n - 1$), as common implementations do; DeepSeekMath's paper does not pin this down, and
+# with $G = 16$ the two differ by 3%. A group whose rewards are all equal has std 0: with `eps` its advantages
+# are 0, which is right, since nothing in that group was better than anything else. Worked example: rewards
+# (1, 3, 5) in one group have mean 3 and unbiased std 2, so advantages (-1, 0, 1). The check compares with a
+# numpy computation on three interleaved groups of sizes 4, 4 and 3, one of them constant.
+
+# %% exercise curriculum.solutions.chapter2.rlhf:group_advantages difficulty=2 importance=4 minutes=10
+tests.check_group_advantages(group_advantages)
+
+# %% hint
+# Loop over the distinct ids (`groups.unique()`); a boolean mask `groups == g` selects one group's rewards, and
+# the same mask assigns their advantages back into a tensor of the batch's shape.
+
+# %% hint
+# ```python
+# advantages = torch.empty_like(rewards)
+# for g in groups.unique():
+#     in_group = groups == g
+#     r = rewards[in_group]
+#     advantages[in_group] = ...
+# ```
+
+# %% [markdown]
+# ### Exercise: the GRPO loss
+#
+# The loss has two terms. The first is PPO's clipped surrogate, your `policy_loss` from 2.3, over every
+# generated token, where each token's advantage is its completion's $A_i$. Pass `norm_adv=False`: the
+# advantages were already normalised within each group, and normalising again over a minibatch would mix
+# groups back together. The second is `kl_coef` times the mean over all generated tokens of $k_3$, computed
+# from the new log-probs (with gradients) and the reference's (stored in the batch). There is no value loss.
+#
+# The check builds a batch with known old and reference log-probs and compares with the formula; it names the
+# likely slips: KL term missing, advantages normalised a second time, KL measured against the old policy
+# instead of the reference, or the plain log-ratio in place of $k_3$.
+
+# %% exercise curriculum.solutions.chapter2.rlhf:grpo_loss difficulty=3 importance=4 minutes=15
+tests.check_grpo_loss(grpo_loss)
+
+# %% hint
+# `policy(batch.tokens)` gives logits (a bare bridge: no value head); `token_logprobs` gives the new
+# log-probs, shape (batch, gen). Broadcast the (batch,) advantages to that shape with `[:, None].expand_as(...)`,
+# flatten everything, and call `policy_loss(..., args.clip_coef, norm_adv=False)`.
+
+# %% hint
+# With `d = batch.ref_logprobs - new_logprobs`, the KL term is `(d.exp() - d - 1).mean()`. Keep the names
+# `pg_loss` and `kl` and the total in `loss`: the line after the fence reports them.
+
+# %% [markdown]
+# ### Exercise: the GRPO loop
+#
+# The loop has the same shape as `train_rlhf`, with the batch built inline since there is no value head: each
+# phase, sample `group_size` completions for each prompt (the prompt tensor is already repeated, and `groups`
+# says which prompt each row belongs to), score the generated tokens, turn the scores into group advantages,
+# and, without gradients, record the policy's log-probs (the "old" policy of the ratio) and the reference's.
+# Then `update_epochs` passes over shuffled minibatches of `grpo_loss`, with gradient clipping, exactly as
+# before. Keep the names `raw_rewards`, `logprobs`, `ref_logprobs`, `tokens` and `loss_stats`: the lines after the
+# fence report them. The check runs 10 short phases and asks that the mean reward rises.
+
+# %% exercise curriculum.solutions.chapter2.rlhf:train_grpo difficulty=3 importance=4 minutes=20
+tests.check_train_grpo(train_grpo)
+
+# %% hint
+# Inside `with torch.no_grad():` do the sampling (`sample_completions(policy, prompt, args.gen_len,
+# generator=generator)`), the reward on `tokens[:, prefix_len:]`, `group_advantages(raw_rewards, groups,
+# args.eps)`, and both `token_logprobs` calls. Pack them into `GRPOBatch(tokens, logprobs, ref_logprobs, advantages)`.
+
+# %% hint
+# The update is `train_rlhf`'s with `grpo_loss(policy, batch[mb], prefix_len, args)` and
+# `policy.parameters()` in the clipping; the minibatch indices come from `torch.randperm(batch_size,
+# generator=generator, device=device).tensor_split(args.num_minibatches)`.
+
+# %% [markdown]
+# Now GRPO against PPO on the same reward, the number of full stops, with the same number of completions per
+# phase: PPO's run from before samples `batch_size` completions of "The"; GRPO samples `batch_size / 4` for each of
+# four one-token prompts. The learning rate is the PPO run's transformer rate. The two KL coefficients are not
+# directly comparable (one is charged in the reward, the other in the loss), so look at the KL curves as well as
+# the reward.
+
+# %%
+grpo_args = GRPOArgs(group_size=rlhf_args.batch_size // 4, gen_len=rlhf_args.gen_len, total_phases=rlhf_args.total_phases,
+                     update_epochs=rlhf_args.update_epochs, num_minibatches=rlhf_args.num_minibatches,
+                     lr=rlhf_args.base_lr, kl_coef=0.1)
+torch.manual_seed(grpo_args.seed)
+grpo = train_grpo(load_base_model(device).value, ref_model, rule, grpo_args)
+line({"PPO (value head + GAE)": [h["reward"] for h in with_kl.history], "GRPO (group baseline)": [h["reward"] for h in grpo.history]},
+     smooth=3, title="PPO vs GRPO: mean number of '.' per completion", xlabel="phase", ylabel="reward")
+line({"PPO": [h["kl"] for h in with_kl.history], "GRPO": [h["kl"] for h in grpo.history]},
+     smooth=3, title="KL(policy || reference) per completion (nats)", xlabel="phase", ylabel="KL")
+for phase, texts in grpo.samples[-1:]:
+    print(phase, texts[:2])
+
+# %% [markdown]
+# **What to look for.** GRPO usually climbs at least as fast as PPO here, and often faster early on: its
+# advantages are meaningful from the first phase, while PPO's depend on a value head that starts from random
+# weights and has to learn what a good prefix looks like before its advantages stop being noise. The price
+# shows in the KL curve: with this `kl_coef`, GRPO tends to wander further from the reference. One short run on
+# a CPU is one sample of a noisy process; rerun with another `seed` before you believe a difference between
+# the curves, and compare at equal KL, not only at equal phase.
+
+# %% [markdown]
+# ## A real reward: a sentiment classifier
+#
+# The classic demonstration of RLHF on GPT-2 (Ziegler et al. 2019) makes the model write positive text, with a
+# sentiment classifier as the reward. Online, this section loads `distilbert/distilbert-base-uncased-finetuned-sst-2-english`,
+# a DistilBERT fine-tuned on movie-review sentences (SST-2), with two output classes, NEGATIVE and POSITIVE.
+# Offline there is no classifier, and the rule-based reward stays.
+#
+# The classifier has its own tokenizer (WordPiece, not GPT-2's BPE), so the reward cannot share token ids with
+# the policy: decode the completions to strings, then tokenize them again for the classifier. `text_reward`
+# (given) does the decoding; you write the scoring of a batch of strings. Two details. The texts have
+# different lengths, so the tokenizer pads them, and the **attention mask** must go to the model with the
+# token ids, or the shorter texts' scores change with how much padding the batch needed. And which number is
+# the reward: we use the POSITIVE class's **logit**, not its probability, because the probability saturates:
+# 0.998 and 0.9999 look the same to PPO although the log-odds (about 6 and 9) still say which is more positive. Read
+# the column index from `model.config.label2id["POSITIVE"]` rather than assuming it.
+#
+# ### Exercise: scoring strings with the classifier
+#
+# The check uses a small randomly initialised DistilBERT with the real model's labels and compares your batch
+# scores with each string scored alone (no padding at all), so it runs offline.
+
+# %% exercise curriculum.solutions.chapter2.rlhf:classifier_reward difficulty=2 importance=3 minutes=10
+tests.check_classifier_reward(classifier_reward)
+
+# %% hint
+# `tokenizer(texts, padding=True, truncation=True, max_length=max_length, return_tensors="pt")` returns a dict
+# with `input_ids` and `attention_mask`; `model(**enc)` passes both. Move them to `model.device` first.
+
+# %% hint
+# `.logits` has shape (batch, 2); return the column `model.config.label2id["POSITIVE"]`.
+
+# %%
+classifier = load_sentiment_classifier(device)
+describe(classifier)
+if classifier.real:
+    clf_model, clf_tokenizer = classifier.value
+    print(classifier_reward(clf_model, clf_tokenizer, ["What a wonderful, moving film.", "A dull, tedious mess."]))
+    sentiment_reward = text_reward(lambda texts: classifier_reward(clf_model, clf_tokenizer, texts), tokenizer)
+    positive = run_rlhf(RLHFArgs(**{**rlhf_args.__dict__, "prompt": "This movie"}), sentiment_reward, "sentiment")
+    line({"positive logit": [h["reward"] for h in positive.history]}, smooth=3,
+         title="RLHF with a sentiment classifier", xlabel="phase", ylabel="mean reward")
+    for phase, texts in positive.samples:
+        print(phase, texts[:2])
+else:
+    print(f"Offline: {SENTIMENT_MODEL} is not available; the sections above used the rule-based reward.")
+
+# %% [markdown]
+# Online, read the samples phase by phase. What to look for: completions of "This movie" that turn towards
+# praise, and, the lower `kl_coef`, the more likely a drift towards the classifier's favourite words repeated,
+# text a movie-review classifier scores highly and a reader does not. That would be the same reward hacking as
+# the all-dots policy, found by the optimiser in a model instead of a rule. Offline the small LM cannot write
+# reviews, which is why this run is online only.
+#
+# **Try it:** raise `kl_coef` to 0.5 and 2 and plot reward against KL (the *reward-KL frontier*); train the
+# reward model on fewer pairs and watch the true reward and the learned one part ways sooner; run GRPO with a
+# `group_size` of 2 and of 32; change the prompt; online, use GPT-2 small with `base_lr=2e-5`.
 
 # %% [markdown]
 # ## Further reading
 # - [Christiano et al., "Deep reinforcement learning from human preferences" (2017)](https://arxiv.org/abs/1706.03741):
-#   learning a reward model from pairwise human comparisons, the origin of the RLHF recipe.
+#   learning a reward model from pairwise human comparisons with the Bradley-Terry loss, the origin of the recipe.
 # - [Ziegler et al., "Fine-Tuning Language Models from Human Preferences" (2019)](https://arxiv.org/abs/1909.08593):
-#   PPO on GPT-2 with a KL penalty to the starting model, as in this section; includes a positive-sentiment task.
+#   PPO on GPT-2 with a KL penalty to the starting model, as in this section, including the positive-sentiment task.
+# - [Stiennon et al., "Learning to summarize from human feedback" (2020)](https://arxiv.org/abs/2009.01325):
+#   reward models on human comparisons of summaries, how their accuracy was measured, and what happens when the
+#   policy is optimised past the point where the reward model is reliable.
 # - [Ouyang et al., "Training language models to follow instructions with human feedback" (2022)](https://arxiv.org/abs/2203.02155):
-#   the full pipeline at scale (supervised fine-tuning, reward model, PPO), and what it changed in practice.
+#   InstructGPT, the full pipeline at scale (supervised fine-tuning, reward model, PPO), and what it changed in practice.
 # - [Gao, Schulman & Hilton, "Scaling Laws for Reward Model Overoptimization" (2022)](https://arxiv.org/abs/2210.10760):
-#   how the true reward first rises and then falls as the policy optimises a learned proxy: the effect you saw
-#   with the sentiment reward model, measured carefully.
+#   how the true reward first rises and then falls as the policy optimises a learned proxy, measured with a
+#   known "gold" reward model in place of people, the same trick as this section's rule.
+# - [Shao et al., "DeepSeekMath: Pushing the Limits of Mathematical Reasoning in Open Language Models" (2024)](https://arxiv.org/abs/2402.03300):
+#   section 4 introduces GRPO: group-relative advantages, no value model, the KL term in the loss with the $k_3$ estimator.

@@ -9,7 +9,7 @@ import torch
 from curriculum.solutions.chapter1.gpt2 import sample_next_token
 from curriculum.solutions.chapter2 import rlhf
 from curriculum.checks.chapter2 import rlhf as checks
-from tests.support import assert_check_fails
+from tests.support import assert_check_fails, mutant
 
 
 
@@ -169,25 +169,6 @@ def test_ci_rlhf_run_raises_reward():
     assert max(kls) < 15, f"KL to the reference should stay bounded with kl_coef=0.2, got {kls}"
 
 
-def test_reward_model_learns_lexicon():
-    base = rlhf.load_offline_base()
-    from curriculum.utils.offline import offline_corpus
-
-    tokens, labels = rlhf.sentiment_dataset(offline_corpus(), base.tokenizer, n_tokens=12, max_examples=600)
-    assert 0.45 < labels.float().mean() < 0.55
-    for t, y in list(zip(tokens, labels))[:20]:
-        assert rlhf.lexicon_sentiment(base.tokenizer.decode(t)) == (1 if y else -1)
-    torch.manual_seed(0)
-    acc = rlhf.train_reward_model(rlhf.RewardModel(base), tokens, labels)
-    assert acc["test_accuracy"] > 0.65, acc
-
-
-def test_lexicon():
-    assert rlhf.lexicon_sentiment("A good, simple and useful function.") == 1
-    assert rlhf.lexicon_sentiment("Raises an error if the value is invalid.") == -1
-    assert rlhf.lexicon_sentiment("The value of x.") == 0
-
-
 def test_bad_args_are_named():
     with pytest.raises(ValueError, match="kl_coef"):
         rlhf.RLHFArgs(kl_coef=-1)
@@ -245,3 +226,141 @@ def test_non_finite_reward_or_loss_stops_training_naming_it(monkeypatch):
     with pytest.raises(NonFiniteError, match="PPO loss is (inf|NaN) at phase 0.*learning rate"):
         rlhf.train_rlhf(rlhf.TransformerWithValueHead(base), ref, rlhf.target_token_reward(dot), ci_args(total_phases=1),
                         progress=False)
+
+
+# ------------------------------------------------------------------------------------------ the loop the learner writes
+@pytest.mark.parametrize("replacements,why", [
+    ((("                optimizer.step()\n", ""),), "no optimizer step"),
+    ((("loss.backward()", "(-loss).backward()"),), "gradient ascent on the loss"),
+])
+def test_check_train_rlhf_catches(replacements, why):
+    assert_check_fails(checks.check_train_rlhf, mutant(rlhf.train_rlhf, *replacements), match="did not rise")
+
+
+# ------------------------------------------------------------------------------------------ the reward model
+def reward_model_reading(position):
+    class Mutant(rlhf.RewardModel):
+        def forward(self, tokens, lengths=None):
+            stored = {}
+            self.base.run_with_hooks(tokens, fwd_hooks=[(rlhf.VALUE_HOOK, lambda x, hook: stored.update(r=x))])
+            resid = stored["r"]
+            picked = resid.mean(1) if position == "mean" else resid[:, position]
+            return self.head(picked).squeeze(-1)
+
+    return Mutant
+
+
+@pytest.mark.parametrize("position,message", [(0, "position 0"), (-1, "pad token"), ("mean", "mean over positions")])
+def test_check_reward_model_catches(position, message):
+    assert_check_fails(checks.check_reward_model, reward_model_reading(position), match=message)
+
+
+@pytest.mark.parametrize("loss,message", [
+    (lambda c, r: -torch.nn.functional.logsigmoid(r - c).mean(), "sign is flipped"),
+    (lambda c, r: -torch.nn.functional.logsigmoid(c - r).sum(), "summed"),
+    (lambda c, r: -torch.log(torch.sigmoid(c - r)).mean(), "logsigmoid"),
+    (lambda c, r: torch.nn.functional.logsigmoid(c - r).mean(), "sign|Bradley-Terry"),
+])
+def test_check_bradley_terry_loss_catches(loss, message):
+    assert_check_fails(checks.check_bradley_terry_loss, loss, match=message)
+
+
+@pytest.mark.parametrize("replacements,message", [
+    ((("> reward_model(p.rejected", ">= reward_model(p.rejected"),), "tie"),
+    ((("return correct / len(pairs)", "return correct / -(-len(pairs) // chunk) / chunk"),), "pairwise accuracy"),
+])
+def test_check_pairwise_accuracy_catches(replacements, message):
+    assert_check_fails(checks.check_pairwise_accuracy, mutant(rlhf.pairwise_accuracy, *replacements), match=message)
+
+
+@pytest.mark.parametrize("replacements,message", [
+    ((("bradley_terry_loss(reward_model(mb.chosen, mb.chosen_len), reward_model(mb.rejected, mb.rejected_len))",
+       "bradley_terry_loss(reward_model(mb.rejected, mb.rejected_len), reward_model(mb.chosen, mb.chosen_len))"),),
+     "REJECTED"),
+    ((("            optimizer.step()\n", ""),), "optimizer.step"),
+])
+def test_check_train_reward_model_catches(replacements, message):
+    assert_check_fails(checks.check_train_reward_model, mutant(rlhf.train_reward_model, *replacements), match=message)
+
+
+def test_preference_pairs_follow_the_rule():
+    base = rlhf.load_offline_base()
+    dot = base.tokenizer(".")["input_ids"][-1]
+    pairs = rlhf.preference_pairs(base, rlhf.target_token_reward(dot), 40, 12, pad_id=5)
+    assert 0 < len(pairs) <= 40  # pairs with equal scores are dropped
+    for c, cl, r, rl in zip(pairs.chosen, pairs.chosen_len, pairs.rejected, pairs.rejected_len, strict=True):
+        assert (c[:cl] == dot).sum() > (r[:rl] == dot).sum()
+        assert (c[cl:] == 5).all() and (r[rl:] == 5).all()
+        assert 6 <= cl <= 12 and 6 <= rl <= 12
+
+
+# ------------------------------------------------------------------------------------------ GRPO
+def group_adv_whole_batch(rewards, groups, eps=1e-4):
+    return (rewards - rewards.mean()) / (rewards.std() + eps)
+
+
+@pytest.mark.parametrize("fn,message", [
+    (group_adv_whole_batch, "whole batch"),
+    (mutant(rlhf.group_advantages, ("(r.std() + eps)", "r.std()")), "eps"),
+    (mutant(rlhf.group_advantages, ("(r.std() + eps)", "(r.std(unbiased=False) + eps)")), "biased std"),
+    (mutant(rlhf.group_advantages, ("(r - r.mean())", "r")), "advantages"),
+])
+def test_check_group_advantages_catches(fn, message):
+    assert_check_fails(checks.check_group_advantages, fn, match=message)
+
+
+@pytest.mark.parametrize("replacements,message", [
+    ((("loss = pg_loss + args.kl_coef * kl", "loss = pg_loss"),), "KL term is missing"),
+    ((("args.clip_coef, norm_adv=False)", "args.clip_coef, norm_adv=True)"),), "normalised again"),
+    ((("log_ratio_ref = batch.ref_logprobs - new_logprobs", "log_ratio_ref = batch.logprobs - new_logprobs"),), "OLD"),
+    ((("kl = (log_ratio_ref.exp() - log_ratio_ref - 1).mean()", "kl = (-log_ratio_ref).mean()"),), "plain log-ratio"),
+])
+def test_check_grpo_loss_catches(replacements, message):
+    assert_check_fails(checks.check_grpo_loss, mutant(rlhf.grpo_loss, *replacements), match=message)
+
+
+@pytest.mark.parametrize("replacements", [
+    (("                optimizer.step()\n", ""),),
+    (("advantages = group_advantages(raw_rewards, groups, args.eps)",
+      "advantages = -group_advantages(raw_rewards, groups, args.eps)"),),
+])
+def test_check_train_grpo_catches(replacements):
+    assert_check_fails(checks.check_train_grpo, mutant(rlhf.train_grpo, *replacements), match="did not rise")
+
+
+def test_grpo_args_are_checked():
+    with pytest.raises(ValueError, match="group of 1"):
+        rlhf.GRPOArgs(group_size=1)
+    with pytest.raises(ValueError, match="multiple"):
+        rlhf.GRPOArgs(group_size=3, prompts=("The",), num_minibatches=2)
+
+
+# ------------------------------------------------------------------------------------------ the sentiment classifier
+@pytest.mark.parametrize("replacements,message", [
+    ((('label2id["POSITIVE"]', 'label2id["NEGATIVE"]'),), "NEGATIVE logit"),
+    ((("logits = model(**enc.to(model.device)).logits", "logits = model(enc.to(model.device)['input_ids']).logits"),),
+     "attention_mask"),
+    ((("return logits[:, model.config.label2id", "return logits.softmax(-1)[:, model.config.label2id"),), "probability"),
+])
+def test_check_classifier_reward_catches(replacements, message):
+    assert_check_fails(checks.check_classifier_reward, mutant(rlhf.classifier_reward, *replacements), match=message)
+
+
+def test_sentiment_classifier_offline_keeps_the_rule(monkeypatch):
+    monkeypatch.setenv("CURRICULUM_OFFLINE", "1")
+    from curriculum.utils.offline import use_real_resources
+
+    use_real_resources.cache_clear()
+    try:
+        loaded = rlhf.load_sentiment_classifier()
+    finally:
+        use_real_resources.cache_clear()
+    assert loaded.value is None and not loaded.real and "rule" in loaded.description
+
+
+def test_text_reward_decodes_then_scores():
+    base = rlhf.load_offline_base()
+    dot, word = base.tokenizer(".")["input_ids"][-1], base.tokenizer(" value")["input_ids"][-1]
+    tokens = torch.tensor([[word, dot, word, dot], [word, word, word, word]])
+    reward = rlhf.text_reward(lambda texts: torch.tensor([float(t.count(".")) for t in texts]), base.tokenizer)
+    assert reward(tokens).tolist() == [2.0, 0.0]

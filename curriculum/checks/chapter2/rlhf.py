@@ -219,3 +219,296 @@ def check_make_batch(make_batch) -> None:
                  hint="normalise the rewards (if args.normalize_reward), add the per-token KL penalty against the "
                       "REFERENCE model's log-probs, then token_advantages(values, token_rewards, gamma, gae_lambda)")
     assert_close(got.returns, expected.returns, "returns", atol=1e-4, hint="returns = advantages + values")
+
+
+# ------------------------------------------------------------------------------------------ the training loop
+_QUICK_RLHF = dict(batch_size=16, gen_len=8, total_phases=10, update_epochs=2, num_minibatches=1, base_lr=5e-4,
+                   head_lr=1e-3, kl_coef=0.2)
+
+
+def _dot() -> int:
+    return _base().tokenizer(".")["input_ids"][-1]
+
+
+def _reward_rise(history, what: str, min_rise: float = 0.5) -> None:
+    if not isinstance(history, list) or not history or not all(isinstance(h, dict) and "reward" in h for h in history):
+        fail(f"{what} should return an RLHFResult whose history holds one dict with a 'reward' per phase")
+    rewards = [h["reward"] for h in history]
+    first, last = sum(rewards[:3]) / 3, sum(rewards[-3:]) / 3
+    if not last > first + min_rise:
+        fail(f"the mean reward did not rise: {first:.2f} over the first 3 phases, {last:.2f} over the last 3 "
+             f"(all: {[round(r, 2) for r in rewards]}). Check that each phase samples a fresh batch, that every "
+             "minibatch's loss is backpropagated and followed by optimizer.step(), and that you minimise the loss "
+             "(not its negative).")
+
+
+@check
+def check_train_rlhf(train_rlhf) -> None:
+    from curriculum.solutions.chapter2 import rlhf as ref
+    from curriculum.solutions.chapter2.rlhf import load_offline_base
+
+    torch.manual_seed(0)
+    args = ref.RLHFArgs(**_QUICK_RLHF)
+    result = train_rlhf(ref.TransformerWithValueHead(load_offline_base()), _base(), ref.target_token_reward(_dot()), args,
+                        progress=False)
+    history = getattr(result, "history", None)
+    if isinstance(history, list) and len(history) != args.total_phases:
+        fail(f"history has {len(history)} entries for {args.total_phases} phases: append one stats dict per phase")
+    _reward_rise(history, "train_rlhf")
+
+
+# ------------------------------------------------------------------------------------------ the reward model
+def _padded(seed: int = 0):
+    """Right-padded tokens with lengths 3..8 and a pad id that is not 0, so reading a pad shows."""
+    g = torch.Generator().manual_seed(seed)
+    tokens = torch.randint(1, _base().cfg.d_vocab, (5, 8), generator=g)
+    lengths = torch.tensor([8, 3, 5, 6, 4])
+    tokens[torch.arange(8)[None, :] >= lengths[:, None]] = 7
+    return tokens, lengths
+
+
+@check
+def check_reward_model(RewardModel) -> None:
+    if isinstance(RewardModel, nn.Module):
+        fail("pass the class RewardModel itself, not an instance")
+    base = _base()
+    torch.manual_seed(0)
+    model = RewardModel(base)
+    if not isinstance(getattr(model, "head", None), nn.Linear):
+        fail("RewardModel should have an nn.Linear attribute `head` (d_model -> 1)")
+    tokens, lengths = _padded()
+    got = model(tokens, lengths)
+    assert_shape(got, (5,), "rewards", hint="one scalar per completion: squeeze the head's last axis")
+    from curriculum.solutions.chapter2.rlhf import VALUE_HOOK
+
+    _, cache = base.run_with_cache(tokens, names_filter=VALUE_HOOK)
+    with torch.no_grad():
+        hidden = cache[VALUE_HOOK]
+        per_position = model.head(hidden).squeeze(-1)
+    rows = torch.arange(5)
+    expected = per_position[rows, lengths - 1]
+    if torch.allclose(got, per_position[:, 0], atol=1e-4):
+        fail("the reward is read at position 0: that token has seen only itself. Read position lengths - 1, the last "
+             "real token, the only one whose residual stream has attended to the whole completion")
+    if torch.allclose(got, per_position[:, -1], atol=1e-4):
+        fail("the reward is read at the last position, which is a pad token for the shorter completions: read "
+             "position lengths - 1 of each row (resid[torch.arange(batch), lengths - 1])")
+    if torch.allclose(got, model.head(hidden.mean(1)).squeeze(-1), atol=1e-4):
+        fail("the reward is the head on the mean over positions, which averages in the pad tokens: read each row's "
+             "last real token, position lengths - 1")
+    assert_close(got, expected, "rewards", atol=1e-4,
+                 hint="head(residual stream at 'ln_final.hook_normalized', position lengths - 1 of each row)")
+    full = model(tokens)
+    assert_close(full, per_position[:, -1], "rewards with lengths=None", atol=1e-4,
+                 hint="without lengths every row is full length: read the last position")
+    if not got.requires_grad:
+        fail("the rewards carry no gradient: the reward model is trained through them, so no torch.no_grad() or detach")
+
+
+@check
+def check_bradley_terry_loss(bradley_terry_loss) -> None:
+    g = torch.Generator().manual_seed(0)
+    chosen, rejected = torch.randn(64, generator=g) * 2, torch.randn(64, generator=g) * 2
+    got = bradley_terry_loss(chosen, rejected)
+    expected = -F.logsigmoid(chosen - rejected).mean()
+    if not isinstance(got, torch.Tensor) or got.numel() != 1:
+        fail("bradley_terry_loss should return a scalar tensor: the mean over the pairs")
+    if abs(got.item() - (-F.logsigmoid(rejected - chosen).mean()).item()) < 1e-5:
+        fail("the sign is flipped: the loss is -log sigmoid(r_chosen - r_rejected); yours rewards the rejected side")
+    if abs(got.item() - (-F.logsigmoid(chosen - rejected).sum()).item()) < 1e-4:
+        fail("the loss is summed over the pairs: take the mean, so the step size does not grow with the batch")
+    assert_scalar_close(got, expected.item(), "Bradley-Terry loss (vs -F.logsigmoid(chosen - rejected).mean())", rel=1e-4,
+                        hint="mean over the pairs of -log sigmoid(r_chosen - r_rejected)")
+    far = bradley_terry_loss(torch.tensor([0.0, 0.0]), torch.tensor([200.0, 0.0]))
+    if not torch.isfinite(far):
+        fail("a pair the model gets badly wrong (r_rejected - r_chosen = 200) gives an infinite loss: sigmoid "
+             "underflows to 0 before the log. Use F.logsigmoid, which stays finite")
+    assert_scalar_close(far, (200.0 + torch.log(torch.tensor(2.0)).item()) / 2, "loss on a badly wrong pair", rel=1e-4)
+
+
+def _synthetic_pairs(n: int, seed: int):
+    """Pairs that differ in the rule the reward model must learn: the chosen completion holds more full stops."""
+    from curriculum.solutions.chapter2.rlhf import PreferencePairs
+
+    g = torch.Generator().manual_seed(seed)
+    dot, vocab, seq = _dot(), 200, 8
+
+    def side(n_dots):
+        t = torch.randint(1, vocab, (n, seq), generator=g)
+        t[t == dot] = 1
+        for i, k in enumerate(n_dots.tolist()):
+            t[i, torch.randperm(seq, generator=g)[:k]] = dot
+        return t
+
+    k_rejected = torch.randint(0, 3, (n,), generator=g)
+    k_chosen = k_rejected + torch.randint(1, 3, (n,), generator=g)
+    full = torch.full((n,), seq)
+    return PreferencePairs(side(k_chosen), full, side(k_rejected), full.clone())
+
+
+@check
+def check_pairwise_accuracy(pairwise_accuracy) -> None:
+    from curriculum.solutions.chapter2.rlhf import PreferencePairs
+
+    class Scorer(nn.Module):  # reward = first token id, so the accuracy is known exactly
+        def forward(self, tokens, lengths=None):
+            return tokens[:, 0].float()
+
+    c = torch.tensor([[5, 0], [2, 0], [9, 0], [4, 0], [3, 0]])
+    r = torch.tensor([[1, 0], [7, 0], [8, 0], [4, 0], [6, 0]])
+    lens = torch.full((5,), 2)
+    got = pairwise_accuracy(Scorer(), PreferencePairs(c, lens, r, lens.clone()), chunk=2)
+    if isinstance(got, torch.Tensor):
+        got = got.item()
+    if abs(got - 0.6) < 1e-6:
+        fail("a tie (equal rewards) counted as correct: a pair is right only if r_chosen > r_rejected strictly")
+    assert_scalar_close(got, 0.4, "pairwise accuracy on 5 pairs (2 right, 1 tie, 2 wrong), chunk=2", rel=1e-6,
+                        hint="count r_chosen > r_rejected over ALL chunks and divide by the number of pairs, not chunks")
+
+
+@check
+def check_train_reward_model(train_reward_model) -> None:
+    from curriculum.solutions.chapter2.rlhf import RewardModel, RewardModelArgs, load_offline_base
+
+    torch.manual_seed(0)
+    model = RewardModel(load_offline_base())
+    train, test = _synthetic_pairs(192, 0), _synthetic_pairs(64, 1)
+    history = train_reward_model(model, train, test, RewardModelArgs(epochs=2, batch_size=32, lr=1e-3), progress=False)
+    if not isinstance(history, dict) or not history.get("loss") or not history.get("test_accuracy"):
+        fail("train_reward_model should return a dict with lists 'loss' (every step) and 'test_accuracy' (every epoch)")
+    if len(history["test_accuracy"]) != 2:
+        fail(f"2 epochs gave {len(history['test_accuracy'])} test accuracies: record one after each epoch")
+    if len(history["loss"]) != 2 * 6:
+        fail(f"2 epochs of 192 pairs in minibatches of 32 should give 12 loss values, got {len(history['loss'])}")
+    acc = history["test_accuracy"][-1]
+    if acc < 0.3:
+        fail(f"held-out accuracy {acc:.2f}, far below chance: the model learned to prefer the REJECTED side. The loss is "
+             "bradley_terry_loss(reward of chosen, reward of rejected), in that order")
+    if acc < 0.8:
+        fail(f"held-out accuracy {acc:.2f} after 2 epochs (a working loop reaches about 0.9 on these pairs): check that "
+             "each minibatch is backpropagated and followed by optimizer.step(), with each side's own lengths")
+
+
+# ------------------------------------------------------------------------------------------ GRPO
+def _group_advantages_numpy(rewards, groups, eps, ddof):
+    import numpy as np
+
+    r, gr = np.asarray(rewards, dtype=np.float64), np.asarray(groups)
+    out = np.empty_like(r)
+    for g in np.unique(gr):
+        m = gr == g
+        out[m] = (r[m] - r[m].mean()) / (r[m].std(ddof=ddof) + eps)
+    return torch.tensor(out, dtype=torch.float32)
+
+
+@check
+def check_group_advantages(group_advantages) -> None:
+    # three groups of unequal sizes and spreads, interleaved; one group's rewards all equal
+    rewards = torch.tensor([1.0, 10.0, 0.0, 3.0, 20.0, 0.0, 5.0, 30.0, 0.0, 40.0, 2.0])
+    groups = torch.tensor([0, 1, 2, 0, 1, 2, 0, 1, 2, 1, 0])
+    eps = 1e-4
+    got = group_advantages(rewards, groups, eps)
+    assert_shape(got, (11,), "advantages", hint="one advantage per completion")
+    unbiased = _group_advantages_numpy(rewards, groups, eps, ddof=1)
+    biased = _group_advantages_numpy(rewards, groups, eps, ddof=0)
+    if not torch.isfinite(got).all():
+        fail("a group whose rewards are all equal gives NaN/inf: add eps to the group's std")
+    whole = (rewards - rewards.mean()) / (rewards.std() + eps)
+    if torch.allclose(got, whole, atol=1e-4):
+        fail("the rewards are normalised over the whole batch: GRPO compares each completion only with the other "
+             "completions of ITS prompt (same group id)")
+    if torch.allclose(got[groups != 2], unbiased[groups != 2], atol=1e-4) and not torch.allclose(got, unbiased, atol=1e-4):
+        fail("the group whose rewards are all equal should get advantage 0 (0 / (0 + eps)): is eps added to the std?")
+    if torch.allclose(got, biased, atol=1e-4):
+        fail("you used the biased std (ddof=0); this section uses torch's default unbiased std (divide by n - 1)")
+    assert_close(got, unbiased, "advantages (vs numpy, per group, unbiased std)", atol=1e-4,
+                 hint="(r - mean of its group) / (std of its group + eps), for each group id separately")
+
+
+@check
+def check_grpo_loss(grpo_loss) -> None:
+    from curriculum.solutions.chapter2 import rlhf as ref
+
+    base = _base()
+    args = ref.GRPOArgs(group_size=3, prompts=("The", "A"), num_minibatches=1, kl_coef=0.5)
+    g = torch.Generator().manual_seed(0)
+    tokens = torch.cat([torch.tensor([base.tokenizer("The")["input_ids"]] * 6), torch.randint(1, 200, (6, 5), generator=g)], 1)
+    prefix_len = tokens.shape[1] - 5
+    with torch.no_grad():
+        now = ref.token_logprobs(base(tokens), tokens, prefix_len)
+    old = now + 0.3 * torch.randn(now.shape, generator=g)
+    ref_lp = now + 0.5 * torch.randn(now.shape, generator=g)
+    adv = torch.tensor([1.0, -0.5, -0.5, 2.0, -1.0, -1.0])
+    out = grpo_loss(base, ref.GRPOBatch(tokens, old, ref_lp, adv), prefix_len, args)
+    if not (isinstance(out, tuple) and len(out) == 2):
+        fail("grpo_loss should return (loss, stats)")
+    loss = out[0]
+    if not isinstance(loss, torch.Tensor) or not loss.requires_grad:
+        fail("the loss should be a tensor with gradients (do not compute it under no_grad)")
+    a = adv[:, None].expand_as(now).flatten()
+    pg = _surrogate(now.flatten(), old.flatten(), a, args.clip_coef, False)
+    d = ref_lp - now
+    k3 = (d.exp() - d - 1).mean()
+    if abs(loss.item() - pg.item()) < 1e-5:
+        fail("the KL term is missing: GRPO puts kl_coef * KL(pi || pi_ref) in the loss (there is no KL in the reward)")
+    if abs(loss.item() - (_surrogate(now.flatten(), old.flatten(), a, args.clip_coef, True) + args.kl_coef * k3).item()) < 1e-5:
+        fail("the advantages were normalised again inside the loss: they are already normalised per group, so call "
+             "policy_loss(..., norm_adv=False)")
+    d_old = old - now
+    if abs(loss.item() - (pg + args.kl_coef * (d_old.exp() - d_old - 1).mean()).item()) < 1e-5:
+        fail("the KL term compares with the OLD policy's log-probs: it should use the frozen reference's (batch.ref_logprobs)")
+    if abs(loss.item() - (pg + args.kl_coef * (now - ref_lp).mean()).item()) < 1e-5:
+        fail("the KL term is the plain log-ratio log pi - log pi_ref, which is negative for some tokens: use "
+             "k3 = exp(ref - logp) - (ref - logp) - 1, which is >= 0 for every token")
+    assert_scalar_close(loss, (pg + args.kl_coef * k3).item(), "GRPO loss", rel=1e-4,
+                        hint="policy_loss(new, old, advantage of each token's completion, clip, norm_adv=False) + "
+                             "kl_coef * mean(exp(ref - new) - (ref - new) - 1)")
+
+
+@check
+def check_train_grpo(train_grpo) -> None:
+    from curriculum.solutions.chapter2 import rlhf as ref
+    from curriculum.solutions.chapter2.rlhf import load_offline_base
+
+    torch.manual_seed(0)
+    args = ref.GRPOArgs(group_size=4, gen_len=8, total_phases=10, update_epochs=2, num_minibatches=1, lr=5e-4)
+    result = train_grpo(load_offline_base(), _base(), ref.target_token_reward(_dot()), args, progress=False)
+    _reward_rise(getattr(result, "history", None), "train_grpo")
+
+
+# ------------------------------------------------------------------------------------------ a real classifier
+@functools.lru_cache(maxsize=1)
+def _tiny_classifier():
+    """A small random DistilBERT classifier with the real model's labels (0 NEGATIVE, 1 POSITIVE), on the offline
+    tokenizer: the interface of the SST-2 model, small enough to check against in a second."""
+    from transformers import AutoTokenizer, DistilBertConfig, DistilBertForSequenceClassification
+
+    from curriculum.utils.offline import offline_tokenizer_dir
+
+    tok = AutoTokenizer.from_pretrained(offline_tokenizer_dir())
+    tok.pad_token = tok.eos_token
+    torch.manual_seed(0)
+    cfg = DistilBertConfig(vocab_size=len(tok), dim=32, n_layers=2, n_heads=2, hidden_dim=64,
+                           id2label={0: "NEGATIVE", 1: "POSITIVE"}, label2id={"NEGATIVE": 0, "POSITIVE": 1},
+                           pad_token_id=tok.pad_token_id)
+    return DistilBertForSequenceClassification(cfg).eval(), tok
+
+
+@check
+def check_classifier_reward(classifier_reward) -> None:
+    model, tok = _tiny_classifier()
+    texts = ["A good and simple function.", "Raises an error.", "The value of x is returned when the list is empty, "
+             "as described in the section on sequences."]
+    got = classifier_reward(model, tok, texts)
+    assert_shape(got, (3,), "rewards", hint="one reward per string: the POSITIVE column of the logits")
+    with torch.no_grad():  # each text alone: no padding, so nothing to mask
+        alone = torch.stack([model(**tok(t, return_tensors="pt")).logits[0] for t in texts])
+    if torch.allclose(got, alone[:, 0], atol=1e-4):
+        fail("you returned the NEGATIVE logit: the column is model.config.label2id['POSITIVE']")
+    if torch.allclose(got[:2], alone[:2, 1].softmax(-1), atol=1e-4) or torch.allclose(got, alone.softmax(-1)[:, 1], atol=1e-4):
+        fail("you returned a probability; this section uses the POSITIVE logit (it does not saturate at 1)")
+    if torch.allclose(got[2], alone[2, 1], atol=1e-4) and not torch.allclose(got, alone[:, 1], atol=1e-4):
+        fail("the longest text is right but the padded ones are not: pass the attention_mask with the input_ids, so "
+             "the classifier ignores the pad tokens")
+    assert_close(got, alone[:, 1], "POSITIVE logits (vs each text scored alone)", atol=1e-4,
+                 hint="tokenizer(texts, padding=True, truncation=True, return_tensors='pt'); model(**enc).logits[:, positive]")

@@ -11,20 +11,20 @@ Read top to bottom in the order the notebook teaches it:
     per_token_rewards        KL penalty to the frozen reference at every token, the reward on the last
     rlhf_loss                PPO's clipped surrogate + value loss (section 2.3) over the generated tokens
     train_rlhf               the loop
-    rewards                  target-token count; a learned reward model (linear probe on a frozen LM)
+    rewards                  target-token count; preference pairs from that rule, a reward model trained on them
+                             with the Bradley-Terry loss; a real sentiment classifier (online)
+    GRPO                     group-relative advantages, no value head: group_advantages, grpo_loss, train_grpo
 
 The base model's shipped checkpoint is rebuilt with `python -m curriculum.solutions.chapter2.rlhf --train-base`.
 """
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
 import einops
-import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -286,6 +286,7 @@ def train_rlhf(
     ])
     result = RLHFResult()
     for phase in (bar := tqdm(range(args.total_phases), desc="RLHF", disable=not progress)):
+        # EXERCISE: fresh make_batch every phase; update_epochs passes over shuffled minibatches of rlhf_loss; clip grads; step
         batch, stats = make_batch(model, ref, reward_fn, prompt, args, generator)
         require_finite(stats["reward"], "the mean reward of the sampled completions", f"phase {phase}")
         for _ in range(args.update_epochs):
@@ -296,6 +297,7 @@ def train_rlhf(
                 loss.backward()
                 nn.utils.clip_grad_norm_(model.parameters(), args.max_grad_norm)
                 optimizer.step()
+        # END EXERCISE
         stats.update(loss_stats)
         result.history.append(stats)
         if run is not None:
@@ -316,96 +318,282 @@ def target_token_reward(token_id: int) -> RewardFn:
     return reward
 
 
-# A tiny sentiment lexicon covering both corpora (technical docs offline, Shakespeare online). Labels from a word
-# list ("distant supervision") are crude, which is the point: we know exactly what the reward model was taught.
-POSITIVE = set("""good great best better useful easy simple fast safe correct success successful valid helpful
-clear efficient recommended love loved sweet fair joy happy gentle noble kind honest glad blessed dear true
-grace hope peace merry""".split())
-NEGATIVE = set("""bad error errors fail fails failed failure invalid wrong broken unsafe slow deprecated
-undefined warning warnings problem problems impossible hate death dead foul grief woe kill curse villain false
-poor sorrow fear traitor die unable""".split())
+# --------------------------------------------------------------------------------------------- a learned reward
+# The "human" here is a rule: a completion with more full stops is preferred. Knowing the true preference lets us
+# measure how well a reward model learned it, and whether optimising the model also optimises the rule.
+@dataclass
+class PreferencePairs:
+    """n comparisons: chosen[i] was preferred to rejected[i]. Completions are right-padded with `pad_id`;
+    the *_len tensors hold each one's number of real tokens."""
+
+    chosen: Int[Tensor, "n seq"]
+    chosen_len: Int[Tensor, "n"]
+    rejected: Int[Tensor, "n seq"]
+    rejected_len: Int[Tensor, "n"]
+
+    def __len__(self) -> int:
+        return len(self.chosen)
+
+    def __getitem__(self, idx: Any) -> "PreferencePairs":
+        return PreferencePairs(self.chosen[idx], self.chosen_len[idx], self.rejected[idx], self.rejected_len[idx])
 
 
-def lexicon_sentiment(text: str) -> int:
-    """+1 / -1 by the majority of lexicon words in the text, 0 if tied or none."""
-    words = re.findall(r"[a-z]+", text.lower())
-    score = sum(w in POSITIVE for w in words) - sum(w in NEGATIVE for w in words)
-    return int(np.sign(score))
-
-
-def sentiment_dataset(
-    text: str, tokenizer: Any, n_tokens: int, max_examples: int = 2000, seed: int = 0
-) -> tuple[Int[Tensor, "n n_tokens"], Int[Tensor, "n"]]:
-    """Windows of n_tokens tokens of the corpus (the length of a completion), labelled 1 (positive) or 0
-    (negative) by the lexicon on their decoded text; unlabelled windows dropped, the classes balanced."""
-    ids = torch.tensor(tokenizer(text)["input_ids"])
-    windows = ids[: len(ids) // n_tokens * n_tokens].reshape(-1, n_tokens)
-    labels = torch.tensor([lexicon_sentiment(tokenizer.decode(w)) for w in windows])
-    pos, neg = torch.nonzero(labels > 0)[:, 0], torch.nonzero(labels < 0)[:, 0]
-    n = min(len(pos), len(neg), max_examples // 2)
+@torch.no_grad()
+def preference_pairs(
+    base: Any, rule: RewardFn, n_pairs: int, gen_len: int, prompt: str = "The", pad_id: int = 0,
+    min_len: int | None = None, seed: int = 0, chunk: int = 128,
+) -> PreferencePairs:
+    """Sample 2 * n_pairs completions from the base model, cut each to a random length in [min_len, gen_len]
+    (so the reward model must find the last real token), pad, and pair them up. The rule scores the real
+    tokens; the higher-scoring completion is `chosen`; ties are dropped, so slightly fewer than n_pairs remain."""
     g = torch.Generator().manual_seed(seed)
-    keep = torch.cat([pos[torch.randperm(len(pos), generator=g)[:n]], neg[torch.randperm(len(neg), generator=g)[:n]]])
-    keep = keep[torch.randperm(len(keep), generator=g)]
-    return windows[keep], (labels[keep] > 0).long()
+    min_len = min_len or gen_len // 2
+    prompt_tokens = torch.tensor([base.tokenizer(prompt)["input_ids"]])
+    samples = torch.cat([
+        sample_completions(base, prompt_tokens.expand(min(chunk, 2 * n_pairs - i), -1), gen_len, generator=g)[:, prompt_tokens.shape[1]:]
+        for i in range(0, 2 * n_pairs, chunk)
+    ])
+    lengths = torch.randint(min_len, gen_len + 1, (2 * n_pairs,), generator=g)
+    real = torch.arange(gen_len)[None, :] < lengths[:, None]
+    samples = torch.where(real, samples, pad_id)
+    scores = torch.stack([rule(s[None, :n])[0] for s, n in zip(samples, lengths, strict=True)])
+    a, b = torch.arange(0, 2 * n_pairs, 2), torch.arange(1, 2 * n_pairs, 2)
+    keep = scores[a] != scores[b]
+    a, b = a[keep], b[keep]
+    a_wins = scores[a] > scores[b]
+    chosen, rejected = torch.where(a_wins, a, b), torch.where(a_wins, b, a)
+    return PreferencePairs(samples[chosen], lengths[chosen], samples[rejected], lengths[rejected])
 
 
 class RewardModel(nn.Module):
-    """A frozen LM and a linear head on its mean-pooled final residual stream: logit of "positive".
-
-    The usual RLHF reward model is the same idea at scale: a transformer with a scalar head, trained on
-    human labels (or preferences) instead of a word list."""
+    """A transformer with a scalar head: the reward of a (right-padded) completion is the head applied to the
+    final residual stream at its LAST REAL token, the only position that has read the whole completion."""
 
     def __init__(self, base: Any) -> None:
         super().__init__()
         self.base = base
-        for p in self.base.parameters():
-            p.requires_grad_(False)
         self.head = nn.Linear(base.cfg.d_model, 1)
 
-    @torch.no_grad()
-    def features(self, tokens: Int[Tensor, "batch seq"]) -> Float[Tensor, "batch d_model"]:
-        _, cache = self.base.run_with_cache(tokens, names_filter=VALUE_HOOK)
-        return cache[VALUE_HOOK].mean(dim=1)
+    def forward(self, tokens: Int[Tensor, "batch seq"], lengths: Int[Tensor, "batch"] | None = None) -> Float[Tensor, "batch"]:
+        """lengths: the number of real tokens in each row (None: no padding, every row is full)."""
+        if lengths is None:
+            lengths = torch.full((tokens.shape[0],), tokens.shape[1], device=tokens.device)
+        # EXERCISE: store the residual stream at VALUE_HOOK with a hook; pick each row's position lengths - 1; apply the head
+        stored = {}
 
-    def forward(self, tokens: Int[Tensor, "batch seq"]) -> Float[Tensor, "batch"]:
-        return self.head(self.features(tokens)).squeeze(-1)
+        def store_resid(resid: Float[Tensor, "batch seq d_model"], hook: Any) -> None:
+            stored["resid"] = resid
+
+        self.base.run_with_hooks(tokens, fwd_hooks=[(VALUE_HOOK, store_resid)])
+        last = stored["resid"][torch.arange(tokens.shape[0], device=tokens.device), lengths - 1]
+        return self.head(last).squeeze(-1)
+        # END EXERCISE
+
+
+def bradley_terry_loss(r_chosen: Float[Tensor, "batch"], r_rejected: Float[Tensor, "batch"]) -> Float[Tensor, ""]:
+    """-log P(chosen preferred) under the Bradley-Terry model P = sigmoid(r_chosen - r_rejected), averaged
+    over the batch. Written with logsigmoid, which stays finite when the difference is very negative."""
+    # EXERCISE: mean of -logsigmoid(r_chosen - r_rejected)
+    return -F.logsigmoid(r_chosen - r_rejected).mean()
+    # END EXERCISE
+
+
+@torch.no_grad()
+def pairwise_accuracy(reward_model: RewardModel, pairs: PreferencePairs, chunk: int = 256) -> float:
+    """The fraction of pairs in which the reward model scores the chosen completion strictly higher."""
+    # EXERCISE: score chosen and rejected (in chunks, with their lengths); fraction with r_chosen > r_rejected
+    correct = 0
+    for i in range(0, len(pairs), chunk):
+        p = pairs[i : i + chunk]
+        correct += (reward_model(p.chosen, p.chosen_len) > reward_model(p.rejected, p.rejected_len)).sum().item()
+    return correct / len(pairs)
+    # END EXERCISE
+
+
+@dataclass
+class RewardModelArgs:
+    epochs: int = 3
+    batch_size: int = 32
+    lr: float = 1e-3  # one rate for the small LM and the head; try 1e-5 for GPT-2 small
+    weight_decay: float = 0.01
+    seed: int = 0
 
 
 def train_reward_model(
-    reward_model: RewardModel, tokens: Int[Tensor, "n seq"], labels: Int[Tensor, "n"], epochs: int = 300,
-    lr: float = 1e-2, test_fraction: float = 0.2, chunk: int = 256,
-) -> dict[str, float]:
-    """Fit the linear head by logistic regression (the LM stays frozen, so the features are computed once).
-    The first test_fraction of the examples is held out. Returns train and test accuracy."""
-    device = next(reward_model.head.parameters()).device
-    feats = torch.cat([reward_model.features(c.to(device)) for c in tqdm(tokens.split(chunk), desc="features")])
-    y = labels.float().to(device)
-    n_test = int(len(y) * test_fraction)
-    train_x, train_y, test_x, test_y = feats[n_test:], y[n_test:], feats[:n_test], y[:n_test]
-    mean, std = train_x.mean(0), train_x.std(0) + 1e-6
-    opt = torch.optim.Adam(reward_model.head.parameters(), lr=lr, weight_decay=1e-4)
-    for _ in range(epochs):  # on standardised features; folded into the head's weights afterwards
-        loss = F.binary_cross_entropy_with_logits(reward_model.head((train_x - mean) / std).squeeze(-1), train_y)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    with torch.no_grad():
-        head = reward_model.head
-        head.weight.div_(std)
-        head.bias.sub_((head.weight * mean).sum())
-
-        def accuracy(x: Tensor, t: Tensor) -> float:
-            return ((head(x).squeeze(-1) > 0).float() == t).float().mean().item()
-
-        return dict(train_accuracy=accuracy(train_x, train_y), test_accuracy=accuracy(test_x, test_y))
+    reward_model: RewardModel, train: PreferencePairs, test: PreferencePairs, args: RewardModelArgs | None = None,
+    progress: bool = True,
+) -> dict[str, list[float]]:
+    """Fit the whole reward model (transformer and head) to the preference pairs with the Bradley-Terry loss.
+    Returns the loss of every step and the held-out pairwise accuracy after every epoch."""
+    args = args or RewardModelArgs()
+    torch.manual_seed(args.seed)
+    generator = torch.Generator().manual_seed(args.seed)
+    optimizer = torch.optim.AdamW(reward_model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
+    history: dict[str, list[float]] = dict(loss=[], test_accuracy=[])
+    for _ in tqdm(range(args.epochs), desc="reward model", disable=not progress):
+        # EXERCISE: shuffled minibatches of pairs: reward both sides, bradley_terry_loss, step; then record pairwise_accuracy on test
+        for idx in torch.randperm(len(train), generator=generator).split(args.batch_size):
+            mb = train[idx]
+            loss = bradley_terry_loss(reward_model(mb.chosen, mb.chosen_len), reward_model(mb.rejected, mb.rejected_len))
+            require_finite(loss, "the Bradley-Terry loss", "while training the reward model")
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            history["loss"].append(loss.item())
+        history["test_accuracy"].append(pairwise_accuracy(reward_model, test))
+        # END EXERCISE
+    return history
 
 
 def learned_reward(reward_model: RewardModel) -> RewardFn:
-    """Reward = the reward model's logit for "positive", on the completion alone."""
+    """Reward = the reward model's score of the completion alone (no padding: every completion is full length)."""
 
     @torch.no_grad()
     def reward(completions: Int[Tensor, "batch gen"]) -> Float[Tensor, "batch"]:
         return reward_model(completions)
+
+    return reward
+
+
+# --------------------------------------------------------------------------------------------- GRPO
+@dataclass
+class GRPOArgs:
+    seed: int = 0
+    prompts: tuple[str, ...] = ("The", "A", "In", "It")  # one group of completions per prompt; same token length
+    group_size: int = 16  # G completions per prompt
+    gen_len: int = 24
+    total_phases: int = 200
+    update_epochs: int = 4
+    num_minibatches: int = 4
+    lr: float = 2e-5
+    max_grad_norm: float = 1.0
+    kl_coef: float = 0.04  # beta on the k3 estimate of KL(pi || pi_ref), a loss term rather than a reward
+    clip_coef: float = 0.2
+    eps: float = 1e-4  # keeps a group whose completions all scored the same from dividing by zero
+
+    def __post_init__(self) -> None:
+        if self.group_size < 2:
+            raise ValueError(f"group_size must be >= 2: a group of 1 has no baseline to compare with, got {self.group_size}")
+        if (len(self.prompts) * self.group_size) % self.num_minibatches:
+            raise ValueError(f"len(prompts) * group_size ({len(self.prompts) * self.group_size}) must be a multiple "
+                             f"of num_minibatches ({self.num_minibatches})")
+
+
+def group_advantages(rewards: Float[Tensor, "batch"], groups: Int[Tensor, "batch"], eps: float = 1e-4) -> Float[Tensor, "batch"]:
+    """GRPO's advantage of each completion: (r - mean of its group) / (std of its group + eps), where a group is
+    the completions of one prompt (same value in `groups`). Groups may have different sizes (>= 2); the std is
+    torch's default, the unbiased one (divides by n - 1)."""
+    # EXERCISE: for each group id, normalise that group's rewards by the group's own mean and std (+ eps)
+    advantages = torch.empty_like(rewards)
+    for g in groups.unique():
+        in_group = groups == g
+        r = rewards[in_group]
+        advantages[in_group] = (r - r.mean()) / (r.std() + eps)
+    return advantages
+    # END EXERCISE
+
+
+@dataclass
+class GRPOBatch:
+    tokens: Int[Tensor, "batch seq"]
+    logprobs: Float[Tensor, "batch gen"]  # of the policy that sampled: the PPO ratio's denominator
+    ref_logprobs: Float[Tensor, "batch gen"]  # of the frozen reference: the KL term
+    advantages: Float[Tensor, "batch"]  # one per completion, shared by all its tokens
+
+    def __getitem__(self, idx: Tensor) -> "GRPOBatch":
+        return GRPOBatch(self.tokens[idx], self.logprobs[idx], self.ref_logprobs[idx], self.advantages[idx])
+
+
+def grpo_loss(policy: Any, batch: GRPOBatch, prefix_len: int, args: GRPOArgs) -> tuple[Float[Tensor, ""], dict[str, float]]:
+    """PPO's clipped surrogate on every generated token, each with its completion's advantage (not normalised
+    again), plus kl_coef times the mean over tokens of k3 = exp(ref - logp) - (ref - logp) - 1, an estimate of
+    KL(pi || pi_ref) that is >= 0 for every token. No value head, no value loss."""
+    # EXERCISE: new log-probs; policy_loss(..., norm_adv=False) with advantages broadcast to every token; + kl_coef * mean k3
+    new_logprobs = token_logprobs(policy(batch.tokens), batch.tokens, prefix_len)
+    advantages = batch.advantages[:, None].expand_as(new_logprobs)
+    pg_loss = policy_loss(new_logprobs.flatten(), batch.logprobs.flatten(), advantages.flatten(), args.clip_coef, norm_adv=False)
+    log_ratio_ref = batch.ref_logprobs - new_logprobs
+    kl = (log_ratio_ref.exp() - log_ratio_ref - 1).mean()
+    loss = pg_loss + args.kl_coef * kl
+    # END EXERCISE
+    return loss, dict(policy_loss=pg_loss.item(), kl_term=kl.item())
+
+
+def train_grpo(policy: Any, ref: Any, reward_fn: RewardFn, args: GRPOArgs, progress: bool = True) -> RLHFResult:
+    """GRPO on a language model: `policy` is a bare bridge (no value head), `ref` a frozen copy of it."""
+    torch.manual_seed(args.seed)
+    device = next(policy.parameters()).device
+    generator = torch.Generator(device=device).manual_seed(args.seed)
+    tokenizer = policy.tokenizer
+    prompt_ids = [tokenizer(p)["input_ids"] for p in args.prompts]
+    if len({len(ids) for ids in prompt_ids}) != 1:
+        raise ValueError(f"the prompts {args.prompts} tokenise to different lengths {[len(i) for i in prompt_ids]}; "
+                         "use prompts of one length, so that one prefix_len fits all")
+    prompt = torch.tensor(prompt_ids, device=device).repeat_interleave(args.group_size, dim=0)
+    groups = torch.arange(len(args.prompts), device=device).repeat_interleave(args.group_size)
+    prefix_len, batch_size = prompt.shape[1], prompt.shape[0]
+    policy.eval()
+    ref.eval()
+    optimizer = torch.optim.Adam(policy.parameters(), lr=args.lr)
+    result = RLHFResult()
+    for phase in (bar := tqdm(range(args.total_phases), desc="GRPO", disable=not progress)):
+        # EXERCISE: sample; score; group_advantages; old and reference log-probs (no grad); update_epochs x minibatches of grpo_loss
+        with torch.no_grad():
+            tokens = sample_completions(policy, prompt, args.gen_len, generator=generator)
+            raw_rewards = reward_fn(tokens[:, prefix_len:]).float()
+            require_finite(raw_rewards.mean(), "the mean reward of the sampled completions", f"phase {phase}")
+            advantages = group_advantages(raw_rewards, groups, args.eps)
+            logprobs = token_logprobs(policy(tokens), tokens, prefix_len)
+            ref_logprobs = token_logprobs(ref(tokens), tokens, prefix_len)
+        batch = GRPOBatch(tokens, logprobs, ref_logprobs, advantages)
+        for _ in range(args.update_epochs):
+            for mb in torch.randperm(batch_size, generator=generator, device=device).tensor_split(args.num_minibatches):
+                loss, loss_stats = grpo_loss(policy, batch[mb], prefix_len, args)
+                require_finite(loss, "the GRPO loss", f"phase {phase}")
+                optimizer.zero_grad()
+                loss.backward()
+                nn.utils.clip_grad_norm_(policy.parameters(), args.max_grad_norm)
+                optimizer.step()
+        # END EXERCISE
+        stats = dict(reward=raw_rewards.mean().item(), kl=(logprobs - ref_logprobs).sum(-1).mean().item(), **loss_stats)
+        result.history.append(stats)
+        if phase % 10 == 0 or phase == args.total_phases - 1:
+            result.samples.append((phase, tokenizer.batch_decode(tokens[:3], skip_special_tokens=True)))
+        bar.set_postfix(reward=f"{stats['reward']:.2f}", kl=f"{stats['kl']:.2f}")
+    return result
+
+
+# --------------------------------------------------------------------------------------------- a real classifier
+SENTIMENT_MODEL = "distilbert/distilbert-base-uncased-finetuned-sst-2-english"
+
+
+def load_sentiment_classifier(device: torch.device | str = "cpu") -> Loaded:
+    """Online: the SST-2 sentiment classifier, as (model, tokenizer). Offline: nothing (value None); the
+    rule-based reward stays."""
+    if not use_real_resources():
+        return Loaded(None, False, f"no {SENTIMENT_MODEL} offline: the rule-based reward (count of '.') stays")
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    model = AutoModelForSequenceClassification.from_pretrained(SENTIMENT_MODEL).eval().to(device)
+    tokenizer = AutoTokenizer.from_pretrained(SENTIMENT_MODEL)
+    return Loaded((model, tokenizer), True, f"{SENTIMENT_MODEL} (a DistilBERT sentiment classifier, 67M parameters)")
+
+
+@torch.no_grad()
+def classifier_reward(model: Any, tokenizer: Any, texts: list[str], max_length: int = 128) -> Float[Tensor, "batch"]:
+    """The classifier's logit for the POSITIVE class, for each text of a batch of strings."""
+    # EXERCISE: tokenize the batch with padding, truncation and the attention mask; forward; the POSITIVE column of the logits
+    enc = tokenizer(texts, padding=True, truncation=True, max_length=max_length, return_tensors="pt")
+    logits = model(**enc.to(model.device)).logits
+    return logits[:, model.config.label2id["POSITIVE"]]
+    # END EXERCISE
+
+
+def text_reward(score_texts: Callable[[list[str]], Float[Tensor, "batch"]], tokenizer: Any) -> RewardFn:
+    """A RewardFn from a function of strings: decode the completions with the policy's tokenizer, then score."""
+
+    def reward(completions: Int[Tensor, "batch gen"]) -> Float[Tensor, "batch"]:
+        return score_texts(tokenizer.batch_decode(completions, skip_special_tokens=True)).to(completions.device)
 
     return reward
 
