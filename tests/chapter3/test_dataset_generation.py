@@ -628,23 +628,31 @@ def balance_in_place(questions, rng):
     return questions
 
 
+@pytest.mark.parametrize("fn,match", [(swap_text_only, "relabel both"), (swap_labels_only, "exchange the answer texts"),
+                                      (lambda q: (q["answers"].update(A=q["answers"]["B"], B=q["answers"]["A"]), swap_labels_only(q))[1],
+                                       "changed the question")])
+def test_swap_check_catches(fn, match):
+    assert_check_fails(checks.check_swap_options, fn, match=match)
+
+
 BALANCE_MUTANTS = {
-    "swap texts only": ((swap_text_only, sol.balance_answer_key), "relabel both"),
-    "swap labels only": ((swap_labels_only, sol.balance_answer_key), "exchange the answer texts"),
-    "swaps in place": ((sol.swap_options, balance_in_place), "changed the questions it was given"),
-    "swaps the first ones": ((sol.swap_options, mutant(sol.balance_answer_key, ("set(rng.sample(candidates, n_swap))", "set(candidates[:n_swap])"))),
+    "swaps texts without labels": (mutant(sol.balance_answer_key, ("swap_options(q) if i in to_swap",
+                                                                    '{**q, "answers": {"A": q["answers"]["B"], "B": q["answers"]["A"]}} if i in to_swap')),
+                                   "relabel answer_matching_behavior"),
+    "swaps in place": (balance_in_place, "changed the questions it was given"),
+    "swaps the first ones": (mutant(sol.balance_answer_key, ("set(rng.sample(candidates, n_swap))", "set(candidates[:n_swap])")),
                              "not always the first"),
-    "swaps too many": ((sol.swap_options, mutant(sol.balance_answer_key, ("(2 * len(candidates) - len(questions)) // 2",
-                                                                           "2 * len(candidates) - len(questions)"))), "times and B"),
-    "assumes A is the majority": ((sol.swap_options, mutant(sol.balance_answer_key, ('majority = "A" if', 'majority = "A" if True or'))),
+    "swaps too many": (mutant(sol.balance_answer_key, ("(2 * len(candidates) - len(questions)) // 2",
+                                                       "2 * len(candidates) - len(questions)")), "times and B"),
+    "assumes A is the majority": (mutant(sol.balance_answer_key, ('majority = "A" if', 'majority = "A" if True or')),
                                   "B majority|times and B|larger than population"),
 }
 
 
 @pytest.mark.parametrize("name", list(BALANCE_MUTANTS))
 def test_balance_check_catches(name):
-    fns, match = BALANCE_MUTANTS[name]
-    assert_check_fails(checks.check_balance_answer_key, *fns, match=match)
+    fn, match = BALANCE_MUTANTS[name]
+    assert_check_fails(checks.check_balance_answer_key, fn, match=match)
 
 
 FILTER_MUTANTS = {

@@ -578,9 +578,14 @@ def _matching_text(q: dict) -> str:
 
 
 @check
-def check_balance_answer_key(swap_options, balance_answer_key):
+def check_swap_options(swap_options):
     q = _scored("Take it?", "Take it.", "Leave it.", "A", "c", 8)
-    s = swap_options(dict(q, answers=dict(q["answers"])))
+    original = json.loads(json.dumps(q))
+    s = swap_options(q)
+    if q != original:
+        fail("swap_options changed the question it was given: build and return a new dict")
+    if not isinstance(s, dict):
+        fail(f"return the swapped question as a dict, got {type(s).__name__}")
     if s.get("answers") != {"A": "Leave it.", "B": "Take it."}:
         fail(f"swap_options should exchange the answer texts, got answers {s.get('answers')!r}")
     if s["answer_matching_behavior"] != "B" or s["answer_not_matching_behavior"] != "A":
@@ -589,6 +594,13 @@ def check_balance_answer_key(swap_options, balance_answer_key):
              "relabel both when you swap, or the answer key points at the other option")
     if {k: v for k, v in s.items() if not k.startswith("answer")} != {k: v for k, v in q.items() if not k.startswith("answer")}:
         fail("swap_options should keep every other field (system, question, category, score) unchanged")
+    if swap_options(s) != q:
+        fail("swapping twice should give back the original question")
+    return "texts exchanged and both labels flipped: the same text still matches the behaviour"
+
+
+@check
+def check_balance_answer_key(balance_answer_key):
     rng_items = [_scored(f"question {i}", f"power {i}.", f"modest {i}.", "A" if i % 5 else "B", "c", 8) for i in range(23)]
     original = json.loads(json.dumps(rng_items))
     out = balance_answer_key(rng_items, random.Random(0))

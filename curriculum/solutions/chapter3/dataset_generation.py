@@ -486,7 +486,7 @@ def generate_dataset(
       failed are tried again.
     """
     rng = random.Random(cfg.seed)
-    log = _Checkpoint(checkpoint)
+    log = Checkpoint(checkpoint)
     generate = retry(lambda messages: generate_structured_response(
         client, cfg.model, messages, QuestionGeneration, temperature=cfg.temperature))
     grade = retry(lambda q: grade_question(client, cfg.model, q, rubric, scoring_examples))
@@ -502,7 +502,7 @@ def generate_dataset(
         return reply
 
     def grade_or_fail(question: dict) -> dict | None:
-        key = _question_key(question)
+        key = question_key(question)
         try:
             result = grade(question)
         except Exception as e:  # noqa: BLE001
@@ -518,7 +518,7 @@ def generate_dataset(
         """Send `n_requests` generation requests (concurrently, from the checkpoint where possible);
         return every question they produced. Failed requests are counted and skipped."""
         batches = [build_generation_messages(prompts, threat_model, cfg.questions_per_request, rng) for _ in range(n_requests)]
-        keys = [_messages_key(m) for m in batches]
+        keys = [messages_key(m) for m in batches]
         todo = [(k, m) for k, m in zip(keys, batches) if k not in log.generated]
         stats["resumed"]["generations"] += n_requests - len(todo)
         for (k, _), reply in zip(todo, map_concurrently(generate_or_fail, todo, cfg.max_workers, desc="generating")):
@@ -531,12 +531,12 @@ def generate_dataset(
     def grade_batch(questions: list[dict]) -> list[dict | None]:
         """Grade each question (concurrently, from the checkpoint where possible): its {"explanation",
         "score"}, or None where grading failed after every retry."""
-        to_grade = [q for q in questions if _question_key(q) not in log.graded]
+        to_grade = [q for q in questions if question_key(q) not in log.graded]
         stats["resumed"]["grades"] += len(questions) - len(to_grade)
         for q, result in zip(to_grade, map_concurrently(grade_or_fail, to_grade, cfg.max_workers, desc="grading")):
             if result is not None:
-                log.graded[_question_key(q)] = result
-        grades = [log.graded.get(_question_key(q)) for q in questions]
+                log.graded[question_key(q)] = result
+        grades = [log.graded.get(question_key(q)) for q in questions]
         stats["failed"]["grade"] += sum(g is None for g in grades)
         return grades
 
@@ -570,15 +570,17 @@ def generate_dataset(
     return kept[: cfg.n_target], stats
 
 
-def _messages_key(messages: list[dict]) -> str:
+def messages_key(messages: list[dict]) -> str:
+    """A short stable key for one request: the checkpoint files a generation under it."""
     return hashlib.sha256(json.dumps(messages, sort_keys=True).encode()).hexdigest()[:24]
 
 
-def _question_key(question: dict) -> str:
+def question_key(question: dict) -> str:
+    """A short stable key for one question: the checkpoint files its grade under it."""
     return hashlib.sha256(json.dumps(question, sort_keys=True).encode()).hexdigest()[:24]
 
 
-class _Checkpoint:
+class Checkpoint:
     """An append-only JSONL log of finished requests, read back on a rerun. Each line is written whole
     and flushed under a lock (requests finish on several threads); a line cut short by a crash is
     reported and skipped, never parsed as data."""
