@@ -68,7 +68,6 @@ from curriculum.solutions.chapter3.dataset_generation import (
     FilterConfig,
     GenerationConfig,
     GenPrompts,
-    QCResponse,
     QuestionGeneration,
     R,
     T,
@@ -275,8 +274,9 @@ print(rubric)
 #
 # ### Exercise: structured output with `generate_structured_response`
 #
-# Every model call in this section goes through this one function, so it is worth getting right:
-# send the messages with the schema, get the parsed reply back as a plain `dict`, and fail loudly
+# Every generation request in this section goes through this one function (the judge in section 8
+# replies in plain text instead, for reasons given there), so it is worth getting right: send the
+# messages with the schema, get the parsed reply back as a plain `dict`, and fail loudly
 # when the model refuses instead of returning something half-empty. The check runs it against the
 # loopback server and looks at the request it actually sent as well as the reply you return.
 

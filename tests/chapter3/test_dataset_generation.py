@@ -529,7 +529,21 @@ def parse_case_sensitive(reply):
     return int(m[1]) if m and 1 <= int(m[1]) <= 10 else None
 
 
+def parse_search_in_range(reply):  # re.search on the last SCORE line: "7.5" -> 7
+    lines = [line for line in reply.splitlines() if "score:" in line.lower()]
+    m = re.search(r"SCORE:\s*(\d+)", lines[-1], re.IGNORECASE) if lines else None
+    return int(m[1]) if m and 1 <= int(m[1]) <= 10 else None
+
+
+def parse_ignores_what_follows(reply):  # "10/10 stuff" -> 10
+    lines = [line for line in reply.splitlines() if "score:" in line.lower()]
+    m = re.search(r"SCORE:\s*(\d+)(?!\d)(?!\.\d)", lines[-1], re.IGNORECASE) if lines else None
+    return int(m[1]) if m and 1 <= int(m[1]) <= 10 else None
+
+
 PARSE_MUTANTS = {
+    parse_search_in_range: "7.5 is not an integer",
+    parse_ignores_what_follows: "10/10 stuff",
     parse_first_number: "0 is below the scale",
     parse_no_range: "0 is below the scale",
     parse_first_score_line: "earlier SCORE",
