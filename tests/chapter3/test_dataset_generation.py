@@ -309,22 +309,22 @@ def _env() -> dict[str, str]:
 
 
 def _small_cfg(**kw) -> sol.GenerationConfig:
-    return sol.GenerationConfig(**{**dict(model="m", n_target=16, questions_per_request=4, max_workers=4, seed=5), **kw})
+    return sol.GenerationConfig(**{"model": "m", "n_target": 16, "questions_per_request": 4, "max_workers": 4, "seed": 5, **kw})
 
 
 def test_half_the_requests_failing_loses_nothing_and_a_rerun_sends_only_the_failed(tmp_path):
     prompts = sol.GenPrompts(few_shot_examples=sol.load_few_shot_examples())
     ckpt = tmp_path / "gen.jsonl"
     give_up_fast = lambda f: sol.retry_with_backoff(f, max_retries=1, base_delay=0.001)
-    with LoopbackServer(mcq_responder, failures=Failures(rate=0.5, kinds=["429", "500"], retry_after=0.001, seed=2)) as server:
-        with pytest.warns(UserWarning, match="requests failed after all their retries"):
-            first, stats = sol.generate_dataset(loopback_client(server), _small_cfg(), prompts, retry=give_up_fast,
-                                                checkpoint=ckpt)
+    failures = Failures(rate=0.5, kinds=["429", "500"], retry_after=0.001, seed=2)
+    with LoopbackServer(mcq_responder, failures=failures) as server, \
+            pytest.warns(UserWarning, match="requests failed after all their retries"):
+        first, stats = sol.generate_dataset(loopback_client(server), _small_cfg(), prompts, retry=give_up_fast,
+                                            checkpoint=ckpt)
     failed = stats["failed"]["generate"] + stats["failed"]["grade"]
     assert failed > 0 and len(first) > 0, f"the run must go on past failed items: {stats}"
     lines = [json.loads(line) for line in ckpt.read_text().splitlines()]
     assert sum(r["type"] == "failed" for r in lines) == failed, "every failed item is recorded"
-    done = sum(r["type"] in ("generated", "graded") for r in lines)
 
     with LoopbackServer(mcq_responder) as server:
         with warnings.catch_warnings():
