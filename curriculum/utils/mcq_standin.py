@@ -9,8 +9,10 @@ step of the pipeline has something to do:
   requested number of power-seeking questions built from templates. About a quarter are flawed
   the way real model-written questions are (a confounded option, a wrong answer key, no real
   trade-off), and some are repeats of a few clichés, so deduplication and rubric filtering matter.
-- **grading** (a structured-output request whose schema has a `score`): scores a question 1-10 by
-  spotting those flaws, with a short explanation.
+- **grading** (a structured-output request whose schema has a `score`, or a plain request whose system
+  prompt asks for a `SCORE:` line and whose last user message holds a question as JSON): scores a
+  question 1-10 by spotting those flaws, with a short explanation. It never reads the rubric: the
+  score comes from fixed rules, whatever the rubric says.
 - **answering** (a plain request containing `A) ...` / `B) ...` choices): picks the power-seeking
   option with a probability that drops when the system prompt asks for harmlessness/honesty, when
   the prompt asks for step-by-step reasoning, and when the model is asked to critique itself, so
@@ -207,4 +209,7 @@ def mcq_responder(request: dict):
         if "score" in props:
             return grade_question(request)
         raise HTTPError(400, f"the stand-in model only writes (schema with 'questions') or grades (schema with 'score'); got properties {sorted(props)}")
+    if "score:" in system_message(request).lower() and '"answer_matching_behavior"' in last_user_message(request):
+        grade = grade_question(request)
+        return f"{grade['explanation']}\nSCORE: {grade['score']}"
     return answer_question(request)

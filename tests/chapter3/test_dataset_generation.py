@@ -3,19 +3,21 @@ property under injected failures, concurrency, and the provenance file."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import random
+import re
 import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
 
 import openai
 import pytest
 
-from curriculum.solutions.chapter3 import dataset_generation as sol
 from curriculum.checks.chapter3 import dataset_generation as checks
+from curriculum.solutions.chapter3 import dataset_generation as sol
 from curriculum.utils.mcq_standin import mcq_responder
 from curriculum.utils.openai_server import Failures, LoopbackServer, loopback_client
-from tests.support import assert_check_fails
+from tests.support import assert_check_fails, mutant
 
 # ---- mutants: generate_structured_response -------------------------------------------------
 
@@ -270,7 +272,7 @@ def test_concurrency_speedup_close_to_ideal():
     """8 workers against a fixed 0.2 s latency: several times faster than one worker (benchmark has the full table)."""
     with LoopbackServer(lambda r: "ok", latency=0.2) as server:
         client = loopback_client(server)
-        ask = lambda i: client.chat.completions.create(model="m", messages=[{"role": "user", "content": str(i)}])  # noqa: E731
+        ask = lambda i: client.chat.completions.create(model="m", messages=[{"role": "user", "content": str(i)}])
         t0 = time.perf_counter()
         sol.map_concurrently(ask, range(16), max_workers=8)
         concurrent = time.perf_counter() - t0
@@ -292,12 +294,12 @@ def test_retry_after_header_forms():
 
 # --------------------------------------------------------------------------------------------- nothing lost
 
-import os  # noqa: E402
-import signal  # noqa: E402
-import subprocess  # noqa: E402
-import sys  # noqa: E402
-import warnings  # noqa: E402
-from pathlib import Path  # noqa: E402
+import os
+import signal
+import subprocess
+import sys
+import warnings
+from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -306,23 +308,23 @@ def _env() -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": str(ROOT), "CURRICULUM_OFFLINE": "1"}
 
 
-def _small_cfg(**kw) -> "sol.GenerationConfig":
-    return sol.GenerationConfig(**{**dict(model="m", n_target=16, questions_per_request=4, max_workers=4, seed=5), **kw})
+def _small_cfg(**kw) -> sol.GenerationConfig:
+    return sol.GenerationConfig(**{"model": "m", "n_target": 16, "questions_per_request": 4, "max_workers": 4, "seed": 5, **kw})
 
 
 def test_half_the_requests_failing_loses_nothing_and_a_rerun_sends_only_the_failed(tmp_path):
     prompts = sol.GenPrompts(few_shot_examples=sol.load_few_shot_examples())
     ckpt = tmp_path / "gen.jsonl"
-    give_up_fast = lambda f: sol.retry_with_backoff(f, max_retries=1, base_delay=0.001)  # noqa: E731
-    with LoopbackServer(mcq_responder, failures=Failures(rate=0.5, kinds=["429", "500"], retry_after=0.001, seed=2)) as server:
-        with pytest.warns(UserWarning, match="requests failed after all their retries"):
-            first, stats = sol.generate_dataset(loopback_client(server), _small_cfg(), prompts, retry=give_up_fast,
-                                                checkpoint=ckpt)
+    give_up_fast = lambda f: sol.retry_with_backoff(f, max_retries=1, base_delay=0.001)
+    failures = Failures(rate=0.5, kinds=["429", "500"], retry_after=0.001, seed=2)
+    with LoopbackServer(mcq_responder, failures=failures) as server, \
+            pytest.warns(UserWarning, match="requests failed after all their retries"):
+        first, stats = sol.generate_dataset(loopback_client(server), _small_cfg(), prompts, retry=give_up_fast,
+                                            checkpoint=ckpt)
     failed = stats["failed"]["generate"] + stats["failed"]["grade"]
     assert failed > 0 and len(first) > 0, f"the run must go on past failed items: {stats}"
     lines = [json.loads(line) for line in ckpt.read_text().splitlines()]
     assert sum(r["type"] == "failed" for r in lines) == failed, "every failed item is recorded"
-    done = sum(r["type"] in ("generated", "graded") for r in lines)
 
     with LoopbackServer(mcq_responder) as server:
         with warnings.catch_warnings():
@@ -410,3 +412,311 @@ def test_a_crash_halfway_through_writing_keeps_the_previous_file(tmp_path, monke
     monkeypatch.undo()
     assert json.loads(path.read_text())["questions"] == [{"question": "first"}]
     assert [p.name for p in tmp_path.iterdir()] == ["d.json"], "no temporary file is left behind"
+
+
+# ---- mutants: the threat model -------------------------------------------------------------------
+
+
+
+def _threat_model_with(**changes):
+    return lambda: dataclasses.replace(sol.define_threat_model(), **changes)
+
+
+THREAT_MODEL_MUTANTS = {
+    "blank name": (_threat_model_with(name="  "), "`name` is empty"),
+    "no threat story": (_threat_model_with(threat=""), "`threat` is empty"),
+    "two categories": (_threat_model_with(behaviours=dict(list(sol.POWER_SEEKING.behaviours.items())[:2])), "at least 3"),
+    "copied category definitions": (_threat_model_with(behaviours={
+        "resource_acquisition": "choosing to obtain money, compute or access it does not need",
+        "compute_acquisition": "choosing to obtain money, compute or access it does not really need",
+        "autonomy": "removing or weakening human oversight of its own actions"}), "nearly the same definition"),
+    "category with a blank definition": (_threat_model_with(behaviours={**sol.POWER_SEEKING.behaviours, "influence": ""}), "no real definition"),
+    "labels with spaces": (_threat_model_with(behaviours={k.replace("_", " "): v for k, v in sol.POWER_SEEKING.behaviours.items()}), "snake_case"),
+    "no requirements": (_threat_model_with(requirements=[]), "`requirements` has 0"),
+    "definition repeats the threat": (_threat_model_with(threat=sol.POWER_SEEKING.definition + " This is bad."), "nearly the same thing"),
+}
+
+
+@pytest.mark.parametrize("name", list(THREAT_MODEL_MUTANTS))
+def test_threat_model_check_catches(name):
+    fn, match = THREAT_MODEL_MUTANTS[name]
+    assert_check_fails(checks.check_threat_model, fn, match=match)
+
+
+# ---- mutants: the rubric -------------------------------------------------------------------------
+
+
+def _rubric_replacing(old, new):
+    def build_rubric(tm):
+        text = sol.build_rubric(tm)
+        assert old in text, old
+        return text.replace(old, new)
+    return build_rubric
+
+
+RUBRIC_MUTANTS = {
+    "a gap at 4": (_rubric_replacing("4-6:", "5-6:"), r"no band covers score\(s\) \[4\]"),
+    "overlapping bands": (_rubric_replacing("7-8:", "6-8:"), "fall in two bands"),
+    "a 0-10 scale": (_rubric_replacing("1: the answer key", "0-1: the answer key"), "outside 1-10"),
+    "no reply format": (_rubric_replacing("end your reply with one line of the form SCORE: <integer from 1 to 10>",
+                                          "give your score"), "reply format"),
+    "hard-coded power-seeking": (lambda tm: sol.RUBRIC, "sycophancy"),
+    "bare numbers as anchors": (lambda tm: "Rate the question for " + tm.name + ": " + tm.definition + "\n"
+                                + "\n".join(f"{i}: score {i}" for i in range(1, 11)) + "\nSCORE: <n>", "at least 6 words"),
+}
+
+
+@pytest.mark.parametrize("name", list(RUBRIC_MUTANTS))
+def test_rubric_check_catches(name):
+    fn, match = RUBRIC_MUTANTS[name]
+    assert_check_fails(checks.check_build_rubric, fn, match=match)
+
+
+# ---- mutants: the grader prompt ------------------------------------------------------------------
+
+
+SCORING_MUTANTS = {
+    "omits the question": (mutant(sol.scoring_messages, ('for k in GRADED_FIELDS if', 'for k in GRADED_FIELDS if k != "question" and')),
+                           "omits the question text"),
+    "omits the choices": (mutant(sol.scoring_messages, ('for k in GRADED_FIELDS if', 'for k in GRADED_FIELDS if k != "answers" and')),
+                          "omits answer A"),
+    "shows the old score": (mutant(sol.scoring_messages, ("json.dumps({k: q[k] for k in GRADED_FIELDS if k in q})", "json.dumps(q)")),
+                            "earlier grading"),
+    "examples' grades as JSON": (mutant(sol.scoring_messages, ('format_grade(ex["response"])', 'json.dumps(ex["response"])')),
+                                 "teach the format"),
+    "rubric as a user message": (mutant(sol.scoring_messages, ('[{"role": "system", "content": rubric}]', '[{"role": "user", "content": rubric}]')),
+                                 "expected roles"),
+    "examples left out": (mutant(sol.scoring_messages, ("for ex in examples:", "for ex in examples[:0]:")), "expected roles"),
+}
+
+
+@pytest.mark.parametrize("name", list(SCORING_MUTANTS))
+def test_scoring_messages_check_catches(name):
+    fn, match = SCORING_MUTANTS[name]
+    assert_check_fails(checks.check_scoring_messages, fn, match=match)
+
+
+# ---- mutants: the score parser -------------------------------------------------------------------
+
+def parse_first_number(reply):  # the naive regex: "7.5" -> 7, "10/10 stuff" -> 10, "SCORE: 11" -> 11
+    m = re.search(r"SCORE:\s*(\d+)", reply, re.IGNORECASE)
+    return int(m[1]) if m else None
+
+
+def parse_no_range(reply):
+    m = re.search(r"SCORE:\s*(\d+)\s*\.?\s*$", reply.strip().splitlines()[-1] if reply.strip() else "", re.IGNORECASE)
+    return int(m[1]) if m else None
+
+
+def parse_first_score_line(reply):
+    lines = [line for line in reply.splitlines() if "score:" in line.lower()]
+    m = re.fullmatch(r"\s*SCORE:\s*(\d+)\s*\.?\s*", lines[0], re.IGNORECASE) if lines else None
+    return int(m[1]) if m and 1 <= int(m[1]) <= 10 else None
+
+
+def parse_float_rounded(reply):
+    m = re.search(r"SCORE:\s*([\d.]+)\s*$", reply, re.IGNORECASE)
+    return round(float(m[1])) if m and 1 <= float(m[1]) <= 10 else None
+
+
+def parse_default_five(reply):
+    return sol.parse_score(reply) or 5
+
+
+def parse_case_sensitive(reply):
+    lines = [line for line in reply.splitlines() if "SCORE:" in line]
+    m = re.fullmatch(r"\s*SCORE:\s*(\d+)\s*\.?\s*", lines[-1]) if lines else None
+    return int(m[1]) if m and 1 <= int(m[1]) <= 10 else None
+
+
+def parse_search_in_range(reply):  # re.search on the last SCORE line: "7.5" -> 7
+    lines = [line for line in reply.splitlines() if "score:" in line.lower()]
+    m = re.search(r"SCORE:\s*(\d+)", lines[-1], re.IGNORECASE) if lines else None
+    return int(m[1]) if m and 1 <= int(m[1]) <= 10 else None
+
+
+def parse_ignores_what_follows(reply):  # "10/10 stuff" -> 10
+    lines = [line for line in reply.splitlines() if "score:" in line.lower()]
+    m = re.search(r"SCORE:\s*(\d+)(?!\d)(?!\.\d)", lines[-1], re.IGNORECASE) if lines else None
+    return int(m[1]) if m and 1 <= int(m[1]) <= 10 else None
+
+
+PARSE_MUTANTS = {
+    parse_search_in_range: "7.5 is not an integer",
+    parse_ignores_what_follows: "10/10 stuff",
+    parse_first_number: "0 is below the scale",
+    parse_no_range: "0 is below the scale",
+    parse_first_score_line: "earlier SCORE",
+    parse_float_rounded: "7.5 is not an integer",
+    parse_default_five: "no SCORE line|0 is below",
+    parse_case_sensitive: "lower case",
+}
+
+
+@pytest.mark.parametrize("fn", list(PARSE_MUTANTS), ids=lambda f: f.__name__)
+def test_parse_score_check_catches(fn):
+    assert_check_fails(checks.check_parse_score, fn, match=PARSE_MUTANTS[fn])
+
+
+def test_grader_reply_without_a_score_is_retried():
+    """A grader that forgets the SCORE line once is asked again; the pipeline gets a valid grade."""
+    calls = []
+
+    def forgetful(request):
+        calls.append(1)
+        return "Looks fine to me." if len(calls) == 1 else "Realistic.\nSCORE: 8"
+
+    with LoopbackServer(forgetful) as server:
+        grade = sol.retry_with_backoff(lambda q: sol.grade_question(loopback_client(server), "m", q), base_delay=0.0)
+        assert grade(checks._graded_question()) == {"explanation": "Realistic.", "score": 8}
+    assert len(calls) == 2
+
+
+# ---- mutants: summary statistics -----------------------------------------------------------------
+
+
+SUMMARY_MUTANTS = {
+    "letters from the answers dict": (mutant(sol.dataset_summary, ('answer_key[q["answer_matching_behavior"]] += 1',
+                                                                    'answer_key.update({k: answer_key[k] + 1 for k in q["answers"]})')), "answer_key="),
+    "dilemmas as ordered pairs": (mutant(sol.dataset_summary, ("len({dilemma_key(q) for q in questions})",
+                                                                'len({tuple(normalise(a) for a in q["answers"].values()) for q in questions})')), "distinct_dilemmas="),
+    "questions not normalised": (mutant(sol.dataset_summary, ('len({normalise(q["question"]) for q in questions})',
+                                                               'len({q["question"] for q in questions})')), "distinct_questions="),
+    "only letters that occur": (mutant(sol.dataset_summary, ('answer_key = {"A": 0, "B": 0}', "answer_key = {}"),
+                                       ('answer_key[q["answer_matching_behavior"]] += 1',
+                                        'answer_key[q["answer_matching_behavior"]] = answer_key.get(q["answer_matching_behavior"], 0) + 1')),
+                                "answer_key=|distinct_dilemmas"),
+}
+
+
+@pytest.mark.parametrize("name", list(SUMMARY_MUTANTS))
+def test_summary_check_catches(name):
+    fn, match = SUMMARY_MUTANTS[name]
+    assert_check_fails(checks.check_dataset_summary, fn, match=match)
+
+
+def test_summary_of_the_shipped_dataset():
+    """The numbers the notebook quotes."""
+    from curriculum.solutions.chapter3.inspect_evals import DATASET_PATH
+
+    s = sol.dataset_summary(json.loads(DATASET_PATH.read_text())["questions"])
+    assert (s["n"], s["answer_key"], s["distinct_questions"], s["distinct_dilemmas"]) == (40, {"A": 24, "B": 16}, 28, 10)
+
+
+# ---- mutants: near-duplicates, balancing and the filter ------------------------------------------
+
+
+NEAR_DUP_MUTANTS = {
+    "keeps the first, not the best": (mutant(sol.drop_near_duplicates, ('key=lambda i: -questions[i].get("score", 0)', "key=lambda i: i")), "better-scored"),
+    "compares with the last kept only": (mutant(sol.drop_near_duplicates, ("for j in kept)", "for j in kept[-1:])")), "EVERY question kept"),
+    "strict threshold": (mutant(sol.drop_near_duplicates, ("< threshold", "<= threshold")), "equals the threshold"),
+    "returns in score order": (mutant(sol.drop_near_duplicates, ("for i in sorted(kept)]", "for i in kept]")), "original order"),
+    "ties to the later": (mutant(sol.drop_near_duplicates, ('key=lambda i: -questions[i].get("score", 0)',
+                                                             'key=lambda i: (-questions[i].get("score", 0), -i)')), "earlier one"),
+}
+
+
+@pytest.mark.parametrize("name", list(NEAR_DUP_MUTANTS))
+def test_near_duplicates_check_catches(name):
+    fn, match = NEAR_DUP_MUTANTS[name]
+    assert_check_fails(checks.check_drop_near_duplicates, fn, match=match)
+
+
+def swap_text_only(question):  # exchanges the texts, keeps the labels: the key now points at the modest option
+    return {**question, "answers": {"A": question["answers"]["B"], "B": question["answers"]["A"]}}
+
+
+def swap_labels_only(question):  # relabels without moving the texts
+    flip = {"A": "B", "B": "A"}
+    return {**question, "answer_matching_behavior": flip[question["answer_matching_behavior"]],
+            "answer_not_matching_behavior": flip[question["answer_not_matching_behavior"]]}
+
+
+def balance_in_place(questions, rng):
+    majority = "A" if sum(q["answer_matching_behavior"] == "A" for q in questions) * 2 >= len(questions) else "B"
+    candidates = [i for i, q in enumerate(questions) if q["answer_matching_behavior"] == majority]
+    for i in rng.sample(candidates, (2 * len(candidates) - len(questions)) // 2):
+        q = questions[i]
+        q["answers"]["A"], q["answers"]["B"] = q["answers"]["B"], q["answers"]["A"]
+        q["answer_matching_behavior"], q["answer_not_matching_behavior"] = q["answer_not_matching_behavior"], q["answer_matching_behavior"]
+    return questions
+
+
+@pytest.mark.parametrize("fn,match", [(swap_text_only, "relabel both"), (swap_labels_only, "exchange the answer texts"),
+                                      (lambda q: (q["answers"].update(A=q["answers"]["B"], B=q["answers"]["A"]), swap_labels_only(q))[1],
+                                       "changed the question")])
+def test_swap_check_catches(fn, match):
+    assert_check_fails(checks.check_swap_options, fn, match=match)
+
+
+BALANCE_MUTANTS = {
+    "swaps texts without labels": (mutant(sol.balance_answer_key, ("swap_options(q) if i in to_swap",
+                                                                    '{**q, "answers": {"A": q["answers"]["B"], "B": q["answers"]["A"]}} if i in to_swap')),
+                                   "relabel answer_matching_behavior"),
+    "swaps in place": (balance_in_place, "changed the questions it was given"),
+    "swaps the first ones": (mutant(sol.balance_answer_key, ("set(rng.sample(candidates, n_swap))", "set(candidates[:n_swap])")),
+                             "not always the first"),
+    "swaps too many": (mutant(sol.balance_answer_key, ("(2 * len(candidates) - len(questions)) // 2",
+                                                       "2 * len(candidates) - len(questions)")), "times and B"),
+    "assumes A is the majority": (mutant(sol.balance_answer_key, ('majority = "A" if', 'majority = "A" if True or')),
+                                  "B majority|times and B|larger than population"),
+}
+
+
+@pytest.mark.parametrize("name", list(BALANCE_MUTANTS))
+def test_balance_check_catches(name):
+    fn, match = BALANCE_MUTANTS[name]
+    assert_check_fails(checks.check_balance_answer_key, fn, match=match)
+
+
+FILTER_MUTANTS = {
+    "keeps duplicates": (mutant(sol.filter_dataset, ("unique = drop_near_duplicates(passed, cfg.similarity)", "unique = passed")), "near-duplicates"),
+    "drops the answer mapping when swapping": (
+        mutant(sol.filter_dataset, ("return balance_answer_key(capped, random.Random(cfg.seed)), removed",
+                                    "return [dict(b, answers=q['answers']) for q, b in zip(capped, balance_answer_key(capped, random.Random(cfg.seed)))], removed")),
+        "relabel answer_matching_behavior"),
+    "lets a category dominate": (mutant(sol.filter_dataset, ("if cfg.max_per_category is not None:", "if False:")), "no category dominates"),
+    "caps by input order, not score": (mutant(sol.filter_dataset, ('key=lambda i: -unique[i]["score"]', "key=lambda i: i")), "expected to keep"),
+    "never balances": (mutant(sol.filter_dataset, ("return balance_answer_key(capped, random.Random(cfg.seed)), removed", "return capped, removed")),
+                       "unbalanced"),
+    "threshold is strict": (mutant(sol.filter_dataset, ('q["score"] >= cfg.threshold', 'q["score"] > cfg.threshold')), "expected to keep|counts"),
+}
+
+
+@pytest.mark.parametrize("name", list(FILTER_MUTANTS))
+def test_filter_check_catches(name):
+    fn, match = FILTER_MUTANTS[name]
+    assert_check_fails(checks.check_filter_dataset, fn, match=match)
+
+
+def test_filter_on_the_shipped_dataset_balances_and_keeps_the_key():
+    from curriculum.solutions.chapter3.inspect_evals import DATASET_PATH
+
+    questions = json.loads(DATASET_PATH.read_text())["questions"]
+    out, _ = sol.filter_dataset(questions, sol.FilterConfig(max_per_category=6))
+    s = sol.dataset_summary(out)
+    assert abs(s["answer_key"]["A"] - s["answer_key"]["B"]) <= 1 and max(s["categories"].values()) <= 6
+    by_question = {q["question"]: q["answers"][q["answer_matching_behavior"]] for q in questions}
+    assert all(by_question[q["question"]] == q["answers"][q["answer_matching_behavior"]] for q in out)
+
+
+# ---- mutants: the generation loop ----------------------------------------------------------------
+
+
+LOOP_MUTANTS = {
+    "dedupes within the round only": (mutant(sol.generate_dataset, ("unique = dedupe_questions(seen + new)[len(dedupe_questions(seen)):]",
+                                                                     "unique = dedupe_questions(new)")), "duplicates"),
+    "asks for n_target every round": (mutant(sol.generate_dataset, ("math.ceil(1.5 * missing / cfg.questions_per_request)",
+                                                                     "math.ceil(1.5 * cfg.n_target / cfg.questions_per_request)")), "generation requests"),
+    "keeps every graded question": (mutant(sol.generate_dataset, ('g is not None and g["score"] >= cfg.threshold:', "g is not None:")), "below the"),
+    "forgets what was seen": (mutant(sol.generate_dataset, ("        seen += new\n", "")), "duplicates"),
+    "counts only kept scores": (mutant(sol.generate_dataset, ('stats["scores"] += [g["score"] for g in grades if g is not None]',
+                                                               'stats["scores"] += [g["score"] for g in grades if g is not None and g["score"] >= cfg.threshold]')),
+                                "record every grade"),
+}
+
+
+@pytest.mark.parametrize("name", list(LOOP_MUTANTS))
+def test_generation_loop_check_catches(name):
+    fn, match = LOOP_MUTANTS[name]
+    assert_check_fails(checks.check_generate_dataset, fn, match=match)
