@@ -130,7 +130,7 @@ def main(argv: list[str] | None = None) -> None:
 
     per_class = n_samples // 10
     targets = torch.arange(10, device=device).repeat_interleave(per_class)
-    guided = [("classifier-free", w, lambda x, t, w=w: cfg_eps(net, x, t, targets, w, ucfg.num_classes)) for w in args.cfg_scales]
+    guided = [("classifier-free", w, lambda x, t, w=w: cfg_eps(net, x, t, targets, torch.full_like(targets, ucfg.num_classes), w)) for w in args.cfg_scales]
     guided += [
         ("classifier", s, lambda x, t, s=s: classifier_guided_eps(uncond, noisy_clf, x, t, targets, s, sched.alpha_bars))
         for s in args.classifier_scales

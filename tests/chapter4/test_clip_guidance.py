@@ -1,4 +1,5 @@
-"""Mutants for the 4.3 checks, and a short end-to-end CLIP training run on the offline digits."""
+"""Mutants for the 4.3 checks, a short end-to-end CLIP training run on the offline digits, and the
+shipped text-conditioned U-Net's on-target rate for a phrasing it never saw in training."""
 
 from __future__ import annotations
 
@@ -6,22 +7,23 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from curriculum.checks.chapter4 import clip_guidance as checks
 from curriculum.solutions.chapter4 import clip as clip_sol
 from curriculum.solutions.chapter4 import guidance as sol
-from curriculum.checks.chapter4 import clip_guidance as checks
+from curriculum.solutions.chapter4 import text_conditioning as tc
 from curriculum.solutions.chapter4.toy_diffusion import _broadcast
-from tests.support import assert_check_fails
 from curriculum.utils.image_data import digits
+from tests.support import assert_check_fails, mutant
 
 
-def _clip_loss(normalise=True, exp=True, clamp=True, directions=2, detach_scale=False):
+def _clip_loss(normalise=True, exp=True, clamp=True, directions=2, detach_scale=False, divide=False):
     def loss(img, txt, logit_scale):
         if normalise:
             img, txt = F.normalize(img, dim=-1), F.normalize(txt, dim=-1)
         scale = logit_scale.detach() if detach_scale else logit_scale
         scale = scale.exp() if exp else scale
         scale = scale.clamp(max=100) if clamp else scale
-        logits = scale * img @ txt.T
+        logits = img @ txt.T / scale if divide else scale * img @ txt.T
         labels = torch.arange(len(img))
         if directions == 1:
             return F.cross_entropy(logits, labels)
@@ -32,6 +34,8 @@ def _clip_loss(normalise=True, exp=True, clamp=True, directions=2, detach_scale=
 
 def test_clip_loss_mutants():
     checks.check_clip_loss(_clip_loss())
+    assert_check_fails(checks.check_clip_loss, _clip_loss(directions=1), match="one direction|image->text cross-entropy only")
+    assert_check_fails(checks.check_clip_loss, _clip_loss(divide=True), match="divided the similarities")
     for bug in [
         _clip_loss(normalise=False),
         _clip_loss(exp=False),  # logit_scale used as the temperature itself
@@ -74,19 +78,19 @@ def test_classifier_guidance_mutants():
 
 
 def test_cfg_mutants():
-    def swapped(model, x, t, y, s, null):
-        c, u = model(x, t, y), model(x, t, torch.full_like(y, null))
+    def swapped(model, x, t, ids, null_ids, s):
+        c, u = model(x, t, ids), model(x, t, null_ids)
         return c + s * (u - c)
 
-    def plus_one(model, x, t, y, s, null):  # the (1 + w) convention with w passed as the scale
-        c, u = model(x, t, y), model(x, t, torch.full_like(y, null))
+    def plus_one(model, x, t, ids, null_ids, s):  # the (1 + w) convention with w passed as the scale
+        c, u = model(x, t, ids), model(x, t, null_ids)
         return u + (1 + s) * (c - u)
 
-    def null_zero(model, x, t, y, s, null):  # "no label" encoded as class 0
-        c, u = model(x, t, y), model(x, t, torch.zeros_like(y))
+    def null_is_captions(model, x, t, ids, null_ids, s):  # the "unconditional" call still reads the captions
+        c, u = model(x, t, ids), model(x, t, ids * 0)
         return u + s * (c - u)
 
-    for bug in [swapped, plus_one, null_zero]:
+    for bug in [swapped, plus_one, null_is_captions]:
         assert_check_fails(checks.check_cfg_eps, bug)
 
 
@@ -126,7 +130,142 @@ def test_clip_learns_digits_quickly():
     """A short run: loss falls and zero-shot accuracy on held-out digits is far above chance (10%)."""
     train, test = digits(8).split(n_test=300)
     tok = clip_sol.tokenizer_for(train)
-    model = clip_sol.CLIP(clip_sol.CLIPConfig(image_shape=(1, 8, 8), vocab_size=len(tok.vocab), image_channels=16, d_text=32, n_text_layers=1))
+    cfg = clip_sol.CLIPConfig(image_shape=(1, 8, 8), patch_size=2, d_image=32, n_image_layers=1, vocab_size=len(tok.vocab),
+                              max_len=tok.max_len, d_text=32, n_text_layers=1)
+    torch.manual_seed(0)
+    model = clip_sol.CLIP(cfg)
     losses = clip_sol.train_clip(model, train, tok, clip_sol.CLIPTrainConfig(n_steps=150, batch_size=128, lr=3e-3))
-    assert sum(losses[-10:]) / 10 < 0.7 * sum(losses[:10]) / 10
-    assert clip_sol.zero_shot_accuracy(model, test, tok) > 0.5
+    assert sum(losses[-10:]) / 10 < 0.8 * sum(losses[:10]) / 10, (losses[:10], losses[-10:])
+    acc = clip_sol.zero_shot_accuracy(model, test, tok)
+    assert acc > 0.5, acc
+
+
+# ---------------------------------------------------------------------------------------------
+# CLIP's encoders
+# ---------------------------------------------------------------------------------------------
+def test_patch_embedding_mutants():
+    col_major = mutant(clip_sol.PatchEmbedding, ('"b d gh gw -> b (gh gw) d"', '"b d gh gw -> b (gw gh) d"'))
+    assert_check_fails(checks.check_patch_embedding, col_major, match="column-major")
+    no_transpose = mutant(clip_sol.PatchEmbedding, ('"b d gh gw -> b (gh gw) d"', '"b d gh gw -> b d (gh gw)"'))
+    assert_check_fails(checks.check_patch_embedding, no_transpose, match=r"shape \(2, 6, 24\)")
+
+
+def test_vit_encoder_mutants():
+    cases = [
+        (("self.ln_final(x)[:, 0]", "self.ln_final(x).mean(1)"), "averaged over all tokens"),
+        (("self.ln_final(x)[:, 0]", "self.ln_final(x)[:, -1]"), "last token"),
+        (("torch.cat([cls, x], dim=1) + self.pos_emb", "torch.cat([cls, x], dim=1)"), "position embeddings"),
+        (("torch.cat([cls, x], dim=1)", "torch.cat([x, cls], dim=1)"), "ViT output differs"),
+    ]
+    for replacement, words in cases:
+        assert_check_fails(checks.check_vit_encoder, mutant(clip_sol.ViTEncoder, replacement), match=words)
+
+
+def test_text_encoder_mutants():
+    cases = [
+        (("block(x, src_mask=mask, is_causal=True)", "block(x)"), "no causal mask"),
+        (("x = self.tok_emb(ids) + self.pos_emb[: ids.shape[1]]", "x = self.tok_emb(ids)"), "token_states differs"),
+    ]
+    for replacement, words in cases:
+        assert_check_fails(checks.check_text_encoder, mutant(clip_sol.TextEncoder, replacement), match=words)
+
+
+def test_pool_last_token_mutants():
+    cases = [
+        (("last_token_index(ids)]", "0]"), "position 0"),
+        (("last_token_index(ids)]", "-1]"), "last position, which is a pad"),
+        (("states[torch.arange(len(ids), device=ids.device), last_token_index(ids)]", "states.mean(1)"), "averaged"),
+        (("last_token_index(ids)]", "last_token_index(ids) - 1]"), "pooled states differs"),
+    ]
+    for replacement, words in cases:
+        assert_check_fails(checks.check_pool_last_token, mutant(clip_sol.pool_last_token, replacement), match=words)
+    # the text encoder's check also catches a pooling bug, through forward
+    pos0 = mutant(clip_sol.TextEncoder, ("pool_last_token(self.token_states(ids), ids)", "self.token_states(ids)[:, 0]"))
+    assert_check_fails(checks.check_text_encoder, pos0, match="position 0")
+
+
+def test_text_encoder_pools_eos_of_real_tokenizer():
+    tok = clip_sol.tokenizer_for(digits(8))
+    ids = tok(["a handwritten seven", "", "a picture of the number one"])
+    assert clip_sol.last_token_index(ids).tolist() == [4, 1, 7]
+    assert (ids[torch.arange(3), clip_sol.last_token_index(ids)] == tok.EOS).all()
+
+
+def test_logit_scale_starts_at_log_inverse_temperature():
+    model = clip_sol.CLIP(clip_sol.CLIPConfig())
+    assert abs(model.logit_scale.item() - 2.659) < 1e-3  # log(1 / 0.07)
+    assert abs(model.logit_scale.exp().item() - 14.29) < 1e-2
+
+
+# ---------------------------------------------------------------------------------------------
+# Cross-attention and text-conditioned training
+# ---------------------------------------------------------------------------------------------
+def test_cross_attention_mutants():
+    no_mask = mutant(tc.CrossAttention, ("scores = scores.masked_fill(~context_mask[:, None, None, :], float(\"-inf\"))", ""))
+    assert_check_fails(checks.check_cross_attention, no_mask, match="pad tokens")
+    over_queries = mutant(tc.CrossAttention, ("scores.softmax(dim=-1)", "scores.softmax(dim=-2)"))
+    assert_check_fails(checks.check_cross_attention, over_queries, match="over the image positions")
+    # queries and keys swapped: scores (tokens x positions), softmax over positions, then read back transposed
+    swapped = mutant(
+        tc.CrossAttention,
+        ('einops.einsum(q, k, "b heads n d, b heads s d -> b heads n s")', 'einops.einsum(k, q, "b heads s d, b heads n d -> b heads s n").transpose(-1, -2)'),
+        ("scores.masked_fill(~context_mask[:, None, None, :], float(\"-inf\"))", "scores.masked_fill(~context_mask[:, None, None, :], float(\"-inf\")).transpose(-1, -2)"),
+        ("scores.softmax(dim=-1), v", "scores.softmax(dim=-1).transpose(-1, -2).nan_to_num(), v"),
+    )
+    assert_check_fails(checks.check_cross_attention, swapped, match="swap queries and keys")
+    no_residual = mutant(tc.CrossAttention, ("return x + einops.rearrange", "return einops.rearrange"))
+    assert_check_fails(checks.check_cross_attention, no_residual, match="residual")
+
+
+def test_train_text_unet_mutants():
+    never = mutant(tc.train_text_unet, ('"" if rng.random() < cfg.p_uncond else ', ""))
+    assert_check_fails(checks.check_train_text_unet, never, match="only 0% of captions were empty")
+    inverted = mutant(tc.train_text_unet, ("rng.random() < cfg.p_uncond", "rng.random() > cfg.p_uncond"))
+    assert_check_fails(checks.check_train_text_unet, inverted, match="not 1 - p_uncond")
+    held_out = mutant(tc.train_text_unet, ("rng.choice(templates)", "rng.choice(dataset.templates)"))
+    assert_check_fails(checks.check_train_text_unet, held_out, match="held-out phrasing")
+    no_step = mutant(tc.train_text_unet, ("        opt.step()\n", ""))
+    assert_check_fails(checks.check_train_text_unet, no_step, match="never changed")
+
+
+def test_guided_sample_mutants():
+    no_recompute = mutant(tc.guided_sample, ("        eps = (x - a.sqrt() * x0_hat) / (1 - a).sqrt()\n", ""))
+    assert_check_fails(checks.check_guided_sample, no_recompute, match="recompute eps")
+    ascending = mutant(tc.guided_sample, ("range((n_steps - 1) * ratio, -1, -ratio)", "range(0, n_steps * ratio, ratio)"))
+    assert_check_fails(checks.check_guided_sample, ascending, match="descending")
+    stops_early = mutant(tc.guided_sample, ("else torch.ones((), device=device)", "else alpha_bars[0]"))
+    assert_check_fails(checks.check_guided_sample, stops_early, match="alpha_bar = 1")
+    own_noise = mutant(tc.guided_sample, ("torch.randn(shape, generator=generator)", "torch.randn(shape)"))
+    assert_check_fails(checks.check_guided_sample, own_noise, match="generator")
+
+
+def test_text_unet_shapes_and_caption_sensitivity():
+    tok = tc.shipped_tokenizer()
+    model = tc.TextUNet(tc.TextUNetConfig(vocab_size=len(tok.vocab), max_len=tok.max_len, base_channels=16))
+    torch.nn.init.normal_(model.conv_out.weight, std=0.1)
+    x, t = torch.randn(2, 1, 16, 16), torch.tensor([10, 500])
+    a, b = model(x, t, tok(["a handwritten one", "a handwritten one"])), model(x, t, tok(["a handwritten one", "a handwritten two"]))
+    assert a.shape == (2, 1, 16, 16)
+    assert torch.allclose(a[0], b[0]) and not torch.allclose(a[1], b[1])
+
+
+@pytest.mark.skipif(not (tc.DATA_DIR / tc.FILES["unet"]).exists(), reason="shipped checkpoint missing")
+def test_shipped_text_unet_draws_held_out_phrasing():
+    """Classifier-free guidance at scale 3 with a phrasing held out of training: the judge reads the named digit."""
+    torch.manual_seed(0)
+    tok, sched = tc.shipped_tokenizer(), tc.schedule()
+    unet, judge = tc.load_model("unet"), tc.load_model("judge")
+    targets = torch.arange(10).repeat(3)
+    ids = tok([tc.HELD_OUT_TEMPLATES[0].format(digits(8).class_names[int(y)]) for y in targets])
+    null = tok([""]).expand(len(ids), -1)
+    samples = tc.guided_sample(lambda x, t: sol.cfg_eps(unet, x, t, ids, null, 3.0), (30, 1, 16, 16), sched.alpha_bars,
+                               n_steps=20, generator=torch.Generator().manual_seed(0))
+    _, pred = sol.judge_features(judge, samples)
+    assert (pred == targets).float().mean() >= 0.8  # the benchmark measures >= 90% on 200 samples; margin for 30
+
+
+def test_shipped_models_are_small():
+    for name in tc.FILES.values():
+        path = tc.DATA_DIR / name
+        if path.exists():
+            assert path.stat().st_size <= 5 * 2**20, f"{name} is over 5 MB"

@@ -6,7 +6,7 @@ score means subtracting sqrt(1 - alpha_bar_t) * grad from eps:
 
 - classifier guidance: the gradient of a classifier trained on *noisy* images x_t;
 - classifier-free guidance: no classifier; extrapolate from the unconditional prediction towards
-  the conditional one of a model trained with label dropout;
+  the conditional one of a model trained with caption dropout (text_conditioning.py);
 - CLIP guidance: the gradient of CLIP similarity between the predicted clean image and a caption.
 """
 
@@ -24,7 +24,11 @@ from tqdm.auto import tqdm
 
 from curriculum.solutions.chapter4.clip import CLIP
 from curriculum.solutions.chapter4.ddpm import Downsample, ResBlock
-from curriculum.solutions.chapter4.toy_diffusion import _broadcast, add_noise, sinusoidal_embedding
+from curriculum.solutions.chapter4.toy_diffusion import (
+    _broadcast,
+    add_noise,
+    sinusoidal_embedding,
+)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -124,16 +128,22 @@ def classifier_guided_eps(
 
 
 def cfg_eps(
-    model: nn.Module, x_t: Float[Tensor, "b c h w"], t: Int[Tensor, "b"], y: Int[Tensor, "b"], scale: float, null_label: int
+    model: nn.Module,
+    x_t: Float[Tensor, "b c h w"],
+    t: Int[Tensor, "b"],
+    ids: Int[Tensor, "b seq"],
+    null_ids: Int[Tensor, "b seq"],
+    scale: float,
 ) -> Float[Tensor, "b c h w"]:
     """Classifier-free guidance (Ho & Salimans):  eps_uncond + scale * (eps_cond - eps_uncond),
 
-    eps_cond = model(x_t, t, y), eps_uncond = model(x_t, t, null_label). scale = 1 is the plain
-    conditional model, scale = 0 the unconditional one, scale > 1 over-emphasises the class.
+    eps_cond = model(x_t, t, ids) with the captions, eps_uncond = model(x_t, t, null_ids) with the
+    empty caption (tokenized, one row per example). scale = 1 is the plain conditional model,
+    scale = 0 the unconditional one, scale > 1 over-emphasises the caption.
     Run both in ONE forward pass on a doubled batch (half the kernel launches).
     """
-    # EXERCISE: concatenate the batch with itself, labels y then null_label; one forward; split; extrapolate
-    both = model(torch.cat([x_t, x_t]), torch.cat([t, t]), torch.cat([y, torch.full_like(y, null_label)]))
+    # EXERCISE: concatenate the batch with itself, captions then empty captions; one forward; split; extrapolate
+    both = model(torch.cat([x_t, x_t]), torch.cat([t, t]), torch.cat([ids, null_ids]))
     eps_cond, eps_uncond = both.chunk(2)
     return eps_uncond + scale * (eps_cond - eps_uncond)
     # END EXERCISE
