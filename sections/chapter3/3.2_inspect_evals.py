@@ -140,8 +140,8 @@ LIMIT = full_or_quick(None, 12)  # questions per eval: all of them by default, a
 # Write `question_problems(record)`, which returns a list of human-readable problems (empty when the
 # question is usable). Check, in this order: that the record is a dict at all; that every field of
 # `REQUIRED_FIELDS` is present with its type (report *every* missing or mistyped field, not only the
-# first, so the learner can fix them in one go; if any is wrong, stop there, because the later checks
-# would crash on it); that there are at least two answers, lettered A, B, ... with none skipped, each a
+# first, so whoever wrote the file can fix them in one go; if any is wrong, stop there, because the later
+# checks would crash on it); that there are at least two answers, lettered A, B, ... with none skipped, each a
 # non-empty string; and that both labels name one of those letters, and not the same one. The check
 # feeds the 40 shipped questions (all valid) and nine broken ones, among them `answers` as a list,
 # `answer_matching_behavior` as a list (`["A"]`, the format of some published datasets), letters A and C
@@ -266,8 +266,9 @@ print(record_to_sample(questions[0]))
 #
 # `multiple_choice()` formats the choices into the prompt, asks for `ANSWER: $LETTER` and calls the
 # model; `choice()` scores the letter it parsed. `power_seeking(variant, dataset_path, limit)` (given) builds
-# the task; `eval` runs it and returns one `EvalLog` per task. `display="none"` keeps the notebook quiet:
-# from a terminal, inspect shows a live progress table instead.
+# the task; it uses this section's reference versions of the solvers and scorer you write below, so it runs
+# before you have written them. `eval` runs it and returns one `EvalLog` per task. `display="none"` keeps the
+# notebook quiet: from a terminal, inspect shows a live progress table instead.
 #
 # Read the printout below from the bottom up. The *score* says whether the sample counted as
 # power-seeking; the *messages* are the conversation as the model finally saw it, and they show what
@@ -502,9 +503,9 @@ tests.check_answer_letter(answer_letter)
 # %% [markdown]
 # ### Exercise: a `standard_error` metric, plain and clustered
 #
-# The `± 0.07` printed next to every rate so far is inspect's `stderr()` metric. Before you lean on it,
-# write it yourself, because what it assumes matters. For n scores x_i (1 for CORRECT, 0 for INCORRECT)
-# with mean p, the standard error of the mean is
+# The `±` printed next to every rate so far (about ± 0.08 on 40 questions) is inspect's `stderr()` metric.
+# Before you lean on it, write it yourself, because what it assumes matters. For n scores x_i (1 for
+# CORRECT, 0 for INCORRECT) with mean p, the standard error of the mean is
 #
 # $$\mathrm{SE} = \frac{s}{\sqrt n}, \qquad s^2 = \frac{1}{n-1}\sum_i (x_i - p)^2 ,$$
 #
@@ -632,8 +633,9 @@ for plog in prompt_logs:
 
 # %% [markdown]
 # **What you should see.** Offline, `hhh` lowers the rate (the stand-in reacts to "harmless" and "honest")
-# and `ambitious` changes nothing, because the stand-in has no rule for ambition: a real model would
-# likely move *up*. That is the limit of a scripted model in one line: it cannot surprise you.
+# and `ambitious` moves it only by noise (a few points, within one standard error): the stand-in has no
+# rule for ambition, and the extra system prompt merely re-draws a few of its seeded answers. A real
+# model would likely move *up*. That is the limit of a scripted model in one line: it cannot surprise you.
 
 # %% [markdown]
 # ## 6. Reading logs
@@ -662,13 +664,14 @@ for plog in prompt_logs:
 #   Filter it to the samples scored CORRECT or INCORRECT, or sort by score; this is where you find the
 #   questions worth reading.
 # - **A sample's Messages tab**: the conversation as the model finally saw it: system messages, the user
-#   prompt after every solver rewrote it, each assistant reply. Open a `self_critique` sample here and
-#   check that the critique request lists the options.
+#   prompt after every solver rewrote it, each assistant reply, and (for `self_critique`) the revision
+#   request with the critique pasted into it.
 # - **A sample's Scoring tab**: the `Score` your scorer returned: value, answer, and explanation (for
 #   `answer_letter`, the completion it parsed).
 # - **A sample's Transcript tab**: the solver chain step by step: each solver as a collapsible event, with
 #   the state changes it made and every model call it caused, including the critic's one-message request,
-#   which is *not* in the Messages tab because it never joined the conversation.
+#   which is *not* in the Messages tab because it never joined the conversation. Open a `self_critique`
+#   sample here and check that the critique request lists the options.
 # - **A sample's Metadata tab**: the `metadata` your `record_to_sample` put there.
 #
 # Read five transcripts of each variant before you read any chart: a chart cannot tell you that the
@@ -753,9 +756,14 @@ fig = px.bar(per_category, x="category", y="rate", color="variant", barmode="gro
 fig.show()
 
 # %% [markdown]
-# **What to look for.** A safety-flavoured system prompt lowers the rate a lot; reasoning and
-# self-critique lower it a little. The error bars are wide with a few dozen questions: differences
-# smaller than about two standard errors are not evidence of anything. Before trusting a difference
+# **What to look for.** A safety-flavoured system prompt lowers the rate a lot (by 0.2 or more on the
+# shipped sample) and self-critique lowers it. The two reasoning variants move it by about a standard error
+# or less, and `chain_of_thought` may even come out slightly *higher* than `multiple_choice`: the stand-in
+# is scripted to choose power a little less often when asked to reason, but its answer to each question is
+# a fixed pseudo-random draw seeded by the prompt's text, so any change to the prompt re-draws some
+# answers, and on a few dozen questions that noise is as large as the scripted effect. The error bars are
+# wide with a few dozen questions: differences smaller than about two standard errors are not evidence
+# of anything. Before trusting a difference
 # between variants, check that the parser found an answer in every sample (`score.answer is None`
 # counts as "not power-seeking"), and read a handful of transcripts. The per-category bars rest on a
 # handful of questions each (print `len` of each group before you believe one).
@@ -818,6 +826,10 @@ for other in VARIANTS[1:]:
 # otherwise picks the power option with probability about 0.65. When power is at A its rate is about
 # 0.3 + 0.7 × 0.65 ≈ 0.76; when power is at B, 0.7 × 0.65 ≈ 0.46. The overall rate depends on the mix of
 # positions: 0.6 × 0.76 + 0.4 × 0.46 ≈ 0.64 for the shipped sample, 0.61 if the positions were balanced.
+# Those are the rates the stand-in is scripted with. Its draws are seeded by the text of each question,
+# and the shipped sample builds its 40 questions from only ten dilemmas, so the rates you measure below
+# stray from them by several points (on the shipped sample it happens to answer A unread on 16 of the 40
+# questions, and the pooled shuffles give about 0.63 at A and 0.46 at B).
 #
 # Two remedies, used together. **Shuffle** the options of each question with a recorded seed, so that
 # across the dataset the power-seeking option sits in each position about equally often: the bias then
@@ -890,9 +902,13 @@ fig.show()
 # **What you should see.** In almost every run the rate is higher when the power-seeking option is A than
 # when it is B: that gap is the stand-in's position bias, and pooling the four shuffles (160 answers)
 # shows it most clearly. Single runs are noisy: with 40 questions one seed can even show the gap reversed.
-# The overall rate moves between the original order and the shuffles because the original puts power at A
-# more often. Shuffling did not remove the bias; it balanced it across positions and made it visible. For a
-# real model, report the shuffled rate together with the rate by position, and use the same shuffle seed
+# The overall rate also moves from one order to the next (from about 0.47 to 0.70 on the shipped sample).
+# Only a small part of that is the original putting power at A more often (worth about 0.03 by the worked
+# example); most is that a new order changes the text the stand-in's seeded draws read, so some of its
+# answers change. A real model is also sensitive to the order of options beyond a preference for one
+# letter, which is one more reason to average over several shuffles rather than trust one. Shuffling did
+# not remove the bias; it balanced it across positions and made it visible. For a real model, report the
+# shuffled rate together with the rate by position, and use the same shuffle seed
 # for every variant you compare.
 
 # %%

@@ -90,7 +90,19 @@ def template_no_validation(template: str):
     return solve
 
 
-@pytest.mark.parametrize("mutant", [template_appends, template_new_message, template_no_validation])
+@solver
+def template_calls_generate(template: str):  # rewrites the prompt, then calls the model itself
+    if "{prompt}" not in template:
+        raise ValueError("no placeholder")
+
+    async def solve(state, generate):
+        state.user_prompt.text = template.format(prompt=state.user_prompt.text)
+        return await generate(state)
+
+    return solve
+
+
+@pytest.mark.parametrize("mutant", [template_appends, template_new_message, template_no_validation, template_calls_generate])
 def test_prompt_template_check_catches(mutant):
     assert_check_fails(checks.check_prompt_template, mutant)
 
@@ -381,6 +393,8 @@ PROMPTED_MUTANTS = {
                                                 "solvers = [multiple_choice()]"),), "should see"),
     "no validation": ((("    if system_prompt not in SYSTEM_PROMPTS:\n", "    if False:\n"),), "KeyError|ValueError"),
     "not a @task": ((("@task\ndef power_seeking_prompted", "def power_seeking_prompted"),), "task_args|@task"),
+    "ignores shuffle_seed": ((("dataset=load_dataset(dataset_path, limit, shuffle_seed), solver=solvers",
+                               "dataset=load_dataset(dataset_path, limit), solver=solvers"),), "shuffle_seed"),
 }
 
 

@@ -101,6 +101,9 @@ def check_prompt_template(prompt_template):
         pass
     samples = [Sample(input=[ChatMessageSystem(content="SYSTEM"), ChatMessageUser(content="What is 2+2?")], target="ok")]
     log, server = run_eval(samples, [prompt_template("Q: {prompt}\nBe brief."), generate()], match(), _echo_ok)
+    if server.stats.requests != 1:
+        fail(f"the model was called {server.stats.requests} times for one sample: prompt_template should only rewrite the "
+             "prompt and return the state; the generate() after it in the chain calls the model")
     messages = server.requests[0]["messages"]
     roles = [m["role"] for m in messages]
     if roles != ["system", "user"]:
@@ -295,7 +298,7 @@ def check_question_problems(question_problems):
     got = question_problems(_broken(system=None, question=None))
     if len(got) < 2:
         fail(f"a question missing both 'system' and 'question' should list both problems, got {got!r}: collect every "
-             f"problem of a question instead of returning at the first, so the learner can fix them in one go")
+             f"problem of a question instead of returning at the first, so whoever wrote the file can fix them in one go")
     return "accepts valid questions and names what is wrong with broken ones"
 
 
@@ -447,6 +450,18 @@ def check_standard_error(standard_error):
 # ---------------------------------------------------------------------------------------------- task parameters
 
 
+def _check_shuffle_seed_used(power_seeking_prompted, dataset_path: str, seed: int = 1) -> None:
+    """With `shuffle_seed`, the task's samples should be the ones `load_dataset(..., shuffle_seed=seed)` shuffles."""
+    from curriculum.solutions.chapter3.inspect_evals import load_dataset
+
+    want = [list(s.choices) for s in load_dataset(dataset_path, shuffle_seed=seed)]
+    plain = [list(s.choices) for s in load_dataset(dataset_path)]
+    got = [list(s.choices) for s in power_seeking_prompted(system_prompt="none", dataset_path=dataset_path, shuffle_seed=seed).dataset]
+    if want != plain and got != want:
+        fail(f"with shuffle_seed={seed} the options should be shuffled to {want}, got {got}: pass shuffle_seed on, "
+             "load_dataset(dataset_path, limit, shuffle_seed)")
+
+
 @check
 def check_power_seeking_prompted(power_seeking_prompted):
     from curriculum.solutions.chapter3.inspect_evals import SYSTEM_PROMPTS
@@ -476,6 +491,7 @@ def check_power_seeking_prompted(power_seeking_prompted):
                 fail(f"the question's own system prompt was lost: add yours with system_message(), do not replace it. Saw {systems}")
             if log.results.scores[0].metrics["accuracy"].value != 1.0:
                 fail("a model that always picks the power-seeking option should score 1.0: score with choice() after multiple_choice()")
+        _check_shuffle_seed_used(power_seeking_prompted, dataset)
     return "the system prompt is a task parameter, recorded in the log"
 
 
