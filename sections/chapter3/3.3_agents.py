@@ -335,12 +335,12 @@ print(offline_graph.wikitext["Pizza"])
 # 2. Remove templates and tables with `remove_spans`.
 # 3. Cut the text at the first heading (`== See also ==`, `=== Notes ===`) whose name is in `END_SECTIONS`.
 # 4. Remove other-namespace links as whole spans (captions included) with `remove_spans(..., where=is_other_namespace)`.
-# 5. Rewrite every remaining `[[target|shown]]` as `<link>Title</link>`, where Title is the target without its
+# 5. Drop any other HTML tags (`<br/>`, `<span ...>`), so that the tags you add next are the only ones; then
+#    rewrite every remaining `[[target|shown]]` as `<link>Title</link>`, where Title is the target without its
 #    `#section`, through `normalise_title`. A link to a section of the same page (`[[#History|below]]`) has no
 #    page: keep its shown text.
-# 6. Tidy up: drop other HTML tags (before step 5 adds yours) and bold/italic quotes (`''`, `'''`); turn a
-#    heading `== History ==` into a paragraph `History`; collapse the whitespace inside each paragraph and
-#    separate paragraphs with one blank line.
+# 6. Tidy up: drop bold/italic quotes (`''`, `'''`); turn a heading `== History ==` into a paragraph
+#    `History`; collapse the whitespace inside each paragraph and separate paragraphs with one blank line.
 #
 # The check runs your function on a sample page that has each kind of furniture (it names the one that leaks
 # through), then on all 73 shipped pages, comparing each page's links with the links of its hand-written
@@ -389,9 +389,10 @@ tests.check_main_content(main_content)
 # `TRUNCATION_NOTE`, so the model knows it is not seeing everything, with the characters shown, the total,
 # and how many linked pages appear only in the part cut off.
 #
-# A worked example: three paragraphs of 100, 94 and 93 characters with `max_chars=200` keep the first two
-# (100 + 2 for the blank line + 94 = 196 characters); with `max_chars=120` only the first. The check uses such
-# a text, then the same text as one long paragraph, with cuts falling inside a word and inside a link.
+# A worked example, the check's own text: three paragraphs of 100, 96 and 95 characters (295 in all) with
+# `max_chars=200` keep the first two (100 + 2 for the blank line + 96 = 198 characters); with `max_chars=120`
+# only the first. The check then joins the same text into one long paragraph, with cuts falling inside a word
+# and inside a link.
 
 # %% exercise curriculum.solutions.chapter3.agents:truncate_page difficulty=2 importance=4 minutes=15
 tests.check_truncate_page(truncate_page)
@@ -578,6 +579,9 @@ print(f"{episode.start} -> {episode.target}: success={episode.success}, failure=
 # The loopback server can inject failures. Here 30% of replies with tool calls get their JSON
 # arguments truncated mid-object, and some requests fail with HTTP 500 (the `openai` client retries
 # those). The agent must neither crash nor give up: the model reads the error and calls again.
+# Whether it then *wins* is another matter: the stand-in wanders, and with the quick-mode budget of 20 steps
+# it runs out of steps on this game (with the full 40 it arrives). Either way the episode ends with a win or a
+# failure mode, not an exception, and every broken call reached the model as an error it could read.
 
 # %%
 with llm_endpoint("gpt-4o-mini", responder=WikiPolicy(offline_graph, seed=1), offline=True, max_retries=5,
@@ -738,8 +742,9 @@ tests.check_reflexion(reflexion)
 # failed episode's move count means nothing), ideally beyond par; and the cost in steps, over
 # *all* episodes because failures cost too (a ReAct step is two API calls, a Reflexion run is the
 # sum of its attempts: `reflexion_outcome`). Then the failure modes, counted. Fill in the `Summary`
-# in `summarise`; the check uses six hand-made episodes, then the four failures alone, where the
-# averages over successes have nothing to average.
+# (imported; its fields are `n`, `success_rate`, `mean_moves`, `mean_excess_moves`, `mean_steps` and
+# `failures`, a dict from failure mode to count) in `summarise`; the check uses six hand-made episodes, then
+# the four failures alone, where the averages over successes have nothing to average.
 
 # %% exercise curriculum.solutions.chapter3.agents:summarise difficulty=2 importance=3 minutes=15
 tests.check_summarise(summarise)

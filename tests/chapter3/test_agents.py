@@ -147,6 +147,30 @@ def test_check_catches_mutant(name):
     assert_check_fails(check_fn, mutant(obj, *replacements))
 
 
+# Mutants whose failure message must name the bug, not only reject it.
+NAMED_MUTANTS = {
+    "run_agent: ignores max_steps (ends, does not hang)": (
+        checks.check_run_agent, ref.run_agent, [("for _ in range(max_steps):", "while True:")], r"stop after max_steps"),
+    "manage_context: moves the cut forward past tool results": (
+        checks.check_manage_context, ref.manage_context,
+        [('while start > 2 and messages[start].get("role") == "tool":\n        start -= 1',
+          'while start < len(messages) and messages[start].get("role") == "tool":\n        start += 1')], r"not forward"),
+    "reflexion: reuses the finished game": (
+        checks.check_reflexion, ref.reflexion,
+        [("lessons: list[str] = []", "lessons: list[str] = []\n    game = WikiGame(source, start, target)"),
+         ("play(client, WikiGame(source, start, target), config, lessons)", "play(client, game, config, lessons)")],
+        r"fresh WikiGame"),
+    "reflexion: lessons not passed on": (
+        checks.check_reflexion, ref.reflexion, [("config, lessons))", "config))")], r"pass the lessons gathered"),
+}
+
+
+@pytest.mark.parametrize("name", list(NAMED_MUTANTS))
+def test_check_names_the_bug(name):
+    check_fn, obj, replacements, match = NAMED_MUTANTS[name]
+    assert_check_fails(check_fn, mutant(obj, *replacements), match=match)
+
+
 # --- the offline graph ------------------------------------------------------------------------
 
 

@@ -185,7 +185,10 @@ def check_run_agent(run_agent: Callable) -> str:
         mark = loop.script(_arith_model)
         out = run_agent(loop.client, "loopback", start, tools, max_steps=5)
         requests = loop.since(mark)
-        mark = loop.script(lambda r: ToolCall("calculate", {"expression": "1 + 1"}))
+        # a model that never stops calling tools; it gives up after 20 calls, so a loop that ignores
+        # max_steps fails this check instead of hanging it
+        mark = loop.script(lambda r: ToolCall("calculate", {"expression": "1 + 1"})
+                           if len(loop.since(mark)) <= 20 else "I give up.")
         run_agent(loop.client, "loopback", start, tools, max_steps=3)
         n = len(loop.since(mark))
     if json.dumps(start) != snapshot:
@@ -210,7 +213,9 @@ def check_run_agent(run_agent: Callable) -> str:
     assert_equal(final, "The answer is 35.", "final answer")
 
     if n != 3:
-        fail(f"with a model that never stops calling tools, max_steps=3 should mean 3 model calls; the server saw {n}")
+        fail(f"with a model that never stops calling tools, max_steps=3 should mean 3 model calls; the server saw {n}"
+             + (" (the scripted model stopped calling tools on its own, after 20 tool calls): does your loop stop after "
+                "max_steps model calls?" if n > 20 else ""))
     return "tool call, result, final answer and the max_steps budget"
 
 
@@ -562,8 +567,12 @@ def check_manage_context(manage_context: Callable[[list[dict], int], list[dict]]
             while start > 2 and history[start]["role"] == "tool":
                 start -= 1
             if start == 2:
-                assert_equal(out, history, f"the result for {what} (moving the cut back to the assistant turn leaves "
-                             "nothing out)", "return the history whole, without a note, when nothing is left out")
+                if out != history:
+                    fix = ("return it whole, without a note" if len(out) >= len(history) else
+                           "move the cut back (towards the task), not forward: skipping tool results forward drops them")
+                    fail(f"{what}: message {len(history) - keep} is a tool result; moving the cut back past it to its "
+                         "assistant turn reaches the message right after the task, so nothing is left out: expected "
+                         f"the whole history ({len(history)} messages, no note), got {len(out)} messages: {fix}")
                 continue
             n_tail = len(out) - 3
             if n_tail < keep or out[3:] != history[len(history) - n_tail:]:
@@ -711,8 +720,16 @@ def check_reflexion(reflexion: Callable) -> str:
     if not isinstance(episodes, list) or not all(hasattr(e, "success") and hasattr(e, "path") for e in episodes):
         fail(f"reflexion should return the list of Episodes played, got {episodes!r:.200}")
     if len(episodes) != 2:
+        why = "Stop after the first success; pass the lessons to play"
+        # the scripted model makes at most one move per step, so a fresh game's path has at most steps + 1 pages
+        if any(len(e.path) > e.steps + 1 for e in episodes[1:]):
+            why = ("The second attempt went on from where the first one ended (its path already held the "
+                   "first game's pages): start each attempt with a fresh WikiGame(source, start, target)")
+        elif len(episodes) > 1 and not any("Dead ends: Italy" in str(r["messages"][0].get("content", "")) for r in requests):
+            why = ("No request after the reflection had the lesson in its system prompt: pass the lessons "
+                   "gathered so far to play(client, game, config, lessons)")
         fail(f"expected 2 episodes (a loop, then a win using the lesson), got {len(episodes)}: "
-             f"{[e.failure for e in episodes]}. Stop after the first success; pass the lessons to play")
+             f"{[e.failure for e in episodes]}. {why}")
     first, second = episodes
     assert_equal(first.failure, "loop", "first attempt's failure")
     if not second.success:
