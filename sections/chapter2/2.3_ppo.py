@@ -214,7 +214,9 @@ pg_tests.check_reinforce_loss(reinforce_loss)
 #    the step that policy no longer exists. This is what "on-policy" means, and the waste it causes is
 #    what PPO's clipped objective lets you reduce.
 #
-# Record each episode's undiscounted return in `result.episode_returns`. Leave the `if value_net is not None`
+# Seed each `env.reset` from the `episode` counter the skeleton sets up (for instance
+# `seed=args.seed * 100_000 + episode`, then increment it), so a run repeats exactly and no two episodes
+# share a start. Record each episode's undiscounted return in `result.episode_returns`. Leave the `if value_net is not None`
 # branch (the baseline) for the next exercise, but write the call: `fit_baseline(value_net, value_opt,
 # torch.stack(all_obs), returns, args.baseline_epochs)` returns the baseline for `reinforce_loss`.
 #
@@ -338,8 +340,10 @@ for name, g in est.items():
 
 # %% [markdown]
 # What you should see: a spread several times smaller with the baseline, for the same policy and the same
-# episodes. That factor is, directly, how many fewer episodes you need for a gradient of the same
-# quality. (With few batches the two means differ by sampling noise; they agree in expectation.)
+# episodes (in quick mode the policy is barely trained and the gap is smaller). The spread of an average
+# over N episodes falls as $1/\sqrt{N}$, so a spread k times smaller saves a factor of $k^2$ in episodes
+# for a gradient of the same quality. (With few batches the two means differ by sampling noise; they
+# agree in expectation.)
 #
 # REINFORCE's remaining weaknesses set PPO's agenda:
 # - **one gradient step per batch**: every episode is used once, then thrown away;
@@ -469,13 +473,14 @@ tests.check_agent(Agent)
 # `valid` is `~done`, the negation of "did the previous step end this env's episode"); then move on:
 # `obs` becomes the returned observation and `done = terminated | truncated`. After the loop, `next_value`
 # is V of the last `obs`. Call `tracker.update(infos, env_steps)` after each step so episode returns are
-# recorded.
+# recorded, where `env_steps` counts environment steps so far: `global_step + (step + 1) * num_envs`.
 #
 # The check drives your loop with a scripted agent on two counter environments whose every
 # observation, reward and flag is known: env 0 terminates after 3 steps, env 1 is truncated after 4.
 # It compares every field with a hand simulation of next-step autoreset, over two consecutive rollouts
 # (so `done` must carry across the boundary), and names the slips: storing the next observation instead
-# of the current one, merging terminations into truncations, marking every row valid, keeping gradients.
+# of the current one, merging terminations into truncations, a `done` that misses one kind of episode end,
+# marking every row valid, keeping gradients.
 
 # %% exercise curriculum.solutions.chapter2.ppo:collect_rollout difficulty=3 importance=5 minutes=20
 tests.check_collect_rollout(collect_rollout)
@@ -690,7 +695,9 @@ tests.check_kl_and_clipfrac(kl_and_clipfrac)
 #
 # ### Exercise: the PPO update
 #
-# Write the body of `ppo_update`. The check counts optimiser steps and minibatch sizes, measures the gradient
+# Write the body of `ppo_update`. Return the last minibatch's `stats` as a dict with the keys `policy_loss`,
+# `value_loss`, `entropy` (its mean), `approx_kl` and `clipfrac`, as Python floats: `train_ppo` logs them
+# under those names. The check counts optimiser steps and minibatch sizes, measures the gradient
 # norm after clipping, and runs small updates that must make a rewarded action more likely, raise the entropy
 # when only the entropy bonus is on, pull the critic towards the returns, and stop early on `target_kl`.
 
@@ -1031,7 +1038,8 @@ else:
 #   bonus the original task does not. A truncated episode's last state is an ordinary state cut off by the
 #   clock, and it keeps its potential, consistent with bootstrapping from it.
 #
-# For MountainCar a natural potential is the car's mechanical energy, height plus speed: pumping energy in
+# For MountainCar a natural potential is the car's mechanical energy, height plus kinetic energy (speed
+# squared), scaled to about [0, 1] (`mountain_car_potential`, given): pumping energy in
 # is exactly what the task requires, and the flag is reached by having enough of it.
 #
 # ### Exercise: a potential-based shaping wrapper

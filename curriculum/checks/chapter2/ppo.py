@@ -609,6 +609,13 @@ def check_collect_rollout(collect_rollout) -> None:
                 fail(f"in {what} every row is marked valid, but the row after each episode end is gymnasium's "
                      "autoreset step (action ignored, reward 0): mark it valid = False (valid = not done of the "
                      "previous step, carried across rollouts)")
+            wrongly_valid = r.valid.bool() & ~expected["valid"]
+            for kind in ("truncated", "terminated"):
+                after = torch.zeros_like(wrongly_valid)
+                after[1:] = expected[kind][:-1]
+                if bool(wrongly_valid.any()) and bool((after | ~wrongly_valid).all()):
+                    fail(f"in {what} the row after each {kind} episode is marked valid, but a {kind} episode "
+                         "ends too and gymnasium autoresets after it: done = terminated | truncated")
             fail(f"valid flags of {what}: expected {expected['valid'].int().T.tolist()}, got {r.valid.int().T.tolist()}: "
                  "row t is invalid exactly when the previous step (possibly the last of the previous rollout) ended an episode")
         assert_close(r.logprobs, -expected["obs"][..., 0], f"log-probs of {what}",

@@ -156,7 +156,8 @@ def check_train_reinforce(train_reinforce) -> str:
     if not last >= first + 15:
         fail(f"on CartPole-v1, 20 iterations of 8 episodes should lift the mean return by 15 or more; the first 24 "
              f"episodes averaged {first:.1f}, the last 24 {last:.1f}. Check that each iteration uses episodes of the "
-             "CURRENT policy, zero_grad before backward, and that rewards reach reward_to_go in step order")
+             "CURRENT policy, zero_grad before backward, and that rewards reach reward_to_go in step order, one "
+             "call per episode (on the concatenated batch, returns leak from one episode into the one before)")
     return f"probes 4 and 5 solved; CartPole mean return {first:.1f} -> {last:.1f} in {len(rets)} episodes"
 
 
@@ -208,5 +209,7 @@ def check_fit_baseline(fit_baseline) -> str:
             fit_baseline(net, opt, torch.stack(obs_list), torch.cat(ret_list).float(), 5)
         res = probes.evaluate_actor_critic(i, lambda o, net=net: net(o).squeeze(-1), lambda o: torch.zeros(len(o), 1), gamma)
         if not res.passed:
-            fail(f"fitting V to Monte Carlo returns failed a probe:\n{res}")
+            fail(f"fitting V to Monte Carlo returns failed a probe:\n{res}\nA common cause when only this "
+                 "part fails is a shape slip: value_net(obs) is (steps, 1), and (steps, 1) - (steps,) broadcasts to "
+                 "(steps, steps), which fits every state to the mean return. squeeze(-1) before subtracting")
     return "the baseline matches probes 1-3"
