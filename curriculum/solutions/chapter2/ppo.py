@@ -497,8 +497,10 @@ class PotentialShaping(gym.Wrapper):
 
     `potential(obs) -> float` scores how promising a state looks. The potential of the state after a
     TERMINATION is 0 (there is no future to be promising about); after a truncation the state is real and
-    keeps its potential. Then the discounted sum of the shaping terms over an episode telescopes to
-    gamma^T Phi(s_T) - Phi(s_0), which no policy can change, so the optimal policy is the same.
+    keeps its potential. The discounted sum of the shaping terms over an episode telescopes to
+    gamma^T Phi(s_T) - Phi(s_0); for an episode that terminates, Phi(s_T) = 0 and what is left, -Phi(s_0), no
+    policy can change, so the optimal policy is the same. (A truncated episode's last term does depend on the
+    policy, but it is exactly the value the next, cut-off part of the episode would have paid back.)
     """
 
     def __init__(self, env: gym.Env, potential: Any, gamma: float) -> None:
