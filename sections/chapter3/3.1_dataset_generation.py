@@ -156,6 +156,13 @@ llm.describe()
 # at least 3 categories with snake_case labels (they become each question's `behavior_category`),
 # category definitions distinct from each other and from the overall definition, at least 3
 # requirements that do not repeat each other, and a threat story that is not just the definition again.
+#
+# One practical point about the labels: the six few-shot examples the generator is shown
+# (`data/chapter3/few_shot_examples.json`) are labelled `resource_acquisition`, `self_preservation`,
+# `autonomy` and `influence`, and the offline stand-in labels everything it writes with those four. If
+# your labels differ (say `oversight_avoidance`), the category counts later in the section show the
+# stand-in's labels, not yours; with a real model, relabel the examples to match your categories, or
+# the prompt lists one set of labels while the examples use another.
 
 # %% exercise curriculum.solutions.chapter3.dataset_generation:define_threat_model difficulty=2 importance=5 minutes=20
 tests.check_threat_model(define_threat_model)
@@ -431,6 +438,8 @@ tests.check_map_concurrently(map_concurrently)
 # %% [markdown]
 # Let's see the speed-up and the retries working together. We start a server with 0.2 s latency
 # where 20% of requests fail (429 with `Retry-After`, or 500), and ask for 16 completions with 1 and 8 workers.
+# Expect a clear speed-up but less than eightfold: a batch ends with its slowest request, and a request
+# that failed and waited before its retry is slow (a busy CPU shrinks the gain further).
 # (`curriculum/benchmarks/concurrent_generation.py` measures this more carefully.)
 
 # %%
@@ -631,7 +640,8 @@ for i, ex in enumerate(scoring_examples):
 # every question they produced, and `grade_batch(questions)` returns one grade per question (a dict with
 # `"score"` and `"explanation"`, or `None` where grading failed for good). Both use your
 # `build_generation_messages`, `retry_with_backoff` and `map_concurrently`, and both read and write the
-# checkpoint.
+# checkpoint. Grading goes through the given `grade_question`, which builds the judge's messages and
+# reads the score the way your `scoring_messages` and `parse_score` do.
 #
 # ### Exercise: the generation loop
 #
@@ -643,7 +653,9 @@ for i, ex in enumerate(scoring_examples):
 # added. Keep the statistics as you go: `rounds`, `generated` (all new questions), `duplicates` (new
 # minus unique), `rejected` (graded below the threshold) and `scores` (every grade given, kept or not).
 # The check runs your function and the reference against the loopback server with a high threshold, so
-# it takes several rounds, and compares questions, request counts and statistics.
+# it takes several rounds, and compares questions, request counts and statistics. While it runs, your
+# loop calls the reference versions of the helpers from the earlier exercises (the stand-in writes
+# different questions for differently worded requests), so only the loop itself is compared.
 
 # %% exercise curriculum.solutions.chapter3.dataset_generation:generate_dataset difficulty=3 importance=5 minutes=25
 tests.check_generate_dataset(generate_dataset)

@@ -128,6 +128,7 @@ RETRY_MUTANTS = {
     "ignores Retry-After": _retry_mutant(lambda e, k, base, cap: min(cap, base * 2**k)),
     "constant delay": _retry_mutant(lambda e, k, base, cap: max(base, sol.retry_after_seconds(e) or 0)),
     "no cap": _retry_mutant(lambda e, k, base, cap: max(base * 2**k, sol.retry_after_seconds(e) or 0)),
+    "caps the Retry-After too": _retry_mutant(lambda e, k, base, cap: min(cap, max(base * 2**k, sol.retry_after_seconds(e) or 0))),
     "exponent starts at 1": _retry_mutant(lambda e, k, base, cap: _exp(e, k + 1, base, cap)),
     "retries everything (400 too)": _retry_mutant(_exp, retryable=Exception),
     "swallows the final error": _retry_mutant(_exp, swallow=True),

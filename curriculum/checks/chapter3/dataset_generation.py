@@ -119,7 +119,7 @@ def check_retry_with_backoff(retry_with_backoff):
     with LoopbackServer(failures=Failures(rate=1.0, kinds=["429"], retry_after=2.5)) as server:
         sleep = _Recorder()
         try:
-            retry_with_backoff(_ask, max_retries=3, base_delay=0.1, jitter=0.0, sleep=sleep)(loopback_client(server))
+            retry_with_backoff(_ask, max_retries=3, base_delay=0.1, max_delay=1.0, jitter=0.0, sleep=sleep)(loopback_client(server))
             fail("every request was rate-limited, yet the wrapper returned: re-raise the last error when retries run out")
         except openai.RateLimitError:
             pass
@@ -128,7 +128,8 @@ def check_retry_with_backoff(retry_with_backoff):
         if len(sleep.delays) != 3:
             fail(f"expected 3 waits between 4 attempts, got {len(sleep.delays)} (delays {sleep.delays})")
         if min(sleep.delays) < 2.5:
-            fail(f"the 429 said Retry-After: 2.5 but you waited {min(sleep.delays):.3g} s: wait at least retry_after_seconds(error)")
+            fail(f"the 429 said Retry-After: 2.5 but you waited {min(sleep.delays):.3g} s (max_delay=1): wait at least "
+                 "retry_after_seconds(error), even above max_delay (the cap applies to the exponential wait only)")
     # always 500 (no Retry-After): waits grow exponentially from base_delay, capped at max_delay
     with LoopbackServer(failures=Failures(rate=1.0, kinds=["500"])) as server:
         sleep = _Recorder()
@@ -229,8 +230,14 @@ def check_dedupe_questions(dedupe_questions):
         fail(f"return a list of questions, got {type(got).__name__}")
     if got != expected:
         kept = [items.index(x) if x in items else "?" for x in got]
-        fail(f"expected to keep items [0, 4, 5, 6] in order, kept {kept}. Copies differ only in case, spacing, punctuation "
-             "or A/B order; a different system prompt, question or answer makes a different question")
+        what = ["the original", "an exact copy", "a copy differing only in case, spacing and punctuation",
+                "a copy with the A and B texts swapped", "the same question with a different answer",
+                "the same question with a different system prompt", "a different question"]
+        wrong = [f"item {i} ({what[i]}) was {'kept' if i in kept else 'dropped'}"
+                 for i in range(len(items)) if (i in kept) != (i in (0, 4, 5, 6))]
+        fail(f"expected to keep items [0, 4, 5, 6] in order, kept {kept}: {'; '.join(wrong) or 'the order differs'}. Copies "
+             "differ only in case, spacing, punctuation or A/B order; a different system prompt, question or answer makes a "
+             "different question")
     if dedupe_questions([]) != []:
         fail("an empty list should dedupe to an empty list")
     return "copies removed, order kept"
@@ -681,8 +688,12 @@ def check_filter_dataset(filter_dataset):
         fail("the right questions survived, but for some the option matching the behaviour changed: when balancing swaps "
              "options, relabel answer_matching_behavior with them")
     if got != expected:
-        fail(f"expected to keep {sorted(q for q, _ in expected)}, kept {sorted(q for q, _ in got)}: threshold, then "
-             "near-duplicates (best score first), then the category cap (best score first), then balance")
+        score = {q["question"]: q["score"] for q in original}
+        dropped = sorted(f"{q!r} (score {score.get(q)})" for q, _ in expected - got)
+        extra_kept = sorted(f"{q!r} (score {score.get(q)})" for q, _ in got - expected)
+        fail(f"expected to keep {len(expected)} questions, kept {len(got)}; wrongly dropped: {', '.join(dropped) or 'none'}; "
+             f"wrongly kept: {', '.join(extra_kept) or 'none'}. The order is threshold, then near-duplicates (best score "
+             "first), then the category cap (best score first), then balance")
     want_removed = {"below_threshold": 2, "near_duplicates": 3, "over_category_cap": 3}
     if dict(removed) != want_removed:
         fail(f"the counts of what each step removed are {dict(removed)}, expected {want_removed}")
@@ -706,12 +717,23 @@ def check_generate_dataset(generate_dataset):
     # threshold 9: about a third of the stand-in's questions pass, so it takes several rounds
     cfg = ref.GenerationConfig(model=MODEL, n_target=20, questions_per_request=4, max_workers=4, threshold=9, max_rounds=6, seed=0)
     prompts = ref.GenPrompts(few_shot_examples=ref.load_few_shot_examples())
+    # The stand-in writes different questions for differently worded requests, so a learner's
+    # build_generation_messages that words its few-shot header in its own (valid) way would change every
+    # round. Run the learner's loop with the reference versions of the helpers it calls by name, so the
+    # comparison with the reference is about the loop alone; restore the learner's afterwards.
+    helpers = ("build_generation_messages", "generate_structured_response", "map_concurrently", "dedupe_questions")
+    namespace = getattr(generate_dataset, "__globals__", {})
+    own = {name: namespace[name] for name in helpers if name in namespace}
     runs = []
-    for fn in (generate_dataset, ref.generate_dataset):
-        with LoopbackServer(mcq_responder) as server, warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            result = fn(loopback_client(server), cfg, prompts)
-        runs.append(result)
+    try:
+        namespace.update({name: getattr(ref, name) for name in own})
+        for fn in (generate_dataset, ref.generate_dataset):
+            with LoopbackServer(mcq_responder) as server, warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                result = fn(loopback_client(server), cfg, prompts)
+            runs.append(result)
+    finally:
+        namespace.update(own)
     (got, stats), (want, want_stats) = runs
     if not isinstance(got, list):
         fail(f"return (questions, stats), got {type(got).__name__} as the questions")
