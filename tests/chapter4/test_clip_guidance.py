@@ -44,6 +44,7 @@ def test_clip_loss_mutants():
         _clip_loss(detach_scale=True),
     ]:
         assert_check_fails(checks.check_clip_loss, bug)
+    assert_check_fails(checks.check_clip_loss, _clip_loss(detach_scale=True), match="no gradient reaches logit_scale")
 
 
 def test_clip_loss_rejects_mismatched_batches():
@@ -90,8 +91,14 @@ def test_cfg_mutants():
         c, u = model(x, t, ids), model(x, t, ids * 0)
         return u + s * (c - u)
 
+    def from_cond(model, x, t, ids, null_ids, s):
+        c, u = model(x, t, ids), model(x, t, null_ids)
+        return c + s * (c - u)
+
     for bug in [swapped, plus_one, null_is_captions]:
         assert_check_fails(checks.check_cfg_eps, bug)
+    assert_check_fails(checks.check_cfg_eps, swapped, match="swapped")
+    assert_check_fails(checks.check_cfg_eps, from_cond, match="started from eps_cond")
 
 
 def _clip_guided(through_eps=True, wrt_x0=False):
@@ -226,6 +233,8 @@ def test_train_text_unet_mutants():
     assert_check_fails(checks.check_train_text_unet, held_out, match="held-out phrasing")
     no_step = mutant(tc.train_text_unet, ("        opt.step()\n", ""))
     assert_check_fails(checks.check_train_text_unet, no_step, match="never changed")
+    no_zero_grad = mutant(tc.train_text_unet, ("        opt.zero_grad()\n", ""))
+    assert_check_fails(checks.check_train_text_unet, no_zero_grad, match="gradients accumulate")
 
 
 def test_guided_sample_mutants():

@@ -51,6 +51,9 @@ def check_clip_loss(clip_loss):
             fail(f"the loss equals the image->text cross-entropy only ({i2t:.4f}); average it with the text->image direction")
         assert_scalar_close(got, (i2t + t2i) / 2, f"clip_loss (batch {batch}, exp(logit_scale) = {math.exp(scale):.3g})", rel=1e-4, hint=hint)
         if scale < math.log(100):
+            if not got.requires_grad:
+                fail("no gradient reaches logit_scale: the temperature must be learned (use logit_scale.exp(), don't .item() "
+                     "or detach it)")
             got.backward()
             if logit_scale.grad is None or logit_scale.grad == 0:
                 fail("no gradient reaches logit_scale: the temperature must be learned (use logit_scale.exp(), don't .item() it)")
@@ -123,10 +126,18 @@ def check_cfg_eps(cfg_eps):
         calls.append(len(x_t))
         return _eps_model(x_t, t_, ids_.sum(-1) % 5)
 
-    for scale in [0.0, 1.0, 3.5]:
+    for scale in [3.5, 0.0, 1.0]:  # 3.5 first: there a swap and a wrong starting point give distinct outputs
         eps_c, eps_u = _eps_model(x, t, ids.sum(-1) % 5), _eps_model(x, t, null_ids.sum(-1) % 5)
+        got = cfg_eps(model, x, t, ids, null_ids, scale)
+        if scale > 1 and isinstance(got, torch.Tensor) and got.shape == x.shape:
+            if torch.allclose(got, eps_c + scale * (eps_u - eps_c), atol=1e-5):
+                fail(f"with scale {scale} you returned eps_cond + scale * (eps_uncond - eps_cond): the conditional and "
+                     "unconditional predictions are swapped (check which half of the doubled batch got the captions)")
+            if torch.allclose(got, eps_c + scale * (eps_c - eps_u), atol=1e-5):
+                fail(f"with scale {scale} you started from eps_cond: guidance starts from the unconditional prediction, "
+                     "eps_uncond + scale * (eps_cond - eps_uncond), so that scale 0 ignores the caption")
         assert_close(
-            cfg_eps(model, x, t, ids, null_ids, scale), eps_u + scale * (eps_c - eps_u), f"cfg_eps with scale {scale}",
+            got, eps_u + scale * (eps_c - eps_u), f"cfg_eps with scale {scale}",
             hint="eps_uncond + scale * (eps_cond - eps_uncond); the unconditional call gets null_ids (the empty caption)",
         )
     if max(calls) != 2 * len(x):
@@ -363,6 +374,11 @@ class _SpyUNet(nn.Module):
         super().__init__()
         self.w = nn.Parameter(torch.tensor(0.5))
         self.calls: list[torch.Tensor] = []
+        # each backward's own gradient of w, and w.grad after it was accumulated: they differ when .grad was not zeroed
+        self.incoming: list[float] = []
+        self.accumulated: list[float] = []
+        self.w.register_hook(lambda g: self.incoming.append(g.item()))
+        self.w.register_post_accumulate_grad_hook(lambda p: self.accumulated.append(p.grad.item()))
 
     def forward(self, x, t, ids):
         self.calls.append(ids.detach().clone())
@@ -409,6 +425,8 @@ def check_train_text_unet(train_text_unet):
         fail("a non-empty caption names no digit: format the template with dataset.class_names[label]")
     if spy.w.item() == 0.5:
         fail("the model's parameters never changed: zero_grad, backward, optimiser step")
+    if any(not math.isclose(acc, inc, rel_tol=1e-5, abs_tol=1e-8) for acc, inc in zip(spy.accumulated, spy.incoming)):
+        fail("gradients accumulate from one step to the next: call opt.zero_grad() every step, before loss.backward()")
 
 
 # ---------------------------------------------------------------------------------------------
