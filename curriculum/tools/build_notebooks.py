@@ -411,6 +411,42 @@ def readme_table(sources: list[Path]) -> str:
     return "\n".join(rows)
 
 
+ONLINE_START, ONLINE_END = "<!-- online:start -->", "<!-- online:end -->"
+# What each section's online branch uses, and roughly what it downloads once (sizes from the model and
+# dataset cards). `python -m curriculum.tools.rehearsal run` runs these branches against local copies.
+ONLINE_RESOURCES = {
+    "1.1": "pretrained GPT-2 small (`gpt2`, ~550 MB safetensors) and its tokenizer (~2 MB); Tiny Shakespeare (1.1 MB)",
+    "1.2": "GPT-2's tokenizer (~2 MB); `roneneldan/TinyStories`, streamed: only the prefix the run tokenises "
+           "(20M tokens, ~80 MB); HellaSwag's validation set (~11 MB)",
+    "1.3": "TransformerLens's `NeelNanda/Attn_Only_2L512W_C4_Code` (~210 MB) and its tokenizer "
+           "`NeelNanda/gpt-neox-tokenizer-digits` (~2 MB); GPT-2 small (~550 MB); Tiny Shakespeare (1.1 MB)",
+    "1.4": "nothing: the same offline and online",
+    "2.1": "nothing: the same offline and online",
+    "2.2": "nothing: the same offline and online",
+    "2.3": "nothing: the same offline and online",
+    "2.4": "GPT-2 small as the policy (~550 MB); the sentiment classifier "
+           "`distilbert/distilbert-base-uncased-finetuned-sst-2-english` (~270 MB); Tiny Shakespeare (1.1 MB)",
+    "3.1": "the OpenAI API (`gpt-4o-mini`; needs OPENAI_API_KEY, billed per token, nothing downloaded)",
+    "3.2": "the OpenAI API (`gpt-4o-mini`, OPENAI_API_KEY)",
+    "3.3": "the OpenAI API (`gpt-4o-mini`, OPENAI_API_KEY); live English Wikipedia through the MediaWiki API "
+           "(a few kB a page)",
+    "3.4": "the OpenAI API (`gpt-4o-mini`, OPENAI_API_KEY)",
+    "4.1": "nothing: the same offline and online",
+    "4.2": "MNIST through torchvision (~11 MB compressed; `pip install torchvision`)",
+    "4.3": "MNIST through torchvision (~11 MB compressed); pretrained CLIP `openai/clip-vit-base-patch32` (~600 MB)",
+}
+
+
+def online_table(sources: list[Path]) -> str:
+    rows = ["| section | online, it uses (downloaded once, then cached) |", "|---|---|"]
+    for src in sources:
+        number = section_number(src)
+        if number not in ONLINE_RESOURCES:
+            raise SourceError(f"{src}: add section {number} to ONLINE_RESOURCES in {Path(__file__).name}")
+        rows.append(f"| {section_title(src)} | {ONLINE_RESOURCES[number]} |")
+    return "\n".join(rows)
+
+
 MANIFEST = ROOT / "curriculum" / "exercises.json"
 
 
@@ -465,7 +501,12 @@ def render_readme(sources: list[Path]) -> str | None:
         return None
     head, rest = text.split(TABLE_START, 1)
     _, tail = rest.split(TABLE_END, 1)
-    return f"{head}{TABLE_START}\n{readme_table(sources)}\n{TABLE_END}{tail}"
+    text = f"{head}{TABLE_START}\n{readme_table(sources)}\n{TABLE_END}{tail}"
+    if ONLINE_START in text and ONLINE_END in text:
+        head, rest = text.split(ONLINE_START, 1)
+        _, tail = rest.split(ONLINE_END, 1)
+        text = f"{head}{ONLINE_START}\n{online_table(sources)}\n{ONLINE_END}{tail}"
+    return text
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -2,17 +2,22 @@
 
 Offline (CI, no internet): scikit-learn's bundled 8x8 handwritten digits (1,797 images, shipped
 inside the sklearn wheel), upscaled bilinearly to 16x16. Online: MNIST, Fashion-MNIST or CIFAR-10
-through torchvision, resized to 32x32 so a 3-level U-Net divides them evenly.
+through torchvision, resized to 32x32 so a 3-level U-Net divides them evenly. They live in torchvision's
+layout under CURRICULUM_TORCHVISION_ROOT (default: the curriculum cache), where the rehearsal puts its copy.
 
 `curriculum.utils.offline.use_real_resources()` chooses; every image is a float tensor in [-1, 1], shape (C, H, W).
 """
 
 from __future__ import annotations
 
+import gzip
+import os
 import random
 import warnings
 from dataclasses import dataclass
+from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -66,20 +71,61 @@ def digits(size: int = 16) -> ImageDataset:
     return ImageDataset(x * 2 - 1, torch.tensor(bunch.target, dtype=torch.long), DIGIT_WORDS, DIGIT_TEMPLATES, f"sklearn digits {size}x{size}")
 
 
-def torchvision_dataset(name: str, size: int = 32, train: bool = True, limit: int | None = None) -> ImageDataset:
-    """MNIST / FashionMNIST / CIFAR10 downloaded into the curriculum cache, resized to size x size."""
-    import torchvision  # imported here: offline runs never need it
+IDX_FOLDERS = {"mnist": "MNIST", "fashion_mnist": "FashionMNIST"}  # torchvision's folder per dataset
+IDX_FILES = {True: ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"), False: ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")}
 
-    cls, words, templates = {
-        "mnist": (torchvision.datasets.MNIST, DIGIT_WORDS, DIGIT_TEMPLATES),
-        "fashion_mnist": (torchvision.datasets.FashionMNIST, FASHION_WORDS, OBJECT_TEMPLATES),
-        "cifar10": (torchvision.datasets.CIFAR10, CIFAR_WORDS, OBJECT_TEMPLATES),
-    }[name]
-    ds = cls(root=str(cache_dir("torchvision")), train=train, download=True)
-    data = torch.as_tensor(ds.data[:limit])
+
+def torchvision_root() -> Path:
+    """Where torchvision keeps its datasets: CURRICULUM_TORCHVISION_ROOT, else the curriculum cache."""
+    root = os.environ.get("CURRICULUM_TORCHVISION_ROOT")
+    return Path(root) if root else cache_dir("torchvision")
+
+
+def read_idx(path: Path) -> np.ndarray:
+    """An IDX file (MNIST's format: a magic number giving the rank, the sizes, then uint8 data), gzipped or not."""
+    raw = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
+    rank = raw[3]
+    shape = np.frombuffer(raw, dtype=">i4", count=rank, offset=4)
+    return np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * rank).reshape(shape)
+
+
+def _idx_files(name: str, train: bool) -> tuple[Path, Path] | None:
+    """The raw files of an IDX dataset already in torchvision's layout (<root>/MNIST/raw/...), or None."""
+    if name not in IDX_FOLDERS:
+        return None
+    raw = torchvision_root() / IDX_FOLDERS[name] / "raw"
+    found = []
+    for stem in IDX_FILES[train]:
+        candidates = [raw / stem, raw / f"{stem}.gz"]
+        if not (hit := next((c for c in candidates if c.is_file()), None)):
+            return None
+        found.append(hit)
+    return found[0], found[1]
+
+
+def torchvision_dataset(name: str, size: int = 32, train: bool = True, limit: int | None = None) -> ImageDataset:
+    """MNIST / FashionMNIST / CIFAR10 downloaded into the curriculum cache, resized to size x size.
+
+    Without torchvision, MNIST and Fashion-MNIST are still read when their files are already in
+    torchvision's layout (the format is a few lines of numpy); downloading needs torchvision."""
+    words, templates = {"mnist": (DIGIT_WORDS, DIGIT_TEMPLATES), "fashion_mnist": (FASHION_WORDS, OBJECT_TEMPLATES),
+                        "cifar10": (CIFAR_WORDS, OBJECT_TEMPLATES)}[name]
+    try:
+        import torchvision  # imported here: offline runs never need it
+    except ImportError:
+        files = _idx_files(name, train)
+        if files is None:
+            raise
+        data, targets = torch.as_tensor(read_idx(files[0]).copy()), torch.as_tensor(read_idx(files[1]).copy())
+    else:
+        cls = {"mnist": torchvision.datasets.MNIST, "fashion_mnist": torchvision.datasets.FashionMNIST,
+               "cifar10": torchvision.datasets.CIFAR10}[name]
+        ds = cls(root=str(torchvision_root()), train=train, download=True)
+        data, targets = torch.as_tensor(ds.data), torch.as_tensor(ds.targets)
+    data = data[:limit]
     x = (data.permute(0, 3, 1, 2) if data.ndim == 4 else data[:, None]).float() / 255.0
     x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False).clamp(0, 1)
-    labels = torch.as_tensor(ds.targets[:limit], dtype=torch.long)
+    labels = torch.as_tensor(targets[:limit], dtype=torch.long)
     return ImageDataset(x * 2 - 1, labels, words, templates, f"{name} {size}x{size}")
 
 
@@ -91,6 +137,9 @@ def load_image_dataset(online_name: str = "mnist", offline_size: int = 16, onlin
         try:
             import torchvision  # noqa: F401 - only to learn whether it is installed
         except ImportError:
+            if _idx_files(online_name, True) is not None:
+                ds = torchvision_dataset(online_name, limit=online_limit)
+                return Loaded(ds, True, f"{ds.name}: {len(ds.labels)} images (read without torchvision)")
             ds = digits(offline_size)
             why = (f"torchvision is not installed, so {online_name} cannot be loaded; install it with "
                    f"`pip install -e \".[vision]\"` (or `pip install torchvision`) and restart the kernel")

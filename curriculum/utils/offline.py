@@ -16,10 +16,23 @@ There is one chooser per kind of resource, `resource_choice(resource) -> (real, 
   host of ANTHROPIC_BASE_URL) is reachable, and `llm_endpoint` also needs ANTHROPIC_API_KEY.
 - "web": live web pages (Wikipedia in section 3.3); real when en.wikipedia.org is reachable.
 
-Environment overrides, in this order: CURRICULUM_OFFLINE=1 forces every stand-in (the test suite
-sets it); CURRICULUM_ONLINE=1 forces every real resource (and fails loudly where one is
-unreachable; with HF_HUB_OFFLINE=1 as well, the hub is then read from its local cache);
-HF_HUB_OFFLINE=1 alone forces the hub's stand-ins.
+Environment overrides, in this order:
+
+1. CURRICULUM_REHEARSAL=1 (the rehearsal, `python -m curriculum.tools.rehearsal`) forces every real
+   resource whatever else is set, HF_HUB_OFFLINE=1 and CURRICULUM_OFFLINE=1 included: the hub is then
+   read from the local cache HF_HOME points at, and the other resources from the local stand-ins the
+   variables below point at. Under it a stand-in is an error: `Loaded(..., real=False)` raises
+   `RehearsalFallback`, so no loader can fall back silently.
+2. CURRICULUM_OFFLINE=1 forces every stand-in (the test suite sets it).
+3. CURRICULUM_ONLINE=1 forces every real resource (and fails loudly where one is unreachable; with
+   HF_HUB_OFFLINE=1 as well, the hub is then read from its local cache).
+4. HF_HUB_OFFLINE=1 alone forces the hub's stand-ins.
+
+Where the real resources come from (each unset on a learner's machine, which uses the real source):
+CURRICULUM_URL_MIRROR (a base URL, file:// or http://) replaces the scheme and host of every file
+fetched by URL (`resource_url`); CURRICULUM_DATASETS_MIRROR (a folder) holds the streamed Hugging Face
+datasets as JSON lines (`stream_hub_dataset`); OPENAI_BASE_URL moves the LLM API; and
+CURRICULUM_MEDIAWIKI_API moves the MediaWiki API (section 3.3).
 """
 
 from __future__ import annotations
@@ -76,11 +89,54 @@ def _host(resource: str) -> tuple[str, int]:
     return (HF_HOST if resource == "hub" else WEB_HOST), 443
 
 
+def rehearsal() -> bool:
+    """True under the rehearsal (CURRICULUM_REHEARSAL=1): every loader must take its real branch."""
+    return _truthy("CURRICULUM_REHEARSAL")
+
+
+class RehearsalFallback(RuntimeError):
+    """Under the rehearsal a loader chose an offline stand-in: its real branch is broken or unreachable."""
+
+
+def require_real(what: str) -> None:
+    """Raise RehearsalFallback under the rehearsal: for loaders that choose a stand-in without a `Loaded`."""
+    if rehearsal():
+        raise RehearsalFallback(
+            f"CURRICULUM_REHEARSAL=1 requires the real resource, but the loader chose a stand-in: {what}. "
+            f"The real branch failed or was never taken; fix it rather than fall back."
+        )
+
+
+def resource_url(url: str) -> str:
+    """`url`, or its copy under CURRICULUM_URL_MIRROR (scheme and host replaced: <mirror>/<host>/<path>)."""
+    mirror = os.environ.get("CURRICULUM_URL_MIRROR", "").rstrip("/")
+    if not mirror:
+        return url
+    parts = urlparse(url)
+    return f"{mirror}/{parts.hostname}{parts.path}"
+
+
+def stream_hub_dataset(name: str, config: str = "", split: str = "train"):
+    """A Hugging Face dataset streamed (an `IterableDataset` of row dicts), from the hub, or from
+    CURRICULUM_DATASETS_MIRROR/<name>/<config or "default">/<split>.jsonl when that is set."""
+    import datasets  # imported here: only online paths need it, and it is slow to import
+
+    mirror = os.environ.get("CURRICULUM_DATASETS_MIRROR")
+    if not mirror:
+        return datasets.load_dataset(name, config or None, split=split, streaming=True)
+    path = Path(mirror, name, config or "default", f"{split}.jsonl")
+    if not path.is_file():
+        raise FileNotFoundError(f"CURRICULUM_DATASETS_MIRROR has no {path}: add it, or unset the variable to use the hub")
+    return datasets.load_dataset("json", data_files={split: str(path)}, split=split, streaming=True)
+
+
 @functools.lru_cache(maxsize=None)
 def resource_choice(resource: str, timeout: float = 2.0) -> tuple[bool, str]:
     """(use the real thing?, why) for one resource: "hub", "llm" or "web" (see the module docstring)."""
     if resource not in RESOURCES:
         raise ValueError(f"resource must be one of {RESOURCES}, got {resource!r}")
+    if rehearsal():
+        return True, "CURRICULUM_REHEARSAL=1 chooses every real resource, served locally"
     if _truthy("CURRICULUM_OFFLINE"):
         return False, "CURRICULUM_OFFLINE=1 chooses every offline stand-in"
     if _truthy("CURRICULUM_ONLINE"):
@@ -110,6 +166,10 @@ class Loaded:
     value: Any
     real: bool
     description: str
+
+    def __post_init__(self) -> None:
+        if not self.real:
+            require_real(self.description)
 
     def __repr__(self) -> str:
         return f"Loaded({self.description})"
@@ -141,7 +201,7 @@ def load_text_corpus() -> Loaded:
         if not path.exists():
             import urllib.request
 
-            urllib.request.urlretrieve(TINY_SHAKESPEARE_URL, path)
+            urllib.request.urlretrieve(resource_url(TINY_SHAKESPEARE_URL), path)
         text = path.read_text()
         return Loaded(text, True, f"Tiny Shakespeare, {len(text):,} characters")
     text = offline_corpus()

@@ -21,7 +21,10 @@ request (a proxy's authentication error, say) never puts the key into a tracebac
 
 Online (`curriculum.utils.offline.resource_choice("llm")`: the API is reachable, and a key is set) `llm.client` talks to
 api.openai.com; otherwise to a `LoopbackServer` on 127.0.0.1 running `responder`, and
-`llm.inspect_model()` is inspect's `openai/<model>` provider pointed at the same server.
+`llm.inspect_model()` is inspect's `openai/<model>` provider pointed at the same server. The real
+branch honours OPENAI_BASE_URL (the `openai` client and inspect both read it), which the rehearsal
+points at a loopback server standing in for the real API; there, choosing the loopback stand-in
+automatically is an error (`curriculum.utils.offline.RehearsalFallback`).
 """
 
 from __future__ import annotations
@@ -35,7 +38,7 @@ from typing import Any
 import openai
 from dotenv import dotenv_values
 
-from curriculum.utils.offline import resource_choice
+from curriculum.utils.offline import require_real, resource_choice
 from curriculum.utils.openai_server import Failures, LoopbackServer, Responder
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -193,6 +196,8 @@ def llm_endpoint(
             print(MISSING_KEY_HELP.format(name=key_name) + "\n-> using the offline loopback server.\n")
             why += f", but no {key_name} is set"
         offline = not (online and has_key)
+        if offline:
+            require_real(f"the LLM loopback server ({why})")
     else:
         why = "offline=True was passed" if offline else "offline=False was passed"
     if provider == "anthropic":

@@ -48,7 +48,7 @@ def load_mc_examples(n: int | None = None, val_every: int = 20, seed: int = 0) -
     if offline.use_real_resources():
         path = offline.cache_dir("hellaswag") / "hellaswag_val.jsonl"
         if not path.exists():
-            with urllib.request.urlopen(HELLASWAG_URL, timeout=60) as response:
+            with urllib.request.urlopen(offline.resource_url(HELLASWAG_URL), timeout=60) as response:
                 atomic_write_bytes(path, response.read())
         rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
         examples = [MCExample(r["ctx"], tuple(r["endings"]), int(r["label"])) for r in rows][:n]

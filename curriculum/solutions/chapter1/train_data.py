@@ -72,9 +72,7 @@ def _documents(dataset: str, dataset_config: str, real: bool) -> tuple[Iterator[
         corpus = offline.load_text_corpus()
         docs = corpus.value if isinstance(corpus.value, (list, tuple)) else _split_documents(corpus.value)
         return iter(docs), corpus.description
-    import datasets  # imported here: only the online path needs it, and it is slow to import
-
-    stream = datasets.load_dataset(dataset, dataset_config or None, split="train", streaming=True)
+    stream = offline.stream_hub_dataset(dataset, dataset_config, "train")
     return (row["text"] for row in stream), f"{dataset}{'/' + dataset_config if dataset_config else ''} (Hugging Face)"
 
 

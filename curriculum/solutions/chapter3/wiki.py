@@ -16,6 +16,7 @@ on both). `load_wiki()` picks one through `curriculum.utils.offline.resource_cho
 from __future__ import annotations
 
 import json
+import os
 import re
 from abc import ABC, abstractmethod
 from collections import deque
@@ -209,7 +210,7 @@ class LiveWiki(WikiSource):
     `{"error": {"code": "missingtitle", ...}}` for a page that does not exist.
     """
 
-    API = "https://en.wikipedia.org/w/api.php"
+    API = os.environ.get("CURRICULUM_MEDIAWIKI_API", "https://en.wikipedia.org/w/api.php")  # the rehearsal moves it
     # Wikipedia asks API clients to identify themselves.
     USER_AGENT = "open-alignment-curriculum/0.1 (educational WikiGame; https://github.com/open-alignment-curriculum)"
 
