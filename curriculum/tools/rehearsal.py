@@ -324,8 +324,14 @@ class MediaWikiGraph:
 
     def __init__(self, path: Path | None = None):
         path = path or ROOT / "data" / "chapter3" / "wiki" / "pages.json"
+        from curriculum.solutions.chapter3.wiki import main_content, page_links, plain_text
+
         data = json.loads(Path(path).read_text())
-        self.pages = {p["title"]: p for p in data["pages"]}
+        self.pages = {}
+        for page in data["pages"]:  # each page is its wikitext; the extract and the links come from its main content
+            content = main_content(page["wikitext"])
+            self.pages[page["title"]] = {"wikitext": page["wikitext"], "content": plain_text(content),
+                                         "links": list(page_links(content))}
         self.ids = {t: i + 1 for i, t in enumerate(self.pages)}
 
     def _resolve(self, title: str) -> str | None:
@@ -397,8 +403,7 @@ class MediaWikiGraph:
         if "text" in props:
             out["text"] = body if v2 else {"*": body}
         if "wikitext" in props:
-            wikitext = page["content"] + "\n" + " ".join(f"[[{t}]]" for t in page["links"])
-            out["wikitext"] = wikitext if v2 else {"*": wikitext}
+            out["wikitext"] = page["wikitext"] if v2 else {"*": page["wikitext"]}
         return {"parse": out}
 
 
@@ -474,8 +479,9 @@ def instance_of(schema: dict, defs: dict | None = None, depth: int = 0) -> Any:
 def stand_in_model(request: dict) -> Any:
     """What the rehearsal's "real API" answers: structurally valid, content-free replies. A tool call
     when tools are offered and none has been answered yet in this turn, schema-valid JSON for
-    structured output, else a short text in the multiple-choice answer format."""
-    from curriculum.utils.openai_server import ToolCall, response_schema
+    structured output, a parseable transcript or score line where the system prompt asks for one (sections
+    3.4 and 3.1), else a short text in the multiple-choice answer format."""
+    from curriculum.utils.openai_server import ToolCall, response_schema, system_message
 
     messages = request.get("messages", [])
     tools = request.get("tools") or []
@@ -484,6 +490,11 @@ def stand_in_model(request: dict) -> Any:
         return ToolCall(fn["name"], instance_of(fn.get("parameters", {"type": "object"})))
     if (schema := response_schema(request)) is not None:
         return instance_of(schema)
+    system = system_message(request)
+    if "<OUTPUT>" in system:  # the scratchpad-and-output format (section 3.4): a transcript it can parse
+        return "<SCRATCHPAD_REASONING>A rehearsal reply.</SCRATCHPAD_REASONING>\n<OUTPUT><rejected/></OUTPUT>"
+    if "SCORE:" in system:  # a grader asked for a score line (section 3.1)
+        return "A rehearsal grade.\nSCORE: 7"
     return "ANSWER: A"
 
 

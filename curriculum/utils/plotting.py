@@ -197,11 +197,13 @@ def attention_patterns(
     if backend == "circuitsvis" or (backend == "auto" and _circuitsvis_renders()):
         import circuitsvis as cv
 
-        html = cv.attention.attention_patterns(tokens=list(tokens), attention=torch.tensor(pat), attention_head_names=names)
+        # attention_heads takes head names (attention_patterns does not): one panel per head, plus all heads
+        html = cv.attention.attention_heads(attention=torch.tensor(pat), tokens=list(tokens), attention_head_names=names)
         if show:
             from IPython.display import display
 
             display(html)
+            return None  # returned too, Jupyter would draw it a second time
         return html
     labels = [f"{i}:{t}" for i, t in enumerate(tokens)]  # positions keep repeated tokens apart
     return imshow(pat, x=labels, y=labels, title=title, facet_labels=names, zmid=None,
