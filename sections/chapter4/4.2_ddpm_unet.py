@@ -22,14 +22,16 @@
 # schedule, `add_noise`, the loss and `ddpm_sample` are 4.1's, unchanged. The reference is
 # `curriculum/solutions/chapter4/ddpm.py`.
 #
-# Training a U-Net that makes convincing digits takes about 15 minutes on a GPU (an estimate) and
-# hours on a laptop CPU. So that you see diffusion work without a GPU, the sampling half of the
-# section uses a small U-Net already trained on the offline 16x16 digits and shipped with the
-# curriculum (`data/chapter4/ddpm_digits16.safetensors`, loaded by `load_checkpoint()`). To rebuild
-# it yourself, run `python -m curriculum.solutions.chapter4.ddpm --build-checkpoint` (about half an
-# hour on 2 CPU cores).
+# Training the default U-Net of this section (64 base channels, 20k steps) takes about 15 minutes on
+# a GPU (an estimate) and hours on a laptop CPU. So that you see diffusion work without a GPU, the
+# sampling half of the section uses a smaller U-Net, trained briefly on the offline 16x16 digits
+# and shipped with the curriculum (`data/chapter4/ddpm_digits16.safetensors`, loaded by
+# `load_checkpoint()`). To rebuild it yourself, run
+# `python -m curriculum.solutions.chapter4.ddpm --build-checkpoint` (about 12 minutes on a shared
+# 2-core CPU).
 
 # %% setup
+import copy
 import time
 
 import einops
@@ -37,6 +39,7 @@ import torch
 import torch.nn.functional as F
 from jaxtyping import Float, Int
 from torch import Tensor, nn
+from tqdm.auto import tqdm
 
 from curriculum.solutions.chapter4.ddpm import CHECKPOINT_T, CHECKPOINT_UNET, TrainConfig, checkpoint_split, UNetConfig, load_checkpoint, train_unet
 from curriculum.solutions.chapter4.toy_diffusion import Schedule, ddpm_sample, linear_betas, sinusoidal_embedding
@@ -184,7 +187,8 @@ tests.check_downsample(Downsample)
 # Everything the layer needs (kernel size, stride, padding) is already inside `self.conv`.
 
 # %% hint
-# A single call: `return self.conv(x)`. Pooling first would change the values the check compares.
+# No pooling and no extra padding: the learned convolution with stride 2 is the whole layer. If the
+# output has the wrong size, print `self.conv` and compare its stride and padding with the docstring.
 
 # %% [markdown]
 # ### Exercise: Upsample
@@ -266,8 +270,9 @@ tests.check_down_block(DownBlock)
 # gets (the skip after `self.resample`).
 
 # %% hint
-# `skip = self.attn(self.res(h, emb))`; `return self.resample(skip), skip`. A skip taken after the
-# downsampling has half the resolution the decoder expects.
+# The order is res (which takes `emb`), then attn; name that result, and return it twice: once
+# through `self.resample`, once as it is. A skip taken after the downsampling has half the
+# resolution the decoder expects.
 
 # %% [markdown]
 # ### Exercise: a decoder level
@@ -285,8 +290,8 @@ tests.check_up_block(UpBlock)
 # resampling).
 
 # %% hint
-# `h = torch.cat([h, skip], dim=1)` makes (b, c_in + c_skip, h, w); then
-# `self.resample(self.attn(self.res(h, emb)))`.
+# `torch.cat([h, skip], dim=1)` makes (b, c_in + c_skip, h, w), the shape `self.res` was built
+# for; then the level's three submodules, each applied to the previous one's output.
 
 # %% [markdown]
 # ## The U-Net
@@ -420,11 +425,12 @@ print(f"DDPM: {CHECKPOINT_T} network calls, {ddpm_seconds:.1f}s for {n_show} ima
 image_grid(ddpm_images, nrow=8, value_range=(-1, 1), title=f"DDPM, {CHECKPOINT_T} steps, shipped checkpoint")
 
 # %% [markdown]
-# What you should see: mostly recognisable digits, 16x16, white strokes on black, with some
-# malformed ones: a small network trained for a short while on 1348 images. Compare with the
-# training images at the top. A grid of uniform grey means the sampler never removed the noise
-# (look at `clip_x0` and the schedule), a grid of identical digits means the generator was reseeded
-# inside the loop.
+# What you should see: 16x16 digits, white strokes on black, most of them recognisable (zeros,
+# sixes, fives, twos), some malformed or ambiguous: a small network trained briefly on a
+# thousand-odd images. The strokes are soft, like the training images at the top, which are 8x8
+# scans upscaled with bilinear interpolation. A grid of uniform grey means the sampler never
+# removed the noise (look at `clip_x0` and the schedule); a grid of identical digits means the
+# generator was reseeded inside the loop.
 #
 # ## DDIM: deriving a sampler with fewer steps
 #
@@ -505,10 +511,11 @@ for t, s in [(980, 960), (980, 979), (500, 480), (20, 0)]:
         print(f"t={t:3d} -> s={s:3d}  eta={eta}:  sqrt(a_s)={a_s.sqrt():.4f}  direction sqrt(1-a_s-sigma^2)={(1 - a_s - sigma**2).sqrt():.4f}  sigma={sigma:.4f}")
 
 # %% [markdown]
-# Read the table: near t = 1000 almost nothing of $x_0$ is left ($\sqrt{a_s}$ is a few hundredths),
-# and $\eta = 1$ replaces a sizeable share of the noise at each 20-step jump with fresh noise, while
-# $\eta = 0$ keeps all of it. Near t = 0 the coefficient of $\hat x_0$ approaches 1 and the
-# direction term vanishes: the last step returns the prediction.
+# Read the table: near t = 1000 almost nothing of $x_0$ is left ($\sqrt{a_s}$ is about 0.01). At
+# $\eta = 1$ the 20-step jump replaces a large share of the noise with fresh noise ($\sigma$ about 0.57,
+# while the kept direction drops to about 0.82), where one DDPM step draws only about 0.14; $\eta = 0$
+# keeps the whole direction. Near t = 0 the coefficient of $\hat x_0$ is within $10^{-4}$ of 1 and the
+# direction term is about 0.01: the last steps return the prediction.
 #
 # ### Exercise: the timesteps DDIM visits
 #
@@ -542,8 +549,8 @@ tests.check_ddim_sigma(ddim_sigma)
 # returns a standard deviation, scaled by eta.
 
 # %% hint
-# Two factors under square roots: `(1 - a_prev) / (1 - a_t)` and `1 - a_t / a_prev`; multiply their
-# square roots and then by `eta`.
+# Write the variance as the product of two ratios, `(1 - a_prev) / (1 - a_t)` and `1 - a_t / a_prev`,
+# then take the square root before scaling by eta (scaling the variance by eta would give eta^2).
 
 # %% [markdown]
 # ### Exercise: one DDIM step
@@ -610,12 +617,12 @@ for n_steps in [50, 20, 10]:
 image_grid(torch.cat(grids), nrow=8, titles=titles, value_range=(-1, 1))
 
 # %% [markdown]
-# What you should see: the same eight digits in each row (same $x_T$, same deterministic path), the
-# 50-step row cleanest, strokes getting thicker and blurrier as the steps shrink to 10. Each DDIM
-# step is a straight move along the quarter circle with a frozen $\hat x_0$; with fewer steps
-# $\hat x_0$ is frozen for longer, and at high noise it is close to the average digit, so fine
-# detail is lost first. The DDPM grid above is not comparable image by image: its noise enters at
-# every step.
+# What you should see: the same eight digits in each row (same $x_T$, same deterministic path),
+# with small differences in stroke shape; at 10 steps some digits pick up a grainy, speckled
+# texture. Each DDIM step is a move along the quarter circle with a frozen $\hat x_0$; with fewer
+# steps $\hat x_0$ stays frozen for longer, and the noise that a better $\hat x_0$ would have
+# explained is not fully removed. The DDPM grid above is not comparable image by image: its noise
+# enters at every step.
 #
 # For contrast, your own model from the training cell above, sampled the same way (DDIM-20), where
 # quick mode or a short run gives the noise-like samples explained earlier:
@@ -637,10 +644,12 @@ for eta in [0.0, 0.5, 1.0]:
 image_grid(torch.cat(rows), nrow=8, titles=titles, value_range=(-1, 1))
 
 # %% [markdown]
-# What you should see: at $\eta = 0.5$ most digits keep their identity with changed details; at
-# $\eta = 1$ (DDPM's noise on a 20-step schedule) some change class, and the strokes get noisier
-# because 20 large stochastic steps remove the noise they add less accurately than 1000 small ones.
-# This is why DDIM is normally run with $\eta = 0$ when steps are few.
+# What you should see: at $\eta = 0.5$ some digits keep their class and shape and others turn into a
+# different digit; at $\eta = 1$ most of them change. Twenty large steps at $\eta = 1$ inject a lot of
+# fresh noise (the table above: $\sigma$ is a large share of the noise at each jump), so the final
+# image depends less and less on $x_T$. That is what makes the sampler stochastic, and also why
+# DDPM-style noise needs many small steps to be removed accurately; with few steps, DDIM is normally
+# run at $\eta = 0$.
 #
 # ## Summary and measurements
 #

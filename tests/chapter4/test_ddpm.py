@@ -389,3 +389,18 @@ def test_unet_overfits_one_batch():
         loss.backward()
         opt.step()
     assert loss.item() < 0.5 * first
+
+
+def test_shipped_checkpoint_loads_and_is_small():
+    """The sampling cells load it; the samplers' checks never do."""
+    assert sol.CHECKPOINT_PATH.stat().st_size <= 5_000_000
+    net = sol.load_checkpoint()
+    assert net.cfg == sol.CHECKPOINT_UNET
+    with torch.no_grad():
+        eps = net(torch.randn(2, 1, 16, 16), torch.tensor([999, 10]))
+    assert eps.shape == (2, 1, 16, 16) and torch.isfinite(eps).all() and eps.abs().mean() > 0.1  # trained: not the zero init
+
+
+def test_load_checkpoint_names_the_rebuild_command(tmp_path):
+    with pytest.raises(FileNotFoundError, match="--build-checkpoint"):
+        sol.load_checkpoint(tmp_path / "missing.safetensors")

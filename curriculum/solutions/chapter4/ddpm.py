@@ -5,8 +5,8 @@ only the denoiser grows from an MLP on points to a U-Net on images. Then DDIM: t
 model, sampled deterministically (eta = 0) with a few dozen steps instead of a thousand.
 
 The section samples from a small U-Net trained on the offline 16x16 digits, shipped as
-data/chapter4/ddpm_digits16.safetensors (`load_checkpoint()`). Rebuild it (about 25-40 minutes on
-2 CPU cores, with one torch thread) with
+data/chapter4/ddpm_digits16.safetensors (`load_checkpoint()`). Rebuild it (about 12 minutes on a
+shared 2-core CPU, with one torch thread) with
 
     python -m curriculum.solutions.chapter4.ddpm --build-checkpoint
 """
@@ -466,7 +466,7 @@ def checkpoint_split():
 def build_checkpoint(path: Path = CHECKPOINT_PATH) -> Path:
     """Train CHECKPOINT_UNET on the offline digits with CHECKPOINT_TRAIN and save the EMA weights.
 
-    About 25 minutes on 2 CPU cores (one torch thread is faster than two on a busy machine).
+    About 12 minutes on a shared 2-core CPU (one torch thread is faster than two on a busy machine).
     """
     from safetensors.torch import save
 
@@ -500,7 +500,7 @@ def load_checkpoint(path: Path = CHECKPOINT_PATH) -> UNet:
     if not path.exists():
         raise FileNotFoundError(
             f"{path} is missing: rebuild it with `python -m curriculum.solutions.chapter4.ddpm --build-checkpoint` "
-            "(about 25 minutes on 2 CPU cores)"
+            "(about 12 minutes on 2 CPU cores)"
         )
     with safe_open(str(path), framework="pt") as f:
         meta = f.metadata()
