@@ -3,12 +3,22 @@
 The schedule, `add_noise`, `diffusion_loss`, `ddpm_step` and `ddpm_sample` come from 4.1 unchanged:
 only the denoiser grows from an MLP on points to a U-Net on images. Then DDIM: the same trained
 model, sampled deterministically (eta = 0) with a few dozen steps instead of a thousand.
+
+The section samples from a small U-Net trained on the offline 16x16 digits, shipped as
+data/chapter4/ddpm_digits16.safetensors (`load_checkpoint()`). Rebuild it (about 12 minutes on a
+shared 2-core CPU, with one torch thread) with
+
+    python -m curriculum.solutions.chapter4.ddpm --build-checkpoint
 """
 
 from __future__ import annotations
 
+import argparse
 import copy
-from dataclasses import dataclass
+import json
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import einops
 import torch
@@ -84,25 +94,35 @@ class AttentionBlock(nn.Module):
 
 
 class Downsample(nn.Module):
-    """Halve H and W with a strided 3x3 convolution (learned, unlike pooling)."""
+    """Halve H and W with a learned 3x3 convolution of stride 2 (padding 1), keeping the channel count.
+
+    Submodule name: conv. An odd size rounds up: (h + 1) // 2.
+    """
 
     def __init__(self, ch: int):
         super().__init__()
         self.conv = nn.Conv2d(ch, ch, 3, stride=2, padding=1)
 
     def forward(self, x: Float[Tensor, "b c h w"]) -> Float[Tensor, "b c h/2 w/2"]:
+        # EXERCISE: one strided convolution
         return self.conv(x)
+        # END EXERCISE
 
 
 class Upsample(nn.Module):
-    """Double H and W: nearest-neighbour upsampling then a 3x3 convolution (avoids checkerboard artefacts)."""
+    """Double H and W: nearest-neighbour x2, then a 3x3 convolution (padding 1) that smooths the blocks.
+
+    Submodule name: conv. Nearest-then-conv avoids the checkerboard artefacts of a stride-2 transposed conv.
+    """
 
     def __init__(self, ch: int):
         super().__init__()
         self.conv = nn.Conv2d(ch, ch, 3, padding=1)
 
     def forward(self, x: Float[Tensor, "b c h w"]) -> Float[Tensor, "b c 2h 2w"]:
+        # EXERCISE: repeat every pixel 2x2 (F.interpolate, nearest), then convolve
         return self.conv(F.interpolate(x, scale_factor=2, mode="nearest"))
+        # END EXERCISE
 
 
 # ---------------------------------------------------------------------------------------------
@@ -132,64 +152,94 @@ class UNetConfig:
                 raise ValueError(f"base_channels * {mult} must be divisible by n_groups = {self.n_groups}")
 
 
-class UNet(nn.Module):
-    """eps_theta(x_t, t[, y]): an encoder that halves the resolution level by level, a middle block
-    with attention at the lowest resolution, and a decoder that doubles it back, concatenating the
-    encoder's feature map of the same resolution (the skip connection) before each of its blocks.
+def unet_levels(cfg: UNetConfig) -> list[tuple[int, int, int, bool]]:
+    """The encoder's plan, one (resolution, in_channels, out_channels, attention) per level.
 
-    Level i has base_channels * channel_mults[i] channels; each level is a ResBlock, then an
-    AttentionBlock if its resolution is in attn_resolutions (else Identity), then a Down/Upsample
-    except at the bottom (else Identity).
+    Level i works at image_size / 2**i (the input convolution keeps the size, each level but the
+    last halves it afterwards), has base_channels * channel_mults[i] output channels, takes the
+    previous level's output channels (base_channels for level 0, after conv_in), and gets
+    self-attention iff its resolution is in attn_resolutions. The decoder mirrors this plan.
+    """
+    # EXERCISE: walk the levels, tracking the resolution and the channel count that flows in
+    plan, ch = [], cfg.base_channels
+    for i, mult in enumerate(cfg.channel_mults):
+        res, out_ch = cfg.image_size // 2**i, cfg.base_channels * mult
+        plan.append((res, ch, out_ch, res in cfg.attn_resolutions))
+        ch = out_ch
+    return plan
+    # END EXERCISE
+
+
+class DownBlock(nn.Module):
+    """One encoder level: ResBlock -> attention (or Identity) -> [remember as the skip] -> Downsample (or Identity).
+
+    forward returns (output for the next level, skip for the decoder). Submodule names: res, attn, resample.
+    """
+
+    def __init__(self, in_ch: int, out_ch: int, d_emb: int, attn: bool = False, downsample: bool = True,
+                 n_heads: int = 1, n_groups: int = 8, dropout: float = 0.0):
+        super().__init__()
+        self.res = ResBlock(in_ch, out_ch, d_emb, n_groups, dropout)
+        self.attn = AttentionBlock(out_ch, n_heads, n_groups) if attn else nn.Identity()
+        self.resample = Downsample(out_ch) if downsample else nn.Identity()
+
+    def forward(self, h: Float[Tensor, "b c_in h w"], emb: Float[Tensor, "b d_emb"]):
+        # EXERCISE: residual block, attention, keep the full-resolution result as the skip, then downsample
+        skip = self.attn(self.res(h, emb))
+        return self.resample(skip), skip
+        # END EXERCISE
+
+
+class UpBlock(nn.Module):
+    """One decoder level: concatenate the skip on the channel axis -> ResBlock -> attention (or Identity)
+    -> Upsample (or Identity). Submodule names: res, attn, resample.
+    """
+
+    def __init__(self, in_ch: int, skip_ch: int, out_ch: int, d_emb: int, attn: bool = False, upsample: bool = True,
+                 n_heads: int = 1, n_groups: int = 8, dropout: float = 0.0):
+        super().__init__()
+        self.res = ResBlock(in_ch + skip_ch, out_ch, d_emb, n_groups, dropout)
+        self.attn = AttentionBlock(out_ch, n_heads, n_groups) if attn else nn.Identity()
+        self.resample = Upsample(out_ch) if upsample else nn.Identity()
+
+    def forward(self, h: Float[Tensor, "b c_in h w"], skip: Float[Tensor, "b c_skip h w"], emb: Float[Tensor, "b d_emb"]):
+        # EXERCISE: join h and the skip (h first), then residual block, attention, upsample
+        h = torch.cat([h, skip], dim=1)
+        return self.resample(self.attn(self.res(h, emb)))
+        # END EXERCISE
+
+
+class UNet(nn.Module):
+    """eps_theta(x_t, t[, y]): conv_in, the encoder levels (DownBlocks), a middle block with attention
+    at the lowest resolution, the decoder levels (UpBlocks, each joined by the skip of the encoder level
+    at its resolution), then GroupNorm -> SiLU -> conv_out.
     """
 
     def __init__(self, cfg: UNetConfig):
         super().__init__()
         self.cfg = cfg
         base, d_emb = cfg.base_channels, 4 * cfg.base_channels
-        chs = [base * m for m in cfg.channel_mults]
-        n_levels = len(chs)
+        plan = unet_levels(cfg)
+        n_levels = len(plan)
+        block = {"n_heads": cfg.n_heads, "n_groups": cfg.n_groups, "dropout": cfg.dropout}
 
         self.time_mlp = nn.Sequential(nn.Linear(base, d_emb), nn.SiLU(), nn.Linear(d_emb, d_emb))
         # One extra row: the "no label" class used for classifier-free guidance.
         self.class_emb = nn.Embedding(cfg.num_classes + 1, d_emb) if cfg.num_classes else None
         self.conv_in = nn.Conv2d(cfg.in_channels, base, 3, padding=1)
-
-        def attn(ch: int, res: int) -> nn.Module:
-            return AttentionBlock(ch, cfg.n_heads, cfg.n_groups) if res in cfg.attn_resolutions else nn.Identity()
-
-        self.down = nn.ModuleList()
-        ch, res = base, cfg.image_size
-        for i, out_ch in enumerate(chs):
-            last = i == n_levels - 1
-            self.down.append(
-                nn.ModuleDict(
-                    {
-                        "res": ResBlock(ch, out_ch, d_emb, cfg.n_groups, cfg.dropout),
-                        "attn": attn(out_ch, res),
-                        "resample": nn.Identity() if last else Downsample(out_ch),
-                    }
-                )
-            )
-            ch, res = out_ch, res if last else res // 2
-
+        self.down = nn.ModuleList(
+            DownBlock(in_ch, out_ch, d_emb, attn, downsample=i < n_levels - 1, **block)
+            for i, (_, in_ch, out_ch, attn) in enumerate(plan)
+        )
+        ch = plan[-1][2]
         self.mid_res1 = ResBlock(ch, ch, d_emb, cfg.n_groups, cfg.dropout)
         self.mid_attn = AttentionBlock(ch, cfg.n_heads, cfg.n_groups)
         self.mid_res2 = ResBlock(ch, ch, d_emb, cfg.n_groups, cfg.dropout)
-
         self.up = nn.ModuleList()
         for i in reversed(range(n_levels)):
-            out_ch = chs[i]
-            self.up.append(
-                nn.ModuleDict(
-                    {
-                        "res": ResBlock(ch + chs[i], out_ch, d_emb, cfg.n_groups, cfg.dropout),
-                        "attn": attn(out_ch, res),
-                        "resample": nn.Identity() if i == 0 else Upsample(out_ch),
-                    }
-                )
-            )
-            ch, res = out_ch, res if i == 0 else res * 2
-
+            _, _, skip_ch, attn = plan[i]
+            self.up.append(UpBlock(ch, skip_ch, skip_ch, d_emb, attn, upsample=i > 0, **block))
+            ch = skip_ch
         self.norm_out = nn.GroupNorm(cfg.n_groups, ch)
         self.conv_out = nn.Conv2d(ch, cfg.in_channels, 3, padding=1)
         # Start as a zero predictor: the loss begins at 1 and early steps don't fight random outputs.
@@ -208,18 +258,15 @@ class UNet(nn.Module):
         self, x: Float[Tensor, "b c h w"], t: Int[Tensor, "b"], y: Int[Tensor, "b"] | None = None
     ) -> Float[Tensor, "b c h w"]:
         emb = self.embed(t, y)
-        # EXERCISE: conv_in; down levels (res -> attn, remember the output as a skip, then resample); mid (res, attn, res); up levels (concat the matching skip on channels -> res -> attn -> resample); norm_out -> SiLU -> conv_out
+        # EXERCISE: conv_in; the down blocks (stack their skips); mid (res, attn, res); the up blocks (pop the skips); norm_out -> SiLU -> conv_out
         h = self.conv_in(x)
         skips = []
         for level in self.down:
-            h = level["attn"](level["res"](h, emb))
-            skips.append(h)
-            h = level["resample"](h)
+            h, skip = level(h, emb)
+            skips.append(skip)
         h = self.mid_res2(self.mid_attn(self.mid_res1(h, emb)), emb)
         for level in self.up:
-            h = torch.cat([h, skips.pop()], dim=1)
-            h = level["attn"](level["res"](h, emb))
-            h = level["resample"](h)
+            h = level(h, skips.pop(), emb)
         return self.conv_out(F.silu(self.norm_out(h)))
         # END EXERCISE
 
@@ -318,6 +365,17 @@ def ddim_timesteps(n_train_steps: int, n_sample_steps: int) -> Int[Tensor, "n_sa
     # END EXERCISE
 
 
+def ddim_sigma(a_t: Float[Tensor, ""], a_prev: Float[Tensor, ""], eta: float) -> Float[Tensor, ""]:
+    """The standard deviation of the fresh noise in a DDIM step from level a_t to the less noisy a_prev
+    (a = alpha_bar):  sigma = eta * sigma_DDPM, where sigma_DDPM^2 is the variance of q(x_prev | x_t, x_0),
+    the one choice that makes the non-Markovian process's q(x_prev | x_t) Markovian.
+    eta = 0: deterministic; eta = 1: DDPM's posterior noise (for any gap between t and t_prev).
+    """
+    # EXERCISE: eta times the posterior standard deviation, written with the two alpha_bars only
+    return eta * ((1 - a_prev) / (1 - a_t)).sqrt() * (1 - a_t / a_prev).sqrt()
+    # END EXERCISE
+
+
 def ddim_step(
     eps: Float[Tensor, "batch *shape"],
     t: int,
@@ -328,28 +386,24 @@ def ddim_step(
     noise: Float[Tensor, "batch *shape"] | None = None,
     clip_x0: float | None = None,
 ) -> Float[Tensor, "batch *shape"]:
-    """One DDIM step from timestep t to the earlier t_prev (t_prev < 0 means "to the clean sample", alpha_bar = 1):
+    """One DDIM step from timestep t to the earlier t_prev (t_prev < 0 means "to the clean sample", alpha_bar = 1).
 
-        x0_hat = (x_t - sqrt(1 - a_t) eps) / sqrt(a_t)
-        if clip_x0:  x0_hat = clamp(x0_hat, -clip_x0, clip_x0);  eps = (x_t - sqrt(a_t) x0_hat) / sqrt(1 - a_t)
-        sigma  = eta * sqrt((1 - a_prev) / (1 - a_t)) * sqrt(1 - a_t / a_prev)
-        x_prev = sqrt(a_prev) x0_hat + sqrt(1 - a_prev - sigma^2) eps + sigma * noise
-
-    with a = alpha_bar. eta = 0 is deterministic; eta = 1 with t_prev = t - 1 is DDPM.
-    After clamping, eps is recomputed so that x_t = sqrt(a_t) x0_hat + sqrt(1 - a_t) eps still holds
-    (diffusers' `use_clipped_model_output=True`). Otherwise whatever pushed x0_hat out of range (a
-    wild early prediction, or a large guidance term in 4.3) survives, unclamped, in the eps term.
+    Predict x0_hat from (x_t, eps); clamp it to [-clip_x0, clip_x0] if clip_x0 is set and then
+    recompute eps so that x_t = sqrt(a_t) x0_hat + sqrt(1 - a_t) eps still holds (diffusers'
+    `use_clipped_model_output=True`); re-noise x0_hat to level a_prev with the kept direction
+    sqrt(1 - a_prev - sigma^2) eps plus fresh noise sigma * noise, sigma = ddim_sigma(a_t, a_prev, eta).
+    eta = 0 is deterministic; eta = 1 with t_prev = t - 1 is DDPM.
     """
     if eta > 0 and noise is None:
         raise ValueError("eta > 0 adds noise: pass `noise` (e.g. torch.randn_like(x_t))")
-    # EXERCISE: look up a_t and a_prev, predict x0 (clamp it and recompute eps if clip_x0), compute sigma and the direction pointing to x_t, combine
+    # EXERCISE: look up a_t and a_prev, predict x0 (clamp it and recompute eps if clip_x0), then sigma and the direction pointing to x_t
     a_t = alpha_bars[t]
     a_prev = alpha_bars[t_prev] if t_prev >= 0 else torch.tensor(1.0)
     x0_hat = (x_t - (1 - a_t).sqrt() * eps) / a_t.sqrt()
     if clip_x0 is not None:
         x0_hat = x0_hat.clamp(-clip_x0, clip_x0)
         eps = (x_t - a_t.sqrt() * x0_hat) / (1 - a_t).sqrt()  # the noise consistent with the clamped x0_hat
-    sigma = eta * ((1 - a_prev) / (1 - a_t)).sqrt() * (1 - a_t / a_prev).sqrt()
+    sigma = ddim_sigma(a_t, a_prev, eta)
     x_prev = a_prev.sqrt() * x0_hat + (1 - a_prev - sigma**2).sqrt() * eps
     if eta > 0:
         x_prev = x_prev + sigma * noise
@@ -368,10 +422,15 @@ def ddim_sample(
     clip_x0: float | None = None,
     device: torch.device | str = "cpu",
 ) -> Float[Tensor, "batch *shape"]:
-    """x ~ N(0, I), then ddim_step along ddim_timesteps; `model(x_t, t_batch)` predicts the noise.
+    """x ~ N(0, I), then one ddim_step per timestep of ddim_timesteps(len(alpha_bars), n_steps), each
+    to the next visited timestep (t - ratio, below 0 at the last step); `model(x_t, t_batch)` predicts
+    the noise, with t_batch a long tensor of shape (batch,).
 
-    Noise (eta > 0) is drawn from `generator` on the CPU, like ddpm_sample.
+    All randomness comes from `generator` on the CPU, in this order (a seed then fixes the samples):
+    x_T = torch.randn(shape, generator=generator), then, only if eta > 0, one
+    torch.randn(shape, generator=generator) per step, drawn after the model call.
     """
+    # EXERCISE: draw x_T, then loop over the timesteps: model call, fresh noise if eta > 0, ddim_step
     timesteps = ddim_timesteps(len(alpha_bars), n_steps).tolist()
     ratio = len(alpha_bars) // n_steps
     x = torch.randn(shape, generator=generator).to(device)
@@ -381,3 +440,87 @@ def ddim_sample(
         noise = torch.randn(shape, generator=generator).to(device) if eta > 0 else None
         x = ddim_step(eps, t, t - ratio, x, alpha_bars, eta, noise, clip_x0)
     return x
+    # END EXERCISE
+
+
+# ---------------------------------------------------------------------------------------------
+# The shipped checkpoint: a small U-Net trained on the offline 16x16 digits
+# ---------------------------------------------------------------------------------------------
+CHECKPOINT_PATH = Path(__file__).resolve().parents[3] / "data" / "chapter4" / "ddpm_digits16.safetensors"
+CHECKPOINT_UNET = UNetConfig(
+    image_size=16, in_channels=1, base_channels=24, channel_mults=(1, 2, 2), attn_resolutions=(8, 4), n_heads=4, dropout=0.0
+)
+CHECKPOINT_TRAIN = TrainConfig(n_steps=1500, batch_size=64, lr=2e-3, ema_decay=0.995, seed=0)
+CHECKPOINT_T = 1000  # linear_betas(1000): the schedule the checkpoint was trained with
+CHECKPOINT_SPLIT_SEED = 0  # trained on digits(16).split(n_test=449, seed=0)[0]; the 449 test images stay unseen
+
+
+def checkpoint_split():
+    """The offline 16x16 digits split the checkpoint was trained on: (train, held-out test)."""
+    from curriculum.utils.image_data import digits
+
+    ds = digits(16)
+    return ds.split(n_test=min(500, len(ds.labels) // 4), seed=CHECKPOINT_SPLIT_SEED)
+
+
+def build_checkpoint(path: Path = CHECKPOINT_PATH) -> Path:
+    """Train CHECKPOINT_UNET on the offline digits with CHECKPOINT_TRAIN and save the EMA weights.
+
+    About 12 minutes on a shared 2-core CPU (one torch thread is faster than two on a busy machine).
+    """
+    from safetensors.torch import save
+
+    from curriculum.solutions.chapter4.toy_diffusion import linear_betas
+    from curriculum.utils.files import atomic_write_bytes
+
+    train, _ = checkpoint_split()
+    torch.manual_seed(CHECKPOINT_TRAIN.seed)
+    start = time.perf_counter()
+    ema, losses = train_unet(UNet(CHECKPOINT_UNET), train.images, Schedule(linear_betas(CHECKPOINT_T)), CHECKPOINT_TRAIN)
+    minutes = (time.perf_counter() - start) / 60
+    final = sum(losses[-200:]) / 200
+    metadata = {
+        "unet_config": json.dumps(asdict(CHECKPOINT_UNET)),
+        "train_config": json.dumps(asdict(CHECKPOINT_TRAIN)),
+        "T": str(CHECKPOINT_T),
+        "final_loss": f"{final:.4f}",
+    }
+    tensors = {k: v.detach().cpu().contiguous() for k, v in ema.model.state_dict().items()}
+    atomic_write_bytes(path, save(tensors, metadata=metadata))
+    print(f"saved {path} ({path.stat().st_size / 1e6:.2f} MB) after {minutes:.1f} min; final loss {final:.4f}")
+    return path
+
+
+def load_checkpoint(path: Path = CHECKPOINT_PATH) -> UNet:
+    """The shipped U-Net (EMA weights), in eval mode on the CPU. Rebuild the file with
+    `python -m curriculum.solutions.chapter4.ddpm --build-checkpoint`."""
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    if not path.exists():
+        raise FileNotFoundError(
+            f"{path} is missing: rebuild it with `python -m curriculum.solutions.chapter4.ddpm --build-checkpoint` "
+            "(about 12 minutes on 2 CPU cores)"
+        )
+    with safe_open(str(path), framework="pt") as f:
+        meta = f.metadata()
+    cfg = json.loads(meta["unet_config"])
+    cfg["channel_mults"], cfg["attn_resolutions"] = tuple(cfg["channel_mults"]), tuple(cfg["attn_resolutions"])
+    model = UNet(UNetConfig(**cfg))
+    model.load_state_dict(load_file(str(path)))
+    return model.eval().requires_grad_(False)
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description="4.2 reference: rebuild the shipped 16x16-digits U-Net checkpoint")
+    p.add_argument("--build-checkpoint", action="store_true", help=f"train and write {CHECKPOINT_PATH.name}")
+    args = p.parse_args(argv)
+    if args.build_checkpoint:
+        torch.set_num_threads(1)
+        build_checkpoint()
+    else:
+        p.print_help()
+
+
+if __name__ == "__main__":
+    main()
