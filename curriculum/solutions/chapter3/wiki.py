@@ -210,13 +210,13 @@ class LiveWiki(WikiSource):
     `{"error": {"code": "missingtitle", ...}}` for a page that does not exist.
     """
 
-    API = os.environ.get("CURRICULUM_MEDIAWIKI_API", "https://en.wikipedia.org/w/api.php")  # the rehearsal moves it
+    API = "https://en.wikipedia.org/w/api.php"  # CURRICULUM_MEDIAWIKI_API moves it (the rehearsal does)
     # Wikipedia asks API clients to identify themselves.
     USER_AGENT = "open-alignment-curriculum/0.1 (educational WikiGame; https://github.com/open-alignment-curriculum)"
 
     def __init__(self, client: httpx.Client | None = None, api: str | None = None, timeout: float = 20.0):
         self.client = client or httpx.Client(headers={"User-Agent": self.USER_AGENT}, timeout=timeout)
-        self.api = api or self.API
+        self.api = api or os.environ.get("CURRICULUM_MEDIAWIKI_API") or self.API
         self.description = f"live English Wikipedia (MediaWiki API at {self.api})"
         self._cache: dict[str, WikiPage] = {}
 
