@@ -14,11 +14,12 @@
 #    decoder level with their skip connection, and finally the whole network;
 # 2. write an exponential moving average (EMA) of the weights, and train on images;
 # 3. sample a trained model with 4.1's DDPM loop (1000 network calls), then derive **DDIM** from
-#    its non-Markovian forward process and write its step and its sampling loop, which reach the
-#    same quality in 50 calls.
+#    its non-Markovian forward process and write its step and its sampling loop, which come close
+#    to DDPM's quality in 50 calls.
 #
 # Data: offline, scikit-learn's bundled 8x8 handwritten digits, upscaled to 16x16 (no download);
-# online, MNIST, resized from 28x28 to 32x32 so that three levels halve it evenly (32, 16, 8). The
+# online, MNIST, resized from 28x28 to 32x32 so that the levels run at powers of two (32, 16, 8)
+# and the default attention resolution 8 exists (28x28 would run at 28, 14, 7). The
 # schedule, `add_noise`, the loss and `ddpm_sample` are 4.1's, unchanged. The reference is
 # `curriculum/solutions/chapter4/ddpm.py`.
 #
@@ -308,7 +309,7 @@ tests.check_up_block(UpBlock)
 # - GroupNorm, SiLU and the output convolution back to the image's channels.
 #
 # The output convolution starts at zero, so the untrained model predicts $\epsilon = 0$ and the
-# loss starts at exactly 1 (the variance of the noise), and early training does not fight random
+# loss starts at about 1 (the variance of the noise), and early training does not fight random
 # outputs.
 #
 # ### Exercise: the U-Net's forward pass

@@ -63,7 +63,12 @@ def check_res_block(ResBlock):
         g = torch.Generator().manual_seed(0)
         x, emb = torch.randn(2, in_ch, 6, 10, generator=g), torch.randn(2, 24, generator=g)
         with torch.no_grad():
-            got = block(x, emb)
+            try:
+                got = block(x, emb)
+            except RuntimeError as e:
+                fail(f"ResBlock({in_ch}, {out_ch}) raised {type(e).__name__}: {str(e).rstrip('.')}. norm1 is built for the in_ch channels of x "
+                     "and norm2 for the out_ch channels after conv1: normalise before each convolution, "
+                     "norm1 -> SiLU -> conv1, then norm2 -> SiLU -> dropout -> conv2")
             assert_shape(got, (2, out_ch, 6, 10), f"ResBlock({in_ch}, {out_ch}) output",
                          hint="the block keeps H and W and maps in_ch to out_ch channels")
             if torch.allclose(block(x, emb + 1.0), got):
@@ -237,7 +242,7 @@ def check_up_block(UpBlock):
             try:
                 got = block(h, skip, emb)
             except RuntimeError as e:
-                fail(f"UpBlock raised {type(e).__name__}: {e}. With h of shape {tuple(h.shape)} and a skip of shape "
+                fail(f"UpBlock raised {type(e).__name__}: {str(e).rstrip('.')}. With h of shape {tuple(h.shape)} and a skip of shape "
                      f"{tuple(skip.shape)}, join them on the channel axis, torch.cat([h, skip], dim=1), so the ResBlock "
                      "sees 16 + 8 channels; dim=0 stacks examples and dim=2, 3 stack pixels")
             finally:
@@ -272,7 +277,12 @@ def check_unet(UNet):
         t = torch.tensor([0, 400, 999])
         y = torch.tensor([1, 5, 10]) if cfg.num_classes else None
         with torch.no_grad():
-            got = model(x, t, y)
+            try:
+                got = model(x, t, y)
+            except RuntimeError as e:
+                fail(f"UNet (channel_mults={cfg.channel_mults}) raised {type(e).__name__}: {str(e).rstrip('.')}. If an up block's torch.cat fails on the "
+                     "spatial size, it got the skip of another resolution: push each down block's skip onto a list and "
+                     "pop from its end (skips.pop()), so the lowest-resolution skip goes to self.up[0]")
             assert_shape(got, x.shape, "UNet output", hint="the U-Net predicts noise of the same shape as its input")
             if torch.allclose(got, model(x, t.flip(0), y), atol=1e-5):
                 fail("the U-Net's output does not depend on t: pass emb = self.embed(t, y) to every down, middle and up block")
@@ -281,6 +291,7 @@ def check_unet(UNet):
                 hint="stack each down block's skip; the up path pops them (last in, first out); middle = res, attn, res; "
                 "finish with norm_out -> SiLU -> conv_out",
             )
+    return "matches the reference U-Net on the same weights (3 uneven levels; RGB with class labels); the output depends on t"
 
 
 @check

@@ -368,7 +368,7 @@ def ddim_timesteps(n_train_steps: int, n_sample_steps: int) -> Int[Tensor, "n_sa
 def ddim_sigma(a_t: Float[Tensor, ""], a_prev: Float[Tensor, ""], eta: float) -> Float[Tensor, ""]:
     """The standard deviation of the fresh noise in a DDIM step from level a_t to the less noisy a_prev
     (a = alpha_bar):  sigma = eta * sigma_DDPM, where sigma_DDPM^2 is the variance of q(x_prev | x_t, x_0),
-    the one choice that makes the non-Markovian process's q(x_prev | x_t) Markovian.
+    the one choice for which the family's forward process is DDPM's Markovian one.
     eta = 0: deterministic; eta = 1: DDPM's posterior noise (for any gap between t and t_prev).
     """
     # EXERCISE: eta times the posterior standard deviation, written with the two alpha_bars only
