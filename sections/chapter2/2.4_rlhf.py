@@ -588,8 +588,9 @@ tests.check_bradley_terry_loss(bradley_terry_loss)
 # how often does it rank the chosen completion above the rejected one? Chance is 50%. A pair where the two
 # rewards are exactly equal counts as wrong: the model has not expressed a preference. Score the pairs in
 # chunks of `chunk` pairs, without gradients (the `@torch.no_grad()` is on the function), each side with its
-# own lengths, and return a Python float. The check uses a fake reward model whose scores it knows, with one
-# tie, and a chunk size that does not divide the number of pairs.
+# own lengths, and return a Python float. The check uses a fake reward model whose scores it knows (it reads
+# each row's last real token, so it needs the lengths), with one tie, and a chunk size that does not divide
+# the number of pairs.
 
 # %% exercise curriculum.solutions.chapter2.rlhf:pairwise_accuracy difficulty=1 importance=3 minutes=5
 tests.check_pairwise_accuracy(pairwise_accuracy)
@@ -875,7 +876,8 @@ else:
 #
 # **Try it:** raise `kl_coef` to 0.5 and 2 and plot reward against KL (the *reward-KL frontier*); train the
 # reward model on fewer pairs and watch the true reward and the learned one part ways sooner; run GRPO with a
-# `group_size` of 2 and of 32; change the prompt; online, use GPT-2 small with `base_lr=2e-5`.
+# `group_size` of 2 and of 32; change the prompt; online, where the policy is already GPT-2 small at
+# `base_lr=2e-5`, try 1e-5 and 1e-4 and see how sensitive a pretrained model is to the step size.
 
 # %% [markdown]
 # ## Further reading

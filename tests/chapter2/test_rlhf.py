@@ -268,6 +268,10 @@ def test_check_bradley_terry_loss_catches(loss, message):
 @pytest.mark.parametrize("replacements,message", [
     ((("> reward_model(p.rejected", ">= reward_model(p.rejected"),), "tie"),
     ((("return correct / len(pairs)", "return correct / -(-len(pairs) // chunk) / chunk"),), "pairwise accuracy"),
+    ((("reward_model(p.chosen, p.chosen_len) > reward_model(p.rejected, p.rejected_len)",
+       "reward_model(p.chosen) > reward_model(p.rejected)"),), "lengths"),
+    ((("reward_model(p.chosen, p.chosen_len) > reward_model(p.rejected, p.rejected_len)",
+       "reward_model(p.chosen, p.chosen_len) < reward_model(p.rejected, p.rejected_len)"),), "reversed"),
 ])
 def test_check_pairwise_accuracy_catches(replacements, message):
     assert_check_fails(checks.check_pairwise_accuracy, mutant(rlhf.pairwise_accuracy, *replacements), match=message)
@@ -314,6 +318,8 @@ def test_check_group_advantages_catches(fn, message):
     ((("args.clip_coef, norm_adv=False)", "args.clip_coef, norm_adv=True)"),), "normalised again"),
     ((("log_ratio_ref = batch.ref_logprobs - new_logprobs", "log_ratio_ref = batch.logprobs - new_logprobs"),), "OLD"),
     ((("kl = (log_ratio_ref.exp() - log_ratio_ref - 1).mean()", "kl = (-log_ratio_ref).mean()"),), "plain log-ratio"),
+    ((("kl = (log_ratio_ref.exp() - log_ratio_ref - 1).mean()", "kl = (log_ratio_ref.exp() - log_ratio_ref - 1).sum(-1).mean()"),),
+     "summed over"),
 ])
 def test_check_grpo_loss_catches(replacements, message):
     assert_check_fails(checks.check_grpo_loss, mutant(rlhf.grpo_loss, *replacements), match=message)

@@ -350,19 +350,29 @@ def _synthetic_pairs(n: int, seed: int):
 def check_pairwise_accuracy(pairwise_accuracy) -> None:
     from curriculum.solutions.chapter2.rlhf import PreferencePairs
 
-    class Scorer(nn.Module):  # reward = first token id, so the accuracy is known exactly
+    class Scorer(nn.Module):  # reward = id of each row's last real token, so the accuracy is known exactly
         def forward(self, tokens, lengths=None):
-            return tokens[:, 0].float()
+            if lengths is None:
+                return tokens[:, -1].float()
+            return tokens[torch.arange(tokens.shape[0]), lengths - 1].float()
 
-    c = torch.tensor([[5, 0], [2, 0], [9, 0], [4, 0], [3, 0]])
-    r = torch.tensor([[1, 0], [7, 0], [8, 0], [4, 0], [6, 0]])
-    lens = torch.full((5,), 2)
+    # Real tokens in column 0 (length 1); column 1 is padding, equal on both sides, so a scorer that is not
+    # given the lengths sees only pads and ties every pair. 3 right, 1 tie, 1 wrong: reversing the comparison
+    # gives 0.2, counting the tie 0.8, averaging the chunks' accuracies (chunk=2) 0.5.
+    c = torch.tensor([[5, 0], [7, 0], [9, 0], [4, 0], [3, 0]])
+    r = torch.tensor([[1, 0], [2, 0], [8, 0], [4, 0], [6, 0]])
+    lens = torch.full((5,), 1)
     got = pairwise_accuracy(Scorer(), PreferencePairs(c, lens, r, lens.clone()), chunk=2)
     if isinstance(got, torch.Tensor):
         got = got.item()
-    if abs(got - 0.6) < 1e-6:
+    if abs(got) < 1e-6:
+        fail("accuracy 0 on pairs the reward model mostly gets right: score each side with its own lengths, "
+             "reward_model(p.chosen, p.chosen_len), or the reward is read at a pad token")
+    if abs(got - 0.8) < 1e-6:
         fail("a tie (equal rewards) counted as correct: a pair is right only if r_chosen > r_rejected strictly")
-    assert_scalar_close(got, 0.4, "pairwise accuracy on 5 pairs (2 right, 1 tie, 2 wrong), chunk=2", rel=1e-6,
+    if abs(got - 0.2) < 1e-6:
+        fail("the comparison is reversed: a pair is right when the CHOSEN side scores higher, r_chosen > r_rejected")
+    assert_scalar_close(got, 0.6, "pairwise accuracy on 5 pairs (3 right, 1 tie, 1 wrong), chunk=2", rel=1e-6,
                         hint="count r_chosen > r_rejected over ALL chunks and divide by the number of pairs, not chunks")
 
 
@@ -460,6 +470,9 @@ def check_grpo_loss(grpo_loss) -> None:
     if abs(loss.item() - (pg + args.kl_coef * (now - ref_lp).mean()).item()) < 1e-5:
         fail("the KL term is the plain log-ratio log pi - log pi_ref, which is negative for some tokens: use "
              "k3 = exp(ref - logp) - (ref - logp) - 1, which is >= 0 for every token")
+    if abs(loss.item() - (pg + args.kl_coef * (d.exp() - d - 1).sum(-1).mean()).item()) < 1e-5:
+        fail("the k3 term is summed over each completion's tokens: take the mean over ALL generated tokens, "
+             "(exp(d) - d - 1).mean(), so that kl_coef does not scale with gen_len")
     assert_scalar_close(loss, (pg + args.kl_coef * k3).item(), "GRPO loss", rel=1e-4,
                         hint="policy_loss(new, old, advantage of each token's completion, clip, norm_adv=False) + "
                              "kl_coef * mean(exp(ref - new) - (ref - new) - 1)")
