@@ -430,7 +430,7 @@ ONLINE_RESOURCES = {
     "3.2": "the OpenAI API (`gpt-4o-mini`, OPENAI_API_KEY)",
     "3.3": "the OpenAI API (`gpt-4o-mini`, OPENAI_API_KEY); live English Wikipedia through the MediaWiki API "
            "(a few kB a page)",
-    "3.4": "the OpenAI API (`gpt-4o-mini`, OPENAI_API_KEY)",
+    "3.4": "the OpenAI API (`gpt-4o-mini`, OPENAI_API_KEY), or a Claude model through Anthropic's API (`pip install anthropic`, ANTHROPIC_API_KEY)",
     "4.1": "nothing: the same offline and online",
     "4.2": "MNIST through torchvision (~11 MB compressed; `pip install torchvision`)",
     "4.3": "MNIST through torchvision (~11 MB compressed); pretrained CLIP `openai/clip-vit-base-patch32` (~600 MB)",

@@ -20,7 +20,7 @@ Under the rehearsal a loader that picks a stand-in raises `RehearsalFallback`, a
 
     python -m curriculum.tools.rehearsal build DIR      # write the local resources (~30 s, ~60 MB)
     python -m curriculum.tools.rehearsal run            # every solution notebook, quick mode (builds first if needed)
-    python -m curriculum.tools.rehearsal run --ci       # the fixed list CI runs (CI_NOTEBOOKS)
+    python -m curriculum.tools.rehearsal run --ci       # a short list, one notebook per kind of resource
     python -m curriculum.tools.rehearsal run chapters/chapter1/1.1_gpt2_from_scratch_solutions.ipynb
     python -m curriculum.tools.rehearsal probe          # call every loader's online branch once (~1 min)
     python -m curriculum.tools.rehearsal env DIR        # print the environment, to export it in a shell
@@ -68,15 +68,13 @@ URL_FILES = {
     "https://github.com/rowanz/hellaswag/raw/master/data/hellaswag_val.jsonl": "hellaswag",
 }
 
-# Notebooks CI rehearses (the whole list takes too long for CI's budget): one per kind of online
-# resource. The rest: `python -m curriculum.tools.rehearsal run`.
+# A short list for a quick look (`run --ci`), one notebook per kind of online resource. CI itself runs
+# every solution notebook (`run`), about 4 minutes on 2 cores.
 CI_NOTEBOOKS = (
     "chapters/chapter1/1.2_training_pipeline_solutions.ipynb",  # GPT-2's tokenizer, TinyStories streamed, HellaSwag
     "chapters/chapter3/3.3_agents_solutions.ipynb",  # the OpenAI API, live Wikipedia
     "chapters/chapter4/4.3_clip_guidance_solutions.ipynb",  # MNIST, pretrained CLIP
 )
-# Not in CI yet, because they fail under the rehearsal: 1.1 and 1.3
-# (plotting.attention_patterns' circuitsvis call), 3.4 (the stand-in model's replies carry no tags).
 # CI also runs `probe`, which loads pretrained GPT-2 and the attention-only model.
 
 
@@ -616,7 +614,7 @@ def main(argv: list[str] | None = None) -> int:
     pr.add_argument("dir", nargs="?", type=Path)
     r = sub.add_parser("run", help="run solution notebooks in rehearsal mode (all of them by default)")
     r.add_argument("notebooks", nargs="*")
-    r.add_argument("--ci", action="store_true", help="the fixed list CI runs (CI_NOTEBOOKS)")
+    r.add_argument("--ci", action="store_true", help="a short list, one notebook per kind of online resource (CI_NOTEBOOKS)")
     r.add_argument("--dir", type=Path)
     r.add_argument("-n", "--workers", default="auto")
     args = parser.parse_args(argv)
