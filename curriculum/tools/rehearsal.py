@@ -578,11 +578,16 @@ def probe_loaders() -> list[str]:
     info = prepare_data("roneneldan/TinyStories", max_tokens=5_000, val_every=20)
     out = [x.description for x in seen] + [f"prepared {info.corpus}: {info.n_train_tokens} tokens"]
     out.append(f"pretrained CLIP zero-shot accuracy {pretrained_zero_shot(images.value, n_images=8):.2f}")
+    from curriculum.solutions.chapter2.rlhf import classifier_reward, load_sentiment_classifier
+
+    classifier = load_sentiment_classifier()
+    scores = classifier_reward(*classifier.value, ["a lovely day", "a dreadful day"])
+    out.append(f"{classifier.description}: POSITIVE logits {[round(float(v), 3) for v in scores]}")
     from curriculum.solutions.chapter3.wiki import OfflineWiki
 
     title = OfflineWiki().titles[0]
     page = seen[5].value.get_page(title.lower().replace(" ", "_"))  # normalised, extract and every link batch
-    out.append(f"wiki page {page.title!r}: {len(page.content)} characters, {len(page.links)} links")
+    out.append(f"wiki page {page.title!r}: {len(page.text)} characters, {len(page.links)} links")
     with llm_endpoint("gpt-4o-mini") as llm:
         assert llm.real, llm.why
         reply = llm.client.chat.completions.create(model=llm.model, messages=[{"role": "user", "content": "hi"}])
