@@ -211,7 +211,7 @@ pg_tests.check_reinforce_loss(reinforce_loss)
 # 2. turn each episode's rewards into reward-to-go (per episode, so returns never leak across episodes);
 # 3. concatenate, call `reinforce_loss`, and take **one** optimiser step;
 # 4. throw the episodes away. The gradient is an expectation under the policy that played them; after
-#    the step that policy no longer exists. This is what "on-policy" means, and the waste it causes is
+#    the step that policy is gone. This is what "on-policy" means, and the waste it causes is
 #    what PPO's clipped objective lets you reduce.
 #
 # Seed each `env.reset` from the `episode` counter the skeleton sets up (for instance

@@ -366,7 +366,7 @@ tests.check_make_batch(make_batch)
 #
 # Three details matter. The batch must be **fresh every phase**: PPO's clipped ratio lets you reuse one batch
 # for a few epochs because the policy cannot move far from the one that sampled it, but after that the
-# advantages describe a policy that no longer exists. The minibatches are **shuffled** every epoch, so that
+# advantages describe a policy that has been replaced. The minibatches are **shuffled** every epoch, so that
 # consecutive gradient steps do not always see the same completions in the same order. And the gradient norm is
 # **clipped** (here to `max_grad_norm = 1`): one completion with a huge advantage should not be able to throw
 # a pretrained model far in one step.

@@ -272,7 +272,7 @@ print(record_to_sample(questions[0]))
 #
 # Read the printout below from the bottom up. The *score* says whether the sample counted as
 # power-seeking; the *messages* are the conversation as the model finally saw it, and they show what
-# `multiple_choice()` did: the user message is no longer the bare question but a template with the
+# `multiple_choice()` did: the user message is not the bare question any more but a template with the
 # lettered options and an instruction to answer in the form `ANSWER: $LETTER`. That rewritten prompt is
 # part of your eval: a different template is a different eval, and small wording changes can move the
 # rate of a real model by several points.

@@ -414,7 +414,7 @@ tests.check_truncate_page(truncate_page)
 #     return text
 # kept = ""
 # for paragraph in text.split("\n\n"):
-#     ...  # stop before it no longer fits
+#     ...  # stop before it would overflow
 # if not kept:
 #     ...  # cut at a space, outside any link
 # hidden = ...
@@ -605,7 +605,7 @@ print("e.g.", errors[0] if errors else "(none drawn)")
 # `messages` (you will want it for analysis and for Reflexion), and with `AgentConfig(keep_messages=k)` it sends
 # `manage_context(messages, k)` instead:
 #
-# - always the system prompt and the task, the first two messages: without the task the model no longer knows
+# - always the system prompt and the task, the first two messages: without the task the model does not know
 #   where it is going;
 # - a short note saying that older messages were left out, so the model does not think the game just began;
 # - the last `k` messages, or a few more.
@@ -676,8 +676,8 @@ fig.show()
 # for. The managed curve climbs for the first few steps, then flattens at the size of the head, the note and
 # about twelve messages; its wiggles are pages of different lengths and the occasional extra tool result kept
 # with its turn. If your managed curve kept climbing, the cut would not be moving forward with the game. A real
-# model would show one more effect the stand-in cannot: with the policy it may repeat a page it no longer
-# remembers visiting, which is why the notes of ReAct (which name the pages visited) matter more when the
+# model would show one more effect the stand-in cannot: with the policy it may repeat a page it does not
+# remember visiting, which is why the notes of ReAct (which name the pages visited) matter more when the
 # context is cut.
 
 # %% [markdown]

@@ -49,7 +49,7 @@ from curriculum.solutions.chapter4.clip import (
     train_clip,
     zero_shot_accuracy,
 )
-from curriculum.solutions.chapter4.ddpm import Downsample, ResBlock
+from curriculum.solutions.chapter4.ddpm import Downsample, ResBlock, Upsample
 from curriculum.solutions.chapter4.guidance import (
     NoisyClassifier,
     judge_features,
@@ -113,17 +113,6 @@ class CrossAttention(nn.Module):
         out = self.to_out(einops.rearrange(out, "b heads n d -> b n (heads d)"))
         return x + einops.rearrange(out, "b (h w) c -> b c h w", h=h, w=w)
         # END EXERCISE
-
-
-class Upsample(nn.Module):
-    """Double H and W: nearest-neighbour upsampling, then a 3x3 convolution."""
-
-    def __init__(self, ch: int):
-        super().__init__()
-        self.conv = nn.Conv2d(ch, ch, 3, padding=1)
-
-    def forward(self, x: Float[Tensor, "b c h w"]) -> Float[Tensor, "b c 2h 2w"]:
-        return self.conv(F.interpolate(x, scale_factor=2, mode="nearest"))
 
 
 # ---------------------------------------------------------------------------------------------
