@@ -351,3 +351,8 @@ def test_check_play_rejects_a_play_that_does_not_count_text_replies():
     not_counting = mutant(ref.play, ("        steps += 1\n        try:", "        try:"),
                           ("        text_turns = 0\n", "        text_turns = 0\n        steps += 1\n"))
     assert_check_fails(checks.check_play, not_counting, match="text-only reply counts as a step")
+
+
+def test_check_play_rejects_a_play_that_never_resets_text_turns():
+    counts_in_total = mutant(ref.play, ("        text_turns = 0\n        results", "        results"))
+    assert_check_fails(checks.check_play, counts_in_total, match="reset text_turns after a reply with tool calls")

@@ -461,6 +461,19 @@ class ChatsFirst:
         return self.then(request)
 
 
+class ChatsBetween:
+    """Replies with text before every tool call: text, tool, text, tool, ... (the tools from `then`)."""
+
+    def __init__(self, then: Callable[[dict], Any]):
+        self.then, self.replies = then, 0
+
+    def __call__(self, request: dict) -> Any:
+        if request.get("tool_choice") == "none":
+            return self.then(request)
+        self.replies += 1
+        return "Let me think about the next page." if self.replies % 2 else self.then(request)
+
+
 @check
 def check_reflect(reflect: Callable) -> str:
     history = [{"role": "system", "content": 'Reach the target page "Milk".'}, {"role": "user", "content": "Start: Pizza."},
@@ -666,6 +679,13 @@ def _check_play(loop: Loopback, play: Callable) -> str:
     ep, _ = _play(loop, play, ChatsFirst(PathFollower(["Pizza", "Cheese", "Milk"])), max_steps=4)
     assert_equal(ep.failure, "out_of_steps", "failure with max_steps=4 of a model that chats once and then needs 4 steps",
                  "count a text-only reply as a step, or a model that only chats would never run out of steps")
+    ep, _ = _play(loop, play, ChatsBetween(PathFollower(["Pizza", "Cheese", "Milk"])))
+    if not ep.success:
+        fail(f"a model that replies with text before each of its 4 tool calls (never two text replies in a row) "
+             f"should win in 8 steps, but the episode ended with failure={ep.failure!r} after {ep.steps} steps"
+             + ("; reset text_turns after a reply with tool calls: max_text_turns counts text-only replies "
+                "in a row, not in total" if ep.failure == "no_tool_call" else ""))
+    assert_equal(ep.steps, 8, "steps of a model that alternates text replies and tool calls (text, read, text, move, ...)")
 
     ep, reqs = _play(loop, play, bouncer, max_steps=12)
     assert_equal(ep.failure, "loop", "failure of a model bouncing Pizza <-> Italy",
@@ -698,7 +718,8 @@ def _check_play(loop: Loopback, play: Callable) -> str:
     ep, reqs = _play(loop, play, PathFollower(["Pizza", "Cheese", "Milk"]), variant="react")
     if not ep.success or not any(r.get("tool_choice") == "none" for r in reqs):
         fail("with variant='react', play should act through react_act (think, then act)")
-    return "win, loop, no tool call, out of steps, tool errors, API error and the ReAct variant"
+    return ("win, loop, no tool call (text-only replies in a row), out of steps, tool errors, API error "
+            "and the ReAct variant")
 
 
 def _lesson_model(request: dict) -> Any:
