@@ -397,7 +397,8 @@ tests.check_cross_attention(CrossAttention)
 # passes extra keywords to the model); step the optimiser with the gradient norm clipped at 1, then
 # the learning-rate schedule. The check runs your loop on a spy model that records every batch of
 # token ids: it looks for the right fraction of empty captions, dropped per caption, no held-out
-# phrasing, a digit word in every other caption, and a parameter that moved.
+# phrasing, a digit word in every other caption, a parameter that moved, a gradient norm of at
+# most 1 whenever the optimiser steps, and a learning rate that follows the cosine step by step.
 
 # %% exercise curriculum.solutions.chapter4.text_conditioning:train_text_unet difficulty=2 importance=4 minutes=15
 tests.check_train_text_unet(train_text_unet)

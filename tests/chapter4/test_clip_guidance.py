@@ -278,3 +278,13 @@ def test_shipped_models_are_small():
         path = tc.DATA_DIR / name
         if path.exists():
             assert path.stat().st_size <= 5 * 2**20, f"{name} is over 5 MB"
+
+
+@pytest.mark.filterwarnings("ignore:Detected call of `lr_scheduler.step\\(\\)` before:UserWarning")
+def test_train_text_unet_rejects_a_loop_without_clipping_or_schedule():
+    no_clip = mutant(tc.train_text_unet, ("        nn.utils.clip_grad_norm_(model.parameters(), 1.0)\n", ""))
+    assert_check_fails(checks.check_train_text_unet, no_clip, match=r"clip_grad_norm_\(model.parameters\(\), 1.0\)")
+    no_schedule = mutant(tc.train_text_unet, ("        lr_at.step()\n", ""))
+    assert_check_fails(checks.check_train_text_unet, no_schedule, match=r"learning rate stayed at 0.01 .* call lr_at.step\(\)")
+    schedule_first = mutant(tc.train_text_unet, ("        opt.step()\n        lr_at.step()\n", "        lr_at.step()\n        opt.step()\n"))
+    assert_check_fails(checks.check_train_text_unet, schedule_first, match="after opt.step\\(\\), not before")

@@ -12,6 +12,7 @@ import math
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.optim.optimizer import register_optimizer_step_pre_hook
 
 from curriculum.checking import (
     assert_close,
@@ -368,11 +369,16 @@ def check_cross_attention(CrossAttention):
 # Training with caption dropout
 # ---------------------------------------------------------------------------------------------
 class _SpyUNet(nn.Module):
-    """Records the captions it is given; predicts eps with one learnable scale (so a step changes it)."""
+    """Records the captions it is given; predicts eps with one learnable scale (so a step changes it) and
+    a learnable offset that starts far off (so every raw gradient has norm above 1 and clipping shows)."""
 
     def __init__(self):
         super().__init__()
         self.w = nn.Parameter(torch.tensor(0.5))
+        self.b = nn.Parameter(torch.tensor(2.0))
+        # at each optimizer.step of an optimizer holding w: the total gradient norm and the learning rate
+        self.step_norms: list[float] = []
+        self.step_lrs: list[float] = []
         self.calls: list[torch.Tensor] = []
         # each backward's own gradient of w, and w.grad after it was accumulated: they differ when .grad was not zeroed
         self.incoming: list[float] = []
@@ -382,7 +388,15 @@ class _SpyUNet(nn.Module):
 
     def forward(self, x, t, ids):
         self.calls.append(ids.detach().clone())
-        return self.w * x
+        return self.w * x + self.b
+
+    def record_step(self, optimizer, args, kwargs):
+        """A global optimizer step pre-hook: what the learner's optimizer is about to step with."""
+        groups = [g for g in optimizer.param_groups if any(p is self.w for p in g["params"])]
+        if groups:
+            grads = [p.grad for p in self.parameters() if p.grad is not None]
+            self.step_norms.append(torch.linalg.vector_norm(torch.stack([g.norm() for g in grads])).item() if grads else 0.0)
+            self.step_lrs.append(float(groups[0]["lr"]))
 
 
 @check
@@ -400,7 +414,12 @@ def check_train_text_unet(train_text_unet):
     tok = tokenizer_for(data)
     sched = Schedule(linear_betas(100))
     spy = _SpyUNet()
-    losses = train_text_unet(spy, data, tok, sched, TextTrainConfig(n_steps=30, batch_size=32, lr=1e-2, p_uncond=0.3))
+    cfg = TextTrainConfig(n_steps=30, batch_size=32, lr=1e-2, p_uncond=0.3)
+    hook = register_optimizer_step_pre_hook(spy.record_step)
+    try:
+        losses = train_text_unet(spy, data, tok, sched, cfg)
+    finally:
+        hook.remove()
     if not spy.calls:
         fail("the model was never called: pass the tokenized captions to it as ids=... (diffusion_loss forwards keyword arguments)")
     if len(losses) != 30:
@@ -427,6 +446,23 @@ def check_train_text_unet(train_text_unet):
         fail("the model's parameters never changed: zero_grad, backward, optimiser step")
     if any(not math.isclose(acc, inc, rel_tol=1e-5, abs_tol=1e-8) for acc, inc in zip(spy.accumulated, spy.incoming)):
         fail("gradients accumulate from one step to the next: call opt.zero_grad() every step, before loss.backward()")
+    if spy.step_norms and max(spy.step_norms) > 1.0 + 1e-3:
+        fail(f"the optimiser stepped with gradient norms up to {max(spy.step_norms):.2f} (the spy's raw gradients all "
+             "have norm above 1): clip them after loss.backward() and before opt.step(), with "
+             "nn.utils.clip_grad_norm_(model.parameters(), 1.0)")
+    cosine = [cfg.lr * 0.5 * (1 + math.cos(math.pi * k / cfg.n_steps)) for k in range(cfg.n_steps)]
+    lrs = spy.step_lrs
+    if lrs and all(lr == lrs[0] for lr in lrs):
+        fail(f"the learning rate stayed at {lrs[0]:g} for all {len(lrs)} optimiser steps: call lr_at.step() once per "
+             "step, after opt.step(), so the learning rate decays along the cosine")
+    if len(lrs) == cfg.n_steps and math.isclose(lrs[0], cosine[1], rel_tol=1e-6):
+        fail("the first optimiser step already used the second step's learning rate: call lr_at.step() after "
+             "opt.step(), not before")
+    if len(lrs) != cfg.n_steps or any(not math.isclose(a, b, rel_tol=1e-6, abs_tol=1e-12) for a, b in zip(lrs, cosine)):
+        fail(f"the learning rates of the {len(lrs)} optimiser steps do not follow the cosine schedule (expected "
+             f"{cosine[0]:g}, {cosine[1]:g}, ..., {cosine[-1]:g}; got {', '.join(f'{lr:g}' for lr in lrs[:2])}, ..., "
+             f"{lrs[-1]:g}): one opt.step() then one lr_at.step() per training step")
+    return "captions dropped per caption, training phrasings only, gradients zeroed and clipped, cosine learning rate"
 
 
 # ---------------------------------------------------------------------------------------------
