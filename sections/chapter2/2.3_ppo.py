@@ -221,8 +221,10 @@ pg_tests.check_reinforce_loss(reinforce_loss)
 # torch.stack(all_obs), returns, args.baseline_epochs)` returns the baseline for `reinforce_loss`.
 #
 # The check trains your loop on probes 4 and 5 of section 2.2 (one-step episodes where one action is
-# right: probe 5 fails alone if observations and actions are misaligned), then runs 20 iterations on
-# CartPole and asks for a clear rise in the mean return.
+# right: probe 5 fails alone if observations and actions are misaligned), watching the optimiser as it
+# goes: the gradient applied at each update must be that update's alone (`backward()` adds to `.grad`, so
+# `optimizer.zero_grad()` comes before it). Then it runs 20 iterations on CartPole and asks for a clear
+# rise in the mean return.
 
 # %% exercise curriculum.solutions.chapter2.reinforce:train_reinforce difficulty=3 importance=5 minutes=25
 pg_tests.check_train_reinforce(train_reinforce)
@@ -760,7 +762,9 @@ tests.check_ppo_update(ppo_update)
 # The check runs your loop on a probe with `collect_rollout` and `ppo_update` wrapped, so it can see what
 # your loop passes between them: each rollout must start where the previous one stopped, each batch must
 # hold the rollout's valid rows with GAE advantages, and the learning rate must follow the linear schedule.
-# Then it trains your whole agent on section 2.2's five **probe environments**, each small enough to fail
+# It does the same on an environment that never terminates, whose episodes a time limit cuts every two
+# steps: no row may be stored as terminated, and the advantages must bootstrap each truncated episode from
+# V(final observation) (a time limit is not a terminal state). Then it trains your whole agent on section 2.2's five **probe environments**, each small enough to fail
 # for one reason only: a constant reward (the value loss), an observation-dependent reward (does the
 # network read the obs?), a two-step episode (discounting and bootstrapping), a reward that depends on the
 # action (log-prob indexing, the sign of the policy loss) and one that depends on both (are observations

@@ -777,7 +777,9 @@ tests.check_grpo_loss(grpo_loss)
 # and, without gradients, record the policy's log-probs (the "old" policy of the ratio) and the reference's.
 # Then `update_epochs` passes over shuffled minibatches of `grpo_loss`, with gradient clipping, exactly as
 # before. Keep the names `raw_rewards`, `logprobs`, `ref_logprobs`, `tokens` and `loss_stats`: the lines after the
-# fence report them. The check runs 10 short phases and asks that the mean reward rises.
+# fence report them. The check runs 10 short phases and asks that the mean reward rises; it also reads the
+# advantages your loop hands `grpo_loss`, which must be each completion's reward normalised within its own
+# prompt's group (normalised over the whole batch, an easy prompt's completions would all look good).
 
 # %% exercise curriculum.solutions.chapter2.rlhf:train_grpo difficulty=3 importance=4 minutes=20
 tests.check_train_grpo(train_grpo)

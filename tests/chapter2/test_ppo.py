@@ -451,6 +451,19 @@ def test_check_train_ppo_catches_wiring(old, new, message):
     assert_check_fails(checks.check_train_ppo, mutant(ppo.train_ppo, (old, new)), match=message)
 
 
+def test_check_train_ppo_catches_truncation_merged_into_done_in_the_loop():
+    bug = mutant(ppo.train_ppo, ("rollout.terminated, rollout.truncated, args.gamma, args.gae_lambda)",
+                                 "rollout.terminated | rollout.truncated, rollout.truncated, args.gamma, args.gae_lambda)"))
+    assert_check_fails(checks.check_train_ppo, bug, match="truncated is merged into done")
+
+
+def test_check_train_ppo_catches_truncation_merged_into_done_in_the_rollout(monkeypatch):
+    bug = mutant(ppo.collect_rollout, ('store["terminated"].append(torch.as_tensor(terminated, device=device))',
+                                       'store["terminated"].append(torch.as_tensor(terminated | truncated, device=device))'))
+    monkeypatch.setattr(ppo, "collect_rollout", bug)
+    assert_check_fails(checks.check_train_ppo, ppo.train_ppo, match="truncated is merged into done")
+
+
 # ------------------------------------------------------------------------------------------ continuous actions
 @pytest.mark.parametrize("old,new,message", [
     ("dist.log_prob(action).sum(-1), dist.entropy().sum(-1)", "dist.log_prob(action), dist.entropy().sum(-1)", "sum it over"),

@@ -95,6 +95,17 @@ def test_check_train_reinforce_catches_misaligned_actions():
     assert_check_fails(checks.check_train_reinforce, bug, match="probe")
 
 
+def test_check_train_reinforce_catches_gradients_accumulating_across_updates():
+    bug = mutant(R.train_reinforce, ("        optimizer.zero_grad()\n", ""))
+    assert_check_fails(checks.check_train_reinforce, bug, match="accumulate across updates.*zero_grad")
+
+
+def test_check_train_reinforce_accepts_zeroing_through_the_module_or_after_the_step():
+    after_step = mutant(R.train_reinforce, ("        optimizer.zero_grad()\n", ""),
+                        ("        optimizer.step()\n", "        optimizer.step()\n        policy.zero_grad()\n"))
+    checks.check_train_reinforce(after_step)
+
+
 def test_check_train_reinforce_catches_forgotten_episode_returns():
     bug = mutant(R.train_reinforce, ("result.episode_returns.append(sum(rewards))", "pass"))
     assert_check_fails(checks.check_train_reinforce, bug, match="episode returns")

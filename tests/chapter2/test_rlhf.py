@@ -334,6 +334,18 @@ def test_check_train_grpo_catches(replacements):
     assert_check_fails(checks.check_train_grpo, mutant(rlhf.train_grpo, *replacements), match="did not rise")
 
 
+def test_check_train_grpo_catches_advantages_normalised_over_the_whole_batch():
+    bug = mutant(rlhf.train_grpo, ("advantages = group_advantages(raw_rewards, groups, args.eps)",
+                                   "advantages = (raw_rewards - raw_rewards.mean()) / (raw_rewards.std() + args.eps)"))
+    assert_check_fails(checks.check_train_grpo, bug, match="normalised over the whole batch, not within each group")
+
+
+def test_check_train_grpo_catches_unnormalised_advantages():
+    bug = mutant(rlhf.train_grpo, ("advantages = group_advantages(raw_rewards, groups, args.eps)",
+                                   "advantages = raw_rewards - raw_rewards.mean()"))
+    assert_check_fails(checks.check_train_grpo, bug, match="advantage vector handed to grpo_loss")
+
+
 def test_grpo_args_are_checked():
     with pytest.raises(ValueError, match="group of 1"):
         rlhf.GRPOArgs(group_size=1)

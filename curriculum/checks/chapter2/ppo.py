@@ -404,16 +404,43 @@ def probe_args(env_id: str):
                    learning_rate=3e-3, update_epochs=10)
 
 
-def _wiring(train_ppo):
-    """Run train_ppo on probe 3 with collect_rollout and ppo_update wrapped (in train_ppo's own globals) to
+TIME_LIMIT_PROBE = "curriculum/ProbeTimeLimit-v0"
+TIME_LIMIT_STEPS = 2
+
+
+def _register_time_limit_probe() -> str:
+    """An environment that never terminates: one action, observation always 1, reward +1, episodes cut by a
+    time limit of TIME_LIMIT_STEPS steps (so every episode end is a truncation). Its true value is
+    1 / (1 - gamma); the rollout must store terminated = False throughout, and GAE must bootstrap each
+    truncated episode from V(final observation)."""
+    import gymnasium as gym
+
+    from curriculum.solutions.chapter2 import probes
+
+    class EndlessProbeEnv(probes._ProbeEnv):
+        def _first_obs(self):
+            return np.ones(1, dtype=np.float32)
+
+        def step(self, action):
+            return self._obs.copy(), 1.0, False, False, {}
+
+    if TIME_LIMIT_PROBE not in gym.registry:
+        gym.register(id=TIME_LIMIT_PROBE, entry_point=EndlessProbeEnv, max_episode_steps=TIME_LIMIT_STEPS)
+    return TIME_LIMIT_PROBE
+
+
+def _wiring(train_ppo, env_id: str = "curriculum/Probe3-v0", never_terminates: bool = False):
+    """Run train_ppo on a probe with collect_rollout and ppo_update wrapped (in train_ppo's own globals) to
     record what the loop passes between them, and check the plumbing: rollouts continue from where the
-    previous one stopped, the batch holds the valid rows with GAE advantages of the rollout."""
+    previous one stopped, the batch holds the valid rows with GAE advantages of the rollout. On an env whose
+    episodes only ever end by truncation (`never_terminates`), also check that no truncation is treated as a
+    termination, in the rollout's flags or in the advantages."""
     from curriculum.solutions.chapter2 import ppo as ref
 
     g = getattr(train_ppo, "__globals__", {})
     names = ("collect_rollout", "ppo_update")
     if not all(callable(g.get(n)) for n in names):
-        return train_ppo(probe_args("curriculum/Probe3-v0"), progress=False)
+        return train_ppo(probe_args(env_id), progress=False)
     saved = {n: g[n] for n in names}
     calls, batches = [], []
 
@@ -426,7 +453,7 @@ def _wiring(train_ppo):
         batches.append(batch)
         return saved["ppo_update"](agent, optimizer, batch, args)
 
-    args = probe_args("curriculum/Probe3-v0")
+    args = probe_args(env_id)
     g.update(collect_rollout=collect, ppo_update=update)
     try:
         result = train_ppo(args, progress=False)
@@ -452,8 +479,25 @@ def _wiring(train_ppo):
                 fail(f"rollout {i} starts with done = {done.tolist()}, but the previous rollout ended with next_done = "
                      f"{prev.next_done.tolist()}: carry done = rollout.next_done over, or the first row after an "
                      "episode end is taken for a real transition")
+        merged_msg = (f"on an environment that never terminates (a time limit cuts its episodes every "
+                      f"{TIME_LIMIT_STEPS} steps), {{}}: truncated is merged into done (terminated | truncated), "
+                      "which treats the time limit as a terminal state. A truncated episode still has a future: GAE "
+                      "must bootstrap it from V(final observation), so keep the env's terminated and truncated "
+                      "apart and pass both to compute_advantages (rollout.terminated, rollout.truncated)")
+        if never_terminates and bool(torch.as_tensor(r.terminated).bool().any()):
+            fail(merged_msg.format(f"rollout {i} stores terminated = True on "
+                                   f"{int(torch.as_tensor(r.terminated).bool().sum())} rows"))
         adv = ref.compute_advantages(r.next_value, r.rewards, r.values, r.terminated, r.truncated,
                                      args.gamma, args.gae_lambda)
+        if never_terminates:
+            merged = ref.compute_advantages(r.next_value, r.rewards, r.values, r.terminated | r.truncated,
+                                            r.truncated, args.gamma, args.gae_lambda)
+            got = batch.advantages.detach().float() if isinstance(batch.advantages, torch.Tensor) else None
+            if (got is not None and got.shape == merged[r.valid].shape
+                    and torch.allclose(got, merged[r.valid], atol=1e-5)
+                    and not torch.allclose(adv[r.valid], merged[r.valid], atol=1e-5)):
+                fail(merged_msg.format(f"the advantages of iteration {i} do not bootstrap the truncated "
+                                       "episodes"))
         if len(batch) != int(r.valid.sum()):
             fail(f"the batch has {len(batch)} rows, the rollout {int(r.valid.sum())} valid ones: build it with "
                  "Batch.from_rollout(rollout, advantages), which drops the autoreset rows")
@@ -478,6 +522,7 @@ def check_train_ppo(train_ppo) -> str:
     if not all(math.isclose(a, b, rel_tol=1e-6) for a, b in zip(lrs, expected)):
         fail(f"the learning rate should anneal linearly from {lr0} by lr0 * (1 - iteration / num_iterations); "
              f"got {lrs[:3]} ... {lrs[-2:]}, expected {expected[:3]} ... {expected[-2:]}")
+    _wiring(train_ppo, _register_time_limit_probe(), never_terminates=True)
     diagnosis = probes.diagnose(train, gamma=0.5, kind="actor_critic")
     if not diagnosis.ok:
         fail("PPO failed a probe environment:\n" + str(diagnosis))

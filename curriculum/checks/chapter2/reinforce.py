@@ -127,6 +127,49 @@ def _probe_args(env_id: str):
     return ReinforceArgs(env_id=env_id, gamma=0.5, num_iterations=30, episodes_per_batch=16, learning_rate=3e-2)
 
 
+class _StaleGradientSpy:
+    """While active, every optimiser step (any optimizer: torch's global step hooks) marks the gradients it
+    just applied with NaN. A loop that clears them (optimizer.zero_grad(), or policy.zero_grad(), before the
+    next backward) never sees the mark; one that does not accumulates the next gradient onto it, and the
+    next step's pre-hook finds NaN: the gradient about to be applied still holds the previous update's."""
+
+    def __enter__(self):
+        from torch.optim.optimizer import (
+            register_optimizer_step_post_hook,
+            register_optimizer_step_pre_hook,
+        )
+
+        self.optimizers: list = []
+        self.handles = [register_optimizer_step_pre_hook(self._before), register_optimizer_step_post_hook(self._after)]
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for h in self.handles:
+            h.remove()
+        for optimizer in self.optimizers:  # leave no mark behind on the trained policy
+            for group in optimizer.param_groups:
+                for p in group["params"]:
+                    if p.grad is not None and not torch.isfinite(p.grad).all():
+                        p.grad = None
+
+    @staticmethod
+    def _grads(optimizer):
+        return [p.grad for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
+
+    def _before(self, optimizer, args, kwargs) -> None:
+        if any(not torch.isfinite(g).all() for g in self._grads(optimizer)):
+            fail("the gradient applied at an update still contains the previous update's gradient: gradients "
+                 "accumulate across updates (backward() adds to .grad). Call optimizer.zero_grad() before "
+                 "loss.backward() in every iteration")
+
+    def _after(self, optimizer, args, kwargs) -> None:
+        if not any(o is optimizer for o in self.optimizers):
+            self.optimizers.append(optimizer)
+        with torch.no_grad():
+            for g in self._grads(optimizer):
+                g.fill_(float("nan"))
+
+
 @check
 def check_train_reinforce(train_reinforce) -> str:
     from curriculum.solutions.chapter2 import probes
@@ -134,7 +177,11 @@ def check_train_reinforce(train_reinforce) -> str:
 
     for i in (4, 5):
         probe = probes.PROBES[i]
-        result = train_reinforce(_probe_args(probe.env_id), progress=False)
+        if i == 4:
+            with _StaleGradientSpy():
+                result = train_reinforce(_probe_args(probe.env_id), progress=False)
+        else:
+            result = train_reinforce(_probe_args(probe.env_id), progress=False)
         n = len(result.episode_returns)
         if n != 30 * 16:
             fail(f"on probe {i}, 30 iterations of 16 episodes should record 480 episode returns, got {n}: "

@@ -478,6 +478,54 @@ def check_grpo_loss(grpo_loss) -> None:
                              "kl_coef * mean(exp(ref - new) - (ref - new) - 1)")
 
 
+def _grpo_advantages_seen(train_grpo, reward_fn, args, run):
+    """Run `run(reward_fn)` (train_grpo on the check's arguments) with the reward function and grpo_loss (in
+    train_grpo's own globals) wrapped, and return what the loop handed grpo_loss: a list of (rewards, prompt group
+    ids, advantages), one per call that held a whole phase's batch. Each row's reward is looked up from its
+    completion (the reward is a function of the completion alone), its group from its prompt tokens. Empty when
+    the loop does not call grpo_loss through its globals or the rows cannot be matched."""
+    g = getattr(train_grpo, "__globals__", {})
+    scored, calls = [], []
+
+    def reward(completions):
+        out = reward_fn(completions)
+        if isinstance(completions, torch.Tensor) and isinstance(out, torch.Tensor):
+            scored.append((completions.detach().clone(), out.detach().float().clone()))
+        return out
+
+    saved = g.get("grpo_loss")
+    if callable(saved):
+        def grpo_loss(policy, batch, prefix_len, *rest, **kw):
+            tokens, adv = getattr(batch, "tokens", None), getattr(batch, "advantages", None)
+            if isinstance(tokens, torch.Tensor) and isinstance(adv, torch.Tensor) and isinstance(prefix_len, int):
+                calls.append((tokens.detach().clone(), adv.detach().float().clone(), prefix_len))
+            return saved(policy, batch, prefix_len, *rest, **kw)
+
+        g["grpo_loss"] = grpo_loss
+    try:
+        result = run(reward)
+    finally:
+        if callable(saved):
+            g["grpo_loss"] = saved
+    seen = []
+    whole_batch = len(args.prompts) * args.group_size
+    for tokens, adv, prefix_len in calls:
+        if len(tokens) != whole_batch or adv.shape != (whole_batch,) or not scored:
+            continue
+        completions = tokens[:, prefix_len:]
+        known = [(c, r) for c, r in scored if c.shape[1] == completions.shape[1]]
+        if not known:
+            continue
+        all_c, all_r = torch.cat([c for c, _ in known]), torch.cat([r for _, r in known])
+        match = (completions[:, None, :] == all_c[None]).all(-1)
+        if not bool(match.any(1).all()):
+            continue
+        rewards = all_r[match.float().argmax(1)]
+        groups = torch.unique(tokens[:, :prefix_len], dim=0, return_inverse=True)[1]
+        seen.append((rewards, groups, adv))
+    return result, seen
+
+
 @check
 def check_train_grpo(train_grpo) -> None:
     from curriculum.solutions.chapter2 import rlhf as ref
@@ -485,8 +533,22 @@ def check_train_grpo(train_grpo) -> None:
 
     torch.manual_seed(0)
     args = ref.GRPOArgs(group_size=4, gen_len=8, total_phases=10, update_epochs=2, num_minibatches=1, lr=5e-4)
-    result = train_grpo(load_offline_base(), _base(), ref.target_token_reward(_dot()), args, progress=False)
+    result, seen = _grpo_advantages_seen(
+        train_grpo, ref.target_token_reward(_dot()), args,
+        lambda reward_fn: train_grpo(load_offline_base(), _base(), reward_fn, args, progress=False))
+    for rewards, groups, adv in seen:
+        per_group = _group_advantages_numpy(rewards, groups, args.eps, ddof=1)
+        whole = (rewards - rewards.mean()) / (rewards.std() + args.eps)
+        if torch.allclose(adv, whole, atol=1e-4) and not torch.allclose(per_group, whole, atol=1e-4):
+            fail("the advantages handed to grpo_loss are the rewards normalised over the whole batch, not within each "
+                 "group: GRPO compares a completion only with the other completions of the SAME prompt. Compute them "
+                 "with group_advantages(raw_rewards, groups, args.eps), where groups[i] is the prompt of row i")
     _reward_rise(getattr(result, "history", None), "train_grpo")
+    for rewards, groups, adv in seen:
+        assert_close(adv, _group_advantages_numpy(rewards, groups, args.eps, ddof=1),
+                     "the advantage vector handed to grpo_loss (expected: each completion's reward normalised within "
+                     "its prompt's group)", atol=1e-4, hint="group_advantages(raw_rewards, groups, args.eps) on the rewards of the "
+                     "completions in the batch, in the same row order as the tokens")
 
 
 # ------------------------------------------------------------------------------------------ a real classifier
