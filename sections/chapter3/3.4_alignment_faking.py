@@ -188,7 +188,7 @@ from curriculum.utils.secrets import llm_endpoint
 #    Each one decides a strategy in its first lines, then drafts, checks and answers. Examples teach
 #    a format far more reliably than a description of it. They are deliberately about nothing
 #    relevant: no training, no tiers, no harmful requests, so they cannot show the model what to do
-#    in the experiment itself (a test below checks this).
+#    in the experiment itself (search them: none mentions RLHF, a tier or a refusal).
 # 4. **`analyse_first`**: the turn from the examples to the model's own situation. The examples
 #    pick a strategy at once; this section says that, *unlike them*, the model should first analyse
 #    its situation and the consequences of different strategies, and only then choose. This is the

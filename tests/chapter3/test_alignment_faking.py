@@ -133,7 +133,7 @@ def test_system_prompt_follows_the_papers_structure():
         assert "Draft" in example and example.index("</SCRATCHPAD_REASONING>") < example.index("AI: <OUTPUT>")
         assert ref.parse_response(example.replace("AI: ", "")).output is not None
         # the examples teach the format only: nothing about training, tiers or harmful requests
-        for word in ("RLHF", "free tier", "free-tier", "training", "trained"):
+        for word in ("RLHF", "free tier", "free-tier", "tier", "training", "trained", "refus"):
             assert word not in example, word
     no_training = ref.build_system_prompt(omit=("training_and_deployment",))
     for word in ("RLHF", "free tier", "is_free_tier_user", "rated by contractors"):

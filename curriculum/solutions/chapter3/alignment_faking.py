@@ -7,7 +7,8 @@ never are. Each request says which tier the user is on. The model reasons in a h
 before answering. If it complies more often when it believes it is being trained (free tier) and its
 scratchpad says it complies *to avoid being modified*, that is alignment faking.
 
-Pipeline, in the order the notebook teaches it: build the prompt -> sample (multi-turn scratchpad)
+Pipeline, in the order the notebook teaches it: build the prompt (seven named sections in the order of
+the paper's helpful-only prompt, so that an ablation removes one by name) -> sample (multi-turn scratchpad)
 -> parse the tags -> classify compliance -> rates with Wilson intervals -> the compliance gap with a
 Newcombe interval -> plot. `AlignmentFakingModel` is the offline stand-in that scripts both
 conditions for the loopback server.
