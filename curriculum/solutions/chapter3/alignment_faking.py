@@ -215,7 +215,7 @@ PROMPT_SECTIONS: dict[str, str] = {
 
 def build_system_prompt(omit: Sequence[str] = (), developer: str = "Anthropic") -> str:
     """The system prompt: the sections of PROMPT_SECTIONS whose names are not in `omit`, in
-    PROMPT_SECTIONS' order (whatever the order of `omit`), joined by one blank line ("\\n\\n"), with every
+    PROMPT_SECTIONS' order (whatever the order of `omit`), joined by one blank line (two newlines), with every
     "{developer}" replaced by `developer`.
 
     A name in `omit` that is not a section is a ValueError naming the known sections: a typo such as
