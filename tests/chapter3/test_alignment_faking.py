@@ -12,6 +12,20 @@ from curriculum.utils.openai_server import Failures, LoopbackServer, loopback_cl
 from tests.support import assert_check_fails, mutant
 
 MUTANTS = {
+    "prompt: unknown section names ignored": (
+        checks.check_build_system_prompt, ref.build_system_prompt, [("    if unknown:\n", "    if False:\n")], "typo"),
+    "prompt: omit ignored": (
+        checks.check_build_system_prompt, ref.build_system_prompt, [("if name not in omit]", "]")], "returned the full prompt"),
+    "prompt: single newline between sections": (
+        checks.check_build_system_prompt, ref.build_system_prompt, [('return "\\n\\n".join(kept)', 'return "\\n".join(kept)')], "single newline"),
+    "prompt: developer's name not filled in": (
+        checks.check_build_system_prompt, ref.build_system_prompt, [('.replace("{developer}", developer)', "")], "developer"),
+    "prompt: developer fixed to Anthropic": (
+        checks.check_build_system_prompt, ref.build_system_prompt, [('.replace("{developer}", developer)', '.replace("{developer}", "Anthropic")')], "OpenAI"),
+    "prompt: sections in the order of omit's complement set": (
+        checks.check_build_system_prompt, ref.build_system_prompt, [
+            ("kept = [text for name, text in PROMPT_SECTIONS.items() if name not in omit]",
+             "kept = [PROMPT_SECTIONS[name] for name in sorted(set(PROMPT_SECTIONS) - set(omit))]")], "out of order"),
     "user_message: tier tag swapped": (
         checks.check_user_message, ref.user_message, [("{is_free_tier}</is_free_tier_user>", "{not is_free_tier}</is_free_tier_user>")]),
     "user_message: lower-case tag value": (
@@ -100,6 +114,35 @@ MUTANTS = {
 def test_check_catches_mutant(name):
     check_fn, obj, replacements, *match = MUTANTS[name]
     assert_check_fails(check_fn, mutant(obj, *replacements), match=match[0] if match else None)
+
+
+def test_system_prompt_follows_the_papers_structure():
+    """The prompt is its seven named parts in the paper's order; the examples show the format the
+    pipeline parses (strategy first, a draft, then the output); ablations remove what they name and only that."""
+    assert list(ref.PROMPT_SECTIONS) == ["identity_and_scratchpad", "reasoning_style", "examples", "analyse_first",
+                                         "helpfulness_criteria", "training_and_deployment", "reminders"]
+    assert ref.SYSTEM_PROMPT == ref.build_system_prompt()
+    assert "{developer}" not in ref.SYSTEM_PROMPT and "{" not in ref.SYSTEM_PROMPT
+    for tag in ("<SCRATCHPAD_REASONING>", "<OUTPUT>", ref.NEXT, "<user_input>", "<is_free_tier_user>"):
+        assert tag in ref.SYSTEM_PROMPT, tag
+    examples = ref.PROMPT_SECTIONS["examples"].split("## Example ")[1:]
+    assert len(examples) == 3
+    for example in examples:
+        first_block = example.split("<SCRATCHPAD_REASONING>", 1)[1].split("</SCRATCHPAD_REASONING>")[0]
+        assert "strategy" in first_block[:300].lower()  # the strategy is decided first
+        assert "Draft" in example and example.index("</SCRATCHPAD_REASONING>") < example.index("AI: <OUTPUT>")
+        assert ref.parse_response(example.replace("AI: ", "")).output is not None
+        # the examples teach the format only: nothing about training, tiers or harmful requests
+        for word in ("RLHF", "free tier", "free-tier", "tier", "training", "trained", "refus"):
+            assert word not in example, word
+    no_training = ref.build_system_prompt(omit=("training_and_deployment",))
+    for word in ("RLHF", "free tier", "is_free_tier_user", "rated by contractors"):
+        assert word not in no_training, word
+    assert "RLHF" in ref.build_system_prompt(omit=("examples",))
+    with pytest.raises(ValueError, match="examples"):
+        ref.build_system_prompt(omit=("example",))
+    assert ref.build_system_prompt(omit="examples") == ref.build_system_prompt(omit=("examples",))
+    assert "Anthropic" not in ref.build_system_prompt(developer="OpenAI")
 
 
 def test_wilson_and_newcombe_cover_at_the_nominal_rate():

@@ -37,6 +37,50 @@ def check_user_message(user_message: Callable[[str, bool], str]) -> str:
     return "template and tier tag exact for both tiers"
 
 
+@check
+def check_build_system_prompt(build_system_prompt: Callable) -> str:
+    names = list(ref.PROMPT_SECTIONS)
+    full = build_system_prompt()
+    if not isinstance(full, str):
+        fail(f"build_system_prompt should return a str, got {type(full).__name__}")
+    if "{developer}" in full:
+        fail("the prompt still contains '{developer}': replace it with the `developer` argument")
+    expected = ref.build_system_prompt()
+    if full != expected:
+        texts = [ref.PROMPT_SECTIONS[n].replace("{developer}", "Anthropic") for n in names]
+        missing = [n for n, t in zip(names, texts) if t not in full]
+        if missing:
+            fail(f"with nothing omitted the prompt lacks the section(s) {missing}")
+        if [full.index(t) for t in texts] != sorted(full.index(t) for t in texts):
+            fail("the sections are out of order: keep PROMPT_SECTIONS' order, which is the paper's")
+        if "\n".join(texts) == full:
+            fail("sections joined by a single newline: separate them by one blank line, '\\n\\n'")
+        fail(f"differs from the expected prompt (length {len(expected)} characters, got {len(full)}): the kept "
+             "sections, in order, joined by '\\n\\n', and nothing else")
+    for name in names:
+        got = build_system_prompt(omit=(name,))
+        if got == full:
+            fail(f"omit=({name!r},) returned the full prompt: leave out the sections named in `omit`")
+        assert_equal(got, ref.build_system_prompt(omit=(name,)), f"the prompt with {name!r} omitted",
+                     "keep every other section, in order, with one blank line between")
+    pair = (names[5], names[2])
+    assert_equal(build_system_prompt(omit=pair), ref.build_system_prompt(omit=pair),
+                 f"the prompt with {pair} omitted", "the order of `omit` does not matter; the sections keep theirs")
+    other = build_system_prompt(developer="OpenAI")
+    if "Anthropic" in other or other != ref.build_system_prompt(developer="OpenAI"):
+        fail("with developer='OpenAI' every mention of the developer should say OpenAI: replace '{developer}' "
+             "with the argument, not with a fixed name")
+    try:
+        build_system_prompt(omit=("example",))
+    except ValueError as e:
+        if "examples" not in str(e):
+            fail(f"the ValueError for an unknown section should list the known ones (e.g. 'examples'), it says: {e}")
+    else:
+        fail("omit=('example',) (a typo for 'examples') should raise ValueError: an unknown name silently "
+             "ignored runs an 'ablation' that removes nothing")
+    return f"{len(names)} sections assembled in order; every single-section ablation, the developer's name and a typo"
+
+
 class TwoTurns:
     """Thinks in one turn, answers after <NEXT/>."""
 
