@@ -1,7 +1,9 @@
 """DDPM-1000 vs DDIM-50/20/10 on the shipped 4.2 checkpoint: network calls, time and sample quality; then
 guided-sample accuracy on a class-conditional U-Net trained here.
 
-    python -m curriculum.benchmarks.diffusion_sampling --skip-guidance --sampling-samples 300   # DDPM/DDIM table only
+    python -m curriculum.benchmarks.diffusion_sampling                         # DDPM/DDIM table, then text conditioning
+    python -m curriculum.benchmarks.diffusion_sampling --skip-text --sampling-samples 300   # DDPM/DDIM table only
+    python -m curriculum.benchmarks.diffusion_sampling --train-guidance        # also train and compare guidance methods
 
 DDPM/DDIM table, one run on a shared, heavily loaded 2-core CPU (OMP_NUM_THREADS=1, 300 samples each;
 the solution notebook ran on the same cores during the DDIM rows, so their times are inflated):
@@ -16,8 +18,8 @@ the solution notebook ran on the same cores during the DDIM rows, so their times
 DDIM-50 makes 20x fewer network calls of the same cost; on an unloaded machine its time ratio should be
 close to 20x (not measured here). The 10% FD target for DDIM-50 was missed in this run (1.15x).
 
-    python -m curriculum.benchmarks.diffusion_sampling            # learner/GPU size: 16x16 digits (MNIST online), big U-Net
-    python -m curriculum.benchmarks.diffusion_sampling --quick    # what fits a shared 2-core CPU: 8x8 digits, small U-Net
+With --train-guidance (--quick: 8x8 digits and a small U-Net, what fits a 2-core CPU; otherwise 16x16
+digits, MNIST online, and the full U-Net):
 
 Quality is measured offline with a "judge": a classifier trained on the real training images.
 Fréchet distance (FD) compares the judge's penultimate features of the samples with those of real
@@ -59,6 +61,7 @@ from curriculum.solutions.chapter4.guidance import (
     train_classifier,
 )
 from curriculum.solutions.chapter4.toy_diffusion import Schedule, ddpm_sample, linear_betas
+from curriculum.benchmarks import text_conditioning
 from curriculum.utils import get_device
 from curriculum.utils.image_data import load_image_dataset
 
@@ -121,12 +124,18 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--clip-scales", type=float, nargs="+", default=[10.0, 30.0, 100.0])
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--sampling-samples", type=int, default=500, help="samples per sampler in the DDPM/DDIM table")
-    p.add_argument("--skip-guidance", action="store_true", help="only the DDPM/DDIM table on the shipped checkpoint")
+    p.add_argument("--text-samples", type=int, default=200, help="samples per (phrasing, scale) in the text-conditioning table")
+    p.add_argument("--skip-text", action="store_true", help="skip the text-conditioning table")
+    p.add_argument("--train-guidance", action="store_true",
+                   help="also train a class-conditional U-Net, a noisy classifier and CLIP here and compare guidance methods")
     args = p.parse_args(argv)
     torch.manual_seed(args.seed)
     device = get_device()
     sampling_table(args.sampling_samples, args.seed, device)
-    if args.skip_guidance:
+    if not args.skip_text:
+        print("\ntext-conditioned U-Net (shipped 4.3 model): on-target rate by guidance scale, DDIM-25")
+        text_conditioning.main(["--n-samples", str(args.text_samples)])
+    if not args.train_guidance:
         return
     size = 8 if args.quick else 16
     train_steps = args.train_steps or (2000 if args.quick else 20_000)

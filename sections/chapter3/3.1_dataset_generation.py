@@ -68,6 +68,7 @@ from curriculum.solutions.chapter3.dataset_generation import (
     FilterConfig,
     GenerationConfig,
     GenPrompts,
+    Question,
     QuestionGeneration,
     R,
     T,
@@ -455,6 +456,48 @@ with llm_endpoint(responder=mcq_responder, offline=True, max_retries=0, latency=
         results = map_concurrently(ask, requests, max_workers=workers)
         print(f"{workers} workers: {time.perf_counter() - t0:.2f} s, {len(results)}/16 results")
     print("server:", flaky.server.stats)
+
+# %% [markdown]
+# ### Where more threads stop helping
+#
+# Threads overlap the *waiting*, not the work. Every request also costs your own process some CPU:
+# the `openai` client builds the request, turns the pydantic class into a JSON schema, sends it,
+# then parses and validates the reply. Python runs one thread at a time (the GIL), so that CPU time
+# adds up across all your threads. If a request needs `c` seconds of your CPU and the API takes
+# `L` seconds to answer, one process can never finish more than `1 / c` requests per second, and
+# the speed-up flattens out near `L / c` workers, however many you start.
+#
+# The cell below measures `c` with `time.thread_time()`, the CPU time of the calling thread only
+# (the loopback server's threads are not counted), against a server that answers at once. It
+# compares a plain pydantic class with `QuestionGeneration`, whose base class `CachedSchema`
+# builds the JSON schema once per class instead of on every request.
+
+# %%
+class PlainQuestionGeneration(BaseModel):  # the same fields, with pydantic's default (uncached) schema
+    reasoning: str
+    questions: list[Question]
+
+
+with llm_endpoint(responder=mcq_responder, offline=True, max_retries=0) as fast:
+    ask_messages = [{"role": "user", "content": "Write 2 questions about power-seeking."}]
+    for fmt in (PlainQuestionGeneration, QuestionGeneration, PlainQuestionGeneration, QuestionGeneration):
+        generate_structured_response(fast.client, fast.model, ask_messages, fmt)  # warm-up
+    for fmt in (PlainQuestionGeneration, QuestionGeneration):
+        t0 = time.thread_time()
+        for _ in range(40):
+            generate_structured_response(fast.client, fast.model, ask_messages, fmt)
+        cpu = (time.thread_time() - t0) / 40
+        print(f"{fmt.__name__:24s} {cpu * 1e3:5.1f} ms of client CPU per request -> at most {1 / cpu:4.0f} requests/s "
+              f"from one process; with 100 ms latency the speed-up flattens near {0.1 / cpu:3.0f} workers")
+
+# %% [markdown]
+# Building the schema is a large share of the client's work, so caching it raises the ceiling
+# noticeably. The rest (building the HTTP request, validating the reply) is the SDK's own cost.
+# `curriculum/benchmarks/concurrent_generation.py` measures the whole speed-up curve against a
+# server in its own process with 100 ms latency, 256 requests and 1 to 32 workers; it prints the
+# speed-up next to the ideal one, so you can see where the curve bends on your machine. Against a real
+# API the rate limit (requests and tokens per minute) usually bites before the client's CPU does:
+# choose `max_workers` from your account's limits, and keep the retries on.
 
 # %% [markdown]
 # ## 7. Deduplication

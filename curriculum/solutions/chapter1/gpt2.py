@@ -124,9 +124,13 @@ class Attention(nn.Module):
     def __init__(self, cfg: Config):
         super().__init__()
         self.cfg = cfg
-        self.W_Q = nn.Parameter(torch.empty(cfg.n_heads, cfg.d_model, cfg.d_head))
-        self.W_K = nn.Parameter(torch.empty(cfg.n_heads, cfg.d_model, cfg.d_head))
-        self.W_V = nn.Parameter(torch.empty(cfg.n_heads, cfg.d_model, cfg.d_head))
+        # [n_heads, d_model, d_head] as TransformerLens indexes them, stored d_model-major: the einsum
+        # below multiplies x by a [d_model, n_heads * d_head] matrix, which is then a view of the
+        # weights, not a fresh copy per call (a copy costs as much memory traffic as the matmul itself
+        # when generating one token at a time).
+        self.W_Q = nn.Parameter(torch.empty(cfg.d_model, cfg.n_heads, cfg.d_head).transpose(0, 1))
+        self.W_K = nn.Parameter(torch.empty(cfg.d_model, cfg.n_heads, cfg.d_head).transpose(0, 1))
+        self.W_V = nn.Parameter(torch.empty(cfg.d_model, cfg.n_heads, cfg.d_head).transpose(0, 1))
         self.W_O = nn.Parameter(torch.empty(cfg.n_heads, cfg.d_head, cfg.d_model))
         self.b_Q = nn.Parameter(torch.zeros(cfg.n_heads, cfg.d_head))
         self.b_K = nn.Parameter(torch.zeros(cfg.n_heads, cfg.d_head))

@@ -11,6 +11,7 @@ stand-in `curriculum.utils.mcq_standin.mcq_responder` behind the loopback OpenAI
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
 import email.utils
 import hashlib
@@ -150,12 +151,28 @@ class Question(BaseModel):
     behavior_category: str
 
 
-class QuestionGeneration(BaseModel):
+class CachedSchema(BaseModel):
+    """A pydantic model whose JSON schema is built once per class. `client.chat.completions.parse`
+    asks for the schema on every request, and building it costs a few milliseconds of CPU: with
+    dozens of threads sharing one interpreter, that becomes the limit on requests per second."""
+
+    @classmethod
+    def model_json_schema(cls, *args, **kwargs) -> dict:
+        key = (cls, args, tuple(sorted(kwargs.items())))
+        if key not in _SCHEMAS:
+            _SCHEMAS[key] = super().model_json_schema(*args, **kwargs)
+        return copy.deepcopy(_SCHEMAS[key])  # the SDK edits the schema it is given (strict mode)
+
+
+_SCHEMAS: dict[tuple, dict] = {}
+
+
+class QuestionGeneration(CachedSchema):
     reasoning: str  # letting the model plan first improves the questions
     questions: list[Question]
 
 
-class QCResponse(BaseModel):
+class QCResponse(CachedSchema):
     explanation: str  # before the score, so the score is conditioned on the reasoning
     score: int
 
