@@ -1,8 +1,8 @@
 """DQN on CartPole-v1: env steps and wall time until the mean return of the last 20 episodes is >= 475.
 
-    python -m curriculum.benchmarks.dqn_cartpole                       # seeds 0 1 2, up to 100k env steps each
+    python -m curriculum.benchmarks.dqn_cartpole                       # seeds 0-9, up to 100k env steps each
     python -m curriculum.benchmarks.dqn_cartpole --seeds 3 --steps 50000 --jobs 1
-    python -m curriculum.benchmarks.dqn_cartpole --plot /tmp/dqn_cartpole.png   # also save the reward curves (matplotlib)
+    python -m curriculum.benchmarks.dqn_cartpole --plot /tmp/dqn_cartpole.html  # also save the reward curves (plotly; .png needs kaleido)
 
 Each seed trains `curriculum.solutions.chapter2.dqn.train_dqn` with its default DQNConfig (the one the notebook
 uses), on the CPU with one torch thread, and stops once solved. The target (issue 5) is every seed
@@ -36,28 +36,24 @@ def run_seed(args: tuple[int, int, float, int, bool]) -> dict:
 
 
 def save_plot(rows: list[dict], path: str, threshold: float, window: int) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    """Reward curves with plotly: .html works anywhere; .png needs kaleido and a Chrome/Chromium."""
+    import plotly.graph_objects as go
 
     from curriculum.utils.plotting import smooth_series
 
-    fig, ax = plt.subplots(figsize=(9, 4.5))
+    fig = go.Figure()
     for r in rows:
-        (raw,) = ax.plot(r["steps_at_end"], r["returns"], alpha=0.25, lw=0.8)
-        ax.plot(r["steps_at_end"], smooth_series(r["returns"], window), color=raw.get_color(), label=f"seed {r['seed']}")
-    ax.axhline(threshold, color="k", ls="--", lw=0.8, label=f"solved ({threshold:g})")
-    ax.set(xlabel="environment step", ylabel="episode return", title=f"DQN on CartPole-v1 (mean of {window} episodes)")
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
+        fig.add_scatter(x=r["steps_at_end"], y=smooth_series(r["returns"], window), mode="lines", name=f"seed {r['seed']}")
+    fig.add_hline(y=threshold, line_dash="dash", annotation_text=f"solved ({threshold:g})")
+    fig.update_layout(title=f"DQN on CartPole-v1 (mean of {window} episodes)", xaxis_title="environment step",
+                      yaxis_title="episode return", width=900, height=450)
+    fig.write_html(path) if path.endswith(".html") else fig.write_image(path)
     print(f"saved {path}")
 
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--seeds", type=int, nargs="+", default=list(range(10)))
     ap.add_argument("--steps", type=int, default=TARGET_STEPS, help="env-step budget per seed")
     ap.add_argument("--threshold", type=float, default=475.0)
     ap.add_argument("--window", type=int, default=20)
@@ -88,6 +84,9 @@ def main(argv: list[str] | None = None) -> None:
     if solved:
         worst = max(r["solved_at"] for r in solved)
         print(f"worst steps-to-solve / target = {worst / TARGET_STEPS:.2f}")
+    total_steps, total_wall = sum(r["steps"] for r in rows), sum(r["wall"] for r in rows)
+    print(f"throughput over all seeds: {total_steps:,} env steps in {total_wall:.0f} s = {total_steps / total_wall:,.0f} env steps/s "
+          f"per process ({args.jobs} job(s))")
     if args.plot:
         save_plot(rows, args.plot, args.threshold, args.window)
 

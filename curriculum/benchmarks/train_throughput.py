@@ -142,7 +142,7 @@ def time_nanogpt(checkout: Path, steps: int, warmup: int) -> float:
     return NANOGPT_BATCH * shape["block_size"] / statistics.median(times)
 
 
-def compare_with_nanogpt(checkout: Path, device: torch.device, warmup: int, steps: int, rounds: int = 2) -> None:
+def compare_with_nanogpt(checkout: Path, device: torch.device, warmup: int, steps: int, rounds: int = 3) -> None:
     """Our train_step and nanoGPT's train.py at the same shape, alternating, best round of each."""
     if not (checkout / "train.py").exists() or not (checkout / "configurator.py").exists():
         print(f"\n--nanogpt {checkout}: no train.py and configurator.py there; skipping the nanoGPT comparison")

@@ -528,9 +528,25 @@ def _truncate_json(arguments: dict | str) -> str:
     return text[: max(1, len(text) // 2)]
 
 
+_VALIDATORS: dict[str, Any] = {}
+_VALIDATORS_LOCK = threading.Lock()
+
+
+def _validator(schema: dict) -> Any:
+    """One checked validator per distinct schema: `jsonschema.validate` re-checks the schema and builds a
+    validator on every call, which costs more than the rest of a request's handling put together."""
+    key = json.dumps(schema, sort_keys=True)
+    with _VALIDATORS_LOCK:
+        if key not in _VALIDATORS:
+            cls = jsonschema.validators.validator_for(schema)
+            cls.check_schema(schema)
+            _VALIDATORS[key] = cls(schema)
+        return _VALIDATORS[key]
+
+
 def _validate_structured(reply: Reply, schema: dict) -> None:
     try:
-        jsonschema.validate(json.loads(reply.content or ""), schema)
+        _validator(schema).validate(json.loads(reply.content or ""))
     except (json.JSONDecodeError, jsonschema.ValidationError) as e:
         raise HTTPError(
             500, f"the responder's reply does not match the request's response_format schema: {str(e)[:300]}"
