@@ -5,9 +5,15 @@
     python -m curriculum.benchmarks.dqn_cartpole --plot /tmp/dqn_cartpole.html  # also save the reward curves (plotly; .png needs kaleido)
 
 Each seed trains `curriculum.solutions.chapter2.dqn.train_dqn` with its default DQNConfig (the one the notebook
-uses), on the CPU with one torch thread, and stops once solved. The target (issue 5) is every seed
-solved within 100k env steps. `--jobs N` runs N seeds in parallel processes; on a shared machine the
-wall times then include contention, so compare steps/s only between runs with the same --jobs.
+uses), on the CPU with one torch thread, and stops once solved. Targets: every seed solved within
+100k env steps, and at least 2,300 env steps/s in one process (--jobs 1). A seed's result does not
+depend on how it is launched (each run seeds its own generators and uses one thread). `--jobs N`
+runs N seeds in parallel processes; on a shared machine the wall times then include contention, so
+compare steps/s only between runs with the same --jobs.
+
+One run, --jobs 1, on a 2-core CPU: seeds 0-9 solved at 57,272 / 41,416 / 58,076 / 44,508 / 76,632 /
+73,596 / 67,776 / 46,460 / 43,500 / 42,056 env steps (the same steps with --jobs 2); 551,292 env
+steps in 219 s, 2,517 env steps/s.
 """
 
 from __future__ import annotations
