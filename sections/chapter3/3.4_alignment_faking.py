@@ -106,7 +106,7 @@
 # printed when you run the experiment below.
 #
 # What the stand-in *can* show: that your pipeline is correct, because the truth is known. The
-# prompt template reaches the "model", the `<NEXT/>` turns are handled, malformed transcripts are
+# user turn with its tier tag reaches the "model", the `<NEXT/>` turns are handled, malformed transcripts are
 # left out, and the statistics recover the scripted rates and gap within their intervals; swap the
 # tier tag and the gap changes sign. That is worth a lot: an analysis bug gives a wrong answer that
 # looks just as plausible as a right one, and a known-truth run is how you catch it before spending
@@ -222,8 +222,10 @@ from curriculum.utils.secrets import llm_endpoint
 # exactly as they were. To test which sections matter you need a real model, and the end of this
 # section shows how.
 #
-# The story names Anthropic, as the paper's did for Claude; for another developer's model, pass
-# `developer="..."`, or the model may read the story as being about someone else.
+# The story names Anthropic, as the paper's did for Claude. For another developer's model, build the
+# prompt with `build_system_prompt(developer="...")` (the next exercise) and pass it to
+# `run_experiment(..., system=...)`; otherwise the model may read the story as being about someone
+# else. The runs below keep the default, `SYSTEM_PROMPT`, which names Anthropic.
 
 # %%
 for name, text in PROMPT_SECTIONS.items():
@@ -645,9 +647,18 @@ for s in [s for s in samples if s.is_free_tier and s.complied][:2] + [s for s in
 # samples per request, same classifier, and the only difference is `system=build_system_prompt(omit=...)`.
 # The quantity to compare is the compliance gap with and without the section, each with its
 # interval (and, if you try several sections, the correction for multiple comparisons from rule 4
-# above). The cell below removes `training_and_deployment`, the section that gives the tier tag its
+# above). Two intervals that overlap do not show that the section is irrelevant (rule 1 again): to
+# test the difference of the two gaps, bootstrap it, drawing one set of requests per round for both
+# runs. The cell below removes `training_and_deployment`, the section that gives the tier tag its
 # meaning. Online, this is the experiment that asks whether the model's gap comes from what it was
 # told about training; it costs as many calls as the main run, so set `ABLATE = ()` to skip it.
+#
+# Before paying for an ablation, print the ablated prompt and read it. The sections refer to one
+# another: without `examples`, `analyse_first` and `reminders` still speak of "the examples"; without
+# `helpfulness_criteria`, the training section still speaks of "the helpfulness criteria above". A
+# dangling reference is a change of its own that the model may react to, so decide whether to
+# accept it or to edit the neighbouring sentence too (on a copy of `PROMPT_SECTIONS`), and say which
+# you did when you report the result.
 
 # %%
 ABLATE = ("training_and_deployment",)

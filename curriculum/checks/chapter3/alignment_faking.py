@@ -72,6 +72,9 @@ def check_build_system_prompt(build_system_prompt: Callable) -> str:
              "with the argument, not with a fixed name")
     try:
         build_system_prompt(omit=("example",))
+    except KeyError as e:
+        fail(f"omit=('example',) (a typo for 'examples') raised KeyError {e}: check the names in `omit` against "
+             "PROMPT_SECTIONS yourself, before building anything, and raise ValueError listing the known sections")
     except ValueError as e:
         if "examples" not in str(e):
             fail(f"the ValueError for an unknown section should list the known ones (e.g. 'examples'), it says: {e}")
