@@ -626,7 +626,15 @@ class _Handler(BaseHTTPRequestHandler):
             srv.stats.requests += 1
             srv.stats.in_flight += 1
             srv.stats.max_in_flight = max(srv.stats.max_in_flight, srv.stats.in_flight)
-        status = 500
+        counted = False
+
+        def count(status: int) -> None:
+            nonlocal counted
+            with srv._lock:
+                srv.stats.in_flight -= 1
+                srv.stats.completed += status == 200
+            counted = True
+
         try:
             if srv.latency:
                 time.sleep(srv.latency)
@@ -635,14 +643,13 @@ class _Handler(BaseHTTPRequestHandler):
             except Exception as e:  # noqa: BLE001 - a responder bug becomes a readable 500
                 error = _anthropic_error if anthropic_protocol else _error
                 status, body, headers = error(500, f"responder raised {type(e).__name__}: {e}")
+            count(status)  # before sending: a client that has its reply must find it in the stats
             self._send(status, body, headers)
         except (BrokenPipeError, ConnectionResetError):
             pass  # the client gave up (its timeout): nothing to send to
         finally:
-            with srv._lock:
-                srv.stats.in_flight -= 1
-                if status == 200:
-                    srv.stats.completed += 1
+            if not counted:
+                count(500)
 
 
 def loopback_client(server: LoopbackServer, *, fresh_connections: bool = False, api_key: str = "loopback", **kw: Any):
