@@ -12,6 +12,7 @@ must pass, and on the generated stub, where it must raise `CheckFailed`.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
 import sysconfig
@@ -257,3 +258,26 @@ def randomise_parameters(module: torch.nn.Module, std: float = 0.5, seed: int = 
     with torch.no_grad():
         for p in module.parameters():
             p.copy_(torch.randn(p.shape, generator=g) * std)
+
+
+@contextlib.contextmanager
+def on_optimizer_steps(
+    before: Callable[[torch.optim.Optimizer], None] | None = None,
+    after: Callable[[torch.optim.Optimizer], None] | None = None,
+):
+    """While active, call `before(optimizer)` just before and `after(optimizer)` just after every
+    `optimizer.step()` of any optimizer, including one the learner's code builds (torch's global step
+    hooks); the hooks are removed on exit, whatever happens. Lets a check see what a training loop
+    steps with (gradients, learning rates) without asking the learner to hand over their optimizer."""
+    from torch.optim.optimizer import register_optimizer_step_post_hook, register_optimizer_step_pre_hook
+
+    handles = []
+    if before is not None:
+        handles.append(register_optimizer_step_pre_hook(lambda optimizer, args, kwargs: before(optimizer)))
+    if after is not None:
+        handles.append(register_optimizer_step_post_hook(lambda optimizer, args, kwargs: after(optimizer)))
+    try:
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()

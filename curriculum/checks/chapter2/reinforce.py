@@ -9,7 +9,7 @@ import torch
 import torch.nn as nn
 from torch.distributions import Categorical
 
-from curriculum.checking import assert_close, assert_shape, check, fail
+from curriculum.checking import assert_close, assert_shape, check, fail, on_optimizer_steps
 
 
 # --------------------------------------------------------------------------------------------- reward-to-go
@@ -128,24 +128,19 @@ def _probe_args(env_id: str):
 
 
 class _StaleGradientSpy:
-    """While active, every optimiser step (any optimizer: torch's global step hooks) marks the gradients it
+    """While active, every optimiser step (any optimizer: `on_optimizer_steps`) marks the gradients it
     just applied with NaN. A loop that clears them (optimizer.zero_grad(), or policy.zero_grad(), before the
     next backward) never sees the mark; one that does not accumulates the next gradient onto it, and the
-    next step's pre-hook finds NaN: the gradient about to be applied still holds the previous update's."""
+    next step finds NaN: the gradient about to be applied still holds the previous update's."""
 
     def __enter__(self):
-        from torch.optim.optimizer import (
-            register_optimizer_step_post_hook,
-            register_optimizer_step_pre_hook,
-        )
-
         self.optimizers: list = []
-        self.handles = [register_optimizer_step_pre_hook(self._before), register_optimizer_step_post_hook(self._after)]
+        self.hooks = on_optimizer_steps(before=self._before, after=self._after)
+        self.hooks.__enter__()
         return self
 
     def __exit__(self, *exc) -> None:
-        for h in self.handles:
-            h.remove()
+        self.hooks.__exit__(*exc)
         for optimizer in self.optimizers:  # leave no mark behind on the trained policy
             for group in optimizer.param_groups:
                 for p in group["params"]:
@@ -156,13 +151,13 @@ class _StaleGradientSpy:
     def _grads(optimizer):
         return [p.grad for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
 
-    def _before(self, optimizer, args, kwargs) -> None:
+    def _before(self, optimizer) -> None:
         if any(not torch.isfinite(g).all() for g in self._grads(optimizer)):
             fail("the gradient applied at an update still contains the previous update's gradient: gradients "
                  "accumulate across updates (backward() adds to .grad). Call optimizer.zero_grad() before "
                  "loss.backward() in every iteration")
 
-    def _after(self, optimizer, args, kwargs) -> None:
+    def _after(self, optimizer) -> None:
         if not any(o is optimizer for o in self.optimizers):
             self.optimizers.append(optimizer)
         with torch.no_grad():

@@ -12,7 +12,6 @@ import math
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.optim.optimizer import register_optimizer_step_pre_hook
 
 from curriculum.checking import (
     assert_close,
@@ -23,6 +22,7 @@ from curriculum.checking import (
     check,
     fail,
     module_instance,
+    on_optimizer_steps,
     randomise_parameters,
 )
 
@@ -390,8 +390,8 @@ class _SpyUNet(nn.Module):
         self.calls.append(ids.detach().clone())
         return self.w * x + self.b
 
-    def record_step(self, optimizer, args, kwargs):
-        """A global optimizer step pre-hook: what the learner's optimizer is about to step with."""
+    def record_step(self, optimizer):
+        """Called before every optimizer step: what the learner's optimizer is about to step with."""
         groups = [g for g in optimizer.param_groups if any(p is self.w for p in g["params"])]
         if groups:
             grads = [p.grad for p in self.parameters() if p.grad is not None]
@@ -415,11 +415,8 @@ def check_train_text_unet(train_text_unet):
     sched = Schedule(linear_betas(100))
     spy = _SpyUNet()
     cfg = TextTrainConfig(n_steps=30, batch_size=32, lr=1e-2, p_uncond=0.3)
-    hook = register_optimizer_step_pre_hook(spy.record_step)
-    try:
+    with on_optimizer_steps(before=spy.record_step):
         losses = train_text_unet(spy, data, tok, sched, cfg)
-    finally:
-        hook.remove()
     if not spy.calls:
         fail("the model was never called: pass the tokenized captions to it as ids=... (diffusion_loss forwards keyword arguments)")
     if len(losses) != 30:
