@@ -269,7 +269,10 @@ def on_optimizer_steps(
     `optimizer.step()` of any optimizer, including one the learner's code builds (torch's global step
     hooks); the hooks are removed on exit, whatever happens. Lets a check see what a training loop
     steps with (gradients, learning rates) without asking the learner to hand over their optimizer."""
-    from torch.optim.optimizer import register_optimizer_step_post_hook, register_optimizer_step_pre_hook
+    from torch.optim.optimizer import (
+        register_optimizer_step_post_hook,
+        register_optimizer_step_pre_hook,
+    )
 
     handles = []
     if before is not None:

@@ -57,10 +57,12 @@ from curriculum.solutions.chapter4.text_conditioning import (
     TextTrainConfig,
     TextUNet,
     TextUNetConfig,
+    guided_sample,
     load_model,
     schedule,
     shipped_tokenizer,
 )
+from curriculum.solutions.chapter4.ddpm import ddim_sample  # noqa: F401 - 4.2's sampler, for your own experiments
 from curriculum.solutions.chapter4.toy_diffusion import Schedule, _broadcast, diffusion_loss
 from curriculum.checks.chapter4 import clip_guidance as tests
 from curriculum.utils import full_or_quick, get_device
@@ -462,34 +464,25 @@ tests.check_cfg_eps(cfg_eps)
 # `eps_cond, eps_uncond = out.chunk(2)`; return `eps_uncond + scale * (eps_cond - eps_uncond)`.
 
 # %% [markdown]
-# ### Exercise: a sampling loop for any guided noise prediction
+# ### Sampling with a guided noise prediction
 #
-# Guidance changes only the noise prediction; the sampler stays 4.2's deterministic DDIM. Write the
-# loop once, taking any `eps_fn(x_t, t_batch)`, so the same function samples with classifier-free,
-# classifier and CLIP guidance below. Start from x ~ N(0, I) drawn with `generator` (so a seed gives
-# the same digits), visit t = (n_steps - 1) r, ..., r, 0 with r = T // n_steps, and at each step:
+# Guidance changes only the noise prediction; the sampler stays 4.2's deterministic DDIM. 4.2's
+# `ddim_sample` already calls its `model` as `model(x_t, t_batch)` and never looks inside, so any
+# function with that signature can stand in for the U-Net: `lambda x, t: cfg_eps(unet, x, t, ids,
+# null_ids, scale)` samples with classifier-free guidance, and the classifier and CLIP guidance
+# below plug in the same way. `guided_sample(eps_fn, shape, alpha_bars, n_steps, generator)` is
+# exactly `ddim_sample(eps_fn, ..., eta=0.0, clip_x0=1.0)`, with the defaults this section uses.
+#
+# One line of 4.2's step earns its keep here. Each step computes
 #
 #     x0_hat = clamp((x_t - sqrt(1 - a) eps) / sqrt(a), -1, 1)
 #     eps    = (x_t - sqrt(a) x0_hat) / sqrt(1 - a)
 #     x_prev = sqrt(a_prev) x0_hat + sqrt(1 - a_prev) eps
 #
-# with a = alpha_bar_t, and a_prev = alpha_bar of the next timestep, or 1 after t = 0. The middle
-# line matters once guidance is on: a large guidance term pushes x0_hat far outside the pixel range;
-# clamping alone fixes x0_hat, but the same push would survive in eps and throw the next step off.
-# Recomputing eps from the clamped x0_hat keeps the two consistent. The check runs your loop on the
-# exact noise prediction for Gaussian data (which 4.1 derived) against a reference loop, with
-# clamping active, and names a missing recompute.
-
-# %% exercise curriculum.solutions.chapter4.text_conditioning:guided_sample difficulty=2 importance=4 minutes=15
-tests.check_guided_sample(guided_sample)
-
-# %% hint
-# `range((n_steps - 1) * ratio, -1, -ratio)` gives the timesteps in descending order. Move
-# `alpha_bars` to the device once, and build `torch.full((b,), t, dtype=torch.long)` for the model.
-
-# %% hint
-# `a_prev = alpha_bars[t - ratio] if t - ratio >= 0 else torch.ones(())`; the three lines above,
-# in order; return x after the last step (t = 0 steps to alpha_bar = 1, the clean image).
+# A large guidance term pushes x0_hat far outside the pixel range. Clamping alone fixes x0_hat, but
+# the same push would survive in eps and throw the next step off; recomputing eps from the clamped
+# x0_hat keeps the two consistent. Try it once the samples below work: sample at scale 5 with
+# `clip_x0=None` passed to `ddim_sample`, and compare.
 
 # %% [markdown]
 # Now ask the **shipped** text-conditioned U-Net for each digit in the held-out phrasing, at guidance

@@ -460,39 +460,3 @@ def check_train_text_unet(train_text_unet):
              f"{cosine[0]:g}, {cosine[1]:g}, ..., {cosine[-1]:g}; got {', '.join(f'{lr:g}' for lr in lrs[:2])}, ..., "
              f"{lrs[-1]:g}): one opt.step() then one lr_at.step() per training step")
     return "captions dropped per caption, training phrasings only, gradients zeroed and clipped, cosine learning rate"
-
-
-# ---------------------------------------------------------------------------------------------
-# The DDIM loop
-# ---------------------------------------------------------------------------------------------
-def _reference_ddim(eps_fn, shape, alpha_bars, n_steps, generator, clip_x0, recompute=True):
-    ratio = len(alpha_bars) // n_steps
-    x = torch.randn(shape, generator=generator)
-    for t in range((n_steps - 1) * ratio, -1, -ratio):
-        eps = eps_fn(x, torch.full((shape[0],), t, dtype=torch.long))
-        a = alpha_bars[t]
-        a_prev = alpha_bars[t - ratio] if t >= ratio else torch.tensor(1.0)
-        x0 = ((x - (1 - a).sqrt() * eps) / a.sqrt()).clamp(-clip_x0, clip_x0)
-        if recompute:
-            eps = (x - a.sqrt() * x0) / (1 - a).sqrt()
-        x = a_prev.sqrt() * x0 + (1 - a_prev).sqrt() * eps
-    return x
-
-
-@check
-def check_guided_sample(guided_sample):
-    from curriculum.solutions.chapter4.toy_diffusion import gaussian_optimal_eps
-
-    alpha_bars = torch.cumprod(1 - torch.linspace(1e-4, 0.02, 1000), 0)
-    eps_fn = gaussian_optimal_eps(0.6, 0.5, alpha_bars)  # the exact eps for data ~ N(0.6, 0.5^2)
-    shape = (64, 1, 2, 2)
-    got = guided_sample(eps_fn, shape, alpha_bars, 10, torch.Generator().manual_seed(5), clip_x0=0.5)  # x0_hat is often clamped
-    expected = _reference_ddim(eps_fn, shape, alpha_bars, 10, torch.Generator().manual_seed(5), 0.5)
-    assert_shape(got, shape, "samples")
-    if torch.allclose(got, _reference_ddim(eps_fn, shape, alpha_bars, 10, torch.Generator().manual_seed(5), 0.5, recompute=False), atol=1e-4):
-        fail("after clamping x0_hat, recompute eps = (x_t - sqrt(a) x0_hat) / sqrt(1 - a): otherwise what pushed "
-             "x0_hat out of range survives in the eps term (and large guidance scales blow up)")
-    assert_close(got, expected, "samples", atol=1e-4,
-                 hint="draw x with torch.randn(shape, generator=generator); visit t = (n_steps-1)*r, ..., r, 0 (descending) "
-                      "with r = T // n_steps; the last step goes to alpha_bar = 1 (the clean sample)")
-    return "matches a reference DDIM loop on the exact noise prediction of Gaussian data"

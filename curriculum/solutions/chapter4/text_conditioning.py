@@ -49,7 +49,7 @@ from curriculum.solutions.chapter4.clip import (
     train_clip,
     zero_shot_accuracy,
 )
-from curriculum.solutions.chapter4.ddpm import Downsample, ResBlock, Upsample
+from curriculum.solutions.chapter4.ddpm import Downsample, ResBlock, Upsample, ddim_sample
 from curriculum.solutions.chapter4.guidance import (
     NoisyClassifier,
     judge_features,
@@ -234,7 +234,6 @@ def train_text_unet(
 # ---------------------------------------------------------------------------------------------
 # Sampling with any guided noise prediction
 # ---------------------------------------------------------------------------------------------
-@torch.no_grad()
 def guided_sample(
     eps_fn,
     shape: tuple[int, ...],
@@ -244,28 +243,9 @@ def guided_sample(
     clip_x0: float = 1.0,
     device: torch.device | str = "cpu",
 ) -> Float[Tensor, "b c h w"]:
-    """Deterministic DDIM (eta = 0) from x ~ N(0, I) (drawn from `generator` on the CPU), visiting the
-    timesteps (n_steps - 1) * r, ..., r, 0 with r = T // n_steps, where `eps_fn(x_t, t_batch)` is any
-    (guided) noise prediction. At each step, with a = alpha_bar_t and a_prev = alpha_bar of the next
-    timestep (1 after the last):
-
-        x0_hat = clamp((x_t - sqrt(1 - a) eps) / sqrt(a), -clip_x0, clip_x0)
-        eps    = (x_t - sqrt(a) x0_hat) / sqrt(1 - a)            (the noise consistent with the clamped x0_hat)
-        x_prev = sqrt(a_prev) x0_hat + sqrt(1 - a_prev) eps
-    """
-    # EXERCISE: the timesteps in descending order; for each, eps from eps_fn, clamp x0_hat, recompute eps, step to the next alpha_bar
-    alpha_bars = alpha_bars.to(device)
-    ratio = len(alpha_bars) // n_steps
-    x = torch.randn(shape, generator=generator).to(device)
-    for t in tqdm(range((n_steps - 1) * ratio, -1, -ratio), desc="sampling", leave=False):
-        eps = eps_fn(x, torch.full((shape[0],), t, device=device, dtype=torch.long))
-        a = alpha_bars[t]
-        a_prev = alpha_bars[t - ratio] if t - ratio >= 0 else torch.ones((), device=device)
-        x0_hat = ((x - (1 - a).sqrt() * eps) / a.sqrt()).clamp(-clip_x0, clip_x0)
-        eps = (x - a.sqrt() * x0_hat) / (1 - a).sqrt()
-        x = a_prev.sqrt() * x0_hat + (1 - a_prev).sqrt() * eps
-    return x
-    # END EXERCISE
+    """4.2's deterministic DDIM (eta = 0, x0_hat clamped and eps recomputed) with `eps_fn(x_t, t_batch)`,
+    any (guided) noise prediction, in place of the model: guidance changes the prediction, not the sampler."""
+    return ddim_sample(eps_fn, shape, alpha_bars, n_steps, eta=0.0, generator=generator, clip_x0=clip_x0, device=device)
 
 
 # ---------------------------------------------------------------------------------------------
