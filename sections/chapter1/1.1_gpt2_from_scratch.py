@@ -345,11 +345,12 @@ tests.check_apply_causal_mask(apply_causal_mask)
 # Implement the forward pass with `einops.einsum`, writing the shapes out. The check compares your
 # layer with `torch.nn.functional.scaled_dot_product_attention` on the same weights, and checks that
 # q, k, v, the pattern and z pass through their hooks with the shapes of the table above (that is what
-# lets `run_with_cache` record them, as in TransformerLens). (The reference solution also has a second
-# path through PyTorch's fused kernel, `attn_impl="sdpa"`, which section 1.2 uses; you write only the
-# plain path, the one the check runs. The fused kernel never materialises the pattern, so on that path
-# `hook_pattern` records nothing, and the model warns if you attach a hook to it: use the plain path
-# for interpretability.)
+# lets `run_with_cache` record them, as in TransformerLens). The class also has a second path, given:
+# with `attn_impl="sdpa"`, `forward` hands over to `forward_fused` before your code runs. It computes
+# the same layer with plain matmuls for the projections and PyTorch's fused attention kernel, which
+# section 1.2 trains with; read it once you have written yours. The fused kernel never materialises
+# the pattern, so on that path `hook_pattern` records nothing, and the model warns if you attach a
+# hook to it: use the plain path for interpretability.
 #
 # One line concerns the KV cache you will build at the end of the section: right after computing `k`
 # and `v`, write `if kv_cache is not None: k, v = kv_cache.update(k, v)`. Without a cache it does
@@ -471,7 +472,9 @@ tests.check_gpt2(GPT2)
 # %% hint
 # `for layer, block in enumerate(self.blocks)` gives you the index for `kv_cache[layer]`; pass `None`
 # when there is no cache. For the tied read-out (`self.unembed is None`), `W_E` is
-# `[d_vocab, d_model]`, so the einsum is `"b p d, v d -> b p v"`; calling `self.unembed` there fails,
+# `[d_vocab, d_model]`, so the logits are `residual @ self.embed.W_E.T`. The einsum
+# `"b p d, v d -> b p v"` gives the same numbers; the reference uses the matmul because, at GPT-2's
+# vocabulary, section 1.2's training steps run faster with it on a CPU. Calling `self.unembed` there fails,
 # since it is `None`. Keep the submodule names (`embed`, `pos_embed`, `blocks`, `ln_final`, `unembed`):
 # the check loads the weights by name. Pass `offset` to `self.pos_embed`, or the cached call of the
 # check sees its tokens at the wrong positions.

@@ -204,7 +204,7 @@ def test_gpt2_check_catches(bug):
 
 
 GPT2_POS = "self.hook_pos_embed(self.pos_embed(tokens, offset))"
-GPT2_TIED = 'return einops.einsum(residual, self.embed.W_E, "b p d, v d -> b p v")'
+GPT2_TIED = "return residual @ self.embed.W_E.T"
 
 
 @pytest.mark.parametrize(
@@ -214,9 +214,9 @@ GPT2_TIED = 'return einops.einsum(residual, self.embed.W_E, "b p d, v d -> b p v
         ("block(residual, kv_cache[layer] if kv_cache is not None else None)", "block(residual)",
          r"cache holds 0 positions.*kv_cache\[layer\]"),
         (GPT2_TIED, "return self.unembed(residual)", r"tie_embeddings=True.*TypeError.*self.embed.W_E"),
-        (GPT2_TIED, GPT2_TIED.replace("b p d, v d", "b p d, d v"), r"tie_embeddings=True.*'b p d, v d -> b p v'"),
+        (GPT2_TIED, "return residual @ self.embed.W_E", r"tie_embeddings=True.*residual @ self.embed.W_E.T"),
     ],
-    ids=["ignores-position-offset", "cache-not-passed-to-blocks", "tied-calls-missing-unembed", "tied-einsum-wrong-axes"],
+    ids=["ignores-position-offset", "cache-not-passed-to-blocks", "tied-calls-missing-unembed", "tied-untransposed-W_E"],
 )
 def test_gpt2_check_names_the_bug(old, new, message):
     assert_check_fails(checks.check_gpt2, mutant(ref.GPT2, (old, new)), match=message)

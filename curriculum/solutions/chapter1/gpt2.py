@@ -153,8 +153,10 @@ class Attention(nn.Module):
         """With a `kv_cache`, call `k, v = kv_cache.update(k, v)` right after computing k and v: it
         returns the keys and values of every position so far (the KV cache section explains it).
 
-        `attn_impl="sdpa"` never materialises the pattern, so `hook_pattern` records nothing on that
-        path (every other hook does); interpretability needs the "manual" path."""
+        `attn_impl="sdpa"` takes the fused path (`forward_fused`, given); the plain path below is the
+        one interpretability reads, since only it materialises the pattern."""
+        if self.cfg.attn_impl == "sdpa":
+            return self.forward_fused(normalized_resid_pre, kv_cache)
         # EXERCISE: q, k, v as [batch, pos, n_heads, d_head] (einsum with W_Q/W_K/W_V plus biases) through hook_q/k/v; k, v = kv_cache.update(k, v) if a cache is given; scaled scores, causal mask, softmax over keys through self.hook_pattern; weighted sum of v through self.hook_z; W_O summed over heads, plus b_O
         x = normalized_resid_pre
         q = self.hook_q(einops.einsum(x, self.W_Q, "b p d, h d e -> b p h e") + self.b_Q)
@@ -163,27 +165,54 @@ class Attention(nn.Module):
         if kv_cache is not None:
             # with a cache, k and v become the keys/values of every position so far
             k, v = kv_cache.update(k, v)
-        if self.cfg.attn_impl == "sdpa":
-            if self.hook_pattern._forward_hooks:
-                warnings.warn("attn_impl='sdpa' never computes the attention pattern, so hook_pattern records "
-                              "nothing; build the model with attn_impl='manual' to read patterns", stacklevel=2)
-            # the fused kernel (flash attention on GPU) wants [batch, n_heads, pos, d_head]. Its is_causal
-            # mask is aligned top-left, only right when there are as many queries as keys; with a cache,
-            # pass the offset mask.
-            q, k, v = (t.transpose(1, 2) for t in (q, k, v))
-            n_q, n_k = q.shape[-2], k.shape[-2]
-            if n_q == n_k:
-                z = F.scaled_dot_product_attention(q, k, v, is_causal=True)
-            else:
-                allowed = torch.ones(n_q, n_k, dtype=torch.bool, device=q.device).tril(diagonal=n_k - n_q)
-                z = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed)
-            z = self.hook_z(z.transpose(1, 2))
-        else:
-            attn_scores = einops.einsum(q, k, "b q h e, b k h e -> b h q k") / math.sqrt(self.cfg.d_head)
-            pattern = self.hook_pattern(apply_causal_mask(attn_scores).softmax(dim=-1))
-            z = self.hook_z(einops.einsum(pattern, v, "b h q k, b k h e -> b q h e"))
+        attn_scores = einops.einsum(q, k, "b q h e, b k h e -> b h q k") / math.sqrt(self.cfg.d_head)
+        pattern = self.hook_pattern(apply_causal_mask(attn_scores).softmax(dim=-1))
+        z = self.hook_z(einops.einsum(pattern, v, "b h q k, b k h e -> b q h e"))
         return einops.einsum(z, self.W_O, "b q h e, h e d -> b q d") + self.b_O
         # END EXERCISE
+
+    def forward_fused(
+        self,
+        normalized_resid_pre: Float[Tensor, "batch pos d_model"],
+        kv_cache: LayerKVCache | None = None,
+    ) -> Float[Tensor, "batch pos d_model"]:
+        """The same layer through PyTorch's fused attention kernel (flash attention on a GPU): what
+        section 1.2 trains with. It never materialises the pattern, so `hook_pattern` records nothing
+        here (every other hook does); interpretability needs the plain path."""
+        if self.hook_pattern._forward_hooks:
+            warnings.warn("attn_impl='sdpa' never computes the attention pattern, so hook_pattern records "
+                          "nothing; build the model with attn_impl='manual' to read patterns", stacklevel=3)
+        x = normalized_resid_pre
+        q = self.hook_q(self._project(x, self.W_Q, self.b_Q))
+        k = self.hook_k(self._project(x, self.W_K, self.b_K))
+        v = self.hook_v(self._project(x, self.W_V, self.b_V))
+        if kv_cache is not None:
+            k, v = kv_cache.update(k, v)
+        # the kernel wants [batch, n_heads, pos, d_head]. Its is_causal mask is aligned top-left, only
+        # right when there are as many queries as keys; one query (a cached decoding step) may see
+        # every key, so it needs no mask; otherwise pass the offset mask.
+        q, k, v = (t.transpose(1, 2) for t in (q, k, v))
+        n_q, n_k = q.shape[-2], k.shape[-2]
+        if n_q == n_k:
+            z = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        elif n_q == 1:
+            z = F.scaled_dot_product_attention(q, k, v)
+        else:
+            allowed = torch.ones(n_q, n_k, dtype=torch.bool, device=q.device).tril(diagonal=n_k - n_q)
+            z = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed)
+        z = self.hook_z(z.transpose(1, 2))
+        # sum over heads as one [pos, n_heads * d_head] @ [n_heads * d_head, d_model] product
+        return z.flatten(-2) @ self.W_O.flatten(0, 1) + self.b_O
+
+    @staticmethod
+    def _project(
+        x: Float[Tensor, "batch pos d_model"], W: Float[Tensor, "n_heads d_model d_head"], b: Float[Tensor, "n_heads d_head"]
+    ) -> Float[Tensor, "batch pos n_heads d_head"]:
+        """einsum("b p d, h d e -> b p h e") + b as one plain matmul: W stored d_model-major makes
+        W.transpose(0, 1).flatten(1) a free [d_model, n_heads * d_head] view. Same numbers, fewer small
+        operations than einsum's permute-and-batched-matmul, which shows when decoding one token at a time."""
+        n_heads, _, d_head = W.shape
+        return (x @ W.transpose(0, 1).flatten(1)).unflatten(-1, (n_heads, d_head)) + b
 
 
 class MLP(nn.Module):
@@ -296,7 +325,9 @@ class GPT2(HookedRootModule):
             residual = block(residual, kv_cache[layer] if kv_cache is not None else None)
         residual = self.ln_final(residual)
         if self.unembed is None:
-            return einops.einsum(residual, self.embed.W_E, "b p d, v d -> b p v")
+            # logits = x W_E^T. The einsum "b p d, v d -> b p v" gives the same numbers, but at a 50k
+            # vocabulary a training step runs measurably faster with the plain matmul (benchmarks/train_throughput.py)
+            return residual @ self.embed.W_E.T
         return self.unembed(residual)
         # END EXERCISE
 
