@@ -53,7 +53,10 @@ def save_plot(rows: list[dict], path: str, threshold: float, window: int) -> Non
     fig.add_hline(y=threshold, line_dash="dash", annotation_text=f"solved ({threshold:g})")
     fig.update_layout(title=f"DQN on CartPole-v1 (mean of {window} episodes)", xaxis_title="environment step",
                       yaxis_title="episode return", width=900, height=450)
-    fig.write_html(path) if path.endswith(".html") else fig.write_image(path)
+    if path.endswith(".html"):
+        fig.write_html(path)
+    else:
+        fig.write_image(path)
     print(f"saved {path}")
 
 

@@ -393,6 +393,28 @@ def test_cached_sampling_equals_uncached_with_sdpa_and_filters():
     assert torch.equal(plain, cached)
 
 
+@pytest.mark.parametrize("chunks", [(9,), (5, 3, 1), (4, 1, 1, 3)])
+def test_fused_attention_matches_the_plain_path_with_a_chunked_cache(chunks):
+    """forward_fused has three mask cases: as many queries as keys (is_causal), one query (no mask) and
+    a few queries after a cache (the offset mask). Fed in chunks, it must give the plain path's logits
+    and the same q, k, v and z at every hook."""
+    plain, fused = checks.reference_model(), checks.reference_model(attn_impl="sdpa")
+    tokens = checks._tokens(2, sum(chunks), seed=3)
+    names = [f"blocks.{layer}.attn.hook_{x}" for layer in range(plain.cfg.n_layers) for x in "qkvz"]
+    caches = ref.KVCache.empty(plain.cfg.n_layers), ref.KVCache.empty(fused.cfg.n_layers)
+    start = 0
+    with torch.no_grad():
+        for n in chunks:
+            part = tokens[:, start : start + n]
+            (want, want_acts), (got, got_acts) = (
+                model.run_with_cache(part, kv_cache=cache, names_filter=names) for model, cache in zip((plain, fused), caches)
+            )
+            torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5, msg=f"logits of the chunk of {n} after {start} cached")
+            for name in names:
+                torch.testing.assert_close(got_acts[name], want_acts[name], atol=1e-5, rtol=1e-5, msg=name)
+            start += n
+
+
 def test_greedy_generation_matches_hugging_face_generate():
     hf, _ = checks.hf_reference()
     model = checks.reference_model()

@@ -4,6 +4,8 @@ estimator computed independently, one `torch.autograd.grad` per step; the loops 
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 import torch
 import torch.nn as nn
@@ -135,12 +137,12 @@ class _StaleGradientSpy:
 
     def __enter__(self):
         self.optimizers: list = []
-        self.hooks = on_optimizer_steps(before=self._before, after=self._after)
-        self.hooks.__enter__()
+        self.hooks = contextlib.ExitStack()
+        self.hooks.enter_context(on_optimizer_steps(before=self._before, after=self._after))
         return self
 
     def __exit__(self, *exc) -> None:
-        self.hooks.__exit__(*exc)
+        self.hooks.close()
         for optimizer in self.optimizers:  # leave no mark behind on the trained policy
             for group in optimizer.param_groups:
                 for p in group["params"]:
