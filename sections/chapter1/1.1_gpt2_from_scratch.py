@@ -405,7 +405,8 @@ tests.check_mlp(MLP)
 # weights: nothing mixes positions. Each linear map has its bias added after the matrix product.
 
 # %% hint
-# `W_in` is `[d_model, d_mlp]`, so the input goes on the left: `einops.einsum(x, W_in, "b p d, d m -> b p m")`.
+# `W_in` is `[d_model, d_mlp]`, so the input goes on the left: `x @ W_in`, which multiplies the last axis
+# at every position (the same as `einops.einsum(x, W_in, "b p d, d m -> b p m")`).
 # The GELU is `F.gelu(pre, approximate="tanh")`; the exact GELU (the default) differs by about 1e-3,
 # enough for the check to fail with a hint about it.
 
@@ -473,8 +474,9 @@ tests.check_gpt2(GPT2)
 # `for layer, block in enumerate(self.blocks)` gives you the index for `kv_cache[layer]`; pass `None`
 # when there is no cache. For the tied read-out (`self.unembed is None`), `W_E` is
 # `[d_vocab, d_model]`, so the logits are `residual @ self.embed.W_E.T`. The einsum
-# `"b p d, v d -> b p v"` gives the same numbers; the reference uses the matmul because, at GPT-2's
-# vocabulary, section 1.2's training steps run faster with it on a CPU. Calling `self.unembed` there fails,
+# `"b p d, v d -> b p v"` gives the same numbers, and so does the given
+# `self.tied_readout(residual, kv_cache)`, which the reference calls: it is `residual @ W_E.T` with a
+# faster path for decoding one token at a time (the KV cache section explains it). Calling `self.unembed` there fails,
 # since it is `None`. Keep the submodule names (`embed`, `pos_embed`, `blocks`, `ln_final`, `unembed`):
 # the check loads the weights by name. Pass `offset` to `self.pos_embed`, or the cached call of the
 # check sees its tokens at the wrong positions.
@@ -950,6 +952,61 @@ for use_cache in (False, True):
     timings[use_cache] = (time.perf_counter() - start, out)
 assert torch.equal(timings[False][1], timings[True][1]), "cached and uncached generations differ"
 print(f"{n_new} tokens: {timings[False][0]:.2f}s without cache, {timings[True][0]:.2f}s with; same tokens")
+
+# %% [markdown]
+# ### Why a decoding step is limited by memory, not arithmetic
+#
+# With the cache, every step feeds one position, so each weight matrix multiplies a single vector.
+# Each weight is then fetched from memory once and used for one multiply and one add: 2 floating-point
+# operations per 4 bytes read. A CPU core can do tens of billions of operations per second, but memory
+# delivers a few tens of gigabytes per second, so a decoding step takes about as long as streaming
+# every weight once: GPT-2 small's 124M parameters are 500 MB in float32. This ratio of arithmetic to
+# bytes (the *arithmetic intensity*) is the first thing to compute about any inference workload, and
+# three facts follow from it. Feeding several sequences at once reads the weights once for all of
+# them, which is why inference servers batch requests. Storing weights in fewer bits (bfloat16, int8)
+# speeds decoding almost in proportion. And the order in which a matrix's numbers lie in memory
+# matters, because a matrix-vector product can only go as fast as the library streams that layout.
+#
+# The read-out is the largest matrix: `W_E` holds 50,257 × 768 = 38.6M of the 124M parameters. It is
+# stored `[d_vocab, d_model]` (each row a token, which is what the embedding lookup wants), and the
+# read-out multiplies by its transpose. The cell below times the same product on that transposed view
+# and on a contiguous `[d_model, d_vocab]` copy, and prints the rate at which each streams the matrix.
+
+# %%
+readout_demo = torch.randn(50_257, 768)  # GPT-2 small's W_E: [d_vocab, d_model]
+readout_copy = readout_demo.T.contiguous()  # the same numbers, d_model-major
+one_position = torch.randn(1, 768)
+
+
+def best_ms(fn, repeats: int = 15) -> float:
+    fn()  # the first call pays for allocation
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return 1e3 * min(times)
+
+
+gigabytes = readout_demo.numel() * 4 / 1e9
+for name, matrix in [("W_E.T (a view of W_E)", readout_demo.T), ("contiguous copy", readout_copy)]:
+    ms = best_ms(lambda: one_position @ matrix)
+    print(f"{name:22s}: {ms:6.2f} ms per read-out, {gigabytes / ms * 1e3:5.1f} GB/s of weights streamed")
+del readout_demo, readout_copy
+
+# %% [markdown]
+# On a 2-core x86 CPU with PyTorch's CPU build (which hands this product to Intel's MKL), the copy
+# streams about 1.8 times faster; your machine prints its own figures above. That is why the given
+# `GPT2.tied_readout` multiplies by a contiguous copy when it decodes one position on a CPU (on a GPU
+# it keeps `W_E`'s layout): `KVCache.readout_matrix` makes the copy at the first
+# decoding step (154 MB at GPT-2 small's size, once per generation) and makes it again if `W_E` changes.
+# Training and the prompt step use `W_E` itself: with many positions the product is a matrix-matrix
+# product with far more arithmetic per byte, and the layout stops mattering.
+#
+# `curriculum/benchmarks/kv_cache.py` times full generations on a GPT-2-small-shaped model against
+# Hugging Face's `generate`. On a 2-core CPU, 256 new tokens after an 8-token prompt run about 8 to 9
+# times faster with the cache than without, and slightly faster than `generate` (which reads its
+# logits through the transposed layout).
 
 # %% [markdown]
 # ## Further reading

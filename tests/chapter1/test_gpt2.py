@@ -204,7 +204,7 @@ def test_gpt2_check_catches(bug):
 
 
 GPT2_POS = "self.hook_pos_embed(self.pos_embed(tokens, offset))"
-GPT2_TIED = "return residual @ self.embed.W_E.T"
+GPT2_TIED = "return self.tied_readout(residual, kv_cache)"
 
 
 @pytest.mark.parametrize(
@@ -413,6 +413,31 @@ def test_fused_attention_matches_the_plain_path_with_a_chunked_cache(chunks):
             for name in names:
                 torch.testing.assert_close(got_acts[name], want_acts[name], atol=1e-5, rtol=1e-5, msg=name)
             start += n
+
+
+def test_tied_readout_copy_gives_the_same_logits_and_follows_the_weights():
+    """A cached decoding step reads the logits off a d_model-major copy of W_E kept in the KV cache. It
+    must give W_E^T's numbers, be made once per cache, be remade when W_E changes in place or is
+    replaced, and never be used where gradients flow or for more than one position."""
+    model = checks.reference_model(tie_embeddings=True)
+    prompt = checks._tokens(2, 6, seed=5)
+    cache = ref.KVCache.empty(model.cfg.n_layers)
+    with torch.no_grad():
+        model(prompt[:, :5], kv_cache=cache)
+        assert cache._readout is None, "the prompt (several positions) should use W_E itself"
+        residual = torch.randn(2, 1, model.cfg.d_model)
+        torch.testing.assert_close(model.tied_readout(residual, cache), residual @ model.embed.W_E.T)
+        copy = cache._readout[2]
+        assert copy.is_contiguous() and copy.shape == (model.cfg.d_model, model.cfg.d_vocab)
+        model.tied_readout(residual, cache)
+        assert cache._readout[2] is copy, "the copy should be made once per generation, not per step"
+        model.embed.W_E.mul_(1.5)  # an in-place change (as an optimizer step makes)
+        torch.testing.assert_close(model.tied_readout(residual, cache), residual @ model.embed.W_E.T)
+        model.embed.W_E = torch.nn.Parameter(torch.randn_like(model.embed.W_E))
+        torch.testing.assert_close(model.tied_readout(residual, cache), residual @ model.embed.W_E.T)
+    residual.requires_grad_(True)
+    model.tied_readout(residual, cache).sum().backward()
+    assert model.embed.W_E.grad is not None, "with gradients on, the read-out must use W_E itself"
 
 
 def test_greedy_generation_matches_hugging_face_generate():

@@ -353,7 +353,8 @@ def check_gpt2(GPT2) -> str:
                 raise
             fail(f"with tie_embeddings=True your forward raised {type(e).__name__}: {e}. In tied mode self.unembed is "
                  "None (calling it is the TypeError 'NoneType' object is not callable): read the logits from "
-                 "self.embed.W_E instead, which is [d_vocab, d_model]: residual @ self.embed.W_E.T (as an einsum, 'b p d, v d -> b p v')")
+                 "self.embed.W_E instead, which is [d_vocab, d_model]: residual @ self.embed.W_E.T (as an einsum, 'b p d, v d -> b p v'; "
+                 "the given self.tied_readout(residual, kv_cache) computes the same)")
         assert_close(got, expected, f"logits (tie_embeddings={tied}) vs Hugging Face GPT-2", atol=1e-4, rtol=1e-4,
                      hint="embed + pos_embed, every block in order, ln_final, then unembed (or W_E^T when tied)")
     with torch.no_grad(), _recording(model, ("hook_embed", "hook_pos_embed")) as seen:

@@ -114,6 +114,8 @@ def apply_causal_mask(
     """
     # EXERCISE: mask (to -inf) every key j > query i's absolute position; mind the offset when query_pos < key_pos
     n_q, n_k = attn_scores.shape[-2:]
+    if n_q == 1:  # a single query is the newest position (a cached decoding step): it may see every key
+        return attn_scores
     q_pos = torch.arange(n_k - n_q, n_k, device=attn_scores.device)[:, None]
     k_pos = torch.arange(n_k, device=attn_scores.device)[None, :]
     return attn_scores.masked_fill(k_pos > q_pos, float("-inf"))
@@ -227,9 +229,10 @@ class MLP(nn.Module):
 
     def forward(self, normalized_resid_mid: Float[Tensor, "batch pos d_model"]) -> Float[Tensor, "batch pos d_model"]:
         # EXERCISE: linear in, GELU (GPT-2 uses the tanh approximation: approximate="tanh"), linear out
-        pre = einops.einsum(normalized_resid_mid, self.W_in, "b p d, d m -> b p m") + self.b_in
+        # a plain matmul acts on the last axis at every position: the einsum "b p d, d m -> b p m" in one call
+        pre = normalized_resid_mid @ self.W_in + self.b_in
         post = F.gelu(pre, approximate="tanh")
-        return einops.einsum(post, self.W_out, "b p m, m d -> b p d") + self.b_out
+        return post @ self.W_out + self.b_out
         # END EXERCISE
 
 
@@ -325,11 +328,27 @@ class GPT2(HookedRootModule):
             residual = block(residual, kv_cache[layer] if kv_cache is not None else None)
         residual = self.ln_final(residual)
         if self.unembed is None:
-            # logits = x W_E^T. The einsum "b p d, v d -> b p v" gives the same numbers, but at a 50k
-            # vocabulary a training step runs measurably faster with the plain matmul (benchmarks/train_throughput.py)
-            return residual @ self.embed.W_E.T
+            # logits = residual @ W_E^T, through the given tied_readout (same numbers, faster decoding steps)
+            return self.tied_readout(residual, kv_cache)
         return self.unembed(residual)
         # END EXERCISE
+
+    def tied_readout(
+        self, residual: Float[Tensor, "batch pos d_model"], kv_cache: KVCache | None = None
+    ) -> Float[Tensor, "batch pos d_vocab"]:
+        """The tied read-out, `residual @ W_E^T`.
+
+        A decoding step on a CPU (one new position, a KV cache, no gradient) is a matrix-vector
+        product, whose speed is how fast the weights stream from memory, and a CPU streams a contiguous
+        [d_model, d_vocab] matrix through it faster than the transposed view of W_E's [d_vocab, d_model]
+        (the KV cache section measures both). The cache makes that copy once per generation
+        (`KVCache.readout_matrix`). Training, prompts and GPUs use W_E itself: a matrix-matrix product
+        is as fast on W_E's own layout (training slightly faster), and the copy would cost memory."""
+        W_E = self.embed.W_E
+        decoding_on_cpu = kv_cache is not None and residual.shape[1] == 1 and residual.device.type == "cpu"
+        if not decoding_on_cpu or torch.is_grad_enabled():
+            return residual @ W_E.T
+        return residual @ kv_cache.readout_matrix(W_E)
 
 
 def config_from_bridge(bridge_cfg) -> Config:
@@ -581,6 +600,15 @@ class KVCache:
 
     def __init__(self, layers: list[LayerKVCache]):
         self.layers = layers
+        self._readout: tuple | None = None  # (W_E, its version and address, the [d_model, d_vocab] copy)
+
+    def readout_matrix(self, W_E: Float[Tensor, "d_vocab d_model"]) -> Float[Tensor, "d_model d_vocab"]:
+        """W_E^T as a contiguous copy, made at the first decoding step and reused for the rest of the
+        generation; made again if W_E is replaced or changed in place (its version counter moves)."""
+        stamp = (W_E._version, W_E.data_ptr(), W_E.device, W_E.dtype)
+        if self._readout is None or self._readout[0] is not W_E or self._readout[1] != stamp:
+            self._readout = (W_E, stamp, W_E.detach().T.contiguous())
+        return self._readout[2]
 
     @classmethod
     def empty(cls, n_layers: int) -> KVCache:
