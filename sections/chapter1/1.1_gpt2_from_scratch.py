@@ -407,8 +407,8 @@ tests.check_mlp(MLP)
 # %% hint
 # `W_in` is `[d_model, d_mlp]`, so the input goes on the left: `x @ W_in`, which multiplies the last axis
 # at every position (the same as `einops.einsum(x, W_in, "b p d, d m -> b p m")`).
-# The GELU is `F.gelu(pre, approximate="tanh")`; the exact GELU (the default) differs by about 1e-3,
-# enough for the check to fail with a hint about it.
+# The GELU is `F.gelu(pre, approximate="tanh")`. The exact GELU (the default) differs from it by up to
+# 5e-4, and `W_out` adds those differences up to errors well above the check's tolerance of 1e-4.
 
 # %% [markdown]
 # ### Exercise: the transformer block
@@ -454,9 +454,14 @@ tests.check_unembed(Unembed)
 # ### Exercise: the whole model
 #
 # Put it together. GPT-2 *ties* its unembedding to its embedding (`W_U = W_E^T`): with
-# `tie_embeddings=True` there is no `Unembed` and the logits read `W_E` directly. The check loads
-# Hugging Face GPT-2 weights (through TransformerLens) into your model and compares logits to 1e-4,
-# in both modes. It then feeds the same tokens in two calls with a KV cache, four tokens and then the
+# `tie_embeddings=True` there is no `Unembed` and the logits read `W_E` directly. Below your `forward`
+# the class gives you `tied_readout`, which computes that tied read-out, `residual @ W_E.T`, with a
+# faster path for one-token decoding steps (the KV cache section explains it). Call it, or write the
+# product yourself: the logits are the same.
+#
+# The check builds a small Hugging Face GPT-2 with random weights, loads those weights (through
+# TransformerLens) into your model and compares logits to 1e-4, with and without tied embeddings.
+# It then feeds the same tokens in two calls with a KV cache, four tokens and then the
 # rest: the logits of the later tokens must still match, which they only do if the second call's
 # tokens get the position embeddings of positions 4, 5, 6 rather than 0, 1, 2. That is what `offset`
 # is for. Route the two embeddings through `self.hook_embed` and `self.hook_pos_embed` before adding
@@ -468,18 +473,15 @@ tests.check_gpt2(GPT2)
 # %% hint
 # Follow the residual stream: token embedding plus position embedding, every block in order, the
 # final LayerNorm, then the read-out to logits. With a KV cache, each block gets its own layer's
-# cache and the position embedding starts at `offset` (computed for you above the fence).
+# cache and the position embedding starts at `offset` (the given first lines of `forward` compute it).
 
 # %% hint
 # `for layer, block in enumerate(self.blocks)` gives you the index for `kv_cache[layer]`; pass `None`
-# when there is no cache. For the tied read-out (`self.unembed is None`), `W_E` is
-# `[d_vocab, d_model]`, so the logits are `residual @ self.embed.W_E.T`. The einsum
-# `"b p d, v d -> b p v"` gives the same numbers, and so does the given
-# `self.tied_readout(residual, kv_cache)`, which the reference calls: it is `residual @ W_E.T` with a
-# faster path for decoding one token at a time (the KV cache section explains it). Calling `self.unembed` there fails,
-# since it is `None`. Keep the submodule names (`embed`, `pos_embed`, `blocks`, `ln_final`, `unembed`):
-# the check loads the weights by name. Pass `offset` to `self.pos_embed`, or the cached call of the
-# check sees its tokens at the wrong positions.
+# when there is no cache. Pass `offset` to `self.pos_embed`, or the cached call of the check sees its
+# tokens at the wrong positions. In tied mode `self.unembed` is `None`, so calling it fails: read the
+# logits off `self.embed.W_E`, minding its shape. It is `[d_vocab, d_model]`, the transpose of
+# `Unembed`'s `W_U`. Keep the submodule names (`embed`, `pos_embed`, `blocks`, `ln_final`, `unembed`):
+# the check loads the weights by name.
 
 # %% hint
 # ```python
@@ -488,7 +490,7 @@ tests.check_gpt2(GPT2)
 #     residual = block(residual, ...)
 # residual = self.ln_final(residual)
 # if self.unembed is None:
-#     return ...  # logits from W_E
+#     return residual @ self.embed.W_E.T  # or self.tied_readout(residual, kv_cache): the same logits
 # return self.unembed(residual)
 # ```
 
@@ -956,16 +958,20 @@ print(f"{n_new} tokens: {timings[False][0]:.2f}s without cache, {timings[True][0
 # %% [markdown]
 # ### Why a decoding step is limited by memory, not arithmetic
 #
-# With the cache, every step feeds one position, so each weight matrix multiplies a single vector.
-# Each weight is then fetched from memory once and used for one multiply and one add: 2 floating-point
-# operations per 4 bytes read. A CPU core can do tens of billions of operations per second, but memory
-# delivers a few tens of gigabytes per second, so a decoding step takes about as long as streaming
-# every weight once: GPT-2 small's 124M parameters are 500 MB in float32. This ratio of arithmetic to
-# bytes (the *arithmetic intensity*) is the first thing to compute about any inference workload, and
-# three facts follow from it. Feeding several sequences at once reads the weights once for all of
-# them, which is why inference servers batch requests. Storing weights in fewer bits (bfloat16, int8)
-# speeds decoding almost in proportion. And the order in which a matrix's numbers lie in memory
-# matters, because a matrix-vector product can only go as fast as the library streams that layout.
+# With the cache, every step feeds one position, so each weight matrix multiplies a single vector
+# (one per sequence in the batch). Each weight is then fetched from memory once and used for one
+# multiply and one add: 2 floating-point operations per 4 bytes read in float32. This ratio of
+# arithmetic to bytes, the *arithmetic intensity*, is the first thing to compute about any inference
+# workload. Memory delivers a few tens of gigabytes per second; at 2 operations per 4 bytes, 20 GB/s
+# feeds 10 billion operations per second, while one CPU core with vector instructions can do several
+# times that. So the cores wait for memory, and a decoding step takes about as long as streaming
+# every weight once: GPT-2 small's 124M parameters are 500 MB in float32. Three facts follow.
+# Feeding several sequences at once reads the weights once for all of them, which is why inference
+# servers batch requests. Storing weights in fewer bits (bfloat16, int8) leaves fewer bytes to stream,
+# which speeds decoding almost in proportion where the library has fast kernels for that format (GPU
+# libraries do; PyTorch's CPU matmul in bfloat16 can be slower than in float32). And the order in
+# which a matrix's numbers lie in memory matters, because a matrix-vector product can only go as fast
+# as the library streams that layout.
 #
 # The read-out is the largest matrix: `W_E` holds 50,257 × 768 = 38.6M of the 124M parameters. It is
 # stored `[d_vocab, d_model]` (each row a token, which is what the embedding lookup wants), and the
@@ -997,11 +1003,15 @@ del readout_demo, readout_copy
 # %% [markdown]
 # On a 2-core x86 CPU with PyTorch's CPU build (which hands this product to Intel's MKL), the copy
 # streams about 1.8 times faster; your machine prints its own figures above. That is why the given
-# `GPT2.tied_readout` multiplies by a contiguous copy when it decodes one position on a CPU (on a GPU
-# it keeps `W_E`'s layout): `KVCache.readout_matrix` makes the copy at the first
-# decoding step (154 MB at GPT-2 small's size, once per generation) and makes it again if `W_E` changes.
-# Training and the prompt step use `W_E` itself: with many positions the product is a matrix-matrix
-# product with far more arithmetic per byte, and the layout stops mattering.
+# `GPT2.tied_readout` reads the logits off a contiguous `[d_model, d_vocab]` copy at a decoding step:
+# one position, a KV cache, gradients off, on a CPU. `KVCache.readout_matrix` makes the copy at the
+# first such step (154 MB at GPT-2 small's size) and keeps it for the rest of the generation, since
+# `generate` starts a fresh cache for each call; it makes the copy again if `W_E` is replaced or changed
+# in place. Every other call uses `W_E` itself. Training and the prompt step feed many positions, so
+# the product is a matrix-matrix product with far more arithmetic per byte, and the layout stops
+# mattering; on a GPU the copy is never made. Your model takes this path only if your `forward` calls
+# `self.tied_readout`; `residual @ self.embed.W_E.T` gives the same logits at the view's speed. An
+# untied model needs no copy: `Unembed` stores `W_U` as `[d_model, d_vocab]` already.
 #
 # `curriculum/benchmarks/kv_cache.py` times full generations on a GPT-2-small-shaped model against
 # Hugging Face's `generate`. On a 2-core CPU, 256 new tokens after an 8-token prompt run about 8 to 9

@@ -322,7 +322,7 @@ class GPT2(HookedRootModule):
         offset = kv_cache.length if kv_cache is not None else 0
         if offset + tokens.shape[1] > self.cfg.n_ctx:
             raise ValueError(f"{offset + tokens.shape[1]} positions exceed the context length n_ctx={self.cfg.n_ctx}")
-        # EXERCISE: embed (through hook_embed) + pos_embed with offset (through hook_pos_embed), the blocks (each with its kv_cache[layer] if a cache is given), ln_final, unembed
+        # EXERCISE: embed (through hook_embed) + pos_embed with offset (through hook_pos_embed), the blocks (each with its kv_cache[layer] if a cache is given), ln_final, then unembed (tied: residual @ W_E^T, or the given self.tied_readout)
         residual = self.hook_embed(self.embed(tokens)) + self.hook_pos_embed(self.pos_embed(tokens, offset))
         for layer, block in enumerate(self.blocks):
             residual = block(residual, kv_cache[layer] if kv_cache is not None else None)
@@ -343,7 +343,7 @@ class GPT2(HookedRootModule):
         [d_model, d_vocab] matrix through it faster than the transposed view of W_E's [d_vocab, d_model]
         (the KV cache section measures both). The cache makes that copy once per generation
         (`KVCache.readout_matrix`). Training, prompts and GPUs use W_E itself: a matrix-matrix product
-        is as fast on W_E's own layout (training slightly faster), and the copy would cost memory."""
+        runs as fast on W_E's own layout (in training, slightly faster), and the copy would cost memory."""
         W_E = self.embed.W_E
         decoding_on_cpu = kv_cache is not None and residual.shape[1] == 1 and residual.device.type == "cpu"
         if not decoding_on_cpu or torch.is_grad_enabled():
