@@ -969,7 +969,7 @@ print(f"{n_new} tokens: {timings[False][0]:.2f}s without cache, {timings[True][0
 # Feeding several sequences at once reads the weights once for all of them, which is why inference
 # servers batch requests. Storing weights in fewer bits (bfloat16, int8) leaves fewer bytes to stream,
 # which speeds decoding almost in proportion where the library has fast kernels for that format (GPU
-# libraries do; PyTorch's CPU matmul in bfloat16 can be slower than in float32). And the order in
+# libraries do; on a CPU it depends on the library and the layout, so measure). And the order in
 # which a matrix's numbers lie in memory matters, because a matrix-vector product can only go as fast
 # as the library streams that layout.
 #

@@ -148,9 +148,24 @@ class MLPRelu(ref.MLP):
         return F.relu(x @ self.W_in + self.b_in) @ self.W_out + self.b_out
 
 
-@pytest.mark.parametrize("bug", [MLPExactGelu, MLPRelu])
-def test_mlp_check_catches(bug):
-    assert_check_fails(checks.check_mlp, bug)
+class MLPNoInputBias(ref.MLP):
+    def forward(self, x):
+        return F.gelu(x @ self.W_in, approximate="tanh") @ self.W_out + self.b_out
+
+
+@pytest.mark.parametrize(
+    "bug,message",
+    [(MLPExactGelu, r"exact GELU.*approximate='tanh'"), (MLPRelu, r"tanh GELU"), (MLPNoInputBias, r"both biases")],
+    ids=["exact-gelu", "relu", "no-input-bias"],
+)
+def test_mlp_check_names_the_bug(bug, message):
+    assert_check_fails(checks.check_mlp, bug, match=message)
+
+
+def test_mlp_check_blames_gelu_only_for_the_exact_gelu():
+    with pytest.raises(AssertionError) as info:
+        checks.check_mlp(MLPNoInputBias)
+    assert "exact GELU" not in str(info.value)
 
 
 class PostNormBlock(ref.TransformerBlock):

@@ -249,7 +249,12 @@ def check_mlp(MLP) -> None:
     randomise_parameters(mlp)
     x = torch.randn(BATCH, SEQ, CFG.d_model, generator=_seed())
     expected = F.linear(F.gelu(F.linear(x, mlp.W_in.T, mlp.b_in), approximate="tanh"), mlp.W_out.T, mlp.b_out)
-    assert_close(mlp(x), expected, "MLP output", atol=1e-4, hint="GPT-2's GELU is the tanh approximation: F.gelu(x, approximate='tanh')")
+    got = mlp(x)
+    exact_gelu = F.linear(F.gelu(F.linear(x, mlp.W_in.T, mlp.b_in)), mlp.W_out.T, mlp.b_out)
+    if got.shape == expected.shape and torch.allclose(got, exact_gelu, atol=1e-5) and not torch.allclose(got, expected, atol=1e-4):
+        fail("your MLP uses the exact GELU; GPT-2 uses its tanh approximation: F.gelu(pre, approximate='tanh')")
+    assert_close(got, expected, "MLP output", atol=1e-4,
+                 hint="x @ W_in + b_in, the tanh GELU, then @ W_out + b_out (both biases added after their matrix product)")
 
 
 @check
@@ -351,10 +356,13 @@ def check_gpt2(GPT2) -> str:
         except (TypeError, RuntimeError) as e:
             if not tied:
                 raise
-            fail(f"with tie_embeddings=True your forward raised {type(e).__name__}: {e}. In tied mode self.unembed is "
-                 "None (calling it is the TypeError 'NoneType' object is not callable): read the logits from "
-                 "self.embed.W_E instead, which is [d_vocab, d_model]: residual @ self.embed.W_E.T (as an einsum, 'b p d, v d -> b p v'; "
-                 "the given self.tied_readout(residual, kv_cache) computes the same)")
+            fix = ("residual @ self.embed.W_E.T (as an einsum, 'b p d, v d -> b p v'; the given "
+                   "self.tied_readout(residual, kv_cache) computes the same)")
+            if "NoneType" in str(e):
+                fail(f"with tie_embeddings=True your forward raised {type(e).__name__}: {e}. In tied mode self.unembed is "
+                     f"None, so it cannot be called: read the logits from self.embed.W_E instead, which is [d_vocab, d_model]: {fix}")
+            fail(f"with tie_embeddings=True your forward raised {type(e).__name__}: {e}. The tied read-out multiplies the "
+                 f"[batch, pos, d_model] residual by W_E transposed (W_E is [d_vocab, d_model]): {fix}")
         assert_close(got, expected, f"logits (tie_embeddings={tied}) vs Hugging Face GPT-2", atol=1e-4, rtol=1e-4,
                      hint="embed + pos_embed, every block in order, ln_final, then unembed (or W_E^T when tied)")
     with torch.no_grad(), _recording(model, ("hook_embed", "hook_pos_embed")) as seen:
