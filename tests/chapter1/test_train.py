@@ -283,6 +283,36 @@ def test_configs_ship_and_validate():
     assert multi.grad_accum_steps(8) >= 1
 
 
+@pytest.mark.parametrize("n,vocab,block", [(37, 101, 5 * 101), (16, 50, 1 << 22), (9, 13, 1)], ids=["blocks+tail", "one-block", "row-blocks"])
+def test_chunked_cross_entropy_matches_f_cross_entropy(monkeypatch, n, vocab, block):
+    """The CPU loss gives F.cross_entropy's value and gradient, whether the rows split into several
+    blocks with a short last one, fit in one, or go one row at a time; on spread-out logits (std 4),
+    so a wrong softmax normaliser or a missing one-hot shows."""
+    monkeypatch.setattr(S.ChunkedCrossEntropy, "BLOCK_ELEMENTS", block)
+    g = torch.Generator().manual_seed(n)
+    logits = (torch.randn(n, vocab, generator=g) * 4 + torch.linspace(-3, 2, vocab)).requires_grad_()
+    targets = torch.randint(0, vocab, (n,), generator=g)
+    want = torch.nn.functional.cross_entropy(logits, targets)
+    (want_grad,) = torch.autograd.grad(want * 2.5, logits)
+    got = S.ChunkedCrossEntropy.apply(logits, targets)
+    (got_grad,) = torch.autograd.grad(got * 2.5, logits)
+    torch.testing.assert_close(got, want)
+    torch.testing.assert_close(got_grad, want_grad)
+
+
+def test_lm_loss_on_cpu_in_bf16_keeps_the_logits_dtype():
+    g = torch.Generator().manual_seed(1)
+    logits = (torch.randn(2, 5, 300, generator=g) * 3).to(torch.bfloat16).requires_grad_()
+    targets = torch.randint(0, 300, (2, 5), generator=g)
+    loss = S.lm_loss(logits, targets)
+    loss.backward()
+    want = torch.nn.functional.cross_entropy(logits.detach().float().flatten(0, 1), targets.flatten())
+    assert loss.dtype == torch.float32 and logits.grad.dtype == torch.bfloat16
+    torch.testing.assert_close(loss, want)
+    with pytest.raises((IndexError, RuntimeError)):
+        S.lm_loss(logits, targets.masked_fill(targets == targets[0, 0], -100))
+
+
 def test_overrides_parse_types():
     cfg = S.load_config(SMOKE, ["max_steps=7", "max_lr=1e-3", "compile=true", "dataset=offline", "tokens_per_step=2_048"])
     assert (cfg.max_steps, cfg.max_lr, cfg.compile, cfg.tokens_per_step) == (7, 1e-3, True, 2048)

@@ -362,21 +362,27 @@ def _check_save_is_atomic(save_checkpoint, path: Path, model, optimizer, scaler,
             leftover.unlink()  # a real run cleans up on its next save; here we keep the folder for the next test
 
 
-def _reference_steps(batches, lrs, clip: float) -> tuple[list[list[torch.Tensor]], list[float]]:
-    """Plain autograd, AdamW and clipping: the parameters after each step train_step must reproduce, and the norms."""
+def _reference_steps(batches, lrs, clip: float) -> tuple[list[list[torch.Tensor]], list[float], set[str]]:
+    """Plain autograd, AdamW and clipping: the parameters after each step train_step must reproduce, the
+    norms, and the parameters whose gradient is only rounding noise (below)."""
     ref = tiny_gpt2(seed=5)
     optimizer = torch.optim.AdamW(ref.parameters(), lr=99.0, weight_decay=0.1)  # lr is overwritten each step
-    norms, snapshots = [], []
+    norms, snapshots, noise_only = [], [], set()
     for micro, lr in zip(batches, lrs):
         optimizer.zero_grad(set_to_none=True)
         loss = sum(_reference_loss(ref, x, y) for x, y in micro) / len(micro)
         loss.backward()
+        # The key bias b_K adds the same amount to every score of a query, which softmax ignores: its true
+        # gradient is zero, and what autograd returns is rounding noise. Adam divides a gradient by its own
+        # size, so noise moves b_K by about lr per step, differently for any two correct ways of computing the
+        # loss. Such parameters are compared with a tolerance of lr, not 1e-6.
+        noise_only |= {name for name, p in ref.named_parameters() if p.grad is not None and p.grad.abs().max() < 1e-7}
         norms.append(torch.nn.utils.clip_grad_norm_(ref.parameters(), clip or float("inf")).item())
         for group in optimizer.param_groups:
             group["lr"] = lr
         optimizer.step()
         snapshots.append([p.detach().clone() for p in ref.parameters()])
-    return snapshots, norms
+    return snapshots, norms, noise_only
 
 
 @check
@@ -389,7 +395,7 @@ def check_train_step(train_step) -> str:
     lrs = (2e-3, 1e-3)
     for scaled, clip in ((False, 0.0), (True, 0.05)):
         where = f"with grad_clip={clip} and a GradScaler" if scaled else "in fp32 with grad_clip=0 (no clipping)"
-        snapshots, ref_norms = _reference_steps(batches, lrs, clip)
+        snapshots, ref_norms, noise_only = _reference_steps(batches, lrs, clip)
         model = tiny_gpt2(seed=5)
         optimizer = torch.optim.AdamW(model.parameters(), lr=99.0, weight_decay=0.1)
         scaler = torch.amp.GradScaler("cpu", init_scale=1024.0, growth_interval=1, enabled=scaled)
@@ -423,7 +429,8 @@ def check_train_step(train_step) -> str:
             hint = (f"clip the global gradient norm to grad_clip={clip} (torch.nn.utils.clip_grad_norm_) after "
                     f"unscaling and before scaler.step(optimizer)") if scaled else "step with the optimizer once per call"
             for (name, p), q in zip(model.named_parameters(), snapshots[i]):
-                assert_close(p, q, f"parameter {name} after step {i} {where}", atol=1e-6, rtol=1e-4, hint=hint)
+                atol = 2 * sum(lrs[: i + 1]) if name in noise_only else 1e-6
+                assert_close(p, q, f"parameter {name} after step {i} {where}", atol=atol, rtol=1e-4, hint=hint)
     return "two steps match plain autograd + AdamW, without and with clipping and a scaler"
 
 
