@@ -36,7 +36,9 @@ sent it (the OpenAI JSON: `model`, `messages`, `tools`, `tool_choice`, `response
   that schema and a mismatch is reported as a 500 naming the responder as the culprit;
 - `ToolCall` or a list of `ToolCall`s: the assistant calls those functions (finish_reason
   "tool_calls"); `ToolCall(name, arguments)` takes the arguments as a dict or a raw string;
-- `Reply(content=..., tool_calls=[...], finish_reason=...)`: text and tool calls together.
+- `Reply(content=..., tool_calls=[...], finish_reason=...)`: text and tool calls together;
+  `Reply(refusal="...")` is a structured-output refusal and `Reply(content=..., finish_reason="length")`
+  a reply cut off at the token limit (neither is checked against the schema).
 
 The responder is called once per choice (`n` > 1 calls it `n` times), possibly from several
 server threads at once, so it must be thread-safe. To script an API error, raise `HTTPError(status,
@@ -104,11 +106,13 @@ class ToolCall:
 
 @dataclass
 class Reply:
-    """A full assistant turn: optional text, optional tool calls, optional explicit finish_reason."""
+    """A full assistant turn: optional text, optional tool calls, optional explicit finish_reason, and
+    for structured output an optional refusal (the API then sends `content` null and the refusal text)."""
 
     content: str | None = None
     tool_calls: list[ToolCall] = field(default_factory=list)
     finish_reason: str | None = None
+    refusal: str | None = None
 
 
 ReplyLike = Union[str, Reply, ToolCall, Sequence[ToolCall], dict, list, pydantic.BaseModel]
@@ -403,7 +407,8 @@ class LoopbackServer:
             schema = response_schema(request)
             if schema is not None:
                 for r in replies:
-                    _validate_structured(r, schema)
+                    if r.refusal is None and r.finish_reason != "length":  # a refusal or a cut-off reply is not JSON
+                        _validate_structured(r, schema)
         except HTTPError as e:
             return _error(e.status, e.message, headers=e.headers, type=e.type)
 
@@ -474,7 +479,7 @@ class LoopbackServer:
         prompt = "".join(message_text(m.get("content")) for m in request["messages"])
         choices, completion_tokens = [], 0
         for i, r in enumerate(replies):
-            message: dict[str, Any] = {"role": "assistant", "content": r.content, "refusal": None}
+            message: dict[str, Any] = {"role": "assistant", "content": r.content, "refusal": r.refusal}
             if r.tool_calls:
                 message["tool_calls"] = [
                     {
@@ -583,6 +588,9 @@ class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive, as httpx expects
     # small replies on a kept-alive connection otherwise wait ~40 ms for Nagle + delayed ACK
     disable_nagle_algorithm = True
+    # buffer the reply, so its headers and body leave in one write (the handler flushes after each
+    # request) and the client reads them with one call, as from a real API's front end
+    wbufsize = 1 << 16
 
     def log_message(self, format, *args):  # noqa: A002 - silence per-request stderr lines
         pass
@@ -654,9 +662,8 @@ class _Handler(BaseHTTPRequestHandler):
 
 def loopback_client(server: LoopbackServer, *, fresh_connections: bool = False, api_key: str = "loopback", **kw: Any):
     """The real `openai.OpenAI` client pointed at `server` (max_retries=0 unless given: code under test
-    does its own retries). `fresh_connections` opens a connection per request: on a kept-alive
-    loopback connection each reply waits ~40 ms for a delayed ACK (the server writes headers and body
-    separately), which makes request-heavy checks several times slower."""
+    does its own retries). `fresh_connections` opens a new connection for every request, as a client
+    without a connection pool would; by default connections are kept alive, which is faster."""
     import httpx
     import openai
 

@@ -68,6 +68,7 @@ from curriculum.solutions.chapter3.dataset_generation import (
     FilterConfig,
     GenerationConfig,
     GenPrompts,
+    QCResponse,
     Question,
     QuestionGeneration,
     R,
@@ -83,6 +84,7 @@ from curriculum.solutions.chapter3.dataset_generation import (
     normalise,
     question_key,
     question_words,
+    response_format_for,
     retry_after_seconds,
     save_dataset,
 )
@@ -275,41 +277,74 @@ print(rubric)
 # %% [markdown]
 # ## 3. Structured output
 #
-# We want each reply as data, not prose we have to parse. The `openai` client can send a pydantic
-# class as a JSON schema (`response_format`) and the API then guarantees the reply matches it;
-# `client.chat.completions.parse` also parses it back into the class. Note the field order in
-# `QuestionGeneration`: `reasoning` comes first, so the model thinks before it writes questions.
+# We want each reply as data, not prose we have to parse. The chat API can be told the exact shape of
+# the reply: the request carries a JSON schema in `response_format`, and the model's output is
+# constrained to match it. We describe the shape with pydantic classes (`Question`, `QuestionGeneration`
+# above) and let pydantic write the schema. Note the field order in `QuestionGeneration`: `reasoning`
+# comes first, so the model thinks before it writes questions.
+#
+# The API only accepts schemas in **strict** form: every object lists all its fields as required and
+# forbids extra keys (`"additionalProperties": false`). pydantic's own `model_json_schema()` is not
+# strict, so `response_format_for` (given) converts it with the SDK's converter and wraps it the way
+# the request expects. It builds the dict once per class and returns the same one afterwards. Here
+# is what goes on the wire for the judge's reply type:
+
+# %%
+print(json.dumps(response_format_for(QCResponse), indent=2))
+
+# %% [markdown]
+# Forcing the shape is not the same as getting a usable reply. Three things can still happen, and each
+# needs its own handling:
+#
+# - **A refusal.** If the model declines, the API sets `message.refusal` to its explanation and leaves
+#   `message.content` empty. There is no JSON to validate; the person running the pipeline needs to read
+#   the refusal.
+# - **A reply cut off at the token limit.** The API stops at `max_completion_tokens` whatever the
+#   schema says and reports `finish_reason == "length"`; the JSON then ends mid-string. Retrying with the
+#   same limit gets cut off again, so this must not look like the random bad reply that the retry logic
+#   of section 5 handles.
+# - **JSON that does not validate.** Rare with strict mode, but possible (the loopback server can inject
+#   it, as can some OpenAI-compatible servers that ignore the schema). pydantic's `model_validate_json`
+#   raises a `ValidationError`, which section 5 treats as worth retrying.
+#
+# The SDK also has a one-call shortcut, `client.chat.completions.parse(response_format=QuestionGeneration)`,
+# which converts the class, sends it, and validates the reply into `message.parsed`. We do the three
+# steps ourselves: you see exactly what is sent and checked, and building the schema once per class
+# (instead of on every call, as `parse` does) matters when you send hundreds of requests at once (section 6).
 #
 # ### Exercise: structured output with `generate_structured_response`
 #
 # Every generation request in this section goes through this one function (the judge in section 8
 # replies in plain text instead, for reasons given there), so it is worth getting right: send the
-# messages with the schema, get the parsed reply back as a plain `dict`, and fail loudly
-# when the model refuses instead of returning something half-empty. The check runs it against the
-# loopback server and looks at the request it actually sent as well as the reply you return.
+# messages with the schema, return the validated reply as a plain `dict`, and fail loudly on a refusal or
+# a cut-off reply instead of returning something half-empty. The check runs it against the loopback
+# server, looks at the request it actually sent as well as what you return, and then has the server
+# refuse once and cut a reply off once.
 
-# %% exercise curriculum.solutions.chapter3.dataset_generation:generate_structured_response difficulty=2 importance=4 minutes=10
+# %% exercise curriculum.solutions.chapter3.dataset_generation:generate_structured_response difficulty=2 importance=4 minutes=15
 tests.check_generate_structured_response(generate_structured_response)
 
 # %% hint
-# This is one API call and a little unpacking. `client.chat.completions.parse` is like `create`, but it
-# takes the pydantic class itself as `response_format`, turns it into a JSON schema for the request, and
-# parses the reply back into an instance of that class for you.
+# One call to `client.chat.completions.create`, then three checks on `completion.choices[0]`. Pass
+# `response_format=response_format_for(response_format)`: the argument you were given is the pydantic
+# class, and the request needs the dict the helper builds from it.
 
 # %% hint
-# Forward every argument you were given: `model`, `messages`, `response_format`, `temperature`, and the
-# token limit (`max_completion_tokens=max_tokens`). The check compares the request the server received
-# with what you were given, so a forgotten `temperature` shows up. The reply is in
-# `completion.choices[0].message`: if `message.refusal` is set, raise a `RuntimeError` with its text;
-# otherwise `message.parsed` is a pydantic object, and `.model_dump()` turns it into the dict to return.
+# Forward every argument you were given: `model`, `messages`, `temperature`, and the token limit as
+# `max_completion_tokens=max_tokens`. The check compares the request the server received with what you
+# were given, so a forgotten `temperature` shows up. Then look at `choice = completion.choices[0]`:
+# `choice.message.refusal` first (raise `RuntimeError` quoting it), then `choice.finish_reason == "length"`
+# (raise `RuntimeError` saying `max_tokens` was too small), and only then validate `choice.message.content`.
 
 # %% hint
 # ```python
-# completion = client.chat.completions.parse(model=model, messages=messages, ...)
-# message = completion.choices[0].message
-# if message.refusal:
+# completion = client.chat.completions.create(model=model, messages=messages, response_format=..., ...)
+# choice = completion.choices[0]
+# if choice.message.refusal:
 #     ...  # raise RuntimeError naming the refusal
-# return ...  # the parsed object as a dict
+# if choice.finish_reason == "length":
+#     ...  # raise RuntimeError: the reply was cut off
+# return response_format.model_validate_json(choice.message.content).model_dump()
 # ```
 
 # %%
@@ -461,43 +496,52 @@ with llm_endpoint(responder=mcq_responder, offline=True, max_retries=0, latency=
 # ### Where more threads stop helping
 #
 # Threads overlap the *waiting*, not the work. Every request also costs your own process some CPU:
-# the `openai` client builds the request, turns the pydantic class into a JSON schema, sends it,
-# then parses and validates the reply. Python runs one thread at a time (the GIL), so that CPU time
-# adds up across all your threads. If a request needs `c` seconds of your CPU and the API takes
-# `L` seconds to answer, one process can never finish more than `1 / c` requests per second, and
-# the speed-up flattens out near `L / c` workers, however many you start.
+# the `openai` client checks and serialises the request, sends it, then parses the HTTP reply into
+# its own objects, and pydantic validates the JSON. Python runs one thread at a time (the GIL), so
+# that CPU time adds up across all your threads. If a request needs `c` seconds of your CPU and the
+# API takes `L` seconds to answer, one process can never finish more than `1 / c` requests per
+# second, and the speed-up stops growing near `L / c` workers, however many you start. It falls
+# short of ideal well before that: once the GIL is busy most of the time, threads queue for it, and
+# every wait in the queue adds to every request's time.
 #
 # The cell below measures `c` with `time.thread_time()`, the CPU time of the calling thread only
 # (the loopback server's threads are not counted), against a server that answers at once. It
-# compares a plain pydantic class with `QuestionGeneration`, whose base class `CachedSchema`
-# builds the JSON schema once per class instead of on every request.
+# compares your `generate_structured_response` with the SDK's one-call `parse`, which sends the same
+# request and validates the same reply, but converts the class into a strict schema again on every
+# call and checks the request against more of the SDK's parameter types.
 
 # %%
-class PlainQuestionGeneration(BaseModel):  # the same fields, with pydantic's default (uncached) schema
-    reasoning: str
-    questions: list[Question]
+def parse_with_sdk(client, model, messages, response_format):
+    completion = client.chat.completions.parse(model=model, messages=messages, response_format=response_format,
+                                               temperature=1.0, max_completion_tokens=2000)
+    return completion.choices[0].message.parsed.model_dump()
 
 
 with llm_endpoint(responder=mcq_responder, offline=True, max_retries=0) as fast:
     ask_messages = [{"role": "user", "content": "Write 2 questions about power-seeking."}]
-    for fmt in (PlainQuestionGeneration, QuestionGeneration, PlainQuestionGeneration, QuestionGeneration):
-        generate_structured_response(fast.client, fast.model, ask_messages, fmt)  # warm-up
-    for fmt in (PlainQuestionGeneration, QuestionGeneration):
-        t0 = time.thread_time()
-        for _ in range(40):
-            generate_structured_response(fast.client, fast.model, ask_messages, fmt)
-        cpu = (time.thread_time() - t0) / 40
-        print(f"{fmt.__name__:24s} {cpu * 1e3:5.1f} ms of client CPU per request -> at most {1 / cpu:4.0f} requests/s "
-              f"from one process; with 100 ms latency the speed-up flattens near {0.1 / cpu:3.0f} workers")
+    ways = {"generate_structured_response": generate_structured_response, "client.chat.completions.parse": parse_with_sdk}
+    cpu = {name: [] for name in ways}
+    for _ in range(3):  # alternate the two, so a busy moment on your machine does not favour one of them
+        for name, ask_one in ways.items():
+            ask_one(fast.client, fast.model, ask_messages, QuestionGeneration)  # warm-up
+            t0 = time.thread_time()
+            for _ in range(30):
+                ask_one(fast.client, fast.model, ask_messages, QuestionGeneration)
+            cpu[name].append((time.thread_time() - t0) / 30)
+    for name, times in cpu.items():
+        c = min(times)
+        print(f"{name:30s} {c * 1e3:4.1f} ms of client CPU per request -> at most {1 / c:4.0f} requests/s "
+              f"from one process; with 100 ms latency the speed-up stops growing near {0.1 / c:3.0f} workers")
 
 # %% [markdown]
-# Building the schema is a large share of the client's work, so caching it raises the ceiling
-# noticeably. The rest (building the HTTP request, validating the reply) is the SDK's own cost.
+# Most of what is left is the SDK's own work on every request, which you cannot skip while you use it.
 # `curriculum/benchmarks/concurrent_generation.py` measures the whole speed-up curve against a
 # server in its own process with 100 ms latency, 256 requests and 1 to 32 workers; it prints the
 # speed-up next to the ideal one, so you can see where the curve bends on your machine. Against a real
-# API the rate limit (requests and tokens per minute) usually bites before the client's CPU does:
-# choose `max_workers` from your account's limits, and keep the retries on.
+# API the rate limit (requests and tokens per minute) usually bites before the client's CPU does, and
+# with replies that take seconds rather than 100 ms, `L / c` is in the thousands. The client's CPU
+# matters when replies come back within tens of milliseconds, for example short replies from a model
+# served on your own machine. Choose `max_workers` from your account's limits, and keep the retries on.
 
 # %% [markdown]
 # ## 7. Deduplication

@@ -22,30 +22,96 @@ from tests.support import assert_check_fails, mutant
 # ---- mutants: generate_structured_response -------------------------------------------------
 
 
+def _create(client, model, messages, response_format, **kw):
+    kw.setdefault("response_format", sol.response_format_for(response_format))
+    return client.chat.completions.create(model=model, messages=messages, **kw).choices[0]
+
+
 def structured_without_schema(client, model, messages, response_format, temperature=1.0, max_tokens=2000):
-    r = client.chat.completions.create(model=model, messages=messages, temperature=temperature)
+    r = client.chat.completions.create(model=model, messages=messages, temperature=temperature, max_completion_tokens=max_tokens)
     return json.loads(r.choices[0].message.content)
 
 
+def structured_loose_schema(client, model, messages, response_format, temperature=1.0, max_tokens=2000):
+    # pydantic's own schema, not the strict form: the real API rejects it
+    loose = {"type": "json_schema", "json_schema": {"name": response_format.__name__, "schema": response_format.model_json_schema()}}
+    c = _create(client, model, messages, response_format, response_format=loose, temperature=temperature, max_completion_tokens=max_tokens)
+    return response_format.model_validate_json(c.message.content).model_dump()
+
+
 def structured_returns_pydantic(client, model, messages, response_format, temperature=1.0, max_tokens=2000):
-    r = client.chat.completions.parse(model=model, messages=messages, response_format=response_format, temperature=temperature)
-    return r.choices[0].message.parsed
+    c = _create(client, model, messages, response_format, temperature=temperature, max_completion_tokens=max_tokens)
+    return response_format.model_validate_json(c.message.content)
 
 
 def structured_ignores_temperature(client, model, messages, response_format, temperature=1.0, max_tokens=2000):
-    r = client.chat.completions.parse(model=model, messages=messages, response_format=response_format)
-    return r.choices[0].message.parsed.model_dump()
+    c = _create(client, model, messages, response_format, max_completion_tokens=max_tokens)
+    return response_format.model_validate_json(c.message.content).model_dump()
+
+
+def structured_ignores_max_tokens(client, model, messages, response_format, temperature=1.0, max_tokens=2000):
+    c = _create(client, model, messages, response_format, temperature=temperature)
+    return response_format.model_validate_json(c.message.content).model_dump()
 
 
 def structured_drops_system(client, model, messages, response_format, temperature=1.0, max_tokens=2000):
     user = [m for m in messages if m["role"] == "user"]
-    r = client.chat.completions.parse(model=model, messages=user, response_format=response_format, temperature=temperature)
-    return r.choices[0].message.parsed.model_dump()
+    c = _create(client, model, user, response_format, temperature=temperature, max_completion_tokens=max_tokens)
+    return response_format.model_validate_json(c.message.content).model_dump()
 
 
-@pytest.mark.parametrize("mutant", [structured_without_schema, structured_returns_pydantic, structured_ignores_temperature, structured_drops_system])
+def structured_ignores_refusal(client, model, messages, response_format, temperature=1.0, max_tokens=2000):
+    c = _create(client, model, messages, response_format, temperature=temperature, max_completion_tokens=max_tokens)
+    if c.finish_reason == "length":
+        raise RuntimeError("cut off: raise max_tokens")
+    return response_format.model_validate_json(c.message.content).model_dump()  # a refusal has content None
+
+
+def structured_refusal_returns_empty(client, model, messages, response_format, temperature=1.0, max_tokens=2000):
+    c = _create(client, model, messages, response_format, temperature=temperature, max_completion_tokens=max_tokens)
+    if c.message.refusal or c.finish_reason == "length":
+        return {}
+    return response_format.model_validate_json(c.message.content).model_dump()
+
+
+def structured_ignores_length(client, model, messages, response_format, temperature=1.0, max_tokens=2000):
+    c = _create(client, model, messages, response_format, temperature=temperature, max_completion_tokens=max_tokens)
+    if c.message.refusal:
+        raise RuntimeError(f"the model refused: {c.message.refusal}")
+    return response_format.model_validate_json(c.message.content).model_dump()  # ValidationError on a cut-off reply
+
+
+def structured_refusal_unquoted(client, model, messages, response_format, temperature=1.0, max_tokens=2000):
+    c = _create(client, model, messages, response_format, temperature=temperature, max_completion_tokens=max_tokens)
+    if c.message.refusal or c.finish_reason == "length":
+        raise RuntimeError("no usable reply")
+    return response_format.model_validate_json(c.message.content).model_dump()
+
+
+@pytest.mark.parametrize("mutant", [structured_without_schema, structured_loose_schema, structured_returns_pydantic,
+                                    structured_ignores_temperature, structured_ignores_max_tokens, structured_drops_system,
+                                    structured_ignores_refusal, structured_refusal_returns_empty, structured_ignores_length,
+                                    structured_refusal_unquoted])
 def test_structured_response_check_catches(mutant):
     assert_check_fails(checks.check_generate_structured_response, mutant)
+
+
+def test_structured_response_matches_the_sdks_parse():
+    """The reference (create + the strict schema built once + model_validate_json) sends the same
+    response_format as `client.chat.completions.parse` and returns what it parses."""
+    from openai.lib._parsing._completions import type_to_response_format_param
+
+    for cls in (sol.QuestionGeneration, sol.QCResponse):
+        assert sol.response_format_for(cls) == type_to_response_format_param(cls)
+        assert sol.response_format_for(cls) is sol.response_format_for(cls)  # built once per class
+    msgs = [{"role": "user", "content": "Write 2 questions about power-seeking."}]
+    with LoopbackServer(mcq_responder) as server:
+        client = loopback_client(server)
+        ours = sol.generate_structured_response(client, "gpt-4o-mini", msgs, sol.QuestionGeneration, temperature=0.0)
+        theirs = client.chat.completions.parse(model="gpt-4o-mini", messages=msgs, response_format=sol.QuestionGeneration,
+                                               temperature=0.0, max_completion_tokens=2000)
+        assert server.requests[0]["response_format"] == server.requests[1]["response_format"]
+    assert ours == theirs.choices[0].message.parsed.model_dump()
 
 
 # ---- mutants: build_generation_messages ----------------------------------------------------

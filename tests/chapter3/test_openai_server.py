@@ -79,6 +79,18 @@ def test_structured_output_parses_into_pydantic_and_schema_is_enforced():
             loopback_client(server).chat.completions.parse(model="m", messages=USER, response_format=Verdict)
 
 
+def test_structured_refusal_and_cut_off_reply_reach_the_sdk_as_the_real_api_sends_them():
+    # a refusal: content null, refusal text set; the SDK's own parse then leaves `parsed` empty
+    with LoopbackServer(lambda req: Reply(refusal="I won't grade that.")) as server:
+        r = loopback_client(server).chat.completions.parse(model="m", messages=USER, response_format=Verdict)
+    m = r.choices[0].message
+    assert m.refusal == "I won't grade that." and m.content is None and m.parsed is None
+    # a reply cut off at the token limit is sent as it is (not checked against the schema); the SDK raises
+    with LoopbackServer(lambda req: Reply(content='{"explanation": "fi', finish_reason="length")) as server:
+        with pytest.raises(openai.LengthFinishReasonError):
+            loopback_client(server).chat.completions.parse(model="m", messages=USER, response_format=Verdict)
+
+
 def test_tool_call_round_trip():
     with LoopbackServer(policy) as server:
         client = loopback_client(server)

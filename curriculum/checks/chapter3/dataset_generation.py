@@ -16,6 +16,7 @@ from curriculum.utils.openai_server import (
     Failures,
     HTTPError,
     LoopbackServer,
+    Reply,
     last_user_message,
     loopback_client,
     response_schema,
@@ -29,33 +30,59 @@ def check_generate_structured_response(generate_structured_response):
     from curriculum.solutions.chapter3.dataset_generation import (
         QCResponse,
         QuestionGeneration,
+        response_format_for,
     )
 
     messages = [{"role": "system", "content": "You write evals."}, {"role": "user", "content": "Write 3 questions about power-seeking."}]
     with LoopbackServer(mcq_responder) as server:
-        out = generate_structured_response(loopback_client(server), MODEL, messages, QuestionGeneration, temperature=0.3)
+        out = generate_structured_response(loopback_client(server), MODEL, messages, QuestionGeneration, temperature=0.3, max_tokens=1234)
         sent = server.requests[-1] if server.requests else None
     if sent is None:
-        fail("no request reached the server: call client.chat.completions.parse(...)")
+        fail("no request reached the server: call client.chat.completions.create(...)")
     if response_schema(sent) is None:
-        fail("the request carried no JSON schema: pass response_format=response_format to client.chat.completions.parse")
+        fail("the request carried no JSON schema: pass response_format=response_format_for(response_format) to create")
+    if sent["response_format"] != response_format_for(QuestionGeneration):
+        fail("the request's response_format is not response_format_for(QuestionGeneration): the API wants the strict form "
+             f"(every object closed, every field required), built by that helper; you sent {json.dumps(sent['response_format'])[:200]}")
     if sent["messages"] != messages:
         fail(f"the request's messages differ from the ones you were given: sent {sent['messages']!r}")
     if sent.get("temperature") != 0.3:
         fail(f"temperature=0.3 was passed but the request had temperature={sent.get('temperature')!r}")
+    if sent.get("max_completion_tokens") != 1234:
+        fail(f"max_tokens=1234 was passed but the request had max_completion_tokens={sent.get('max_completion_tokens')!r}")
     if sent.get("model") != MODEL:
         fail(f"the request used model {sent.get('model')!r}, expected the `model` argument {MODEL!r}")
     if isinstance(out, QuestionGeneration):
-        fail("return a plain dict (message.parsed.model_dump()), not the pydantic object")
+        fail("return a plain dict (.model_dump() of the validated object), not the pydantic object")
     if not isinstance(out, dict):
-        fail(f"expected a dict, got {type(out).__name__}: return message.parsed.model_dump()")
+        fail(f"expected a dict, got {type(out).__name__}: validate the content with response_format.model_validate_json, then .model_dump()")
     if len(out.get("questions", [])) != 3 or not isinstance(out["questions"][0], dict):
         fail(f"expected a dict with 3 questions (each a dict), got {json.dumps(out)[:200]}")
     with LoopbackServer(lambda r: {"explanation": "ok", "score": 8}) as server:
         out = generate_structured_response(loopback_client(server), MODEL, messages, QCResponse)
     if out != {"explanation": "ok", "score": 8}:
         fail(f"with response_format=QCResponse expected {{'explanation': 'ok', 'score': 8}}, got {out!r}")
-    return "structured output parsed into a dict"
+
+    refusal = "I can't help with writing these questions."
+    cut_off = Reply(content='{"explanation": "The question is clear and the answer key', finish_reason="length")
+    for reply, what, fix in [
+        (Reply(refusal=refusal), "the model refused (message.refusal is set, message.content is None)",
+         "check message.refusal first and raise RuntimeError with its text"),
+        (cut_off, "the reply was cut off at the token limit (finish_reason 'length')",
+         "check choice.finish_reason and raise RuntimeError saying max_tokens was too small: a ValidationError "
+         "would be retried, and the same limit cuts the retry off too"),
+    ]:
+        with LoopbackServer(lambda r, reply=reply: reply) as server:
+            try:
+                got = generate_structured_response(loopback_client(server), MODEL, messages, QCResponse)
+            except RuntimeError as e:
+                if reply.refusal and refusal not in str(e):
+                    fail(f"{what}: your RuntimeError should quote the refusal so the user sees why; it says {str(e)!r}")
+                continue
+            except Exception as e:  # noqa: BLE001 - any other error means the case was not recognised
+                fail(f"{what}, and your function raised {type(e).__name__}: {str(e)[:120]}. {fix[0].upper() + fix[1:]}")
+            fail(f"{what}, and your function returned {got!r} instead of raising: {fix}")
+    return "structured output validated into a dict; refusals and cut-off replies raise RuntimeError"
 
 
 def _prompts(p_var: float = 0.5, num_shots: int = 3):

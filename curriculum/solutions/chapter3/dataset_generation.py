@@ -11,9 +11,9 @@ stand-in `curriculum.utils.mcq_standin.mcq_responder` behind the loopback OpenAI
 
 from __future__ import annotations
 
-import copy
 import datetime as dt
 import email.utils
+import functools
 import hashlib
 import json
 import math
@@ -151,30 +151,27 @@ class Question(BaseModel):
     behavior_category: str
 
 
-class CachedSchema(BaseModel):
-    """A pydantic model whose JSON schema is built once per class. `client.chat.completions.parse`
-    asks for the schema on every request, and building it costs a few milliseconds of CPU: with
-    dozens of threads sharing one interpreter, that becomes the limit on requests per second."""
-
-    @classmethod
-    def model_json_schema(cls, *args, **kwargs) -> dict:
-        key = (cls, args, tuple(sorted(kwargs.items())))
-        if key not in _SCHEMAS:
-            _SCHEMAS[key] = super().model_json_schema(*args, **kwargs)
-        return copy.deepcopy(_SCHEMAS[key])  # the SDK edits the schema it is given (strict mode)
-
-
-_SCHEMAS: dict[tuple, dict] = {}
-
-
-class QuestionGeneration(CachedSchema):
+class QuestionGeneration(BaseModel):
     reasoning: str  # letting the model plan first improves the questions
     questions: list[Question]
 
 
-class QCResponse(CachedSchema):
+class QCResponse(BaseModel):
     explanation: str  # before the score, so the score is conditioned on the reasoning
     score: int
+
+
+@functools.cache
+def response_format_for(schema: type[BaseModel]) -> dict:
+    """The `response_format` a structured-output request carries for `schema`, built once per class.
+
+    `{"type": "json_schema", "json_schema": {"name", "strict": True, "schema"}}`, where the schema is
+    pydantic's JSON schema in the strict form the API demands (every object closed to extra keys,
+    every field required); the SDK's `pydantic_function_tool` makes that conversion. The same dict is
+    returned on every call: read it, do not edit it.
+    """
+    strict = openai.pydantic_function_tool(schema)["function"]["parameters"]
+    return {"type": "json_schema", "json_schema": {"name": schema.__name__, "strict": True, "schema": strict}}
 
 
 def generate_structured_response(
@@ -185,23 +182,28 @@ def generate_structured_response(
     temperature: float = 1.0,
     max_tokens: int = 2000,
 ) -> dict:
-    """One chat completion whose reply is forced to match `response_format`; returned as a plain dict.
+    """One chat completion whose reply is forced to match the pydantic class `response_format`,
+    returned as a plain dict.
 
-    Use `client.chat.completions.parse(...)`, which sends the pydantic class as a JSON schema and
-    parses the reply back into it. If the model refuses, raise a RuntimeError with the refusal text.
+    Send `response_format_for(response_format)` with `client.chat.completions.create`, then validate
+    the reply's text with `response_format.model_validate_json`. Raise a RuntimeError naming the
+    cause if the model refused (`message.refusal`) or the reply was cut off at the token limit
+    (`finish_reason == "length"`); a reply that does not validate raises pydantic's ValidationError.
     """
-    # EXERCISE: call client.chat.completions.parse with response_format; return message.parsed as a dict (model_dump())
-    completion = client.chat.completions.parse(
+    # EXERCISE: create(..., response_format=response_format_for(response_format)); check refusal and finish_reason; validate the content; return a dict
+    completion = client.chat.completions.create(
         model=model,
         messages=messages,
-        response_format=response_format,
+        response_format=response_format_for(response_format),
         temperature=temperature,
         max_completion_tokens=max_tokens,
     )
-    message = completion.choices[0].message
-    if message.refusal:
-        raise RuntimeError(f"the model refused: {message.refusal}")
-    return message.parsed.model_dump()
+    choice = completion.choices[0]
+    if choice.message.refusal:
+        raise RuntimeError(f"the model refused: {choice.message.refusal}")
+    if choice.finish_reason == "length":
+        raise RuntimeError(f"the reply was cut off at max_tokens={max_tokens} before its JSON was complete: raise max_tokens")
+    return response_format.model_validate_json(choice.message.content).model_dump()
     # END EXERCISE
 
 
