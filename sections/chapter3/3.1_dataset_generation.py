@@ -278,14 +278,16 @@ print(rubric)
 # ## 3. Structured output
 #
 # We want each reply as data, not prose we have to parse. The chat API can be told the exact shape of
-# the reply: the request carries a JSON schema in `response_format`, and the model's output is
-# constrained to match it. We describe the shape with pydantic classes (`Question`, `QuestionGeneration`
+# the reply: the request carries a JSON schema in `response_format`, and in strict mode the model's
+# output is constrained to match it. We describe the shape with pydantic classes (`Question`, `QuestionGeneration`
 # above) and let pydantic write the schema. Note the field order in `QuestionGeneration`: `reasoning`
 # comes first, so the model thinks before it writes questions.
 #
-# The API only accepts schemas in **strict** form: every object lists all its fields as required and
-# forbids extra keys (`"additionalProperties": false`). pydantic's own `model_json_schema()` is not
-# strict, so `response_format_for` (given) converts it with the SDK's converter and wraps it the way
+# The API enforces the schema only when the request sets `"strict": true` (without it the schema is
+# a suggestion the model may ignore), and a strict schema must have a particular form: every object
+# lists all its fields as required and forbids extra keys (`"additionalProperties": false`); a schema
+# that breaks these rules is rejected with a 400. pydantic's own `model_json_schema()` is not in
+# that form, so `response_format_for` (given) converts it with the SDK's converter and wraps it the way
 # the request expects. It builds the dict once per class and returns the same one afterwards. Here
 # is what goes on the wire for the judge's reply type:
 
@@ -300,7 +302,7 @@ print(json.dumps(response_format_for(QCResponse), indent=2))
 #   `message.content` empty. There is no JSON to validate; the person running the pipeline needs to read
 #   the refusal.
 # - **A reply cut off at the token limit.** The API stops at `max_completion_tokens` whatever the
-#   schema says and reports `finish_reason == "length"`; the JSON then ends mid-string. Retrying with the
+#   schema says and reports `finish_reason == "length"`; the JSON then stops part-way through. Retrying with the
 #   same limit gets cut off again, so this must not look like the random bad reply that the retry logic
 #   of section 5 handles.
 # - **JSON that does not validate.** Rare with strict mode, but possible (the loopback server can inject
@@ -308,7 +310,8 @@ print(json.dumps(response_format_for(QCResponse), indent=2))
 #   raises a `ValidationError`, which section 5 treats as worth retrying.
 #
 # The SDK also has a one-call shortcut, `client.chat.completions.parse(response_format=QuestionGeneration)`,
-# which converts the class, sends it, and validates the reply into `message.parsed`. We do the three
+# which converts the class, sends it, and validates the reply into `message.parsed` (it raises
+# `LengthFinishReasonError` on a cut-off reply, and leaves `parsed` as `None` on a refusal). We do the three
 # steps ourselves: you see exactly what is sent and checked, and building the schema once per class
 # (instead of on every call, as `parse` does) matters when you send hundreds of requests at once (section 6).
 #
@@ -317,9 +320,11 @@ print(json.dumps(response_format_for(QCResponse), indent=2))
 # Every generation request in this section goes through this one function (the judge in section 8
 # replies in plain text instead, for reasons given there), so it is worth getting right: send the
 # messages with the schema, return the validated reply as a plain `dict`, and fail loudly on a refusal or
-# a cut-off reply instead of returning something half-empty. The check runs it against the loopback
-# server, looks at the request it actually sent as well as what you return, and then has the server
-# refuse once and cut a reply off once.
+# a cut-off reply instead of returning something half-empty. The function's `max_tokens` argument goes
+# to `create` as `max_completion_tokens`, the API's current name for the limit (its older `max_tokens`
+# parameter is deprecated, and reasoning models reject it). The check runs your function against the
+# loopback server, looks at the request it actually sent as well as what you return, and then has the
+# server send broken JSON once, refuse once and cut a reply off once.
 
 # %% exercise curriculum.solutions.chapter3.dataset_generation:generate_structured_response difficulty=2 importance=4 minutes=15
 tests.check_generate_structured_response(generate_structured_response)
@@ -475,12 +480,13 @@ tests.check_map_concurrently(map_concurrently)
 # Let's see the speed-up and the retries working together. We start a server with 0.2 s latency
 # where 20% of requests fail (429 with `Retry-After`, or 500), and ask for 16 completions with 1 and 8 workers.
 # Expect a clear speed-up but less than eightfold: a batch ends with its slowest request, and a request
-# that failed and waited before its retry is slow (a busy CPU shrinks the gain further).
+# that failed and waited before its retry is slow (a busy CPU shrinks the gain further). The last line
+# prints the server's counts: every request it saw, including the failed ones your retries absorbed.
 # (`curriculum/benchmarks/concurrent_generation.py` measures this more carefully.)
 
 # %%
 with llm_endpoint(responder=mcq_responder, offline=True, max_retries=0, latency=0.2,
-                  failures=Failures(rate=0.2, kinds=["429", "500"], retry_after=0.1, seed=0)) as flaky:
+                  failures=Failures(rate=0.2, kinds=["429", "500"], retry_after=0.1, seed=1)) as flaky:
     ask = retry_with_backoff(
         lambda text: generate_structured_response(flaky.client, flaky.model, [{"role": "user", "content": text}], QuestionGeneration),
         base_delay=0.1,

@@ -35,7 +35,8 @@ def structured_without_schema(client, model, messages, response_format, temperat
 def structured_loose_schema(client, model, messages, response_format, temperature=1.0, max_tokens=2000):
     # pydantic's own schema, not the strict form: the real API rejects it
     loose = {"type": "json_schema", "json_schema": {"name": response_format.__name__, "schema": response_format.model_json_schema()}}
-    c = _create(client, model, messages, response_format, response_format=loose, temperature=temperature, max_completion_tokens=max_tokens)
+    c = client.chat.completions.create(model=model, messages=messages, response_format=loose, temperature=temperature,
+                                       max_completion_tokens=max_tokens).choices[0]
     return response_format.model_validate_json(c.message.content).model_dump()
 
 
@@ -86,6 +87,42 @@ def structured_refusal_unquoted(client, model, messages, response_format, temper
     if c.message.refusal or c.finish_reason == "length":
         raise RuntimeError("no usable reply")
     return response_format.model_validate_json(c.message.content).model_dump()
+
+
+def structured_skips_validation(client, model, messages, response_format, temperature=1.0, max_tokens=2000):
+    c = _create(client, model, messages, response_format, temperature=temperature, max_completion_tokens=max_tokens)
+    if c.message.refusal or c.finish_reason == "length":
+        raise RuntimeError(f"no usable reply: {c.message.refusal}")
+    return json.loads(c.message.content)  # a dict, but its shape is never checked
+
+
+def structured_legacy_max_tokens(client, model, messages, response_format, temperature=1.0, max_tokens=2000):
+    c = _create(client, model, messages, response_format, temperature=temperature, max_tokens=max_tokens)
+    return response_format.model_validate_json(c.message.content).model_dump()
+
+
+def structured_passes_the_class(client, model, messages, response_format, temperature=1.0, max_tokens=2000):
+    c = client.chat.completions.create(model=model, messages=messages, response_format=response_format,
+                                       temperature=temperature, max_completion_tokens=max_tokens).choices[0]
+    return response_format.model_validate_json(c.message.content).model_dump()
+
+
+def structured_refusal_valueerror(client, model, messages, response_format, temperature=1.0, max_tokens=2000):
+    c = _create(client, model, messages, response_format, temperature=temperature, max_completion_tokens=max_tokens)
+    if c.message.refusal or c.finish_reason == "length":
+        raise ValueError(f"no usable reply: {c.message.refusal}")
+    return response_format.model_validate_json(c.message.content).model_dump()
+
+
+@pytest.mark.parametrize("mutant, match", [
+    (structured_skips_validation, "model_validate_json"),
+    (structured_legacy_max_tokens, "max_completion_tokens=max_tokens"),
+    (structured_passes_the_class, r"response_format_for\(response_format\)"),
+    (structured_loose_schema, "strict form"),
+    (structured_refusal_valueerror, "Raise RuntimeError for this case, not ValueError"),
+])
+def test_structured_response_check_names_the_bug(mutant, match):
+    assert_check_fails(checks.check_generate_structured_response, mutant, match=match)
 
 
 @pytest.mark.parametrize("mutant", [structured_without_schema, structured_loose_schema, structured_returns_pydantic,
@@ -205,6 +242,19 @@ RETRY_MUTANTS = {
 @pytest.mark.parametrize("name", list(RETRY_MUTANTS))
 def test_retry_check_catches(name):
     assert_check_fails(checks.check_retry_with_backoff, RETRY_MUTANTS[name])
+
+
+def _sleeps_with_time_sleep(fn, max_retries=8, base_delay=0.5, max_delay=30.0, jitter=0.1, sleep=time.sleep):
+    return _retry_mutant(_exp)(fn, max_retries, base_delay=0.0, max_delay=0.0, jitter=0.0, sleep=time.sleep)
+
+
+@pytest.mark.parametrize("mutant, match", [
+    (_retry_mutant(lambda e, k, base, cap: sol.retry_after_seconds(e) if sol.retry_after_seconds(e) is not None
+                   else min(cap, base * 2**k)), "lower bound"),
+    (_sleeps_with_time_sleep, "not time.sleep"),
+])
+def test_retry_check_names_the_bug(mutant, match):
+    assert_check_fails(checks.check_retry_with_backoff, mutant, match=match)
 
 
 # ---- mutants: map_concurrently -------------------------------------------------------------

@@ -9,6 +9,7 @@ import threading
 import time
 
 import openai
+import pydantic
 
 from curriculum.checking import check, fail
 from curriculum.utils.mcq_standin import mcq_responder
@@ -35,7 +36,13 @@ def check_generate_structured_response(generate_structured_response):
 
     messages = [{"role": "system", "content": "You write evals."}, {"role": "user", "content": "Write 3 questions about power-seeking."}]
     with LoopbackServer(mcq_responder) as server:
-        out = generate_structured_response(loopback_client(server), MODEL, messages, QuestionGeneration, temperature=0.3, max_tokens=1234)
+        try:
+            out = generate_structured_response(loopback_client(server), MODEL, messages, QuestionGeneration, temperature=0.3, max_tokens=1234)
+        except TypeError as e:
+            if "BaseModel" not in str(e):
+                raise
+            fail("you passed the pydantic class itself as create's response_format, and the SDK refused it (its hint to "
+                 "use parse() is the other route, not this exercise's): pass the dict response_format_for(response_format)")
         sent = server.requests[-1] if server.requests else None
     if sent is None:
         fail("no request reached the server: call client.chat.completions.create(...)")
@@ -49,7 +56,11 @@ def check_generate_structured_response(generate_structured_response):
     if sent.get("temperature") != 0.3:
         fail(f"temperature=0.3 was passed but the request had temperature={sent.get('temperature')!r}")
     if sent.get("max_completion_tokens") != 1234:
-        fail(f"max_tokens=1234 was passed but the request had max_completion_tokens={sent.get('max_completion_tokens')!r}")
+        if sent.get("max_tokens") == 1234:
+            fail("the token limit went out as the request's `max_tokens`, which the API has deprecated (reasoning models "
+                 "reject it): pass it to create as max_completion_tokens=max_tokens")
+        fail(f"max_tokens=1234 was passed but the request had max_completion_tokens={sent.get('max_completion_tokens')!r}: "
+             "forward it to create as max_completion_tokens=max_tokens")
     if sent.get("model") != MODEL:
         fail(f"the request used model {sent.get('model')!r}, expected the `model` argument {MODEL!r}")
     if isinstance(out, QuestionGeneration):
@@ -62,6 +73,18 @@ def check_generate_structured_response(generate_structured_response):
         out = generate_structured_response(loopback_client(server), MODEL, messages, QCResponse)
     if out != {"explanation": "ok", "score": 8}:
         fail(f"with response_format=QCResponse expected {{'explanation': 'ok', 'score': 8}}, got {out!r}")
+    # a reply whose JSON does not validate (the server truncates it, as a server that ignores the schema might send)
+    with LoopbackServer(lambda r: {"explanation": "ok", "score": 8}, failures=Failures(rate=1.0, kinds=["malformed_json"])) as server:
+        try:
+            got = generate_structured_response(loopback_client(server), MODEL, messages, QCResponse)
+        except pydantic.ValidationError:
+            got = None
+        except Exception as e:  # noqa: BLE001
+            fail(f"a reply with broken JSON should raise pydantic's ValidationError (section 5 retries it), your function "
+                 f"raised {type(e).__name__}: validate with response_format.model_validate_json and let its error out")
+    if got is not None:
+        fail(f"a reply with broken JSON came back as {got!r} instead of raising: validate the content with "
+             "response_format.model_validate_json, which raises ValidationError")
 
     refusal = "I can't help with writing these questions."
     cut_off = Reply(content='{"explanation": "The question is clear and the answer key', finish_reason="length")
@@ -69,8 +92,8 @@ def check_generate_structured_response(generate_structured_response):
         (Reply(refusal=refusal), "the model refused (message.refusal is set, message.content is None)",
          "check message.refusal first and raise RuntimeError with its text"),
         (cut_off, "the reply was cut off at the token limit (finish_reason 'length')",
-         "check choice.finish_reason and raise RuntimeError saying max_tokens was too small: a ValidationError "
-         "would be retried, and the same limit cuts the retry off too"),
+         ("check choice.finish_reason and raise RuntimeError saying max_tokens was too small: a ValidationError "
+          "would be retried, and the same limit cuts the retry off too")),
     ]:
         with LoopbackServer(lambda r, reply=reply: reply) as server:
             try:
@@ -80,7 +103,11 @@ def check_generate_structured_response(generate_structured_response):
                     fail(f"{what}: your RuntimeError should quote the refusal so the user sees why; it says {str(e)!r}")
                 continue
             except Exception as e:  # noqa: BLE001 - any other error means the case was not recognised
-                fail(f"{what}, and your function raised {type(e).__name__}: {str(e)[:120]}. {fix[0].upper() + fix[1:]}")
+                first = str(e).splitlines()[0] if str(e) else ""
+                if not isinstance(e, (pydantic.ValidationError, json.JSONDecodeError, TypeError, AttributeError)):
+                    fix = (f"raise RuntimeError for this case, not {type(e).__name__}: section 5 decides what to retry by the "
+                           "error's type, and this one must not be retried")
+                fail(f"{what}, and your function raised {type(e).__name__} ({first[:100]}). {fix[0].upper() + fix[1:]}")
             fail(f"{what}, and your function returned {got!r} instead of raising: {fix}")
     return "structured output validated into a dict; refusals and cut-off replies raise RuntimeError"
 
@@ -152,11 +179,24 @@ def check_retry_with_backoff(retry_with_backoff):
             pass
         if server.stats.requests != 4:
             fail(f"with max_retries=3 expect 4 attempts in total, the server saw {server.stats.requests}")
+        if not sleep.delays:
+            fail("4 attempts were made but none of the waits went through the `sleep` argument: call sleep(delay), "
+                 "not time.sleep(delay), so the caller (and this check) decides how waiting happens")
         if len(sleep.delays) != 3:
             fail(f"expected 3 waits between 4 attempts, got {len(sleep.delays)} (delays {sleep.delays})")
         if min(sleep.delays) < 2.5:
             fail(f"the 429 said Retry-After: 2.5 but you waited {min(sleep.delays):.3g} s (max_delay=1): wait at least "
                  "retry_after_seconds(error), even above max_delay (the cap applies to the exponential wait only)")
+    # a Retry-After shorter than the backoff is a floor, not a replacement: the exponential wait still applies
+    with LoopbackServer(failures=Failures(rate=1.0, kinds=["429"], retry_after=0.2)) as server:
+        sleep = _Recorder()
+        try:
+            retry_with_backoff(_ask, max_retries=3, base_delay=0.5, max_delay=4.0, jitter=0.0, sleep=sleep)(loopback_client(server))
+        except openai.RateLimitError:
+            pass
+        if len(sleep.delays) == 3 and any(abs(a - b) > 1e-6 for a, b in zip(sleep.delays, [0.5, 1.0, 2.0])):
+            fail(f"with Retry-After: 0.2, base_delay=0.5, jitter=0 expected waits [0.5, 1.0, 2.0], got {sleep.delays}: "
+                 "Retry-After is a lower bound; wait max(exponential wait, Retry-After), not the Retry-After alone")
     # always 500 (no Retry-After): waits grow exponentially from base_delay, capped at max_delay
     with LoopbackServer(failures=Failures(rate=1.0, kinds=["500"])) as server:
         sleep = _Recorder()
