@@ -274,7 +274,7 @@ def test_play_with_managed_context_keeps_the_record_and_sends_less():
     sizes = {}
     for keep in (None, 4):
         with LoopbackServer(ref.WikiPolicy(w, seed=0)) as server:
-            client = loopback_client(server, fresh_connections=True, max_retries=0)
+            client = loopback_client(server, max_retries=0)
             eps = [ref.play(client, ref.WikiGame(w, s, t), ref.AgentConfig(variant="react", max_steps=15, keep_messages=keep))
                    for s, t in games]
         sizes[keep] = max(sum(len(str(m.get("content") or "")) for m in r["messages"]) for r in server.requests)
@@ -290,7 +290,7 @@ def test_play_survives_injected_failures():
     w = wiki.OfflineWiki()
     failures = Failures(rate=0.3, kinds=("malformed_tool_json", "500", "429"), seed=1, retry_after=0.01)
     with LoopbackServer(ref.WikiPolicy(w, noise=0.3, seed=0), failures=failures) as server:
-        client = loopback_client(server, fresh_connections=True, max_retries=5)
+        client = loopback_client(server, max_retries=5)
         episodes = [ref.play(client, ref.WikiGame(w, s, t), ref.AgentConfig(max_steps=20))
                     for s, t in ref.sample_games(w, 2, seed=3)]
     assert server.stats.failures.get("malformed_tool_json", 0) > 0
@@ -305,7 +305,7 @@ def test_play_survives_injected_failures():
 def test_unknown_tools_from_the_policy_are_reported_and_survived():
     w = wiki.OfflineWiki()
     with LoopbackServer(ref.WikiPolicy(w, tool_errors=0.3, seed=2)) as server:
-        client = loopback_client(server, fresh_connections=True, max_retries=0)
+        client = loopback_client(server, max_retries=0)
         ep = ref.play(client, ref.WikiGame(w, "Pizza", "Albert Einstein"), ref.AgentConfig(variant="lookahead", max_steps=40))
     assert ep.tool_errors > 0
     assert any("unknown tool 'teleport'" in m.get("content", "") for m in ep.messages if m["role"] == "tool")
@@ -318,7 +318,7 @@ def test_elicitation_improves_the_offline_policy():
     rates = {}
     for variant in ("baseline", "lookahead"):
         with LoopbackServer(ref.WikiPolicy(w, seed=0)) as server:
-            client = loopback_client(server, fresh_connections=True, max_retries=0)
+            client = loopback_client(server, max_retries=0)
             eps = [ref.play(client, ref.WikiGame(w, s, t), ref.AgentConfig(variant=variant, max_steps=20)) for s, t in games]
         rates[variant] = ref.summarise(eps).success_rate
     assert rates["lookahead"] > rates["baseline"], rates
@@ -326,7 +326,7 @@ def test_elicitation_improves_the_offline_policy():
 
 def test_arithmetic_agent_end_to_end():
     with LoopbackServer(ref.arithmetic_responder) as server:
-        client = loopback_client(server, fresh_connections=True, max_retries=0)
+        client = loopback_client(server, max_retries=0)
         out = ref.run_agent(client, "loopback", [{"role": "user", "content": "What is 12 * (3 + 4)?"}],
                             [ref.Tool(ref.calculator_schema(), ref.calculate)])
     assert out[-1]["content"] == "The answer is 84."

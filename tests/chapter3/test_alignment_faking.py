@@ -168,7 +168,7 @@ def test_wilson_rejects_bad_input():
 
 def _run(responder, failures=None, samples=4, user_message=ref.user_message):
     with LoopbackServer(responder, failures=failures) as server:
-        client = loopback_client(server, fresh_connections=True, max_retries=6)
+        client = loopback_client(server, max_retries=6)
         run = mutant(ref.run_experiment, ("user_message(request, free)", "user_message_(request, free)"))
         run.__globals__["user_message_"] = user_message
         return run(client, "loopback", ref.REQUESTS, samples_per_request=samples, workers=4)

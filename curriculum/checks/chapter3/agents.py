@@ -46,7 +46,7 @@ def serve() -> Iterator[Loopback]:
     """A loopback server whose model you script with `.script(responder)`, and a real openai client (no retries)."""
     server = LoopbackServer()
     with server:
-        loop = Loopback(server, loopback_client(server, fresh_connections=True))
+        loop = Loopback(server, loopback_client(server))
         server.responder = loop
         try:
             yield loop
