@@ -194,7 +194,7 @@ def check_retry_with_backoff(retry_with_backoff):
             retry_with_backoff(_ask, max_retries=3, base_delay=0.5, max_delay=4.0, jitter=0.0, sleep=sleep)(loopback_client(server))
         except openai.RateLimitError:
             pass
-        if len(sleep.delays) == 3 and any(abs(a - b) > 1e-6 for a, b in zip(sleep.delays, [0.5, 1.0, 2.0])):
+        if len(sleep.delays) != 3 or any(abs(a - b) > 1e-6 for a, b in zip(sleep.delays, [0.5, 1.0, 2.0])):
             fail(f"with Retry-After: 0.2, base_delay=0.5, jitter=0 expected waits [0.5, 1.0, 2.0], got {sleep.delays}: "
                  "Retry-After is a lower bound; wait max(exponential wait, Retry-After), not the Retry-After alone")
     # always 500 (no Retry-After): waits grow exponentially from base_delay, capped at max_delay
